@@ -1,0 +1,43 @@
+"""torchlinreg: linear regression with PyTorch, from the tutorial to real data.
+
+Names are loaded on first use, so ``import torchlinreg`` (and ``torchlinreg --help``)
+does not load PyTorch.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Dataset": "data",
+    "tutorial_data": "data",
+    "LinearModel": "model",
+    "build_model": "model",
+    "TrainConfig": "config",
+    "train": "train",
+    "History": "history",
+    "EpochRecord": "history",
+    "Callback": "callbacks",
+    "PrintReport": "report",
+    "max_stable_lr": "diagnostics",
+    "run_fit": "pipeline",
+    "FitResult": "pipeline",
+    "save_plots": "plots",
+    "TorchlinregError": "errors",
+    "ConfigError": "errors",
+    "OutputError": "errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'torchlinreg' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,64 @@
+"""The training history: plain data, one record per epoch, saveable as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+Params = dict[str, list]  # parameter name -> nested list of floats, e.g. {"linear.weight": [[0.1]]}
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """The loss of one epoch and the parameters it was computed at (before that epoch's step)."""
+
+    epoch: int  # counted from 1, as the tutorial prints it
+    loss: float
+    params: Params
+
+
+@dataclass
+class History:
+    """What training did.
+
+    ``records[i]`` is epoch ``i + 1``. ``final_params`` are the parameters training ended
+    with: after the last step, or, when the loss diverged, those of the last epoch whose
+    loss was finite. ``status`` is ``"completed"`` or ``"diverged"``; ``message`` says why
+    training stopped early, if it did.
+    """
+
+    initial_params: Params
+    records: list[EpochRecord] = field(default_factory=list)
+    final_params: Params | None = None
+    status: str = "completed"
+    message: str = ""
+
+    @property
+    def losses(self) -> list[float]:
+        return [r.loss for r in self.records]
+
+    @property
+    def epochs(self) -> list[int]:
+        return [r.epoch for r in self.records]
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "History":
+        records = [EpochRecord(**r) for r in data["records"]]
+        return cls(data["initial_params"], records, data["final_params"], data["status"], data["message"])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        last = f", last loss {self.records[-1].loss:.8g}" if self.records else ""
+        return f"History({len(self.records)} epochs, {self.status}{last})"

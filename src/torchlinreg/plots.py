@@ -1,0 +1,99 @@
+"""The tutorial's four plots, drawn from the data and the history (never by training).
+
+Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas, so no display and
+no global pyplot state are involved.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # non-interactive: PNG files only
+from matplotlib.figure import Figure  # noqa: E402
+
+from .data import Dataset  # noqa: E402
+from .history import History, Params  # noqa: E402
+from .outputs import atomic_write_bytes  # noqa: E402
+
+PLOT_FILES = {  # plot name -> file name in the output folder
+    "data": "data.png",
+    "initial": "initial_model.png",
+    "loss": "loss.png",
+    "current": "current_model.png",
+}
+
+
+def _figure() -> tuple[Figure, object]:
+    fig = Figure(figsize=(6.4, 4.8), dpi=100, layout="tight")
+    return fig, fig.add_subplot()
+
+
+def _scatter(ax, data: Dataset) -> None:
+    x = data.X[:, 0].numpy()
+    for j, name in enumerate(data.target_names):
+        ax.scatter(x, data.y[:, j].numpy(), s=18, label=name if data.n_targets > 1 else "data")
+    ax.set_xlabel(data.feature_names[0])
+    ax.set_ylabel(data.target_names[0] if data.n_targets == 1 else "targets")
+
+
+def _line(ax, data: Dataset, params: Params, label: str) -> None:
+    """The model's line from the smallest to the largest x, as the tutorial draws it."""
+    x1 = [data.X[:, 0].min().item(), data.X[:, 0].max().item()]
+    for j in range(data.n_targets):
+        w, b = params["linear.weight"][j][0], params["linear.bias"][j]
+        ax.plot(x1, [x * w + b for x in x1], color="red", label=f"{label}: y = {w:.4f}x + {b:.4f}")
+    ax.legend()
+
+
+def data_figure(data: Dataset) -> Figure:
+    fig, ax = _figure()
+    _scatter(ax, data)
+    ax.set_title("Data")
+    return fig
+
+
+def model_figure(data: Dataset, params: Params, title: str) -> Figure:
+    """The data with the line a model with ``params`` draws, titled ``Initial Model`` or ``Current Model``."""
+    fig, ax = _figure()
+    _scatter(ax, data)
+    _line(ax, data, params, "model")
+    ax.set_title(title)
+    return fig
+
+
+def loss_figure(history: History) -> Figure:
+    fig, ax = _figure()
+    ax.plot(history.epochs, history.losses, marker=".")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE loss")
+    losses = [v for v in history.losses if v > 0]
+    if losses and max(losses) / min(losses) > 100:
+        ax.set_yscale("log")  # a plain axis hides everything after the first few epochs
+        ax.set_ylabel("MSE loss (log scale)")
+    ax.set_title("Loss")
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_plots(data: Dataset, history: History, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write the four plots into ``out_dir`` and return their paths by name.
+
+    The line plots need a model with one input feature; for more features only the loss
+    plot is written.
+    """
+    out_dir = Path(out_dir)
+    figures = {"loss": loss_figure(history)}
+    if data.n_features == 1:
+        figures["data"] = data_figure(data)
+        figures["initial"] = model_figure(data, history.initial_params, "Initial Model")
+        figures["current"] = model_figure(data, history.final_params, "Current Model")
+    return {name: save_figure(figures[name], out_dir / PLOT_FILES[name]) for name in PLOT_FILES if name in figures}
