@@ -23,8 +23,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` for every option that takes a value."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _add_fit_parser(commands) -> None:
@@ -35,22 +40,22 @@ def _add_fit_parser(commands) -> None:
                     "With no options this is the tutorial's run: its data, seeds and 50 epochs at lr 0.001.",
     )
     train = p.add_argument_group("training")
-    train.add_argument("--epochs", type=int, default=defaults.EPOCHS, help="number of full passes over the data")
-    train.add_argument("--lr", type=float, default=defaults.LR, help="learning rate of SGD")
-    train.add_argument("--momentum", type=float, default=defaults.MOMENTUM, help="SGD momentum, in [0, 1)")
+    train.add_argument("--epochs", type=int, metavar="N", default=defaults.EPOCHS, help="number of full passes over the data")
+    train.add_argument("--lr", type=float, metavar="LR", default=defaults.LR, help="learning rate of SGD")
+    train.add_argument("--momentum", type=float, metavar="MU", default=defaults.MOMENTUM, help="SGD momentum, in [0, 1)")
     train.add_argument("--nesterov", action="store_true", help="use Nesterov momentum (needs --momentum > 0)")
-    train.add_argument("--weight-decay", type=float, default=defaults.WEIGHT_DECAY, help="L2 penalty (SGD weight decay)")
-    train.add_argument("--seed", type=int, default=defaults.MODEL_SEED, help="seed of the model's initial weight and bias")
+    train.add_argument("--weight-decay", type=float, metavar="WD", default=defaults.WEIGHT_DECAY, help="L2 penalty (SGD weight decay)")
+    train.add_argument("--seed", type=int, metavar="SEED", default=defaults.MODEL_SEED, help="seed of the model's initial weight and bias")
 
     data = p.add_argument_group("data: points around the line y = weight*x + bias, with integer noise")
-    data.add_argument("--data-seed", type=int, default=defaults.DATA_SEED, help="seed of the noise")
-    data.add_argument("--n-samples", type=int, default=defaults.N_SAMPLES, help="number of points")
-    data.add_argument("--x-start", type=float, default=defaults.X_START, help="smallest x")
-    data.add_argument("--x-stop", type=float, default=defaults.X_STOP, help="largest x")
-    data.add_argument("--true-weight", type=float, default=defaults.TRUE_WEIGHT, help="slope of the line")
-    data.add_argument("--true-bias", type=float, default=defaults.TRUE_BIAS, help="intercept of the line")
-    data.add_argument("--noise-low", type=int, default=defaults.NOISE_LOW, help="smallest noise value (inclusive)")
-    data.add_argument("--noise-high", type=int, default=defaults.NOISE_HIGH, help="largest noise value (inclusive)")
+    data.add_argument("--data-seed", type=int, metavar="SEED", default=defaults.DATA_SEED, help="seed of the noise")
+    data.add_argument("--n-samples", type=int, metavar="N", default=defaults.N_SAMPLES, help="number of points")
+    data.add_argument("--x-start", type=float, metavar="X", default=defaults.X_START, help="smallest x")
+    data.add_argument("--x-stop", type=float, metavar="X", default=defaults.X_STOP, help="largest x")
+    data.add_argument("--true-weight", type=float, metavar="W", default=defaults.TRUE_WEIGHT, help="slope of the line")
+    data.add_argument("--true-bias", type=float, metavar="B", default=defaults.TRUE_BIAS, help="intercept of the line")
+    data.add_argument("--noise-low", type=int, metavar="E", default=defaults.NOISE_LOW, help="smallest noise value (inclusive)")
+    data.add_argument("--noise-high", type=int, metavar="E", default=defaults.NOISE_HIGH, help="largest noise value (inclusive)")
 
     out = p.add_argument_group("output")
     out.add_argument("--out", default=defaults.OUTPUT_DIR, metavar="DIR",
@@ -62,8 +67,9 @@ def _add_fit_parser(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="torchlinreg", description="Linear regression with PyTorch: the tutorial's system as a tool.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(title="commands", dest="command_name", required=True, parser_class=_Parser)
     _add_fit_parser(commands)
+    commands.metavar = "{" + ",".join(commands.choices) + "}"
     return parser
 
 

@@ -1,0 +1,122 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from torchlinreg.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fit_writes_history_and_plots(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "fit", "--epochs", "5", "--out", str(tmp_path))
+    assert code == 0
+    assert len([ln for ln in out.splitlines() if ln.startswith("epoch:")]) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "current_model.png", "data.png", "history.json", "initial_model.png", "loss.png"]
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [r["epoch"] for r in history["records"]] == [1, 2, 3, 4, 5]
+    assert str(tmp_path) in err
+
+
+def test_flags_reach_the_library(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "fit", "--epochs", "2", "--lr", "0.0005", "--momentum", "0.5", "--nesterov",
+                           "--weight-decay", "0.01", "--seed", "3", "--data-seed", "4", "--n-samples", "20",
+                           "--x-start", "0", "--x-stop", "10", "--true-weight", "-1", "--true-bias", "5",
+                           "--noise-low", "-2", "--noise-high", "2", "--out", str(tmp_path), "--no-plots")
+    assert code == 0
+    from torchlinreg import TrainConfig, build_model, train, tutorial_data
+
+    data = tutorial_data(20, x_start=0, x_stop=10, weight=-1, bias=5, noise_low=-2, noise_high=2, seed=4)
+    cfg = TrainConfig(epochs=2, lr=0.0005, momentum=0.5, nesterov=True, weight_decay=0.01, seed=3)
+    expected = train(build_model(seed=3), data.X, data.y, cfg)
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert [r["loss"] for r in saved["records"]] == expected.losses
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--epochs", "0"], "epochs must be a positive integer"),
+    (["--epochs", "-4"], "epochs must be a positive integer"),
+    (["--epochs", "2.5"], "invalid int value"),
+    (["--epochs", "ten"], "invalid int value"),
+    (["--lr", "-0.1"], "learning rate must be above 0"),
+    (["--lr", "0"], "learning rate must be above 0"),
+    (["--lr", "nan"], "learning rate must be a finite number"),
+    (["--lr", "inf"], "learning rate must be a finite number"),
+    (["--momentum", "-0.5"], "momentum must not be negative"),
+    (["--weight-decay", "-1"], "weight decay must not be negative"),
+    (["--n-samples", "0"], "number of samples"),
+    (["--bogus"], "unrecognized arguments"),
+])
+def test_bad_flags_give_one_line_and_exit_2(capsys, tmp_path, argv, words):
+    with pytest.raises(SystemExit) if words in ("invalid int value", "unrecognized arguments") else _no_raise() as exc:
+        code = main(["fit", "--out", str(tmp_path / "out"), *argv])
+    code = exc.value.code if exc is not None and hasattr(exc, "value") else code
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert words in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "epoch:" not in out
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+class _no_raise:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_output_folder_that_cannot_be_written(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    for target in (blocker, blocker / "sub"):
+        code, out, err = run_cli(capsys, "fit", "--out", str(target))
+        assert code == 2
+        assert "output folder" in err and "--out" in err
+        assert len(err.strip().splitlines()) == 1
+        assert "epoch:" not in out  # refused before training
+    assert blocker.read_text() == "keep me"
+
+
+def test_divergence_stops_without_nan(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "fit", "--lr", "0.01", "--epochs", "200", "--out", str(tmp_path))
+    assert code == 3
+    assert "nan" not in out.lower() and "inf" not in out.lower()
+    epochs = [ln for ln in out.splitlines() if ln.startswith("epoch:")]
+    assert 1 < len(epochs) < 200
+    assert "diverged" in err and "0.00116" in err and "--lr 0.001" in err
+    assert out.splitlines()[-1].startswith("Current weight:")
+    assert (tmp_path / "loss.png").exists()
+
+
+def test_module_entry_point_and_help_show_defaults():
+    proc = subprocess.run([sys.executable, "-m", "torchlinreg", "fit", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())  # undo line wrapping
+    for flag, default in [("--epochs", "50"), ("--lr", "0.001"), ("--seed", "59"), ("--data-seed", "71"),
+                          ("--out", "torchlinreg-output")]:
+        assert flag in text and f"(default: {default})" in text
+
+
+def test_help_and_flag_errors_do_not_import_torch():
+    code = ("import sys\nfrom torchlinreg.cli import main\n"
+            "for argv in (['--help'], ['fit', '--help'], ['fit', '--epochs', 'x']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules, sorted(sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    assert "fit" in capsys.readouterr().err

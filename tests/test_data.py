@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from torchlinreg import ConfigError, Dataset, tutorial_data
+
+
+def tutorial_recipe():
+    """The tutorial's own code, run verbatim."""
+    X = torch.linspace(1, 50, 50).reshape(-1, 1)
+    torch.manual_seed(71)
+    e = torch.randint(-8, 9, (50, 1), dtype=torch.float)
+    y = 2 * X + 1 + e
+    return X, y
+
+
+def test_defaults_are_the_tutorial_data():
+    X, y = tutorial_recipe()
+    data = tutorial_data()
+    assert data.X.shape == (50, 1) and data.y.shape == (50, 1)
+    assert data.X.dtype == torch.float32 and data.y.dtype == torch.float32
+    assert torch.equal(data.X, X)
+    assert torch.equal(data.y, y)
+    assert data.feature_names == ("x",) and data.target_names == ("y",)
+
+
+def test_global_random_state_is_left_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    tutorial_data()
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_parameters_shape_the_data():
+    data = tutorial_data(400, x_start=-2.0, x_stop=3.0, weight=-0.5, bias=4.0, noise_low=-1, noise_high=2, seed=5)
+    assert data.n_samples == 400
+    assert data.X[0, 0].item() == -2.0 and data.X[-1, 0].item() == 3.0
+    noise = data.y - (-0.5 * data.X + 4.0)
+    assert torch.allclose(noise, noise.round(), atol=1e-5)  # integer noise (up to float32 rounding)
+    assert set(noise.flatten().round().int().tolist()) == {-1, 0, 1, 2}  # both bounds inclusive
+
+
+def test_seed_changes_noise_and_is_reproducible():
+    assert torch.equal(tutorial_data(seed=3).y, tutorial_data(seed=3).y)
+    assert not torch.equal(tutorial_data(seed=3).y, tutorial_data(seed=4).y)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_samples": 0}, "positive integer"),
+    ({"n_samples": 2.5}, "positive integer"),
+    ({"noise_low": 3, "noise_high": 1}, "swap"),
+    ({"weight": float("nan")}, "finite"),
+    ({"x_stop": float("inf")}, "finite"),
+])
+def test_bad_arguments_are_refused(kwargs, match):
+    args = {"n_samples": kwargs.pop("n_samples")} if "n_samples" in kwargs else {}
+    with pytest.raises(ConfigError, match=match):
+        tutorial_data(**args, **kwargs)
+
+
+def test_dataset_checks_shapes_and_names_columns():
+    with pytest.raises(ValueError, match="rows"):
+        Dataset(torch.zeros(3, 1), torch.zeros(4, 1))
+    with pytest.raises(ValueError, match="2-D"):
+        Dataset(torch.zeros(3), torch.zeros(3, 1))
+    data = Dataset(torch.zeros(3, 2), torch.zeros(3, 2))
+    assert data.feature_names == ("x0", "x1") and data.target_names == ("y0", "y1")
+    assert "n_samples=3" in repr(data)

@@ -1,0 +1,136 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from torchlinreg import ConfigError, TrainConfig, build_model, train, tutorial_data
+from torchlinreg.callbacks import Callback
+
+
+def mse_gradient(w, b, X, y):
+    """d/dw and d/db of mean((X w + b - y)^2), in float64 NumPy."""
+    X, y = X.double().numpy(), y.double().numpy()
+    r = X @ w + b - y  # (n, 1)
+    n = X.shape[0]
+    return 2.0 / n * (X.T @ r), 2.0 / n * r.sum(axis=0)
+
+
+def params64(model):
+    return model.linear.weight.detach().double().numpy().T.copy(), model.linear.bias.detach().double().numpy().copy()
+
+
+def test_one_step_is_the_hand_computed_gradient_step():
+    data = tutorial_data()
+    model = build_model()
+    w0, b0 = params64(model)
+    gw, gb = mse_gradient(w0, b0, data.X, data.y)
+    train(model, data.X, data.y, TrainConfig(epochs=1, lr=0.001))
+    w1, b1 = params64(model)
+    np.testing.assert_allclose(w1, w0 - 0.001 * gw, rtol=1e-6)
+    np.testing.assert_allclose(b1, b0 - 0.001 * gb, rtol=1e-6)
+
+
+def test_momentum_and_weight_decay_steps_follow_the_heavy_ball_rule():
+    data = tutorial_data()
+    model = build_model()
+    lr, mu, wd = 1e-4, 0.5, 0.1
+    w, b = params64(model)
+    vw = vb = None
+    for _ in range(2):  # v = mu*v + (g + wd*p); p -= lr*v
+        gw, gb = mse_gradient(w, b, data.X, data.y)
+        gw, gb = gw + wd * w, gb + wd * b
+        vw, vb = (gw, gb) if vw is None else (mu * vw + gw, mu * vb + gb)
+        w, b = w - lr * vw, b - lr * vb
+    train(model, data.X, data.y, TrainConfig(epochs=2, lr=lr, momentum=mu, weight_decay=wd))
+    got_w, got_b = params64(model)
+    np.testing.assert_allclose(got_w, w, rtol=1e-5)
+    np.testing.assert_allclose(got_b, b, rtol=1e-5)
+
+
+def test_history_records_loss_at_the_recorded_parameters():
+    data = tutorial_data()
+    model = build_model()
+    history = train(model, data.X, data.y, TrainConfig(epochs=7))
+    assert history.epochs == list(range(1, 8))
+    assert history.status == "completed" and history.message == ""
+    for rec in history.records:
+        w = np.array(rec.params["linear.weight"]).T
+        b = np.array(rec.params["linear.bias"])
+        loss = np.mean((data.X.double().numpy() @ w + b - data.y.double().numpy()) ** 2)
+        assert rec.loss == pytest.approx(loss, rel=1e-6)
+    assert history.final_params == {n: p.detach().tolist() for n, p in model.named_parameters()}
+    assert history.initial_params == history.records[0].params
+    assert history.final_params != history.records[-1].params  # final = after the last step
+
+
+def test_history_round_trips_through_json():
+    import json
+
+    from torchlinreg import History
+
+    data = tutorial_data()
+    history = train(build_model(), data.X, data.y, TrainConfig(epochs=3))
+    again = History.from_dict(json.loads(history.to_json()))
+    assert again == history
+
+
+def test_callbacks_see_every_epoch():
+    seen = []
+
+    class Spy(Callback):
+        def on_train_begin(self, model, config):
+            seen.append("begin")
+
+        def on_epoch_end(self, record):
+            seen.append(record.epoch)
+
+        def on_train_end(self, history):
+            seen.append("end")
+
+    data = tutorial_data()
+    train(build_model(), data.X, data.y, TrainConfig(epochs=3), callbacks=[Spy()])
+    assert seen == ["begin", 1, 2, 3, "end"]
+
+
+def test_divergence_stops_and_keeps_last_finite_parameters():
+    data = tutorial_data()
+    model = build_model()
+    history = train(model, data.X, data.y, TrainConfig(epochs=500, lr=0.01))
+    assert history.diverged
+    assert 1 < len(history) < 500
+    assert all(math.isfinite(v) for v in history.losses)
+    assert f"epoch {len(history) + 1}" in history.message
+    last = history.records[-1].params
+    assert history.final_params == last
+    assert model.linear.weight.tolist() == last["linear.weight"]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_many_features_and_targets_reduce_the_loss():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 3, generator=g)
+    y = X @ torch.tensor([[1.0, -2.0], [0.5, 0.0], [3.0, 1.0]]) + torch.tensor([0.5, -1.0])
+    model = build_model(3, 2, seed=0)
+    history = train(model, X, y, TrainConfig(epochs=300, lr=0.1))
+    assert history.losses[-1] < 1e-3 * history.losses[0]
+    assert np.array(history.final_params["linear.weight"]).shape == (2, 3)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"epochs": -3}, "epochs must be a positive integer"),
+    ({"epochs": 2.5}, "epochs must be a positive integer"),
+    ({"lr": 0.0}, "learning rate must be above 0"),
+    ({"lr": -0.1}, "learning rate must be above 0"),
+    ({"lr": float("nan")}, "learning rate must be a finite number"),
+    ({"lr": float("inf")}, "learning rate must be a finite number"),
+    ({"momentum": -0.1}, "momentum must not be negative"),
+    ({"momentum": 1.0}, "momentum must be below 1"),
+    ({"nesterov": True}, "Nesterov momentum needs"),
+    ({"weight_decay": -1.0}, "weight decay must not be negative"),
+    ({"seed": -1}, "seed must be a non-negative integer"),
+])
+def test_bad_settings_are_refused(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
