@@ -15,3 +15,19 @@ class ConfigError(TorchlinregError, ValueError):
 
 class OutputError(TorchlinregError, OSError):
     """An output file or folder cannot be written."""
+
+
+class DataError(TorchlinregError):
+    """A data file cannot be used: missing, unreadable, wrong columns, non-finite values."""
+
+
+class ModelFileError(TorchlinregError):
+    """A saved model cannot be loaded: missing, truncated, inconsistent, or not a torchlinreg model."""
+
+
+class RankDeficiencyWarning(UserWarning):
+    """The design matrix does not have full column rank; the minimum-norm solution is returned."""
+
+
+class ConvergenceWarning(UserWarning):
+    """Training stopped before its stopping rule was met."""
