@@ -11,33 +11,75 @@ from dataclasses import asdict, dataclass
 from . import defaults
 from .errors import ConfigError
 
+OPTIMIZERS = ("sgd", "adam", "adamw", "lbfgs")
+SCHEDULES = ("constant", "step", "cosine")
+DTYPES = ("float32", "float64")
+DEFAULT_LR = {"sgd": defaults.LR, "adam": 0.001, "adamw": 0.001, "lbfgs": 1.0}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How the model is trained. The defaults are the tutorial's."""
 
-    epochs: int = defaults.EPOCHS  # full passes over the data; the tutorial's 50
-    lr: float = defaults.LR  # SGD step size; above ~0.00116 the tutorial's data diverges
-    momentum: float = defaults.MOMENTUM  # heavy-ball momentum in [0, 1); 0 is plain gradient descent
-    nesterov: bool = False  # Nesterov momentum (needs momentum > 0)
-    weight_decay: float = defaults.WEIGHT_DECAY  # L2 penalty added to the gradient of every parameter
-    seed: int = defaults.MODEL_SEED  # seeds the model's random initial weight and bias
+    epochs: int = defaults.EPOCHS  # upper bound on full passes over the data; the tutorial's 50
+    lr: float | None = None  # step size; None: 0.001 (the tutorial's) for SGD/Adam/AdamW, 1.0 for L-BFGS
+    optimizer: str = "sgd"  # sgd | adam | adamw | lbfgs
+    momentum: float = defaults.MOMENTUM  # SGD heavy-ball momentum in [0, 1); 0 is plain gradient descent
+    nesterov: bool = False  # SGD Nesterov momentum (needs momentum > 0)
+    weight_decay: float = defaults.WEIGHT_DECAY  # L2 penalty on every parameter (decoupled for AdamW)
+    batch_size: int | None = None  # rows per step; None is full batch, as the tutorial
+    tol: float | None = None  # stop when the loss improves by less than tol (relative) ...
+    patience: int = 5  # ... for this many epochs in a row; off while tol is None
+    schedule: str = "constant"  # learning-rate schedule: constant | step | cosine
+    step_size: int = 30  # step schedule: epochs between decays
+    gamma: float = 0.1  # step schedule: factor applied every step_size epochs
+    dtype: str = "float32"  # parameters and data in training; the tutorial's float32
+    seed: int = defaults.MODEL_SEED  # seeds the initial parameters and the mini-batch order
 
     def __post_init__(self):
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError(f"epochs must be a positive integer, got {self.epochs!r}; pass e.g. --epochs 50")
-        _check_number("learning rate", self.lr, "--lr 0.001", positive=True)
+        _check_int("epochs", self.epochs, "--epochs 50")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.lr is not None:
+            _check_number("learning rate", self.lr, "--lr 0.001", positive=True)
         _check_number("momentum", self.momentum, "--momentum 0.9")
         if self.momentum >= 1:
             raise ConfigError(f"momentum must be below 1, got {self.momentum!r}; pass e.g. --momentum 0.9")
+        if self.optimizer != "sgd" and (self.momentum or self.nesterov):
+            raise ConfigError(f"momentum and Nesterov apply to SGD only, not {self.optimizer}; drop --momentum/--nesterov")
         if self.nesterov and self.momentum == 0:
             raise ConfigError("Nesterov momentum needs a momentum above 0; pass e.g. --momentum 0.9")
         _check_number("weight decay", self.weight_decay, "--weight-decay 0.0001")
+        if self.batch_size is not None:
+            _check_int("batch size", self.batch_size, "--batch-size 32")
+            if self.optimizer == "lbfgs":
+                raise ConfigError("L-BFGS needs the full batch; drop --batch-size or choose another optimizer")
+        if self.tol is not None:
+            _check_number("tol", self.tol, "--tol 1e-6")
+        _check_int("patience", self.patience, "--patience 5")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        _check_int("step size", self.step_size, "--step-size 30")
+        _check_number("gamma", self.gamma, "--gamma 0.1", positive=True)
+        if self.gamma > 1:
+            raise ConfigError(f"gamma must be at most 1 (it shrinks the rate), got {self.gamma!r}; pass e.g. --gamma 0.1")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
 
+    @property
+    def learning_rate(self) -> float:
+        """The rate in use: ``lr``, or the optimizer's default when ``lr`` is None."""
+        return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"lr": self.learning_rate}
+
+
+def _check_int(name: str, value, example: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}; pass e.g. {example}")
 
 
 def _check_number(name: str, value, example: str, *, positive: bool = False) -> None:

@@ -86,3 +86,55 @@ def tutorial_data(
     e = torch.randint(noise_low, noise_high + 1, (n_samples, 1), generator=generator).float()  # (n, 1)
     y = weight * X + bias + e
     return Dataset(X, y, ("x",), ("y",))
+
+
+def make_regression(
+    n_samples: int = 1000,
+    n_features: int = 3,
+    n_targets: int = 1,
+    *,
+    coef=None,
+    intercept=None,
+    noise: float = 1.0,
+    seed: int = defaults.DATA_SEED,
+) -> Dataset:
+    """A multivariate linear data set: ``y = X @ coef.T + intercept + noise``.
+
+    ``X`` is standard normal, shape (n_samples, n_features). ``coef`` has shape
+    (n_targets, n_features) (a flat sequence of that many values is accepted) and defaults
+    to integers drawn from -5..5; ``intercept`` has shape (n_targets,) and defaults to
+    ones. The noise is normal with standard deviation ``noise``. Everything random comes
+    from one generator seeded with ``seed``; data are float64. Columns are named
+    ``x1..xd`` and ``y`` (or ``y1..ym``).
+    """
+    for name, value in (("n_samples", n_samples), ("n_features", n_features), ("n_targets", n_targets)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if not (isinstance(noise, (int, float)) and noise >= 0 and torch.isfinite(torch.tensor(float(noise)))):
+        raise ConfigError(f"noise must be a finite number >= 0, got {noise!r}")
+    g = torch.Generator().manual_seed(seed)
+    if coef is None:
+        W = torch.randint(-5, 6, (n_targets, n_features), generator=g).double()
+    else:
+        W = torch.as_tensor(coef, dtype=torch.float64).flatten()
+        if W.numel() != n_targets * n_features:
+            raise ConfigError(f"got {W.numel()} coefficients for {n_targets} target(s) x {n_features} feature(s); "
+                              f"give {n_targets * n_features} values")
+        W = W.reshape(n_targets, n_features)
+    b = torch.ones(n_targets, dtype=torch.float64) if intercept is None else torch.as_tensor(intercept, dtype=torch.float64).flatten()
+    if b.numel() != n_targets:
+        raise ConfigError(f"got {b.numel()} intercepts for {n_targets} target(s); give one per target")
+    if not (torch.isfinite(W).all() and torch.isfinite(b).all()):
+        raise ConfigError("coefficients and intercepts must be finite numbers")
+    X = torch.randn(n_samples, n_features, generator=g, dtype=torch.float64)
+    y = X @ W.T + b + noise * torch.randn(n_samples, n_targets, generator=g, dtype=torch.float64)
+    features = tuple(f"x{i + 1}" for i in range(n_features))
+    targets = ("y",) if n_targets == 1 else tuple(f"y{j + 1}" for j in range(n_targets))
+    return Dataset(X, y, features, targets)
+
+
+def dataset_columns(data: Dataset) -> dict:
+    """The data set as named float64 NumPy columns (features, then targets), ready to write to a file."""
+    columns = {name: data.X[:, i].double().numpy() for i, name in enumerate(data.feature_names)}
+    columns.update({name: data.y[:, j].double().numpy() for j, name in enumerate(data.target_names)})
+    return columns

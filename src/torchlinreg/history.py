@@ -13,8 +13,10 @@ class EpochRecord:
     """The loss of one epoch and the parameters it was computed at (before that epoch's step)."""
 
     epoch: int  # counted from 1, as the tutorial prints it
-    loss: float
-    params: Params
+    loss: float  # MSE on the training data, in the data's units
+    params: Params  # in the data's units, also when training ran on standardised data
+    lr: float | None = None  # learning rate of this epoch's step(s)
+    val_loss: float | None = None  # MSE on the held-out rows, if any
 
 
 @dataclass
@@ -42,8 +44,27 @@ class History:
         return [r.epoch for r in self.records]
 
     @property
+    def val_losses(self) -> list[float | None]:
+        return [r.val_loss for r in self.records]
+
+    @property
     def diverged(self) -> bool:
         return self.status == "diverged"
+
+    def to_csv(self) -> str:
+        """One row per epoch: epoch, loss, val_loss, lr, then one column per parameter value."""
+        import csv
+        import io
+
+        names = _flat_names(self.records[0].params) if self.records else []
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["epoch", "loss", "val_loss", "lr", *names])
+        for r in self.records:
+            values = [repr(v) for v in _flat_values(r.params)]
+            writer.writerow([r.epoch, repr(r.loss), "" if r.val_loss is None else repr(r.val_loss),
+                             "" if r.lr is None else repr(r.lr), *values])
+        return buffer.getvalue()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,3 +83,34 @@ class History:
     def __repr__(self) -> str:
         last = f", last loss {self.records[-1].loss:.8g}" if self.records else ""
         return f"History({len(self.records)} epochs, {self.status}{last})"
+
+
+def _flat_values(params: Params) -> list[float]:
+    out: list[float] = []
+
+    def walk(v):
+        if isinstance(v, list):
+            for item in v:
+                walk(item)
+        else:
+            out.append(v)
+
+    for value in params.values():
+        walk(value)
+    return out
+
+
+def _flat_names(params: Params) -> list[str]:
+    """``linear.weight[0][1]``-style names in the order of :func:`_flat_values`."""
+    out: list[str] = []
+
+    def walk(prefix, v):
+        if isinstance(v, list):
+            for i, item in enumerate(v):
+                walk(f"{prefix}[{i}]", item)
+        else:
+            out.append(prefix)
+
+    for name, value in params.items():
+        walk(name, value)
+    return out

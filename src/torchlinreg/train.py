@@ -1,9 +1,16 @@
-"""The tutorial's training loop: full-batch SGD on the mean squared error."""
+"""The training loop: the tutorial's full-batch SGD on the MSE, plus the options real data needs.
+
+Each epoch: predict, compute the loss, record it with the parameters it was computed at,
+then ``zero_grad``, ``backward``, ``step`` (once for the full batch, or once per shuffled
+mini-batch). Other optimizers, a learning-rate schedule and a stopping rule plug into the
+same loop.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -14,13 +21,66 @@ from .model import LinearModel
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
-    )
+    params, lr, wd = model.parameters(), config.learning_rate, config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=wd)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    # One quasi-Newton iteration per epoch, with a line search so that lr=1 is safe.
+    return torch.optim.LBFGS(params, lr=lr, max_iter=1, line_search_fn="strong_wolfe")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return None
+
+
+class _Plateau:
+    """True once the loss has not improved by ``tol`` (relative) for ``patience`` epochs in a row."""
+
+    def __init__(self, tol: float | None, patience: int):
+        self.tol, self.patience = tol, patience
+        self.best, self.stale = float("inf"), 0
+
+    def update(self, loss: float) -> bool:
+        if self.tol is None:
+            return False
+        if loss < self.best - self.tol * abs(self.best) or self.best == float("inf"):
+            self.stale = 0
+        else:
+            self.stale += 1
+        self.best = min(self.best, loss)
+        return self.stale >= self.patience
+
+
+class _Units:
+    """Reports losses and parameters in the data's units when training runs on standardised data.
+
+    ``scaler`` has ``unscale_params(weight_s, bias_s) -> (weight, bias)`` and ``y_scale``
+    (one factor per target); without one, values are reported as the model holds them.
+    """
+
+    def __init__(self, scaler=None):
+        self.scaler = scaler
+        if scaler is not None:
+            self.y_scale2 = torch.as_tensor(np.asarray(scaler.y_scale, dtype=np.float64) ** 2)
+
+    def loss(self, loss: torch.Tensor, y_pred: torch.Tensor, y: torch.Tensor) -> float:
+        if self.scaler is None:
+            return loss.item()
+        return ((y_pred.detach().double() - y.double()) ** 2 * self.y_scale2).mean().item()
+
+    def params(self, model: nn.Module) -> Params:
+        if self.scaler is None:
+            return {name: p.detach().tolist() for name, p in model.named_parameters()}
+        weight, bias = self.scaler.unscale_params(model.linear.weight.detach().double().numpy(),
+                                                  model.linear.bias.detach().double().numpy())
+        return {"linear.weight": np.asarray(weight).tolist(), "linear.bias": np.asarray(bias).tolist()}
 
 
 def train(
@@ -29,57 +89,120 @@ def train(
     y: torch.Tensor,
     config: TrainConfig = TrainConfig(),
     callbacks: Iterable[Callback] = (),
+    *,
+    X_val: torch.Tensor | None = None,
+    y_val: torch.Tensor | None = None,
+    scaler=None,
 ) -> History:
     """Train ``model`` in place on ``(X, y)`` and return the history of every epoch.
 
-    Each epoch does what the tutorial does: predict, compute the loss, record it together
-    with the parameters it was computed at, then ``zero_grad``, ``backward``, ``step``.
-    If the loss becomes inf or NaN, training stops at that epoch and the model keeps the
-    parameters of the last epoch whose loss was finite (``history.status == "diverged"``).
+    The loss recorded for epoch ``t`` is the MSE on all of ``(X, y)`` at the parameters
+    the epoch starts from (after ``t - 1`` epochs of steps), as the tutorial prints it;
+    with ``X_val``/``y_val`` the held-out MSE at the same parameters is recorded too.
+    With a ``scaler`` (see :class:`torchlinreg.scaling.Standardizer`) the model trains on
+    standardised data but losses and parameters are recorded in the data's units.
+
+    Training ends after ``config.epochs`` epochs, when the stopping rule is met
+    (``status="converged"``; the model keeps the parameters of the last recorded epoch),
+    or when the loss becomes inf or NaN (``status="diverged"``; the model keeps the
+    parameters of the last epoch whose loss was finite).
     """
     callbacks = list(callbacks)
+    dtype = getattr(torch, config.dtype)
+    model.to(dtype)
+    X, y = X.to(dtype), y.to(dtype)
+    if X_val is not None:
+        X_val, y_val = X_val.to(dtype), y_val.to(dtype)
     criterion = nn.MSELoss()
     optimizer = make_optimizer(model, config)
-    history = History(initial_params=_params(model))
+    scheduler = make_scheduler(optimizer, config)
+    full_batch = config.batch_size is None or config.batch_size >= X.shape[0]
+    order = torch.Generator().manual_seed(config.seed)  # mini-batch shuffling
+    units = _Units(scaler)
+    plateau = _Plateau(config.tol, config.patience)
+    history = History(initial_params=units.params(model))
+    last_state = _state(model)  # model-unit parameters of the last epoch with a finite loss
     for cb in callbacks:
         cb.on_train_begin(model, config)
 
     for epoch in range(1, config.epochs + 1):
-        y_pred = model(X)  # (n, out_features)
-        loss = criterion(y_pred, y)
+        needs_graph = full_batch and config.optimizer != "lbfgs"  # reuse this forward pass for the step
+        with torch.set_grad_enabled(needs_graph):
+            y_pred = model(X)  # (n, out_features)
+            loss = criterion(y_pred, y)
         if not torch.isfinite(loss):
-            _diverged(model, history, f"the loss became {loss.item()} at epoch {epoch}")
+            _diverged(model, history, last_state, f"the loss became {loss.item()} at epoch {epoch}")
             break
-        record = EpochRecord(epoch, loss.item(), _params(model))
+        last_state = _state(model)
+        record = EpochRecord(epoch, units.loss(loss, y_pred, y), units.params(model),
+                             lr=optimizer.param_groups[0]["lr"], val_loss=_val_loss(model, X_val, y_val, units))
         history.records.append(record)
         for cb in callbacks:
             cb.on_epoch_end(record)
+        if plateau.update(record.loss):
+            history.status = "converged"
+            history.message = (f"the loss improved by less than {config.tol:g} (relative) for {config.patience} "
+                               f"epochs in a row; stopped after epoch {epoch}")
+            break
 
-        optimizer.zero_grad()  # gradients accumulate: clear last epoch's
-        loss.backward()
-        optimizer.step()
-    else:
-        if all(torch.isfinite(p).all() for p in model.parameters()):
-            history.final_params = _params(model)
+        if config.optimizer == "lbfgs":
+            optimizer.step(lambda: _closure(model, criterion, optimizer, X, y))
+        elif full_batch:
+            optimizer.zero_grad()  # gradients accumulate: clear last epoch's
+            loss.backward()
+            optimizer.step()
         else:
-            _diverged(model, history, f"the parameters became inf or NaN in the step after epoch {config.epochs}")
+            for idx in torch.randperm(X.shape[0], generator=order).split(config.batch_size):
+                optimizer.zero_grad()
+                batch_loss = criterion(model(X[idx]), y[idx])
+                batch_loss.backward()
+                optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+
+    if history.status == "converged":
+        _load(model, last_state)  # the parameters the last recorded loss was computed at
+        history.final_params = history.records[-1].params
+    elif history.status != "diverged" and not all(torch.isfinite(p).all() for p in model.parameters()):
+        _diverged(model, history, last_state, f"the parameters became inf or NaN in the step after epoch {epoch}")
+    elif history.status != "diverged":
+        history.final_params = units.params(model)
 
     for cb in callbacks:
         cb.on_train_end(history)
     return history
 
 
-def _params(model: nn.Module) -> Params:
-    return {name: p.detach().tolist() for name, p in model.named_parameters()}
+def _closure(model, criterion, optimizer, X, y):
+    optimizer.zero_grad()
+    loss = criterion(model(X), y)
+    loss.backward()
+    return loss
 
 
-def _diverged(model: nn.Module, history: History, what: str) -> None:
+@torch.no_grad()
+def _val_loss(model, X_val, y_val, units: _Units) -> float | None:
+    if X_val is None or X_val.shape[0] == 0:
+        return None
+    y_pred = model(X_val)
+    return units.loss(nn.functional.mse_loss(y_pred, y_val), y_pred, y_val)
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def _load(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    for name, p in model.named_parameters():
+        p.copy_(state[name])
+
+
+def _diverged(model: nn.Module, history: History, last_state: dict[str, torch.Tensor], what: str) -> None:
     """Mark the run diverged and put back the last parameters whose loss was finite."""
-    last = history.records[-1].params if history.records else history.initial_params
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(torch.tensor(last[name], dtype=p.dtype))
-    kept = f"epoch {history.records[-1].epoch}" if history.records else "initialisation"
+    last = history.records[-1] if history.records else None
     history.status = "diverged"
-    history.message = f"{what}; training stopped and kept the parameters of {kept}"
-    history.final_params = last
+    history.message = f"{what}; training stopped and kept the parameters of " + (
+        f"epoch {last.epoch}" if last else "initialisation")
+    history.final_params = last.params if last else history.initial_params
+    _load(model, last_state)

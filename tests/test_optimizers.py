@@ -1,0 +1,136 @@
+"""Optimisers, mini-batches, schedules and the stopping rule, against references computed here."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from torchlinreg import TrainConfig, build_model, train
+from torchlinreg.data import make_regression
+
+
+@pytest.fixture(scope="module")
+def problem():
+    data = make_regression(400, 3, 2, noise=0.5, seed=3)
+    A = np.hstack([data.X.numpy(), np.ones((400, 1))])
+    solution, *_ = np.linalg.lstsq(A, data.y.numpy(), rcond=None)  # (4, 2)
+    return data, solution[:3].T, solution[3]
+
+
+@pytest.mark.parametrize("settings", [
+    dict(optimizer="sgd", lr=0.2, epochs=400),
+    dict(optimizer="sgd", lr=0.05, momentum=0.9, epochs=400),
+    dict(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, epochs=400),
+    dict(optimizer="adam", lr=0.05, epochs=1500),
+    dict(optimizer="adamw", lr=0.05, epochs=1500),
+    dict(optimizer="lbfgs", epochs=30),
+])
+def test_each_optimizer_reaches_the_least_squares_optimum(problem, settings):
+    data, W, b = problem
+    model = build_model(3, 2, seed=0)
+    history = train(model, data.X, data.y, TrainConfig(dtype="float64", **settings))
+    assert history.status == "completed"
+    np.testing.assert_allclose(model.linear.weight.detach().numpy(), W, atol=1e-5)
+    np.testing.assert_allclose(model.linear.bias.detach().numpy(), b, atol=1e-5)
+
+
+def test_mini_batches_are_seeded_whole_and_reach_the_optimum(problem):
+    data, W, _ = problem
+    steps = []
+    original = torch.optim.SGD.step
+
+    def counting_step(self, *a, **k):
+        steps.append(1)
+        return original(self, *a, **k)
+
+    cfg = TrainConfig(dtype="float64", lr=0.05, batch_size=64, epochs=60, schedule="step", step_size=20, gamma=0.3)
+    torch.optim.SGD.step = counting_step
+    try:
+        first = train(build_model(3, 2, seed=0), data.X, data.y, cfg)
+    finally:
+        torch.optim.SGD.step = original
+    assert len(steps) == 60 * math.ceil(400 / 64)
+    again = train(build_model(3, 2, seed=0), data.X, data.y, cfg)
+    other = train(build_model(3, 2, seed=0), data.X, data.y, TrainConfig(**{**cfg.__dict__, "seed": 1}))
+    assert again.losses == first.losses
+    assert other.losses != first.losses
+    np.testing.assert_allclose(first.final_params["linear.weight"], W, atol=2e-2)
+
+
+def test_step_and_cosine_schedules_set_each_epochs_rate():
+    data = make_regression(50, 1, seed=1)
+    step = train(build_model(1, 1), data.X, data.y, TrainConfig(lr=0.1, epochs=9, schedule="step", step_size=4, gamma=0.5))
+    assert [r.lr for r in step.records] == pytest.approx([0.1] * 4 + [0.05] * 4 + [0.025])
+    cos = train(build_model(1, 1), data.X, data.y, TrainConfig(lr=0.1, epochs=10, schedule="cosine"))
+    expected = [0.1 * (1 + math.cos(math.pi * t / 10)) / 2 for t in range(10)]
+    assert [r.lr for r in cos.records] == pytest.approx(expected)
+
+
+def test_tol_and_patience_stop_when_the_loss_stops_improving():
+    data = make_regression(200, 2, seed=2)
+    full = train(build_model(2, 1), data.X, data.y, TrainConfig(lr=0.1, epochs=300, dtype="float64"))
+    # the rule, replayed on the uninterrupted losses
+    best, stale, stop_at = math.inf, 0, None
+    for epoch, loss in enumerate(full.losses, start=1):
+        stale = 0 if loss < best - 1e-6 * abs(best) else stale + 1
+        best = min(best, loss)
+        if stale >= 3:
+            stop_at = epoch
+            break
+    assert stop_at is not None and stop_at < 300
+    model = build_model(2, 1)
+    stopped = train(model, data.X, data.y, TrainConfig(lr=0.1, epochs=300, dtype="float64", tol=1e-6, patience=3))
+    assert stopped.status == "converged" and "stopped after epoch" in stopped.message
+    assert len(stopped) == stop_at
+    assert stopped.losses == full.losses[:stop_at]
+    assert stopped.final_params == stopped.records[-1].params
+    assert model.linear.weight.tolist() == stopped.records[-1].params["linear.weight"]
+
+
+def test_validation_loss_is_the_held_out_mse():
+    data = make_regression(120, 2, seed=4)
+    Xt, yt, Xv, yv = data.X[:100], data.y[:100], data.X[100:], data.y[100:]
+    history = train(build_model(2, 1), Xt, yt, TrainConfig(lr=0.1, epochs=5, dtype="float64"), X_val=Xv, y_val=yv)
+    for rec in history.records:
+        W, b = np.array(rec.params["linear.weight"]), np.array(rec.params["linear.bias"])
+        assert rec.val_loss == pytest.approx(np.mean((Xv.numpy() @ W.T + b - yv.numpy()) ** 2), rel=1e-12)
+
+
+def test_float64_training_keeps_float64_parameters():
+    data = make_regression(30, 2, seed=5)
+    model = build_model(2, 1)
+    train(model, data.X, data.y, TrainConfig(epochs=2, dtype="float64"))
+    assert model.linear.weight.dtype == torch.float64
+
+
+def test_history_csv_has_a_row_per_epoch():
+    import csv
+    import io
+
+    data = make_regression(30, 2, seed=5)
+    history = train(build_model(2, 1), data.X, data.y, TrainConfig(epochs=4, lr=0.05))
+    rows = list(csv.DictReader(io.StringIO(history.to_csv())))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert list(rows[0]) == ["epoch", "loss", "val_loss", "lr", "linear.weight[0][0]", "linear.weight[0][1]",
+                             "linear.bias[0]"]
+    assert [float(r["loss"]) for r in rows] == history.losses
+    assert float(rows[2]["linear.weight[0][1]"]) == history.records[2].params["linear.weight"][0][1]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"optimizer": "rmsprop"}, "unknown optimizer"),
+    ({"optimizer": "adam", "momentum": 0.9}, "SGD only"),
+    ({"optimizer": "lbfgs", "batch_size": 8}, "full batch"),
+    ({"batch_size": 0}, "batch size must be a positive integer"),
+    ({"schedule": "linear"}, "unknown schedule"),
+    ({"gamma": 2.0}, "gamma must be at most 1"),
+    ({"tol": -1.0}, "tol must not be negative"),
+    ({"patience": 0}, "patience must be a positive integer"),
+    ({"dtype": "float16"}, "unknown dtype"),
+])
+def test_bad_training_settings_are_refused(kwargs, match):
+    from torchlinreg import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
