@@ -1,0 +1,355 @@
+"""Saving and loading a trained linear model: safetensors for the tensors, JSON for the rest.
+
+A model saved at ``run/model`` is the pair of files
+
+* ``run/model.safetensors``: the tensors ``weight`` (n_targets, n_features) and ``bias``
+  (n_targets,), float64, in the data's original units;
+* ``run/model.json``: the format name and version, the feature and target names, each
+  tensor's shape and dtype, the SHA-256 of the ``.safetensors`` bytes, the versions of
+  torchlinreg, PyTorch, NumPy and safetensors that wrote it, and the caller's ``metadata``.
+
+Nothing is ever unpickled: safetensors and JSON are data formats, so loading a file cannot
+run code from it. A file that turns out to be a pickle or a ``torch.save`` archive is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import safetensors.numpy
+
+from .errors import ModelFileError, OutputError
+from .outputs import atomic_write_bytes
+
+FORMAT = "torchlinreg-model"
+FORMAT_VERSION = 1
+TENSOR_NAMES = ("weight", "bias")
+SUFFIXES = (".safetensors", ".json")
+
+RESAVE = "re-save the model with torchlinreg"
+
+
+def _to_float64(x, name: str) -> np.ndarray:
+    """A float64 NumPy copy (never a view) of an array-like or a (CPU or GPU, grad or not) torch tensor."""
+    torch = sys.modules.get("torch")  # a torch tensor can only exist if torch is imported
+    if torch is not None and isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    try:
+        return np.array(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric, got {type(x).__name__} ({exc})") from None
+
+
+def _names(names, kind: str, count: int) -> tuple[str, ...]:
+    names = tuple(names)
+    if not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{kind} names must be strings, got {names!r}")
+    if len(names) != count:
+        raise ValueError(f"{count} {kind}s in the coefficients but {len(names)} {kind} names")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{kind} names must be unique, got {names!r}")
+    return names
+
+
+@dataclass(eq=False)
+class SavedModel:
+    """A trained linear model as plain data: ``y = X @ weight.T + bias``.
+
+    Parameters
+    ----------
+    weight : ndarray of shape (n_targets, n_features)
+        The coefficients in the data's original units (stored as float64).
+    bias : ndarray of shape (n_targets,)
+        The intercepts.
+    feature_names, target_names : sequence of str
+        One unique name per column of X and per column of y.
+    metadata : dict
+        Anything JSON can hold: settings, scaling, metrics, provenance.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    feature_names: tuple[str, ...]
+    target_names: tuple[str, ...]
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.weight = _to_float64(self.weight, "weight")
+        self.bias = _to_float64(self.bias, "bias")
+        if self.weight.ndim != 2 or 0 in self.weight.shape:
+            raise ValueError(f"weight must have shape (n_targets, n_features), got {self.weight.shape}")
+        if self.bias.shape != self.weight.shape[:1]:
+            raise ValueError(f"bias must have shape ({self.weight.shape[0]},) to match weight "
+                             f"{self.weight.shape}, got {self.bias.shape}")
+        self.feature_names = _names(self.feature_names, "feature", self.n_features)
+        self.target_names = _names(self.target_names, "target", self.n_targets)
+        if not isinstance(self.metadata, dict):
+            raise ValueError(f"metadata must be a dict, got {type(self.metadata).__name__}")
+
+    @property
+    def n_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def n_targets(self) -> int:
+        return self.weight.shape[0]
+
+    def predict(self, X) -> np.ndarray:
+        """Predictions for ``X`` of shape (n_samples, n_features): an ndarray (n_samples, n_targets), float64."""
+        X = _to_float64(X, "X")
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"X must have shape (n_samples, {self.n_features}) for this model's "
+                             f"{self.n_features} features, got {X.shape}")
+        return X @ self.weight.T + self.bias
+
+    def __repr__(self) -> str:
+        return (f"SavedModel(n_features={self.n_features}, n_targets={self.n_targets}, "
+                f"feature_names={self.feature_names!r}, target_names={self.target_names!r}, "
+                f"metadata keys={sorted(self.metadata)!r})")
+
+
+def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The ``(tensors, description)`` paths of the model at ``path``.
+
+    ``run/model``, ``run/model.safetensors`` and ``run/model.json`` all give
+    ``(run/model.safetensors, run/model.json)``; any other suffix is kept (``run/m.v2`` ->
+    ``run/m.v2.safetensors``).
+    """
+    text = os.fspath(path)
+    p = Path(text)
+    if text.endswith(("/", os.sep)) or p.name in ("", ".", ".."):
+        raise ValueError(f"model path {text!r} names a folder; give a file path such as 'run/model'")
+    stem = p.with_suffix("") if p.suffix in SUFFIXES else p
+    return tuple(stem.parent / (stem.name + suffix) for suffix in SUFFIXES)
+
+
+def _json_default(obj):
+    """Let metadata hold NumPy scalars and arrays (turned into plain numbers and lists)."""
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = False) -> tuple[Path, Path]:
+    """Write ``model`` to ``<path>.safetensors`` and ``<path>.json``; return the two paths.
+
+    Each file is written to a temporary file and renamed into place, tensors first. If the
+    JSON cannot be written, the previous tensors file is put back (or the new one removed),
+    so a failed save leaves the previous model as it was. Should the process die between
+    the two renames, the SHA-256 in the JSON makes :func:`load_model` refuse the mixed pair.
+
+    Raises
+    ------
+    OutputError
+        A file exists and ``force`` is false, or a file cannot be written.
+    ValueError
+        The coefficients are not finite or the metadata is not JSON-serialisable.
+    """
+    from . import __version__
+
+    tensors_path, json_path = model_paths(path)
+    if not (np.isfinite(model.weight).all() and np.isfinite(model.bias).all()):
+        raise ValueError("cannot save a model with non-finite coefficients (inf or NaN); "
+                         "train it with a smaller learning rate")
+    tensors = {"weight": np.ascontiguousarray(model.weight, dtype=np.float64),
+               "bias": np.ascontiguousarray(model.bias, dtype=np.float64)}
+    tensor_bytes = safetensors.numpy.save(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    description = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "feature_names": list(model.feature_names),
+        "target_names": list(model.target_names),
+        "tensors": {name: {"dtype": str(t.dtype), "shape": list(t.shape)} for name, t in tensors.items()},
+        "tensors_sha256": hashlib.sha256(tensor_bytes).hexdigest(),
+        "versions": {"torchlinreg": __version__, "torch": _version("torch"),
+                     "numpy": np.__version__, "safetensors": _version("safetensors")},
+        "metadata": model.metadata,
+    }
+    try:  # strict JSON: NaN and Infinity are not JSON; store None (null) instead
+        text = json.dumps(description, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"model metadata must be JSON-serialisable with finite numbers ({exc})") from None
+
+    if not force:
+        for p in (tensors_path, json_path):
+            if p.exists():
+                raise OutputError(f"model file {str(p)!r} exists; pass --force to replace it or choose another path")
+    try:
+        tensors_path.parent.mkdir(parents=True, exist_ok=True)
+        previous = tensors_path.read_bytes() if tensors_path.is_file() else None
+    except OSError as exc:
+        raise OutputError(f"cannot write the model to {str(tensors_path.parent)!r} "
+                          f"({exc.strerror or exc}); choose another path") from None
+
+    atomic_write_bytes(tensors_path, tensor_bytes)
+    try:
+        atomic_write_bytes(json_path, (text + "\n").encode("utf-8"))
+    except BaseException:
+        try:  # best effort: keep the old pair matching rather than new tensors with old JSON
+            if previous is None:
+                tensors_path.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(tensors_path, previous)
+        except OSError:
+            pass
+        raise
+    return tensors_path, json_path
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _looks_like_pickle(data: bytes) -> bool:
+    """A pickle of protocol 2+ starts with PROTO (0x80, version); ``torch.save`` writes a zip."""
+    return (len(data) >= 2 and data[0] == 0x80 and data[1] < 16) or data[:4] == b"PK\x03\x04"
+
+
+def _pickle_error(path: Path) -> ModelFileError:
+    return ModelFileError(f"{str(path)!r} is a pickle/torch.save file; torchlinreg never loads pickles "
+                          f"(they can run code); {RESAVE}")
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+def _read(path: Path, other: Path) -> bytes:
+    if not path.exists():
+        if not other.exists():
+            raise ModelFileError(f"no model at {str(path.with_suffix(''))!r} (neither {path.name!r} nor "
+                                 f"{other.name!r} exists); pass the path of a model saved by torchlinreg")
+        raise ModelFileError(f"model file {str(path)!r} is missing (its partner {other.name!r} is there); "
+                             "a model is both files: copy them together or re-save the model")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {str(path)!r} ({exc.strerror or exc}); "
+                             "check that it is a readable file") from None
+
+
+def _parse_description(path: Path, data: bytes) -> dict:
+    """The JSON description, with its fields checked for type (not yet against the tensors)."""
+    def bad(what: str) -> ModelFileError:
+        return ModelFileError(f"{str(path)!r} {what}; {RESAVE}")
+
+    try:
+        desc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if _looks_like_pickle(data):
+            raise _pickle_error(path) from None
+        raise bad(f"is not valid JSON, perhaps truncated ({_one_line(exc)})") from None
+    if not isinstance(desc, dict) or desc.get("format") != FORMAT:
+        found = desc.get("format") if isinstance(desc, dict) else type(desc).__name__
+        raise ModelFileError(f"{str(path)!r} is not a torchlinreg model description (format {found!r}, "
+                             f"expected {FORMAT!r}); pass the .json written by torchlinreg")
+    version = desc.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise bad(f"has an invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{str(path)!r} has format version {version}, newer than this torchlinreg "
+                             f"reads ({FORMAT_VERSION}); upgrade torchlinreg to load it")
+
+    for key in ("feature_names", "target_names"):
+        names = desc.get(key)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise bad(f"has no valid {key!r} (a list of strings)")
+        if len(set(names)) != len(names):
+            raise bad(f"has repeated names in {key!r}")
+    specs = desc.get("tensors")
+    if not isinstance(specs, dict) or sorted(specs) != sorted(TENSOR_NAMES):
+        raise bad("has no valid 'tensors' entry (expected 'weight' and 'bias')")
+    for name, spec in specs.items():
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        if (not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape)
+                or not isinstance(spec.get("dtype"), str)):
+            raise bad(f"has an invalid entry for tensor {name!r} (expected a dtype and a shape)")
+    sha = desc.get("tensors_sha256")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise bad("has no valid 'tensors_sha256'")
+    if not isinstance(desc.get("metadata", {}), dict):
+        raise bad("has a 'metadata' entry that is not an object")
+    return desc
+
+
+def _parse_tensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
+    try:
+        return safetensors.numpy.load(data)
+    except Exception as exc:  # safetensors raises SafetensorError, numpy may raise on odd dtypes
+        if _looks_like_pickle(data):
+            raise _pickle_error(path) from None
+        raise ModelFileError(f"{str(path)!r} is truncated or corrupt ({_one_line(exc)}); "
+                             f"copy the file again or {RESAVE}") from None
+
+
+def _check_tensors(tensors_path: Path, json_path: Path, tensors: dict, desc: dict) -> None:
+    """The tensors agree with each other and with the description, and are finite floats."""
+    def bad(what: str) -> ModelFileError:
+        return ModelFileError(f"{what}; {RESAVE}")
+
+    where = repr(str(tensors_path))
+    if sorted(tensors) != sorted(TENSOR_NAMES):
+        raise bad(f"{where} holds tensors {sorted(tensors)}, expected exactly 'weight' and 'bias'")
+    weight, bias = tensors["weight"], tensors["bias"]
+    for name, t in tensors.items():
+        if not np.issubdtype(t.dtype, np.floating):
+            raise bad(f"tensor {name!r} in {where} has dtype {t.dtype}, expected a float dtype")
+        spec = desc["tensors"][name]
+        if list(t.shape) != spec["shape"] or str(t.dtype) != spec["dtype"]:
+            raise bad(f"tensor {name!r} in {where} is {t.dtype} of shape {tuple(t.shape)} but "
+                      f"{str(json_path)!r} says {spec['dtype']} of shape {tuple(spec['shape'])}")
+    if weight.ndim != 2 or 0 in weight.shape or bias.shape != weight.shape[:1]:
+        raise bad(f"{where} has weight of shape {tuple(weight.shape)} and bias of shape {tuple(bias.shape)}; "
+                  "expected (n_targets, n_features) and (n_targets,)")
+    n_targets, n_features = weight.shape
+    for key, count, kind in (("feature_names", n_features, "features"), ("target_names", n_targets, "targets")):
+        if len(desc[key]) != count:
+            raise bad(f"{str(json_path)!r} lists {len(desc[key])} {key} but the model has {count} {kind}")
+    for name, t in tensors.items():
+        if not np.isfinite(t).all():
+            raise bad(f"tensor {name!r} in {where} holds non-finite values (inf or NaN)")
+
+
+def load_model(path: str | os.PathLike) -> SavedModel:
+    """Load the model saved at ``path`` (``run/model``, ``run/model.safetensors`` or ``run/model.json``).
+
+    Both files are read and checked before anything is returned: the JSON's format and
+    version, the SHA-256 of the tensors file, the tensor names, dtypes, shapes and values.
+    Nothing in either file is ever executed.
+
+    Raises
+    ------
+    ModelFileError
+        A file is missing, unreadable, truncated, corrupt, inconsistent with the other,
+        of another format or a newer version, or a pickle; the message says how to fix it.
+    """
+    tensors_path, json_path = model_paths(path)
+    json_bytes = _read(json_path, tensors_path)
+    tensor_bytes = _read(tensors_path, json_path)
+    desc = _parse_description(json_path, json_bytes)
+    tensors = _parse_tensors(tensors_path, tensor_bytes)
+    if hashlib.sha256(tensor_bytes).hexdigest() != desc["tensors_sha256"].lower():
+        raise ModelFileError(f"{str(tensors_path)!r} does not match the SHA-256 in {str(json_path)!r}: it was "
+                             "changed after saving or does not belong to this JSON; copy the matching pair "
+                             f"or {RESAVE}")
+    _check_tensors(tensors_path, json_path, tensors, desc)
+    return SavedModel(
+        weight=tensors["weight"],  # copied to float64 arrays of their own by SavedModel
+        bias=tensors["bias"],
+        feature_names=tuple(desc["feature_names"]),
+        target_names=tuple(desc["target_names"]),
+        metadata=desc.get("metadata", {}),
+    )
