@@ -28,7 +28,11 @@ def prepare_output_dir(path: str | os.PathLike) -> Path:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it into place."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"cannot write {str(path)!r} ({exc.strerror or exc}); "
+                          "check that the folder exists and is writable, or choose another path") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
