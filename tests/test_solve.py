@@ -1,0 +1,318 @@
+"""solve.py: the exact least-squares optimum.
+
+References are computed here: scikit-learn's LinearRegression, torch.linalg.lstsq, NumPy's
+pinv, and exact rational arithmetic (fractions.Fraction) on the same float64 inputs.
+"""
+
+import json
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LinearRegression
+
+import torchlinreg as tl
+from torchlinreg.errors import ConvergenceWarning, DataError, RankDeficiencyWarning
+from torchlinreg.solve import LstsqSolution, QRAccumulator, lstsq, refine, solve_dataset
+
+
+def exact_lstsq(X, y, fit_intercept=True):
+    """Least squares in exact rationals: normal equations solved by Gaussian elimination."""
+    rows = [[Fraction(float(v)) for v in row] + ([Fraction(1)] if fit_intercept else []) for row in X]
+    b = [Fraction(float(v)) for v in y]
+    p = len(rows[0])
+    M = [[sum(r[i] * r[j] for r in rows) for j in range(p)] + [sum(r[i] * t for r, t in zip(rows, b))]
+         for i in range(p)]
+    for c in range(p):
+        pivot = next(i for i in range(c, p) if M[i][c] != 0)
+        M[c], M[pivot] = M[pivot], M[c]
+        for i in range(c + 1, p):
+            f = M[i][c] / M[c][c]
+            if f:
+                M[i] = [a - f * e for a, e in zip(M[i], M[c])]
+    x = [Fraction(0)] * p
+    for i in reversed(range(p)):
+        x[i] = (M[i][p] - sum(M[i][j] * x[j] for j in range(i + 1, p))) / M[i][i]
+    x = np.array([float(v) for v in x])  # each correctly rounded
+    return (x[:-1], x[-1]) if fit_intercept else (x, 0.0)
+
+
+def sklearn_fit(X, y, fit_intercept=True):
+    model = LinearRegression(fit_intercept=fit_intercept).fit(X, y)
+    coef = np.atleast_2d(model.coef_)
+    return coef, np.zeros(len(coef)) + model.intercept_
+
+
+def rel_err(a, b):
+    return np.max(np.abs(np.asarray(a) - b) / np.abs(b))
+
+
+def random_problem(n, d, m, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) * rng.uniform(0.5, 3, d) + rng.uniform(-2, 2, d)
+    Y = X @ rng.standard_normal((d, m)) + rng.standard_normal(m) + 0.3 * rng.standard_normal((n, m))
+    return X, Y
+
+
+# --- against trusted solvers ------------------------------------------------------------------
+
+def test_tutorial_data_matches_sklearn_and_the_rounded_figures():
+    data = tl.tutorial_data()
+    X, y = data.X.double().numpy(), data.y.double().numpy()  # float32 values, exactly
+    coef, intercept = sklearn_fit(X, y)
+    solution = solve_dataset(data)
+    np.testing.assert_allclose(solution.coef, coef, rtol=1e-12)
+    np.testing.assert_allclose(solution.intercept, intercept, rtol=1e-12)
+    assert solution.loss == pytest.approx(np.mean((X @ coef.T + intercept - y) ** 2), rel=1e-12)
+    assert (round(solution.coef[0, 0], 4), round(solution.intercept[0], 4), round(solution.loss, 3)) == \
+        (1.9401, 2.5282, 20.532)
+    assert (solution.feature_names, solution.target_names, solution.rank, solution.n_samples) == (("x",), ("y",), 2, 50)
+
+
+@pytest.mark.parametrize("n, d, m, fit_intercept", [(200, 3, 1, True), (2000, 20, 1, True), (300, 5, 4, True),
+                                                    (100, 4, 2, False)])
+def test_random_data_matches_sklearn_and_torch(n, d, m, fit_intercept):
+    X, Y = random_problem(n, d, m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a well-posed problem warns about nothing
+        solution = lstsq(X, Y, fit_intercept=fit_intercept)
+    coef, intercept = sklearn_fit(X, Y, fit_intercept)
+    A = np.hstack([X, np.ones((n, 1))]) if fit_intercept else X
+    theta = torch.linalg.lstsq(torch.from_numpy(A), torch.from_numpy(Y)).solution.numpy()  # (d [+1], m)
+    for ref_coef, ref_intercept in ((coef, intercept), (theta[:d].T, theta[d] if fit_intercept else np.zeros(m))):
+        np.testing.assert_allclose(solution.coef, ref_coef, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(solution.intercept, ref_intercept, rtol=1e-9, atol=1e-12)
+    mse = np.mean((X @ coef.T + intercept - Y) ** 2, axis=0)
+    np.testing.assert_allclose(solution.loss_per_target, mse, rtol=1e-10)
+    assert solution.loss == pytest.approx(mse.mean(), rel=1e-10)
+    assert solution.rank == d + fit_intercept
+    assert solution.condition_number == pytest.approx(np.linalg.cond(A), rel=1e-8)
+    assert solution.coef.shape == (m, d) and solution.intercept.shape == (m,)
+
+
+# --- accuracy on ill-conditioned designs: exact rationals ------------------------------------
+
+@pytest.mark.parametrize("x", [np.arange(1.0, 31.0), np.linspace(0.0, 20.0, 40)], ids=["x=1..30", "x in [0,20]"])
+@pytest.mark.parametrize("chunked", [False, True], ids=["lstsq", "3 chunks + refine"])
+def test_degree_10_polynomial_keeps_7_digits_where_numpy_keeps_none(x, chunked):
+    rng = np.random.default_rng(10)
+    X = np.column_stack([x ** k for k in range(1, 11)])  # raw powers: condition number 1e14 to 1e16
+    y = np.sin(x) + 10 * rng.standard_normal(len(x))
+    w, b = exact_lstsq(X, y)
+    if chunked:
+        chunks = [(X[:7], y[:7]), (X[7:20], y[7:20]), (X[20:], y[20:])]
+        acc = QRAccumulator(10)
+        for chunk in chunks:
+            acc.update(*chunk)
+        solution = refine(acc.solve(), chunks)
+    else:
+        solution = lstsq(X, y)
+    ours = rel_err(np.append(solution.coef[0], solution.intercept), np.append(w, b))
+    A = np.hstack([X, np.ones((len(x), 1))])
+    theirs = rel_err(np.linalg.lstsq(A, y)[0], np.append(w, b))
+    assert solution.condition_number > 1e13
+    assert ours <= 1e-7  # measured: 0 (correctly rounded) on this machine
+    assert theirs > 1e-3  # measured: 1.0 and 1.9e1: not one correct digit
+
+
+def test_columns_of_magnitude_1e13_next_to_1e_minus_3():
+    rng = np.random.default_rng(13)
+    X = np.column_stack([1e13 * rng.standard_normal(100), 1e-3 * rng.standard_normal(100)])
+    y = X @ [2e-13, 3e3] + 1 + rng.standard_normal(100)
+    w, b = exact_lstsq(X, y)
+    solution = lstsq(X, y)
+    assert rel_err(np.append(solution.coef[0], solution.intercept), np.append(w, b)) <= 1e-12
+    assert np.isfinite(solution.loss) and np.isfinite(solution.condition_number)
+
+
+# --- rank deficiency: the minimum-norm solution, intercept outside the norm ------------------
+
+def centred_min_norm(X, y):
+    """scikit-learn's convention by hand: centre, minimum-norm weights (pinv), b = ȳ - x̄·w."""
+    w = np.linalg.pinv(X - X.mean(0)) @ (y - y.mean())
+    return w, y.mean() - X.mean(0) @ w
+
+
+@pytest.mark.parametrize("copy, names, match", [
+    (lambda a: a, ("a", "a_copy", "b"), "columns 'a' and 'a_copy' are linearly dependent"),
+    (lambda a: -3 * a + 7, ("a", "a3", "b"), "columns 'a' and 'a3' are linearly dependent"),
+])
+def test_dependent_columns_give_the_minimum_norm_solution(copy, names, match):
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(100), rng.standard_normal(100)
+    X = np.column_stack([a, copy(a), b])
+    y = 2 * a - b + 1 + 0.1 * rng.standard_normal(100)
+    with pytest.warns(RankDeficiencyWarning, match=match):
+        solution = lstsq(X, y, feature_names=names)
+    coef, intercept = sklearn_fit(X, y)
+    w, w0 = centred_min_norm(X, y)
+    for ref_coef, ref_intercept in ((coef[0], intercept[0]), (w, w0)):
+        np.testing.assert_allclose(solution.coef[0], ref_coef, rtol=1e-10, atol=1e-12)
+        assert solution.intercept[0] == pytest.approx(ref_intercept, rel=1e-10)
+    assert solution.rank == 3 and solution.unidentified == names[:2]
+    assert solution.condition_number == np.inf and solution.warnings[0].startswith(match)
+
+
+def test_without_a_rank_tolerance_refinement_warns_instead_of_diverging_silently():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(100), rng.standard_normal(100)
+    X, y = np.column_stack([a, 3 * a, b]), a - b + rng.standard_normal(100)
+    with pytest.warns(ConvergenceWarning, match="did not converge in 6 passes"):
+        solution = lstsq(X, y, rtol=0)  # the rounding noise in the copy's direction counts as information
+    assert np.isfinite(solution.coef).all() and solution.warnings[-1].startswith("iterative refinement")
+
+
+def test_constant_column_gets_weight_zero():
+    rng = np.random.default_rng(2)
+    X = np.column_stack([rng.standard_normal(60), np.full(60, 2.5), rng.standard_normal(60)])
+    y = X[:, 0] - 2 * X[:, 2] + rng.standard_normal(60)
+    with pytest.warns(RankDeficiencyWarning, match="column 'c' is constant"):
+        solution = lstsq(X, y, feature_names=("a", "c", "b"))
+    coef, intercept = sklearn_fit(X, y)
+    assert solution.coef[0, 1] == 0.0
+    np.testing.assert_allclose(solution.coef, coef, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(solution.intercept, intercept, rtol=1e-10)
+    assert solution.unidentified == ("c",) and solution.rank == 3
+
+
+def test_two_separate_dependencies_are_named_separately():
+    rng = np.random.default_rng(3)
+    a, b, c = rng.standard_normal((3, 80))
+    X = np.column_stack([a, b, 2 * a, c, b + c])
+    y = a + b + c + rng.standard_normal(80)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        solution = lstsq(X, y, feature_names=("a", "b", "a2", "c", "bc"))
+    messages = [str(w.message) for w in caught if issubclass(w.category, RankDeficiencyWarning)]
+    assert [m.split(";")[0] for m in messages] == ["columns 'a' and 'a2' are linearly dependent",
+                                                   "columns 'b', 'c' and 'bc' are linearly dependent"]
+    np.testing.assert_allclose(solution.coef[0], centred_min_norm(X, y)[0], rtol=1e-10, atol=1e-12)
+
+
+def test_fewer_rows_than_parameters():
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((50, 100)), rng.standard_normal(50)
+    with pytest.warns(RankDeficiencyWarning, match="50 rows for 101 parameters"):
+        solution = lstsq(X, y)
+    Xc, yc = X - X.mean(0), y - y.mean()
+    w = torch.linalg.lstsq(torch.from_numpy(Xc), torch.from_numpy(yc[:, None]), driver="gelsd").solution[:, 0].numpy()
+    coef, intercept = sklearn_fit(X, y)
+    for ref in (w, coef[0]):
+        np.testing.assert_allclose(solution.coef[0], ref, rtol=1e-9, atol=1e-12)
+    assert solution.intercept[0] == pytest.approx(y.mean() - X.mean(0) @ w, rel=1e-9)
+    assert solution.rank == 50 and len(solution.unidentified) == 100
+    assert solution.loss == pytest.approx(0.0, abs=1e-25)  # 50 points, 49 directions and a mean: interpolated
+
+
+def test_all_zero_column_without_intercept():
+    rng = np.random.default_rng(5)
+    X = np.column_stack([rng.standard_normal(30), np.zeros(30)])
+    y = 3 * X[:, 0] + rng.standard_normal(30)
+    with pytest.warns(RankDeficiencyWarning, match="column 'z' is all zeros"):
+        solution = lstsq(X, y, fit_intercept=False, feature_names=("x", "z"))
+    np.testing.assert_allclose(solution.coef, sklearn_fit(X, y, False)[0], rtol=1e-12)
+    assert solution.intercept.tolist() == [0.0] and solution.rank == 1
+
+
+def test_a_single_row():
+    with pytest.warns(RankDeficiencyWarning, match="1 row for 2 parameters"):
+        solution = lstsq([[3.0]], [5.0])
+    coef, intercept = sklearn_fit(np.array([[3.0]]), np.array([5.0]))
+    assert (solution.coef.tolist(), solution.intercept.tolist(), solution.loss) == \
+        (coef.tolist(), intercept.tolist(), 0.0) == ([[0.0]], [5.0], 0.0)
+
+
+def test_all_zero_targets():
+    X, _ = random_problem(40, 3, 1)
+    solution = lstsq(X, np.zeros((40, 2)))
+    assert not solution.coef.any() and not solution.intercept.any() and solution.loss == 0.0
+    assert solution.warnings == ()
+
+
+# --- streaming: chunks, merging, the loss from R ------------------------------------------------
+
+def test_chunked_merged_and_one_shot_agree():
+    X, Y = random_problem(1000, 6, 2, seed=7)
+    one = QRAccumulator(6, 2).update(X, Y)
+    cuts = [0, 3, 10, 200, 201, 555, 990, 1000]  # 7 uneven chunks, one of a single row
+    chunks = [(X[i:j], Y[i:j]) for i, j in zip(cuts, cuts[1:])]
+    seven = QRAccumulator(6, 2)
+    for chunk in chunks:
+        seven.update(*chunk)
+    left = QRAccumulator(6, 2).update(X[:400], Y[:400])
+    merged = left.merge(QRAccumulator(6, 2).update(torch.from_numpy(X[400:]), torch.from_numpy(Y[400:])))
+    reference = one.solve()
+    for acc in (seven, merged):
+        assert acc.n_samples == 1000
+        np.testing.assert_allclose(acc.R, one.R, rtol=0, atol=1e-13 * np.abs(one.R).max())
+        solution = acc.solve()
+        np.testing.assert_allclose(solution.coef, reference.coef, rtol=1e-10)
+        np.testing.assert_allclose(solution.intercept, reference.intercept, rtol=1e-10)
+        refined = refine(solution, chunks)
+        np.testing.assert_allclose(refined.coef, lstsq(X, Y).coef, rtol=1e-13)
+
+
+def test_refine_reads_chunks_from_a_function_and_rejects_a_one_shot_iterator():
+    X, y = random_problem(300, 4, 1, seed=8)
+    chunks = [(X[:100], y[:100]), (X[100:], y[100:])]
+    acc = QRAccumulator(4).update(*chunks[0]).update(*chunks[1])
+    solution = refine(acc.solve(), lambda: iter(chunks))
+    np.testing.assert_allclose(solution.coef, lstsq(X, y).coef, rtol=1e-14)
+    with pytest.raises(ValueError, match="one-shot iterator"):
+        refine(acc.solve(), iter(chunks))
+    with pytest.raises(ValueError, match="the chunks hold 100 rows"):
+        refine(acc.solve(), chunks[:1])
+
+
+def test_loss_from_r_equals_the_direct_mse():
+    X, Y = random_problem(500, 5, 3, seed=9)
+    acc = QRAccumulator(5, 3).update(X, Y)
+    rng = np.random.default_rng(9)
+    coef, intercept = rng.standard_normal((3, 5)), rng.standard_normal(3)
+    assert acc.loss(coef, intercept) == pytest.approx(np.mean((X @ coef.T + intercept - Y) ** 2), rel=1e-12)
+    solution = lstsq(X, Y)
+    direct = np.mean((solution.predict(X) - Y) ** 2)
+    assert acc.loss(solution.coef, solution.intercept) == pytest.approx(direct, rel=1e-10)
+    assert acc.solve().loss == pytest.approx(direct, rel=1e-10) and solution.loss == pytest.approx(direct, rel=1e-12)
+    with pytest.raises(ValueError, match="fit_intercept=False"):
+        QRAccumulator(5, 3, fit_intercept=False).update(X, Y).loss(coef, intercept)
+
+
+# --- inputs and outputs --------------------------------------------------------------------------
+
+def test_inputs_torch_float32_and_1d_targets():
+    data = tl.tutorial_data()
+    solution = lstsq(data.X, data.y[:, 0])  # float32 tensors, y 1-D
+    assert solution.coef.dtype == np.float64 and solution.coef.shape == (1, 1)
+    np.testing.assert_allclose(solution.coef, solve_dataset(data).coef, rtol=1e-15)
+
+
+def test_bad_inputs_raise_with_the_fix():
+    X, y = random_problem(20, 2, 1)
+    X[3, 1] = np.nan
+    with pytest.raises(DataError, match="X has NaN or infinite values.*row 3"):
+        lstsq(X, y)
+    with pytest.raises(ValueError, match="X has 20 rows but y has 19"):
+        lstsq(np.ones((20, 2)), np.ones(19))
+    with pytest.raises(ValueError, match="reshape a single feature"):
+        lstsq(np.ones(20), np.ones(20))
+    with pytest.raises(ValueError, match="feature_names has 1 names for 2 columns"):
+        lstsq(np.eye(3)[:, :2], np.ones(3), feature_names=["a"])
+    with pytest.raises(ValueError, match="no rows yet"):
+        QRAccumulator(2).solve()
+
+
+def test_predict_and_to_dict():
+    X, Y = random_problem(50, 2, 2, seed=11)
+    solution = lstsq(X, Y, feature_names=("size", "age"), target_names=("price", "rent"))
+    np.testing.assert_allclose(solution.predict(X), X @ solution.coef.T + solution.intercept)
+    record = json.loads(json.dumps(solution.to_dict(), allow_nan=False))
+    assert record["coef"]["rent"]["age"] == solution.coef[1, 1]
+    assert record["intercept"]["price"] == solution.intercept[0]
+    assert (record["rank"], record["n_samples"], record["warnings"]) == (3, 50, [])
+    assert "LstsqSolution(" in repr(solution) and isinstance(solution, LstsqSolution)
+    with pytest.warns(RankDeficiencyWarning):
+        deficient = lstsq(np.ones((5, 1)), np.arange(5.0))
+    assert json.loads(json.dumps(deficient.to_dict(), allow_nan=False))["condition_number"] is None
