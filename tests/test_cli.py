@@ -18,7 +18,8 @@ def test_fit_writes_history_and_plots(capsys, tmp_path):
     assert code == 0
     assert len([ln for ln in out.splitlines() if ln.startswith("epoch:")]) == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "current_model.png", "data.png", "history.json", "initial_model.png", "loss.png"]
+        "current_model.png", "data.png", "history.csv", "history.json", "initial_model.png", "loss.png",
+        "summary.json"]
     history = json.loads((tmp_path / "history.json").read_text())
     assert [r["epoch"] for r in history["records"]] == [1, 2, 3, 4, 5]
     assert str(tmp_path) in err
@@ -37,7 +38,7 @@ def test_flags_reach_the_library(capsys, tmp_path):
     expected = train(build_model(seed=3), data.X, data.y, cfg)
     saved = json.loads((tmp_path / "history.json").read_text())
     assert [r["loss"] for r in saved["records"]] == expected.losses
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "history.json", "summary.json"]
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -93,7 +94,7 @@ def test_divergence_stops_without_nan(capsys, tmp_path):
     epochs = [ln for ln in out.splitlines() if ln.startswith("epoch:")]
     assert 1 < len(epochs) < 200
     assert "diverged" in err and "0.00116" in err and "--lr 0.001" in err
-    assert out.splitlines()[-1].startswith("Current weight:")
+    assert [ln for ln in out.splitlines() if ln.startswith("Current weight:")]
     assert (tmp_path / "loss.png").exists()
 
 
@@ -101,9 +102,10 @@ def test_module_entry_point_and_help_show_defaults():
     proc = subprocess.run([sys.executable, "-m", "torchlinreg", "fit", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())  # undo line wrapping
-    for flag, default in [("--epochs", "50"), ("--lr", "0.001"), ("--seed", "59"), ("--data-seed", "71"),
+    for flag, default in [("--epochs", "50"), ("--seed", "59"), ("--data-seed", "71"),
                           ("--out", "torchlinreg-output")]:
         assert flag in text and f"(default: {default})" in text
+    assert "(default: 0.001 for sgd" in text
 
 
 def test_help_and_flag_errors_do_not_import_torch():

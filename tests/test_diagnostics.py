@@ -204,7 +204,8 @@ def test_messages_for_the_tutorial_defaults():
     assert "1e-06" in epochs and "the 50 asked for will stop short" in epochs
     assert "the bias is learnt far more slowly than the weight" in conditioning
     assert diag.epochs_needed_standardized < 100
-    assert f"--standardize would converge in about {diag.epochs_needed_standardized} epochs" in conditioning
+    assert f"would converge in about {diag.epochs_needed_standardized} epochs" in conditioning
+    assert f"--standardize --lr {diag.best_lr_standardized:.3g}" in conditioning
     assert diag.to_dict()["epochs_needed"] == diag.epochs_needed
 
 

@@ -79,7 +79,7 @@ def test_callbacks_see_every_epoch():
     seen = []
 
     class Spy(Callback):
-        def on_train_begin(self, model, config):
+        def on_train_begin(self, model, config, history):
             seen.append("begin")
 
         def on_epoch_end(self, record):

@@ -9,8 +9,8 @@ from __future__ import annotations
 class Callback:
     """Base class; override the hooks you need."""
 
-    def on_train_begin(self, model, config) -> None:
-        pass
+    def on_train_begin(self, model, config, history) -> None:
+        """Before epoch 1; ``history.initial_params`` holds the starting parameters."""
 
     def on_epoch_end(self, record) -> None:
         pass

@@ -1,19 +1,21 @@
 """The ``torchlinreg`` command: parses arguments and calls the library.
 
-PyTorch and matplotlib are imported only inside the command functions, so ``--help`` and
-argument errors answer at once. Exit codes: 0 success, 2 bad input (flags, folders,
-files), 3 training diverged (the report and plots of the finite epochs are still written).
+One parser builder and one ``_cmd_<name>`` per command. PyTorch and matplotlib are
+imported only inside the command functions, so ``--help`` and flag errors answer at once.
+Exit codes: 0 success; 1 bad data or model file; 2 bad flags or an output that cannot be
+written; 3 training diverged (the report and plots of the finite epochs are still written).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from . import __version__, defaults
-from .errors import TorchlinregError
+from .errors import ConfigError, DataError, ModelFileError, OutputError, TorchlinregError
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 2, 3
+EXIT_OK, EXIT_BAD_DATA, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,72 +34,221 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _add_columns(p) -> None:
+    p.add_argument("--target", nargs="+", metavar="COL", help="target column(s) (default: the last column)")
+    p.add_argument("--features", nargs="+", metavar="COL",
+                   help="input columns (default: every other numeric column)")
+
+
+def _add_tutorial_data(p) -> None:
+    g = p.add_argument_group("the tutorial's data, used when no DATA file is given: "
+                             "points around y = weight*x + bias with integer noise")
+    g.add_argument("--data-seed", type=int, default=defaults.DATA_SEED, metavar="SEED", help="seed of the noise")
+    g.add_argument("--n-samples", type=int, default=defaults.N_SAMPLES, metavar="N", help="number of points")
+    g.add_argument("--x-start", type=float, default=defaults.X_START, metavar="X", help="smallest x")
+    g.add_argument("--x-stop", type=float, default=defaults.X_STOP, metavar="X", help="largest x")
+    g.add_argument("--true-weight", type=float, default=defaults.TRUE_WEIGHT, metavar="W", help="slope of the line")
+    g.add_argument("--true-bias", type=float, default=defaults.TRUE_BIAS, metavar="B", help="intercept of the line")
+    g.add_argument("--noise-low", type=int, default=defaults.NOISE_LOW, metavar="E", help="smallest noise value")
+    g.add_argument("--noise-high", type=int, default=defaults.NOISE_HIGH, metavar="E", help="largest noise value")
+
+
 def _add_fit_parser(commands) -> None:
     p = commands.add_parser(
         "fit", formatter_class=_Formatter,
-        help="train the model with gradient descent, print every epoch, save plots",
-        description="Train nn.Linear with SGD on the MSE loss, printing every epoch as the tutorial does. "
-                    "With no options this is the tutorial's run: its data, seeds and 50 epochs at lr 0.001.",
+        help="train nn.Linear by gradient descent, print every epoch, compare with the exact optimum",
+        description="Train nn.Linear on the MSE loss, printing every epoch as the tutorial does, then set the "
+                    "trained model beside the exact least-squares optimum. With no DATA and no options this is "
+                    "the tutorial's run: its data, seeds and 50 epochs of SGD at lr 0.001.",
     )
-    train = p.add_argument_group("training")
-    train.add_argument("--epochs", type=int, metavar="N", default=defaults.EPOCHS, help="number of full passes over the data")
-    train.add_argument("--lr", type=float, metavar="LR", default=defaults.LR, help="learning rate of SGD")
-    train.add_argument("--momentum", type=float, metavar="MU", default=defaults.MOMENTUM, help="SGD momentum, in [0, 1)")
-    train.add_argument("--nesterov", action="store_true", help="use Nesterov momentum (needs --momentum > 0)")
-    train.add_argument("--weight-decay", type=float, metavar="WD", default=defaults.WEIGHT_DECAY, help="L2 penalty (SGD weight decay)")
-    train.add_argument("--seed", type=int, metavar="SEED", default=defaults.MODEL_SEED, help="seed of the model's initial weight and bias")
-
-    data = p.add_argument_group("data: points around the line y = weight*x + bias, with integer noise")
-    data.add_argument("--data-seed", type=int, metavar="SEED", default=defaults.DATA_SEED, help="seed of the noise")
-    data.add_argument("--n-samples", type=int, metavar="N", default=defaults.N_SAMPLES, help="number of points")
-    data.add_argument("--x-start", type=float, metavar="X", default=defaults.X_START, help="smallest x")
-    data.add_argument("--x-stop", type=float, metavar="X", default=defaults.X_STOP, help="largest x")
-    data.add_argument("--true-weight", type=float, metavar="W", default=defaults.TRUE_WEIGHT, help="slope of the line")
-    data.add_argument("--true-bias", type=float, metavar="B", default=defaults.TRUE_BIAS, help="intercept of the line")
-    data.add_argument("--noise-low", type=int, metavar="E", default=defaults.NOISE_LOW, help="smallest noise value (inclusive)")
-    data.add_argument("--noise-high", type=int, metavar="E", default=defaults.NOISE_HIGH, help="largest noise value (inclusive)")
-
-    out = p.add_argument_group("output")
-    out.add_argument("--out", default=defaults.OUTPUT_DIR, metavar="DIR",
-                     help="folder for history.json and the plots; created if missing, files of the same name replaced")
-    out.add_argument("--no-plots", action="store_true", help="do not draw the plots")
+    p.add_argument("data", nargs="?", metavar="DATA", help="CSV, TSV, Parquet, .npy or .npz file (default: the tutorial's data)")
+    _add_columns(p)
+    t = p.add_argument_group("training")
+    t.add_argument("--optimizer", default="sgd", choices=("sgd", "adam", "adamw", "lbfgs"), help="optimizer")
+    t.add_argument("--epochs", type=int, default=defaults.EPOCHS, metavar="N", help="most full passes over the data")
+    t.add_argument("--lr", type=float, metavar="LR",
+                   help=f"learning rate (default: {defaults.LR} for sgd, adam and adamw; 1 for lbfgs)")
+    t.add_argument("--momentum", type=float, default=defaults.MOMENTUM, metavar="MU", help="SGD momentum, in [0, 1)")
+    t.add_argument("--nesterov", action="store_true", help="use Nesterov momentum (needs --momentum > 0)")
+    t.add_argument("--weight-decay", type=float, default=defaults.WEIGHT_DECAY, metavar="WD", help="L2 penalty")
+    t.add_argument("--batch-size", type=int, metavar="N", help="rows per step, shuffled with --seed (default: full batch)")
+    t.add_argument("--tol", type=float, metavar="TOL",
+                   help="stop when the loss improves by less than TOL (relative) for --patience epochs (default: off)")
+    t.add_argument("--patience", type=int, default=5, metavar="N", help="epochs without improvement before stopping")
+    t.add_argument("--schedule", default="constant", choices=("constant", "step", "cosine"), help="learning-rate schedule")
+    t.add_argument("--step-size", type=int, default=30, metavar="N", help="step schedule: epochs between decays")
+    t.add_argument("--gamma", type=float, default=0.1, metavar="G", help="step schedule: decay factor")
+    t.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="precision of training")
+    t.add_argument("--seed", type=int, default=defaults.MODEL_SEED, metavar="SEED",
+                   help="seed of the initial weights and of the mini-batch order")
+    t.add_argument("--standardize", action="store_true",
+                   help="train on standardised features and targets; results are reported in the data's units")
+    t.add_argument("--validation-fraction", type=float, default=0.0, metavar="F",
+                   help="hold out this fraction of the rows (seeded split) and report metrics on it")
+    t.add_argument("--split-seed", type=int, default=defaults.DATA_SEED, metavar="SEED", help="seed of the split")
+    _add_tutorial_data(p)
+    o = p.add_argument_group("output")
+    o.add_argument("--out", default=defaults.OUTPUT_DIR, metavar="DIR",
+                   help="folder for the history, summary and plots; created if missing, files of the same name replaced")
+    o.add_argument("--no-plots", action="store_true", help="do not draw the plots")
+    o.add_argument("--save", metavar="PATH", help="save the trained model as PATH.safetensors + PATH.json")
+    o.add_argument("--force", action="store_true", help="replace existing model files")
     p.set_defaults(command=_cmd_fit)
+
+
+def _add_solve_parser(commands) -> None:
+    p = commands.add_parser("solve", formatter_class=_Formatter, help="print the exact least-squares solution",
+                            description="Solve least squares exactly (QR in float64, refined in extended precision) "
+                                        "and print the coefficients, intercepts and loss.")
+    p.add_argument("data", nargs="?", metavar="DATA", help="CSV, TSV, Parquet, .npy or .npz file (default: the tutorial's data)")
+    _add_columns(p)
+    p.add_argument("--json", action="store_true", help="print the solution as JSON for scripts")
+    _add_tutorial_data(p)
+    p.set_defaults(command=_cmd_solve)
+
+
+def _add_make_data_parser(commands) -> None:
+    p = commands.add_parser("make-data", formatter_class=_Formatter, help="write the tutorial's or a multivariate data set",
+                            description="Write the tutorial's data set, or with --features/--targets a multivariate "
+                                        "one (standard-normal X, y = X @ coef.T + intercept + normal noise), to CSV "
+                                        "or Parquet (chosen by the file's extension).")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write: .csv, .tsv, .parquet")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    m = p.add_argument_group("multivariate data (used when --features, --targets, --coef or --noise is given)")
+    m.add_argument("--features", type=int, metavar="N", help="number of features (default: 3)")
+    m.add_argument("--targets", type=int, metavar="M", help="number of targets (default: 1)")
+    m.add_argument("--coef", type=float, nargs="+", metavar="C",
+                   help="true coefficients, M*N values, target by target (default: integers drawn from -5..5)")
+    m.add_argument("--intercept", type=float, nargs="+", metavar="B", help="true intercepts, one per target (default: 1)")
+    m.add_argument("--noise", type=float, metavar="S", help="standard deviation of the normal noise (default: 1)")
+    _add_tutorial_data(p)
+    p.set_defaults(command=_cmd_make_data)
+
+
+def _add_predict_parser(commands) -> None:
+    p = commands.add_parser("predict", formatter_class=_Formatter, help="predict with a saved model",
+                            description="Load a model saved by 'fit --save' and write its predictions for DATA, "
+                                        "one column per target named predicted_<target>, in DATA's row order.")
+    p.add_argument("model", metavar="MODEL", help="model path as given to --save (.safetensors/.json optional)")
+    p.add_argument("data", metavar="DATA", help="file with the model's feature columns")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write: .csv, .tsv, .parquet")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(command=_cmd_predict)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="torchlinreg", description="Linear regression with PyTorch: the tutorial's system as a tool.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command_name", required=True, parser_class=_Parser)
-    _add_fit_parser(commands)
+    for add in (_add_fit_parser, _add_solve_parser, _add_make_data_parser, _add_predict_parser):
+        add(commands)
     commands.metavar = "{" + ",".join(commands.choices) + "}"
     return parser
+
+
+def _load_data(args):
+    """The DATA file with the chosen columns, or the tutorial's data set."""
+    if args.data is None:
+        if args.target or args.features:
+            raise ConfigError("--target and --features need a DATA file")
+        from .data import tutorial_data
+
+        return tutorial_data(args.n_samples, x_start=args.x_start, x_stop=args.x_stop, weight=args.true_weight,
+                             bias=args.true_bias, noise_low=args.noise_low, noise_high=args.noise_high,
+                             seed=args.data_seed)
+    from .files import read_dataset
+
+    return read_dataset(args.data, target=args.target, features=args.features)
 
 
 def _cmd_fit(args) -> int:
     from .config import TrainConfig
 
-    config = TrainConfig(epochs=args.epochs, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
-                         weight_decay=args.weight_decay, seed=args.seed)
-    from .data import tutorial_data
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
+                         nesterov=args.nesterov, weight_decay=args.weight_decay, batch_size=args.batch_size,
+                         tol=args.tol, patience=args.patience, schedule=args.schedule, step_size=args.step_size,
+                         gamma=args.gamma, dtype=args.dtype, seed=args.seed)
+    if not 0 <= args.validation_fraction < 1:
+        raise ConfigError(f"--validation-fraction must be in [0, 1), got {args.validation_fraction}; pass e.g. 0.2")
+    data = _load_data(args)
     from .pipeline import run_fit
 
-    data = tutorial_data(args.n_samples, x_start=args.x_start, x_stop=args.x_stop, weight=args.true_weight,
-                         bias=args.true_bias, noise_low=args.noise_low, noise_high=args.noise_high,
-                         seed=args.data_seed)
-    result = run_fit(data, config, args.out, plots=not args.no_plots)
-    names = ", ".join(path.name for path in result.files.values())
-    print(f"torchlinreg: wrote {names} to {args.out}", file=sys.stderr)
+    result = run_fit(data, config, args.out, standardize=args.standardize,
+                     validation_fraction=args.validation_fraction, split_seed=args.split_seed,
+                     save=args.save, force=args.force, plots=not args.no_plots)
+    in_out = [p.name for k, p in result.files.items() if not k.startswith("model")]
+    print(f"torchlinreg: wrote {', '.join(in_out)} to {args.out}", file=sys.stderr)
+    if "model" in result.files:
+        print(f"torchlinreg: saved the model to {result.files['model']} and {result.files['model_json']}",
+              file=sys.stderr)
+    if result.history.status == "converged":
+        print(f"torchlinreg: {result.history.message}", file=sys.stderr)
     if result.history.diverged:
         print(f"torchlinreg: training diverged: {result.history.message}", file=sys.stderr)
         return EXIT_DIVERGED
     return EXIT_OK
 
 
+def _cmd_solve(args) -> int:
+    data = _load_data(args)
+    from .solve import solve_dataset
+
+    solution = solve_dataset(data)
+    if args.json:
+        import json
+
+        print(json.dumps(solution.to_dict(), indent=1))
+    else:
+        from .report import format_solution
+
+        print(format_solution(solution))
+    return EXIT_OK
+
+
+def _cmd_make_data(args) -> int:
+    from .data import dataset_columns, make_regression, tutorial_data
+    from .files import write_table
+
+    if any(v is not None for v in (args.features, args.targets, args.coef, args.intercept, args.noise)):
+        data = make_regression(args.n_samples if args.n_samples != defaults.N_SAMPLES else 1000,
+                               args.features or 3, args.targets or 1, coef=args.coef, intercept=args.intercept,
+                               noise=1.0 if args.noise is None else args.noise, seed=args.data_seed)
+    else:
+        data = tutorial_data(args.n_samples, x_start=args.x_start, x_stop=args.x_stop, weight=args.true_weight,
+                             bias=args.true_bias, noise_low=args.noise_low, noise_high=args.noise_high,
+                             seed=args.data_seed)
+    path = write_table(args.output, dataset_columns(data), force=args.force)
+    print(f"torchlinreg: wrote {data.n_samples} rows ({', '.join(data.feature_names + data.target_names)}) to {path}",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_predict(args) -> int:
+    from .files import read_columns, write_table
+    from .persistence import load_model
+
+    model = load_model(args.model)
+    X = read_columns(args.data, model.feature_names)
+    y_pred = model.predict(X)
+    columns = {f"predicted_{name}": y_pred[:, j] for j, name in enumerate(model.target_names)}
+    path = write_table(args.output, columns, force=args.force)
+    print(f"torchlinreg: wrote {y_pred.shape[0]} predictions to {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"torchlinreg: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    saved_show, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return args.command(args)
-    except TorchlinregError as exc:
+    except (DataError, ModelFileError) as exc:
+        print(f"torchlinreg: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_DATA
+    except (ConfigError, OutputError, TorchlinregError) as exc:
         print(f"torchlinreg: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -108,3 +259,5 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    finally:
+        warnings.showwarning = saved_show

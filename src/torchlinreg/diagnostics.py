@@ -142,8 +142,8 @@ class GDDiagnostics:
                      f"{self.fastest_parameter}")
         if self.epochs_needed_standardized is None:
             return f"{head}; use --optimizer lbfgs"
-        return (f"{head}; --standardize would converge in about {self.epochs_needed_standardized:,} epochs "
-                f"at its best lr {self.best_lr_standardized:.3g} (or use --optimizer lbfgs)")
+        return (f"{head}; --standardize --lr {self.best_lr_standardized:.3g} would converge in about "
+                f"{self.epochs_needed_standardized:,} epochs (or use --optimizer lbfgs)")
 
 
 def diagnose(

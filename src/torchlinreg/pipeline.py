@@ -1,34 +1,75 @@
-"""One fit from start to end: model, training with the report, history and plots on disk."""
+"""One fit from start to end.
+
+Data in -> (split, scaling) -> exact optimum and diagnostics -> training with the report
+-> comparison with the optimum and metrics -> history, plots and model files on disk.
+The command line calls :func:`run_fit`; so can any script.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
+import torch
+
+from . import __version__, defaults
 from .config import TrainConfig
 from .data import Dataset
-from .diagnostics import max_stable_lr
+from .diagnostics import diagnose, max_stable_lr
 from .history import History
+from .metrics import regression_metrics, train_validation_split
 from .model import LinearModel, build_model
+from .errors import OutputError
 from .outputs import atomic_write_text, prepare_output_dir
-from .report import PrintReport
-from .train import train
+from .report import PrintReport, format_comparison, format_metrics
+from .scaling import Standardizer
+from .solve import LstsqSolution, lstsq
+from .training import train
 
-HISTORY_FILE = "history.json"
+HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON = "history.json", "history.csv", "summary.json"
 
 
 @dataclass
 class FitResult:
-    """Everything a fit produced; ``files`` maps output names to the paths written."""
+    """Everything a fit produced. Parameters are in the data's units (also with ``standardize``)."""
 
     data: Dataset
     config: TrainConfig
-    model: LinearModel
+    model: LinearModel  # as trained: on standardised data when a scaler was used
     history: History
+    weight: np.ndarray  # (n_targets, n_features), float64, the data's units
+    bias: np.ndarray  # (n_targets,)
+    solution: LstsqSolution  # exact optimum on the training rows
+    gap: dict  # relative_excess_loss, distance, relative_distance
+    metrics: dict  # split -> {mse, rmse, mae, r2}
+    diagnostics: object | None = None  # GDDiagnostics for full-batch SGD, None otherwise
+    scaler: Standardizer | None = None
     files: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """The run as plain JSON-able data."""
+        return {
+            "torchlinreg_version": __version__,
+            "n_samples": self.data.n_samples,
+            "features": list(self.data.feature_names),
+            "targets": list(self.data.target_names),
+            "settings": self.config.to_dict(),
+            "standardize": self.scaler.to_dict() if self.scaler is not None else None,
+            "status": self.history.status,
+            "message": self.history.message,
+            "epochs_run": len(self.history),
+            "weight": self.weight.tolist(),
+            "bias": self.bias.tolist(),
+            "optimum": self.solution.to_dict(),
+            "gap": self.gap,
+            "metrics": self.metrics,
+            "diagnostics": self.diagnostics.to_dict() if self.diagnostics is not None else None,
+        }
 
     def __repr__(self) -> str:
         return f"FitResult({self.data!r}, {self.history!r}, files={sorted(self.files)})"
@@ -39,35 +80,130 @@ def run_fit(
     config: TrainConfig = TrainConfig(),
     out_dir: str | os.PathLike | None = None,
     *,
-    stream: TextIO | None = None,
+    standardize: bool = False,
+    validation_fraction: float = 0.0,
+    split_seed: int = defaults.DATA_SEED,
+    save: str | os.PathLike | None = None,
+    force: bool = False,
     plots: bool = True,
+    stream: TextIO | None = None,
 ) -> FitResult:
-    """Build the model, train it while printing the tutorial's report, and save the results.
+    """Train a linear model on ``data`` while printing the tutorial's report, and judge it.
 
-    The report goes to ``stream`` (standard output by default). With ``out_dir`` the
-    history (``history.json``) and, with ``plots``, the four plots are written there;
-    the folder is checked before training starts, so a bad folder fails fast.
+    Before epoch 1 the report says what the data implies for gradient descent (stable
+    learning rates, epochs needed); after training it sets the model beside the exact
+    least-squares optimum and gives the metrics. With ``out_dir`` the history (JSON and
+    CSV), a summary and, with ``plots``, the plots are written there; with ``save`` the
+    model files. Folders and existing files are checked before training starts.
     """
+    from .persistence import SavedModel, model_paths, save_model
+
     out = prepare_output_dir(out_dir) if out_dir is not None else None
+    for path in model_paths(save) if save is not None else ():
+        if path.exists() and not force:
+            raise OutputError(f"{str(path)!r} exists; pass --force to replace it or choose another --save path")
+    train_rows, val_rows = _split(data, validation_fraction, split_seed)
+    X, y = data.X[train_rows].double(), data.y[train_rows].double()
+    X_val, y_val = (data.X[val_rows].double(), data.y[val_rows].double()) if val_rows is not None else (None, None)
+
+    solution = lstsq(X, y, feature_names=data.feature_names, target_names=data.target_names)
+    scaler = Standardizer.fit(X, y) if standardize else None
+    Xt, yt = (scaler.transform_X(X), scaler.transform_y(y)) if scaler else (X, y)
+    Xv, yv = (scaler.transform_X(X_val), scaler.transform_y(y_val)) if scaler and X_val is not None else (X_val, y_val)
+
     model = build_model(data.n_features, data.n_targets, seed=config.seed)
-    history = train(model, data.X, data.y, config, callbacks=[PrintReport(stream)])
+    diagnostics = None
+    if config.optimizer == "sgd" and (config.batch_size is None or config.batch_size >= len(train_rows)):
+        diagnostics = diagnose(Xt, yt, lr=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=config.weight_decay, epochs=config.epochs,
+                               initial_weight=model.linear.weight.detach().double().numpy(),
+                               initial_bias=model.linear.bias.detach().double().numpy())
+    notes = [f"note: {m}" for m in diagnostics.messages()] if diagnostics is not None else []
+    history = train(model, Xt, yt, config, callbacks=[PrintReport(stream, notes)], X_val=Xv, y_val=yv, scaler=scaler)
     if history.diverged:
-        history.message += ". " + divergence_advice(data, config)
-    result = FitResult(data, config, model, history)
+        history.message += ". " + divergence_advice(Xt, yt.shape[1], config)
+
+    weight = np.asarray(history.final_params["linear.weight"], dtype=np.float64)
+    bias = np.asarray(history.final_params["linear.bias"], dtype=np.float64)
+    trained_loss = _mse(X, y, weight, bias)
+    gap = _gap(weight, bias, trained_loss, solution)
+    metrics = {"train": _metrics(X, y, weight, bias)}
+    if X_val is not None:
+        metrics["validation"] = _metrics(X_val, y_val, weight, bias)
+    result = FitResult(data, config, model, history, weight, bias, solution, gap, metrics, diagnostics, scaler)
+
+    _print(stream, "")
+    _print(stream, format_comparison(data.feature_names, data.target_names,
+                                     {"weight": weight, "bias": bias, "loss": trained_loss},
+                                     {"weight": solution.coef, "bias": solution.intercept, "loss": solution.loss}, gap))
+    _print(stream, format_metrics(metrics))
+
     if out is not None:
-        result.files["history"] = atomic_write_text(out / HISTORY_FILE, history.to_json() + "\n")
+        result.files["history"] = atomic_write_text(out / HISTORY_JSON, history.to_json() + "\n")
+        result.files["history_csv"] = atomic_write_text(out / HISTORY_CSV, history.to_csv())
+        result.files["summary"] = atomic_write_text(out / SUMMARY_JSON, json.dumps(result.summary(), indent=1) + "\n")
         if plots:
             from .plots import save_plots  # matplotlib only when plots are asked for
 
-            result.files.update(save_plots(data, history, out))
+            result.files.update(save_plots(data, history, out, optimum_loss=solution.loss))
+    if save is not None:
+        saved = SavedModel(weight, bias, data.feature_names, data.target_names,
+                           {"settings": config.to_dict(), "standardize": scaler.to_dict() if scaler else None,
+                            "metrics": metrics, "status": history.status, "epochs_run": len(history),
+                            "optimum_loss": solution.loss})
+        result.files["model"], result.files["model_json"] = save_model(save, saved, force=force)
     return result
 
 
-def divergence_advice(data: Dataset, config: TrainConfig) -> str:
+def _split(data: Dataset, fraction: float, seed: int):
+    if not fraction:
+        return torch.arange(data.n_samples), None
+    train_rows, val_rows = train_validation_split(data.n_samples, fraction, seed=seed)
+    return torch.as_tensor(train_rows), torch.as_tensor(val_rows)
+
+
+def _predict(X: torch.Tensor, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    return X.double().numpy() @ weight.T + bias
+
+
+def _mse(X, y, weight, bias) -> float:
+    return float(np.mean((_predict(X, weight, bias) - y.double().numpy()) ** 2))
+
+
+def _metrics(X, y, weight, bias) -> dict:
+    m = regression_metrics(y.double().numpy(), _predict(X, weight, bias))
+    return {k: m[k] for k in ("mse", "rmse", "mae", "r2")}
+
+
+def _gap(weight, bias, trained_loss: float, solution: LstsqSolution) -> dict:
+    theta = np.concatenate([weight.ravel(), bias.ravel()])
+    best = np.concatenate([np.asarray(solution.coef).ravel(), np.asarray(solution.intercept).ravel()])
+    distance = float(np.linalg.norm(theta - best))
+    norm = float(np.linalg.norm(best))
+    excess = trained_loss - solution.loss
+    return {
+        "trained_loss": trained_loss,
+        "optimum_loss": solution.loss,
+        "relative_excess_loss": excess / solution.loss if solution.loss > 0 else (0.0 if excess <= 0 else math.inf),
+        "distance": distance,
+        "relative_distance": distance / norm if norm > 0 else (0.0 if distance == 0 else math.inf),
+    }
+
+
+def _print(stream: TextIO | None, text: str) -> None:
+    import sys
+
+    print(text, file=stream or sys.stdout, flush=True)
+
+
+def divergence_advice(X: torch.Tensor, n_targets: int, config: TrainConfig) -> str:
     """Why gradient descent diverged on this data and which learning rate avoids it."""
-    bound = max_stable_lr(data.X, data.n_targets, momentum=config.momentum,
-                          nesterov=config.nesterov, weight_decay=config.weight_decay)
+    if config.optimizer != "sgd":
+        return f"{config.optimizer} diverged at lr {config.learning_rate:g}; lower --lr (e.g. by 10x) or use --standardize"
+    bound = max_stable_lr(X, n_targets, momentum=config.momentum, nesterov=config.nesterov,
+                          weight_decay=config.weight_decay)
     exponent = math.floor(math.log10(0.9 * bound))
     suggestion = math.floor(0.9 * bound / 10**exponent) * 10**exponent
     return (f"On this data gradient descent diverges for learning rates above {bound:.3g} "
-            f"(2 / largest eigenvalue of the loss's Hessian); use a smaller one, e.g. --lr {suggestion:.1g}")
+            f"(2 / largest eigenvalue of the loss's Hessian); use a smaller one, e.g. --lr {suggestion:.1g}, "
+            f"or --standardize")

@@ -65,12 +65,22 @@ def model_figure(data: Dataset, params: Params, title: str) -> Figure:
     return fig
 
 
-def loss_figure(history: History) -> Figure:
+def loss_figure(history: History, optimum_loss: float | None = None) -> Figure:
+    """Loss per epoch; the held-out loss when there is one; the least-squares optimum as a dashed line."""
     fig, ax = _figure()
-    ax.plot(history.epochs, history.losses, marker=".")
+    ax.plot(history.epochs, history.losses, marker=".", label="training loss")
+    values = list(history.losses)
+    if any(v is not None for v in history.val_losses):
+        ax.plot(history.epochs, history.val_losses, marker=".", label="validation loss")
+        values += [v for v in history.val_losses if v is not None]
+    if optimum_loss is not None:
+        ax.axhline(optimum_loss, color="gray", linestyle="--", label=f"least-squares optimum {optimum_loss:.6g}")
+        values.append(optimum_loss)
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE loss")
-    losses = [v for v in history.losses if v > 0]
+    if len(ax.get_lines()) > 1:
+        ax.legend()
+    losses = [v for v in values if v > 0]
     if losses and max(losses) / min(losses) > 100:
         ax.set_yscale("log")  # a plain axis hides everything after the first few epochs
         ax.set_ylabel("MSE loss (log scale)")
@@ -84,14 +94,15 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def save_plots(data: Dataset, history: History, out_dir: str | os.PathLike) -> dict[str, Path]:
+def save_plots(data: Dataset, history: History, out_dir: str | os.PathLike,
+               optimum_loss: float | None = None) -> dict[str, Path]:
     """Write the four plots into ``out_dir`` and return their paths by name.
 
     The line plots need a model with one input feature; for more features only the loss
     plot is written.
     """
     out_dir = Path(out_dir)
-    figures = {"loss": loss_figure(history)}
+    figures = {"loss": loss_figure(history, optimum_loss)}
     if data.n_features == 1:
         figures["data"] = data_figure(data)
         figures["initial"] = model_figure(data, history.initial_params, "Initial Model")

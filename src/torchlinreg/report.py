@@ -63,18 +63,20 @@ def format_final(params: Params) -> str:
 class PrintReport(Callback):
     """Prints the tutorial's report while training runs."""
 
-    def __init__(self, stream: TextIO | None = None):
+    def __init__(self, stream: TextIO | None = None, notes: list[str] = ()):
         self.stream = stream
+        self.notes = list(notes)  # printed after the initial parameters, before epoch 1
         self._width = 2
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream or sys.stdout, flush=True)
 
-    def on_train_begin(self, model, config) -> None:
+    def on_train_begin(self, model, config, history) -> None:
         self._width = max(2, len(str(config.epochs)))
-        params = {name: p.detach().tolist() for name, p in model.named_parameters()}
-        self._print(format_parameters(params))
-        self._print(format_initial(params))
+        self._print(format_parameters(history.initial_params))
+        self._print(format_initial(history.initial_params))
+        for note in self.notes:
+            self._print(note)
 
     def on_epoch_end(self, record: EpochRecord) -> None:
         self._print(format_epoch(record, self._width))
@@ -84,3 +86,58 @@ class PrintReport(Callback):
 
     def __repr__(self) -> str:
         return f"PrintReport(stream={self.stream!r})"
+
+
+MAX_TABLE_ROWS = 20  # parameter rows shown in the comparison table; the rest go to files
+
+
+def format_comparison(feature_names, target_names, trained: dict, optimum: dict, gap: dict) -> str:
+    """The trained model next to the least-squares optimum, and how far apart they are.
+
+    ``trained``/``optimum`` hold ``weight`` (m, d), ``bias`` (m,) and ``loss``; ``gap`` holds
+    ``relative_excess_loss``, ``distance`` and ``relative_distance``.
+    """
+    rows = []
+    for j, target in enumerate(target_names):
+        suffix = f" -> {target}" if len(target_names) > 1 else ""
+        for i, feature in enumerate(feature_names):
+            rows.append((f"weight {feature}{suffix}", trained["weight"][j][i], optimum["weight"][j][i]))
+        rows.append((f"bias{suffix}", trained["bias"][j], optimum["bias"][j]))
+    hidden = max(0, len(rows) - MAX_TABLE_ROWS)
+    rows = rows[:MAX_TABLE_ROWS]
+    rows.append(("loss (MSE)", trained["loss"], optimum["loss"]))
+    width = max(len(name) for name, *_ in rows)
+    lines = ["Trained model and the exact least-squares optimum (training data):",
+             f"  {'':{width}}  {'trained':>15}  {'optimum':>15}  {'difference':>12}"]
+    for name, a, b in rows:
+        lines.append(f"  {name:{width}}  {a:15.8f}  {b:15.8f}  {a - b:12.4g}")
+    if hidden:
+        lines.append(f"  ... {hidden} more parameters (all of them: torchlinreg solve --json, or --save)")
+    excess = gap["relative_excess_loss"]
+    excess_text = (f"{100 * excess:.3g}% above the optimum's" if excess >= 1e-4 else f"{excess:.2e} above the optimum's (relative)")
+    lines.append(f"  gap: the trained loss is {excess_text}; the parameters are {gap['distance']:.4g} away from the "
+                 f"optimum ({100 * gap['relative_distance']:.3g}% of its size)")
+    return "\n".join(lines)
+
+
+def format_metrics(metrics: dict) -> str:
+    """``metrics`` maps a split name (``train``, ``validation``) to ``{mse, rmse, mae, r2}``."""
+    lines = [f"Metrics {'':6}{'MSE':>14}{'RMSE':>14}{'MAE':>14}{'R²':>12}"]
+    for split, m in metrics.items():
+        lines.append(f"  {split:<11}{m['mse']:14.6g}{m['rmse']:14.6g}{m['mae']:14.6g}{m['r2']:12.6g}")
+    return "\n".join(lines)
+
+
+def format_solution(solution) -> str:
+    """``torchlinreg solve``'s table: each coefficient, the intercept and the loss."""
+    lines = [f"Least-squares solution ({solution.n_samples} rows, rank {solution.rank}, "
+             f"condition number {solution.condition_number:.3g}):"]
+    for j, target in enumerate(solution.target_names):
+        names = [f"weight {f}" for f in solution.feature_names] + ["intercept"]
+        values = list(solution.coef[j]) + [solution.intercept[j]]
+        width = max(len(n) for n in names)
+        if len(solution.target_names) > 1:
+            lines.append(f" target {target}:")
+        lines.extend(f"  {n:{width}}  {v: .10g}" for n, v in zip(names, values))
+    lines.append(f"  loss (MSE)  {solution.loss:.10g}")
+    return "\n".join(lines)

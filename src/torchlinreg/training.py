@@ -123,7 +123,7 @@ def train(
     history = History(initial_params=units.params(model))
     last_state = _state(model)  # model-unit parameters of the last epoch with a finite loss
     for cb in callbacks:
-        cb.on_train_begin(model, config)
+        cb.on_train_begin(model, config, history)
 
     for epoch in range(1, config.epochs + 1):
         needs_graph = full_batch and config.optimizer != "lbfgs"  # reuse this forward pass for the step
