@@ -29,7 +29,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     # One quasi-Newton iteration per epoch, with a line search so that lr=1 is safe.
-    return torch.optim.LBFGS(params, lr=lr, max_iter=1, line_search_fn="strong_wolfe")
+    return torch.optim.LBFGS(params, lr=lr, max_iter=1, line_search_fn="strong_wolfe",
+                             tolerance_grad=1e-15, tolerance_change=0.0)  # our epochs and --tol decide when to stop
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
