@@ -126,7 +126,7 @@ def run_fit(
     weight = np.asarray(history.final_params["linear.weight"], dtype=np.float64)
     bias = np.asarray(history.final_params["linear.bias"], dtype=np.float64)
     trained_loss = _mse(X, y, weight, bias)
-    gap = _gap(weight, bias, trained_loss, solution)
+    gap = _gap(weight, bias, trained_loss, solution, y)
     metrics = {"train": _metrics(X, y, weight, bias)}
     if X_val is not None:
         metrics["validation"] = _metrics(X_val, y_val, weight, bias)
@@ -175,7 +175,8 @@ def _metrics(X, y, weight, bias) -> dict:
     return {k: m[k] for k in ("mse", "rmse", "mae", "r2")}
 
 
-def _gap(weight, bias, trained_loss: float, solution: LstsqSolution) -> dict:
+def _gap(weight, bias, trained_loss: float, solution: LstsqSolution, y: torch.Tensor) -> dict:
+    """How far the trained model is from the optimum; ``exact_fit`` when the optimum's loss is rounding noise."""
     theta = np.concatenate([weight.ravel(), bias.ravel()])
     best = np.concatenate([np.asarray(solution.coef).ravel(), np.asarray(solution.intercept).ravel()])
     distance = float(np.linalg.norm(theta - best))
@@ -187,6 +188,7 @@ def _gap(weight, bias, trained_loss: float, solution: LstsqSolution) -> dict:
         "relative_excess_loss": excess / solution.loss if solution.loss > 0 else (0.0 if excess <= 0 else math.inf),
         "distance": distance,
         "relative_distance": distance / norm if norm > 0 else (0.0 if distance == 0 else math.inf),
+        "exact_fit": solution.loss <= 1e-20 * float(torch.mean(y.double() ** 2)),
     }
 
 

@@ -110,21 +110,31 @@ def format_comparison(feature_names, target_names, trained: dict, optimum: dict,
     lines = ["Trained model and the exact least-squares optimum (training data):",
              f"  {'':{width}}  {'trained':>15}  {'optimum':>15}  {'difference':>12}"]
     for name, a, b in rows:
-        lines.append(f"  {name:{width}}  {a:15.8f}  {b:15.8f}  {a - b:12.4g}")
+        lines.append(f"  {name:{width}}  {_fixed(a)}  {_fixed(b)}  {a - b:12.4g}")
     if hidden:
         lines.append(f"  ... {hidden} more parameters (all of them: torchlinreg solve --json, or --save)")
     excess = gap["relative_excess_loss"]
-    excess_text = (f"{100 * excess:.3g}% above the optimum's" if excess >= 1e-4 else f"{excess:.2e} above the optimum's (relative)")
-    lines.append(f"  gap: the trained loss is {excess_text}; the parameters are {gap['distance']:.4g} away from the "
+    if gap.get("exact_fit"):
+        excess_text = "the optimum fits the data exactly (loss 0 to rounding), the trained model does not"
+    elif excess >= 1e-4:
+        excess_text = f"the trained loss is {100 * excess:.3g}% above the optimum's"
+    else:
+        excess_text = f"the trained loss is {excess:.2e} above the optimum's (relative)"
+    lines.append(f"  gap: {excess_text}; the parameters are {gap['distance']:.4g} away from the "
                  f"optimum ({100 * gap['relative_distance']:.3g}% of its size)")
     return "\n".join(lines)
 
 
+def _fixed(value: float) -> str:
+    """15 characters: 8 decimals like the tutorial, or exponent notation for huge values."""
+    return f"{value:15.8f}" if abs(value) < 1e7 else f"{value:15.8e}"
+
+
 def format_metrics(metrics: dict) -> str:
     """``metrics`` maps a split name (``train``, ``validation``) to ``{mse, rmse, mae, r2}``."""
-    lines = [f"Metrics {'':6}{'MSE':>14}{'RMSE':>14}{'MAE':>14}{'R²':>12}"]
+    lines = [f"Metrics {'':6}{'MSE':>14}{'RMSE':>14}{'MAE':>14}{'R²':>14}"]
     for split, m in metrics.items():
-        lines.append(f"  {split:<11}{m['mse']:14.6g}{m['rmse']:14.6g}{m['mae']:14.6g}{m['r2']:12.6g}")
+        lines.append(f"  {split:<11}{m['mse']:14.6g}{m['rmse']:14.6g}{m['mae']:14.6g}{m['r2']:14.6g}")
     return "\n".join(lines)
 
 
