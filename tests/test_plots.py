@@ -24,7 +24,7 @@ def test_four_png_files_of_sensible_size(fitted, tmp_path):
         with Image.open(path) as img:
             img.verify()
         with Image.open(path) as img:
-            assert img.size == (640, 480)
+            assert img.size == (640, 480)  # without an optimum the loss plot has one panel
             pixels = np.asarray(img.convert("L"))
             assert pixels.std() > 10  # something is drawn, not a blank canvas
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
@@ -51,3 +51,19 @@ def test_loss_plot_shows_every_epoch(fitted):
     assert list(x) == list(range(1, 51))
     np.testing.assert_allclose(y, history.losses)
     assert ax.get_xlabel() == "epoch" and "loss" in ax.get_ylabel()
+
+
+def test_loss_plot_shows_the_excess_over_the_optimum(fitted, tmp_path):
+    from sklearn.linear_model import LinearRegression
+
+    data, history = fitted
+    X, y = data.X.double().numpy(), data.y.double().numpy()
+    optimum = float(np.mean((LinearRegression().fit(X, y).predict(X) - y) ** 2))
+    fig = loss_figure(history, optimum)
+    top, bottom = fig.axes
+    assert top.get_lines()[1].get_ydata()[0] == pytest.approx(optimum)  # the dashed optimum line
+    np.testing.assert_allclose(bottom.get_lines()[0].get_ydata(), np.array(history.losses) - optimum, rtol=1e-9)
+    assert bottom.get_yscale() == "log"
+    files = save_plots(data, history, tmp_path, optimum_loss=optimum)
+    with Image.open(files["loss"]) as img:
+        assert img.size == (640, 720)

@@ -85,7 +85,25 @@ def loss_figure(history: History, optimum_loss: float | None = None) -> Figure:
         ax.set_yscale("log")  # a plain axis hides everything after the first few epochs
         ax.set_ylabel("MSE loss (log scale)")
     ax.set_title("Loss")
+    excess = [loss - optimum_loss for loss in history.losses] if optimum_loss is not None else []
+    if any(e > 0 for e in excess):
+        _excess_panel(fig, ax, history.epochs, excess)
     return fig
+
+
+def _excess_panel(fig: Figure, ax, epochs: list[int], excess: list[float]) -> None:
+    """Below the loss: how far above the optimum it still is, on a log axis, where a plateau shows."""
+    fig.set_size_inches(6.4, 7.2)
+    gs = fig.add_gridspec(3, 1)
+    ax.set_subplotspec(gs[:2, 0])
+    ax.set_xlabel("")
+    below = fig.add_subplot(gs[2, 0], sharex=ax)
+    shown = [(e, v) for e, v in zip(epochs, excess) if v > 0]
+    below.plot([e for e, _ in shown], [v for _, v in shown], marker=".", color="tab:red")
+    below.set_yscale("log")
+    below.set_xlabel("epoch")
+    below.set_ylabel("loss − optimum")
+    below.set_title(f"Excess over the optimum: {excess[-1]:.4g} at epoch {epochs[-1]}", fontsize="medium")
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
