@@ -134,3 +134,18 @@ def test_bad_training_settings_are_refused(kwargs, match):
 
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**kwargs)
+
+
+def test_sample_weights_give_weighted_least_squares(problem):
+    from sklearn.linear_model import LinearRegression
+
+    data, _, _ = problem
+    w = torch.arange(1, 401, dtype=torch.float64) % 5  # includes zero weights
+    model = build_model(3, 2, seed=0)
+    history = train(model, data.X, data.y, TrainConfig(optimizer="lbfgs", epochs=60, dtype="float64"),
+                    sample_weight=w)
+    ref = LinearRegression().fit(data.X.numpy(), data.y.numpy(), sample_weight=w.numpy())
+    np.testing.assert_allclose(model.linear.weight.detach().numpy(), ref.coef_, atol=1e-8)
+    r = data.X.numpy() @ ref.coef_.T + ref.intercept_ - data.y.numpy()
+    weighted = (w.numpy()[:, None] * r**2).sum() / (w.numpy().sum() * 2)
+    assert history.losses[-1] == pytest.approx(weighted, rel=1e-9)

@@ -41,6 +41,13 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
     return None
 
 
+def mse(y_pred: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``nn.MSELoss``; with sample weights ``sum(w * r**2) / (sum(w) * n_targets)``."""
+    if weight is None:
+        return nn.functional.mse_loss(y_pred, y)
+    return ((y_pred - y) ** 2 * weight[:, None]).sum() / (weight.sum() * y.shape[1])
+
+
 class _Plateau:
     """True once the loss has not improved by ``tol`` (relative) for ``patience`` epochs in a row."""
 
@@ -71,10 +78,12 @@ class _Units:
         if scaler is not None:
             self.y_scale2 = torch.as_tensor(np.asarray(scaler.y_scale, dtype=np.float64) ** 2)
 
-    def loss(self, loss: torch.Tensor, y_pred: torch.Tensor, y: torch.Tensor) -> float:
+    def loss(self, loss: torch.Tensor, y_pred: torch.Tensor, y: torch.Tensor, weight=None) -> float:
         if self.scaler is None:
             return loss.item()
-        return ((y_pred.detach().double() - y.double()) ** 2 * self.y_scale2).mean().item()
+        r = y_pred.detach().double() - y.double()
+        w = None if weight is None else weight.double()
+        return mse(r * self.y_scale2.sqrt(), torch.zeros_like(r), w).item()
 
     def params(self, model: nn.Module) -> Params:
         if self.scaler is None:
@@ -94,6 +103,7 @@ def train(
     X_val: torch.Tensor | None = None,
     y_val: torch.Tensor | None = None,
     scaler=None,
+    sample_weight: torch.Tensor | None = None,
 ) -> History:
     """Train ``model`` in place on ``(X, y)`` and return the history of every epoch.
 
@@ -107,14 +117,17 @@ def train(
     (``status="converged"``; the model keeps the parameters of the last recorded epoch),
     or when the loss becomes inf or NaN (``status="diverged"``; the model keeps the
     parameters of the last epoch whose loss was finite).
+
+    ``sample_weight`` (shape (n,), non-negative) makes the loss the weighted mean of the
+    squared errors (weighted least squares); mini-batches use their rows' weights.
     """
     callbacks = list(callbacks)
     dtype = getattr(torch, config.dtype)
     model.to(dtype)
     X, y = X.to(dtype), y.to(dtype)
+    w = None if sample_weight is None else torch.as_tensor(sample_weight).to(dtype).reshape(-1)  # (n,)
     if X_val is not None:
         X_val, y_val = X_val.to(dtype), y_val.to(dtype)
-    criterion = nn.MSELoss()
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)
     full_batch = config.batch_size is None or config.batch_size >= X.shape[0]
@@ -130,12 +143,12 @@ def train(
         needs_graph = full_batch and config.optimizer != "lbfgs"  # reuse this forward pass for the step
         with torch.set_grad_enabled(needs_graph):
             y_pred = model(X)  # (n, out_features)
-            loss = criterion(y_pred, y)
+            loss = mse(y_pred, y, w)
         if not torch.isfinite(loss):
             _diverged(model, history, last_state, f"the loss became {loss.item()} at epoch {epoch}")
             break
         last_state = _state(model)
-        record = EpochRecord(epoch, units.loss(loss, y_pred, y), units.params(model),
+        record = EpochRecord(epoch, units.loss(loss, y_pred, y, w), units.params(model),
                              lr=optimizer.param_groups[0]["lr"], val_loss=_val_loss(model, X_val, y_val, units))
         history.records.append(record)
         for cb in callbacks:
@@ -147,7 +160,7 @@ def train(
             break
 
         if config.optimizer == "lbfgs":
-            optimizer.step(lambda: _closure(model, criterion, optimizer, X, y))
+            optimizer.step(lambda: _closure(model, optimizer, X, y, w))
         elif full_batch:
             optimizer.zero_grad()  # gradients accumulate: clear last epoch's
             loss.backward()
@@ -155,7 +168,7 @@ def train(
         else:
             for idx in torch.randperm(X.shape[0], generator=order).split(config.batch_size):
                 optimizer.zero_grad()
-                batch_loss = criterion(model(X[idx]), y[idx])
+                batch_loss = mse(model(X[idx]), y[idx], None if w is None else w[idx])
                 batch_loss.backward()
                 optimizer.step()
         if scheduler is not None:
@@ -174,9 +187,9 @@ def train(
     return history
 
 
-def _closure(model, criterion, optimizer, X, y):
+def _closure(model, optimizer, X, y, w):
     optimizer.zero_grad()
-    loss = criterion(model(X), y)
+    loss = mse(model(X), y, w)
     loss.backward()
     return loss
 
@@ -186,7 +199,7 @@ def _val_loss(model, X_val, y_val, units: _Units) -> float | None:
     if X_val is None or X_val.shape[0] == 0:
         return None
     y_pred = model(X_val)
-    return units.loss(nn.functional.mse_loss(y_pred, y_val), y_pred, y_val)
+    return units.loss(mse(y_pred, y_val), y_pred, y_val)
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
