@@ -91,6 +91,11 @@ def _add_fit_parser(commands) -> None:
     o.add_argument("--out", default=defaults.OUTPUT_DIR, metavar="DIR",
                    help="folder for the history, summary and plots; created if missing, files of the same name replaced")
     o.add_argument("--no-plots", action="store_true", help="do not draw the plots")
+    o.add_argument("--log-every", type=int, default=1, metavar="N",
+                   help="print every N-th epoch line (and the first and last); 1 prints all, as the tutorial")
+    o.add_argument("--quiet", action="store_true", help="no epoch lines and no progress bar")
+    o.add_argument("--tensorboard", metavar="DIR",
+                   help="write loss, learning rate and parameters per epoch for TensorBoard (needs the tensorboard extra)")
     o.add_argument("--save", metavar="PATH", help="save the trained model as PATH.safetensors + PATH.json")
     o.add_argument("--force", action="store_true", help="replace existing model files")
     p.set_defaults(command=_cmd_fit)
@@ -170,12 +175,15 @@ def _cmd_fit(args) -> int:
                          gamma=args.gamma, dtype=args.dtype, seed=args.seed)
     if not 0 <= args.validation_fraction < 1:
         raise ConfigError(f"--validation-fraction must be in [0, 1), got {args.validation_fraction}; pass e.g. 0.2")
+    if args.log_every < 1:
+        raise ConfigError(f"--log-every must be a positive integer, got {args.log_every}; pass e.g. --log-every 100")
     data = _load_data(args)
     from .pipeline import run_fit
 
     result = run_fit(data, config, args.out, standardize=args.standardize,
                      validation_fraction=args.validation_fraction, split_seed=args.split_seed,
-                     save=args.save, force=args.force, plots=not args.no_plots)
+                     save=args.save, force=args.force, plots=not args.no_plots, log_every=args.log_every,
+                     quiet=args.quiet, tensorboard=args.tensorboard)
     in_out = [p.name for k, p in result.files.items() if not k.startswith("model")]
     print(f"torchlinreg: wrote {', '.join(in_out)} to {args.out}", file=sys.stderr)
     if "model" in result.files:

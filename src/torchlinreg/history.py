@@ -56,12 +56,12 @@ class History:
         import csv
         import io
 
-        names = _flat_names(self.records[0].params) if self.records else []
+        names = flat_param_names(self.records[0].params) if self.records else []
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["epoch", "loss", "val_loss", "lr", *names])
         for r in self.records:
-            values = [repr(v) for v in _flat_values(r.params)]
+            values = [repr(v) for v in flat_param_values(r.params)]
             writer.writerow([r.epoch, repr(r.loss), "" if r.val_loss is None else repr(r.val_loss),
                              "" if r.lr is None else repr(r.lr), *values])
         return buffer.getvalue()
@@ -85,7 +85,7 @@ class History:
         return f"History({len(self.records)} epochs, {self.status}{last})"
 
 
-def _flat_values(params: Params) -> list[float]:
+def flat_param_values(params: Params) -> list[float]:
     out: list[float] = []
 
     def walk(v):
@@ -100,8 +100,8 @@ def _flat_values(params: Params) -> list[float]:
     return out
 
 
-def _flat_names(params: Params) -> list[str]:
-    """``linear.weight[0][1]``-style names in the order of :func:`_flat_values`."""
+def flat_param_names(params: Params) -> list[str]:
+    """``linear.weight[0][1]``-style names in the order of :func:`flat_param_values`."""
     out: list[str] = []
 
     def walk(prefix, v):

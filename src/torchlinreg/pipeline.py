@@ -11,6 +11,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -26,7 +27,10 @@ from .metrics import regression_metrics, train_validation_split
 from .model import LinearModel, build_model
 from .errors import OutputError
 from .outputs import atomic_write_text, prepare_output_dir
+from .callbacks import Callback
+from .progress import ProgressBar
 from .report import PrintReport, format_comparison, format_metrics
+from .tensorboard import TensorBoardLogger
 from .scaling import Standardizer
 from .solve import LstsqSolution, lstsq
 from .training import train
@@ -87,6 +91,11 @@ def run_fit(
     force: bool = False,
     plots: bool = True,
     stream: TextIO | None = None,
+    log_every: int = 1,
+    quiet: bool = False,
+    progress: bool | None = None,
+    tensorboard: str | os.PathLike | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> FitResult:
     """Train a linear model on ``data`` while printing the tutorial's report, and judge it.
 
@@ -95,6 +104,11 @@ def run_fit(
     least-squares optimum and gives the metrics. With ``out_dir`` the history (JSON and
     CSV), a summary and, with ``plots``, the plots are written there; with ``save`` the
     model files. Folders and existing files are checked before training starts.
+
+    Printing: ``log_every`` thins the epoch lines (1: every epoch, as the tutorial);
+    ``quiet`` drops them and the progress bar. ``progress``: True/False forces the bar on
+    or off; None shows it when stderr is a terminal and the run takes a moment.
+    ``tensorboard``: a folder for TensorBoard logs. ``callbacks`` run as well.
     """
     from .persistence import SavedModel, model_paths, save_model
 
@@ -119,7 +133,11 @@ def run_fit(
                                initial_weight=model.linear.weight.detach().double().numpy(),
                                initial_bias=model.linear.bias.detach().double().numpy())
     notes = [f"note: {m}" for m in diagnostics.messages()] if diagnostics is not None else []
-    history = train(model, Xt, yt, config, callbacks=[PrintReport(stream, notes)], X_val=Xv, y_val=yv, scaler=scaler)
+    bar = ProgressBar(force=False if quiet else progress)
+    report = PrintReport(stream, notes, every=0 if quiet else log_every, write=bar.write)
+    extra = [TensorBoardLogger(tensorboard)] if tensorboard is not None else []
+    history = train(model, Xt, yt, config, callbacks=[bar, report, *extra, *callbacks],
+                    X_val=Xv, y_val=yv, scaler=scaler)
     if history.diverged:
         history.message += ". " + divergence_advice(Xt, yt.shape[1], config)
 

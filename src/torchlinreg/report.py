@@ -61,15 +61,26 @@ def format_final(params: Params) -> str:
 
 
 class PrintReport(Callback):
-    """Prints the tutorial's report while training runs."""
+    """Prints the tutorial's report while training runs.
 
-    def __init__(self, stream: TextIO | None = None, notes: list[str] = ()):
+    ``every``: print epoch 1, every ``every``-th epoch and the last one (1: all, as the
+    tutorial); 0 prints no epoch lines. ``write``: how a line is printed (for example a
+    progress bar's ``write``, so the bar is not torn); default ``print``.
+    """
+
+    def __init__(self, stream: TextIO | None = None, notes: list[str] = (), *, every: int = 1, write=None):
         self.stream = stream
         self.notes = list(notes)  # printed after the initial parameters, before epoch 1
+        self.every = every
+        self.write = write
         self._width = 2
+        self._last_printed = None
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream or sys.stdout, flush=True)
+        if self.write is not None:
+            self.write(text, file=self.stream or sys.stdout)
+        else:
+            print(text, file=self.stream or sys.stdout, flush=True)
 
     def on_train_begin(self, model, config, history) -> None:
         self._width = max(2, len(str(config.epochs)))
@@ -79,9 +90,13 @@ class PrintReport(Callback):
             self._print(note)
 
     def on_epoch_end(self, record: EpochRecord) -> None:
-        self._print(format_epoch(record, self._width))
+        if self.every and (record.epoch == 1 or record.epoch % self.every == 0):
+            self._print(format_epoch(record, self._width))
+            self._last_printed = record.epoch
 
     def on_train_end(self, history: History) -> None:
+        if self.every and history.records and history.records[-1].epoch != self._last_printed:
+            self._print(format_epoch(history.records[-1], self._width))  # the last epoch is always shown
         self._print(format_final(history.final_params))
 
     def __repr__(self) -> str:
