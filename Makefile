@@ -1,6 +1,7 @@
 # Two entry points, each setting up its own virtual environment in .venv when needed:
 #   make demo   install the pinned run-time packages and run the tutorial (torchlinreg fit)
-#   make test   install the pinned test packages and run the whole test suite
+#   make test   install the pinned test packages (and Chromium, for the report's browser test),
+#               then run the whole test suite
 # A second run skips the installs: each is redone only when its requirements file changes.
 
 PYTHON ?= python3
@@ -14,6 +15,7 @@ demo: $(VENV)/.run-installed
 	$(VENV)/bin/torchlinreg fit --out $(OUT)
 
 test: $(VENV)/.test-installed
+	@bash scripts/install-chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 $(PY):
