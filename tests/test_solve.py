@@ -316,3 +316,81 @@ def test_predict_and_to_dict():
     with pytest.warns(RankDeficiencyWarning):
         deficient = lstsq(np.ones((5, 1)), np.arange(5.0))
     assert json.loads(json.dumps(deficient.to_dict(), allow_nan=False))["condition_number"] is None
+
+
+# --- sample weights: weighted least squares --------------------------------------------------------
+
+@pytest.mark.parametrize("fit_intercept", [True, False], ids=["intercept", "no-intercept"])
+def test_weighted_matches_sklearn_and_statsmodels_wls_with_zero_weights(fit_intercept):
+    sm = pytest.importorskip("statsmodels.api")
+    X, Y = random_problem(300, 4, 2, seed=20)
+    w = np.random.default_rng(20).uniform(0, 4, 300)
+    w[::5] = 0.0  # these rows must not count at all
+    solution = lstsq(X, Y, sample_weight=w, fit_intercept=fit_intercept)
+    model = LinearRegression(fit_intercept=fit_intercept).fit(X, Y, sample_weight=w)
+    np.testing.assert_allclose(solution.coef, model.coef_, rtol=1e-12)
+    np.testing.assert_allclose(solution.intercept, np.zeros(2) + model.intercept_, rtol=1e-12)
+    for j in range(2):
+        A = sm.add_constant(X) if fit_intercept else X
+        params = sm.WLS(Y[:, j], A, weights=w).fit().params
+        ours = np.append(solution.intercept[j], solution.coef[j]) if fit_intercept else solution.coef[j]
+        np.testing.assert_allclose(ours, params, rtol=1e-12)
+    mse = np.sum(w[:, None] * (model.predict(X) - Y) ** 2, axis=0) / w.sum()  # what a weighted MSE loss reports
+    np.testing.assert_allclose(solution.loss_per_target, mse, rtol=1e-12)
+    assert solution.loss == pytest.approx(mse.mean(), rel=1e-12) and solution.sum_weights == pytest.approx(w.sum())
+    A = np.sqrt(w)[:, None] * (np.hstack([X, np.ones((300, 1))]) if fit_intercept else X)
+    assert solution.condition_number == pytest.approx(np.linalg.cond(A), rel=1e-8)
+    assert json.loads(json.dumps(solution.to_dict()))["sum_weights"] == pytest.approx(w.sum())
+    without = lstsq(X[w > 0], Y[w > 0], sample_weight=w[w > 0], fit_intercept=fit_intercept)
+    np.testing.assert_allclose(solution.coef, without.coef, rtol=1e-13)
+
+
+def test_integer_weights_equal_repeated_rows():
+    X, Y = random_problem(120, 3, 2, seed=21)
+    w = np.random.default_rng(21).integers(0, 4, 120)
+    repeated = lstsq(np.repeat(X, w, axis=0), np.repeat(Y, w, axis=0))
+    weighted = lstsq(X, Y, sample_weight=w)
+    np.testing.assert_allclose(weighted.coef, repeated.coef, rtol=1e-13)
+    np.testing.assert_allclose(weighted.intercept, repeated.intercept, rtol=1e-13)
+    np.testing.assert_allclose(weighted.loss_per_target, repeated.loss_per_target, rtol=1e-12)
+    np.testing.assert_allclose(weighted.singular_values, repeated.singular_values, rtol=1e-12)
+    assert weighted.condition_number == pytest.approx(repeated.condition_number, rel=1e-12)
+    assert weighted.sum_weights == w.sum() and repeated.sum_weights is None
+    # chunked and merged, weights per chunk, refined with (X, y, w) chunks: the same answer
+    chunks = [(X[:50], Y[:50], w[:50]), (X[50:], Y[50:], w[50:])]
+    acc = QRAccumulator(3, 2).update(*chunks[0]).merge(QRAccumulator(3, 2).update(*chunks[1]))
+    assert (acc.n_samples, acc.sum_weights, acc.n_positive) == (120, w.sum(), np.count_nonzero(w))
+    refined = refine(acc.solve(), chunks)
+    np.testing.assert_allclose(refined.coef, repeated.coef, rtol=1e-13)
+    assert acc.loss(refined.coef, refined.intercept) == pytest.approx(repeated.loss, rel=1e-10)
+
+
+def test_weighted_degree_10_polynomial_against_exact_rationals():
+    x = np.arange(1.0, 31.0)
+    X = np.column_stack([x ** k for k in range(1, 11)])  # condition number 1e14 and more with weights
+    rng = np.random.default_rng(22)
+    y = np.sin(x) + 10 * rng.standard_normal(30)
+    w = rng.integers(1, 4, 30)
+    w_exact, b_exact = exact_lstsq(np.repeat(X, w, axis=0), np.repeat(y, w))  # integer weights: repeated rows
+    solution = lstsq(X, y, sample_weight=w.astype(float))
+    assert rel_err(np.append(solution.coef[0], solution.intercept), np.append(w_exact, b_exact)) <= 1e-7
+    assert solution.condition_number > 1e13
+
+
+def test_bad_sample_weights_raise_with_the_fix():
+    X, y = random_problem(10, 2, 1)
+    cases = [(np.ones(9), r"sample_weight must have shape \(10,\), one weight per row, got \(9,\)"),
+             (np.ones((10, 1)), r"must have shape \(10,\)"),
+             (np.r_[np.ones(3), np.nan, np.ones(6)], "NaN or infinite values.*row 3.*finite weight >= 0"),
+             (np.r_[np.ones(5), -2.0, np.ones(4)], "negative values.*-2.0 in row 5.*>= 0"),
+             (np.zeros(10), "all 10 sample weights are 0.*give at least one row a positive weight")]
+    for w, match in cases:
+        with pytest.raises(ValueError, match=match):
+            lstsq(X, y, sample_weight=w)
+    with pytest.raises(ValueError, match="all 10 sample weights are 0"):
+        QRAccumulator(2).update(X, y, np.zeros(10)).solve()
+    solution = lstsq(X, y, sample_weight=np.full(10, 2.0))
+    with pytest.raises(ValueError, match="weights sum to 10 but the solution was fitted with weights summing to 20"):
+        refine(solution, [(X, y)])
+    with pytest.raises(ValueError, match=r"a pair \(X, y\) or a triple \(X, y, sample_weight\)"):
+        refine(solution, [(X,)])

@@ -25,6 +25,11 @@ Method
    against exact rational arithmetic). A pass costs one to two times the float64 QR of
    the same rows (``lstsq`` makes two on well-conditioned data); ``refine=False`` skips them.
 
+Sample weights (weighted least squares, minimising ``Σ wᵢ rᵢ²``) scale each row of ``A``,
+the column of ones included, by ``√wᵢ``; the centring above then uses the weighted means,
+the refinement forms ``Aᵀ W r`` with ``W r`` in double-double from the unscaled rows, and
+the loss is the weighted MSE ``Σ w r² / (Σ w · n_targets)``. A weight of 0 drops its row.
+
 Rank is decided on the centred, column-scaled design: a singular value at most
 ``rtol`` (default ``RANK_RTOL``) times the largest counts as zero, and a centred column
 whose norm is at most ``rtol`` times its raw norm is constant.
@@ -81,6 +86,33 @@ def _chunk(X, y, n_features: int, n_targets: int) -> tuple[np.ndarray, np.ndarra
     return X, y
 
 
+def _weights(sample_weight, n_rows: int) -> np.ndarray:
+    """Checked float64 sample weights of shape (n_rows,): finite and non-negative."""
+    w = _as_array(sample_weight, "sample_weight")
+    if w.shape != (n_rows,):
+        raise ValueError(f"sample_weight must have shape ({n_rows},), one weight per row, got {w.shape}")
+    bad = ~np.isfinite(w)
+    if bad.any():
+        raise ValueError(f"sample_weight has NaN or infinite values (the first in row {int(np.argmax(bad))}); "
+                         f"give every row a finite weight >= 0")
+    if (w < 0).any():
+        i = int(np.argmax(w < 0))
+        raise ValueError(f"sample_weight has negative values (the first is {float(w[i])!r} in row {i}); "
+                         f"weights must be >= 0 (a weight of 0 leaves its row out)")
+    return w
+
+
+def _unpack(chunk) -> tuple:
+    """``(X, y, w)`` from a chunk ``(X, y)`` (``w`` None) or ``(X, y, sample_weight)``."""
+    try:
+        parts = tuple(chunk)
+    except TypeError:
+        parts = ()
+    if len(parts) not in (2, 3):
+        raise ValueError("each chunk must be a pair (X, y) or a triple (X, y, sample_weight)")
+    return parts if len(parts) == 3 else (*parts, None)
+
+
 def _names(names, count: int, stem: str, what: str) -> tuple[str, ...]:
     """Column names as ``Dataset`` makes them: given ones checked, else 'x' or 'x0', 'x1', ..."""
     if not names:
@@ -115,6 +147,12 @@ class QRAccumulator:
         ``Rᵀ R = Aᵀ A`` for all rows seen so far; ``p = min(n_samples, d + 1 + m)``.
     n_samples : int
         Rows seen so far.
+    sum_weights : float
+        ``Σ w`` over the rows seen (``n_samples`` without sample weights).
+    n_positive : int
+        Rows seen whose weight is positive (``n_samples`` without sample weights).
+    weighted : bool
+        Whether any rows came with sample weights (each row of ``A`` is then scaled by ``√w``).
     """
 
     def __init__(self, n_features: int, n_targets: int = 1, *, fit_intercept: bool = True):
@@ -125,6 +163,9 @@ class QRAccumulator:
         self.n_targets = int(n_targets)
         self.fit_intercept = bool(fit_intercept)
         self.n_samples = 0
+        self.sum_weights = 0.0
+        self.n_positive = 0
+        self.weighted = False
         self.R = np.zeros((0, self.n_columns))
 
     @property
@@ -135,13 +176,23 @@ class QRAccumulator:
         return (f"QRAccumulator(n_features={self.n_features}, n_targets={self.n_targets}, "
                 f"fit_intercept={self.fit_intercept}, n_samples={self.n_samples})")
 
-    def update(self, X, y) -> QRAccumulator:
-        """Add rows: ``X`` of shape (k, n_features), ``y`` of shape (k, n_targets) or (k,)."""
+    def update(self, X, y, sample_weight=None) -> QRAccumulator:
+        """Add rows: ``X`` of shape (k, n_features), ``y`` of shape (k, n_targets) or (k,).
+
+        ``sample_weight`` of shape (k,), finite and >= 0, weights the rows' squared residuals
+        (default 1 each); their rows of ``[X, 1, y]`` enter R scaled by ``√w``.
+        """
         X, y = _chunk(X, y, self.n_features, self.n_targets)
+        w = None if sample_weight is None else _weights(sample_weight, len(X))
         if len(X):
-            ones = np.ones((len(X), int(self.fit_intercept)))
-            self.R = _triangularize(np.vstack([self.R, np.hstack([X, ones, y])]))
+            A = np.hstack([X, np.ones((len(X), int(self.fit_intercept))), y])  # (k, d [+ 1] + m)
+            if w is not None:
+                A *= np.sqrt(w)[:, None]
+                self.weighted = True
+            self.R = _triangularize(np.vstack([self.R, A]))
             self.n_samples += len(X)
+            self.sum_weights += len(X) if w is None else float(w.sum())
+            self.n_positive += len(X) if w is None else int(np.count_nonzero(w))
         return self
 
     def merge(self, other: QRAccumulator) -> QRAccumulator:
@@ -153,6 +204,9 @@ class QRAccumulator:
         if other.n_samples:
             self.R = _triangularize(np.vstack([self.R, other.R]))
             self.n_samples += other.n_samples
+            self.sum_weights += other.sum_weights
+            self.n_positive += other.n_positive
+            self.weighted |= other.weighted
         return self
 
     def _params(self, coef, intercept) -> tuple[np.ndarray, np.ndarray]:
@@ -172,6 +226,7 @@ class QRAccumulator:
     def loss(self, coef, intercept=None) -> float:
         """MSE over all ``n * m`` entries (as ``nn.MSELoss``) at any parameters, from R alone.
 
+        With sample weights, the weighted MSE ``Σ w r² / (Σ w · m)``.
         ``‖X w + b - y‖² = ‖R v‖²`` with ``v = [w; b; -e_t]``; accurate to about
         ``eps * Σ_j ‖A_j‖ |v_j|``, which is plenty unless the residual is tiny.
         """
@@ -180,7 +235,7 @@ class QRAccumulator:
         W, b = self._params(coef, intercept)
         rows = [W, b[None, :]] if self.fit_intercept else [W]
         V = np.vstack(rows + [-np.eye(self.n_targets)])  # (d + 1 + m, m): A @ V = X W + b - y
-        return float(np.sum((self.R @ V) ** 2) / (self.n_samples * self.n_targets))
+        return float(np.sum((self.R @ V) ** 2) / (self.sum_weights * self.n_targets))
 
     def solve(self, *, feature_names=None, target_names=None, rtol: float = RANK_RTOL) -> LstsqSolution:
         """The least-squares solution from R alone, without another pass over the data.
@@ -191,6 +246,9 @@ class QRAccumulator:
         """
         if self.n_samples == 0:
             raise ValueError("no rows yet: call update(X, y) before solve()")
+        if self.sum_weights == 0:
+            raise ValueError(f"all {self.n_samples} sample weights are 0, so no row counts; "
+                             f"give at least one row a positive weight")
         if not 0 <= rtol < 1:
             raise ValueError(f"rtol must be in [0, 1), got {rtol!r}")
         features = _names(feature_names, self.n_features, "x", "feature_names")
@@ -201,11 +259,11 @@ class QRAccumulator:
         for message in messages:
             warn(message, RankDeficiencyWarning, stacklevel=2)
         return LstsqSolution(
-            coef=W.T.copy(), intercept=b, loss=float(sse.sum() / (self.n_samples * self.n_targets)),
-            loss_per_target=sse / self.n_samples, rank=factor.rank, n_samples=self.n_samples,
+            coef=W.T.copy(), intercept=b, loss=float(sse.sum() / (self.sum_weights * self.n_targets)),
+            loss_per_target=sse / self.sum_weights, rank=factor.rank, n_samples=self.n_samples,
             singular_values=factor.singular_values, condition_number=factor.condition_number,
             feature_names=features, target_names=targets, unidentified=unidentified,
-            warnings=tuple(messages), _factor=factor)
+            warnings=tuple(messages), sum_weights=self.sum_weights if self.weighted else None, _factor=factor)
 
 
 class _Factorization:
@@ -213,14 +271,18 @@ class _Factorization:
 
     def __init__(self, acc: QRAccumulator, rtol: float):
         d, m, p = acc.n_features, acc.n_targets, acc.n_columns
-        self.n, self.fit_intercept = acc.n_samples, acc.fit_intercept
+        self.fit_intercept = acc.fit_intercept
+        self.n = acc.n_positive  # rows that count: a zero weight leaves its row out
+        self.zero_weight_rows = acc.n_samples - acc.n_positive
+        self.sum_weights = acc.sum_weights  # ‖√w‖²: the squared norm of the column of ones
         R = np.zeros((p, p))
         R[:len(acc.R)] = acc.R  # zero rows change nothing while fewer rows than columns were seen
-        raw_norms = np.linalg.norm(R[:, :d], axis=0)  # ‖X_j‖
+        raw_norms = np.linalg.norm(R[:, :d], axis=0)  # ‖X_j‖ (‖√w X_j‖ with weights)
+        self.raw_norms = raw_norms
         if self.fit_intercept:
             Rp = np.linalg.qr(R[:, [d, *range(d), *range(d + 1, p)]], mode="r")  # R of [1, X, y]
             self.xbar, ybar = Rp[0, 1:d + 1] / Rp[0, 0], Rp[0, d + 1:] / Rp[0, 0]
-            Rc = Rp[1:, 1:]  # R of the centred [X - x̄, y - ȳ]
+            Rc = Rp[1:, 1:]  # R of the centred [X - x̄, y - ȳ] (weighted means, rows scaled by √w)
         else:
             self.xbar, ybar, Rc = np.zeros(d), np.zeros(m), R
         Rxx, self.Rxy, self.Ryy = Rc[:d, :d].copy(), Rc[:d, d:], Rc[d:, d:]
@@ -229,7 +291,7 @@ class _Factorization:
         Rxx[:, self.constant] = 0.0
         self.scale = _power_of_two(np.where(self.constant, 1.0, norms))
         self.U, self.S, self.Vt = np.linalg.svd(Rxx / self.scale)
-        # The intercept column scaled to unit norm, 1/√n, is orthogonal to the centred ones.
+        # The intercept column scaled to unit norm, √w/‖√w‖, is orthogonal to the centred ones.
         sv = np.sort(np.concatenate([self.S, [1.0] * self.fit_intercept]))[::-1]
         self.singular_values = sv
         self.r = int(np.sum(self.S > rtol * sv[0])) if sv[0] > 0 else 0
@@ -258,18 +320,18 @@ class _Factorization:
         return W, b, sse
 
     def correction(self, gc: np.ndarray, gb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Solve ``Rᵀ R δ = Aᵀ r`` given the centred gradient ``(X - x̄)ᵀ r`` (d, m) and ``Σ r`` (m,)."""
+        """Solve ``Rᵀ R δ = Aᵀ W r`` given the centred gradient ``(X - x̄)ᵀ W r`` (d, m) and ``Σ w r`` (m,)."""
         V, S = self.Vt[:self.r].T, self.S[:self.r, None]
         dW = self.project(V @ ((V.T @ (gc / self.scale[:, None])) / S ** 2) / self.scale[:, None])
         dW[self.constant] = 0.0
-        db = gb / self.n - self.xbar @ dW if self.fit_intercept else np.zeros_like(gb)
+        db = gb / self.sum_weights - self.xbar @ dW if self.fit_intercept else np.zeros_like(gb)
         return dW, db
 
     def scaled_norm(self, W: np.ndarray, b: np.ndarray) -> float:
         """Norm of the parameters in the units of the centred design with unit-norm columns."""
         sq = np.sum((W * self.scale[:, None]) ** 2)
         if self.fit_intercept:
-            sq += self.n * np.sum((b + self.xbar @ W) ** 2)
+            sq += self.sum_weights * np.sum((b + self.xbar @ W) ** 2)
         return float(np.sqrt(sq))
 
     def deficiencies(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
@@ -282,6 +344,7 @@ class _Factorization:
         n_params = d + self.fit_intercept
         if self.n < n_params:
             rows = "1 row" if self.n == 1 else f"{self.n} rows"
+            rows += " with a positive weight" * (self.zero_weight_rows > 0)
             return unidentified, [f"{rows} for {n_params} parameters; the minimum-norm solution is returned"]
         what = "constant, so collinear with the intercept" if self.fit_intercept else "all zeros"
         messages = [f"column {names[j]!r} is {what}; its coefficient is set to 0"
@@ -361,17 +424,20 @@ class LstsqSolution:
     ----------
     coef : ndarray of shape (n_targets, n_features), like ``nn.Linear.weight``
     intercept : ndarray of shape (n_targets,), zeros without an intercept
-    loss : MSE over all ``n * m`` entries, as ``nn.MSELoss`` reports at these parameters
+    loss : MSE over all ``n * m`` entries, as ``nn.MSELoss`` reports at these parameters; with
+        sample weights the weighted MSE ``Σ w r² / (Σ w · n_targets)``
     loss_per_target : ndarray of shape (n_targets,)
     rank : rank of the design (features, plus the intercept)
     n_samples : rows fitted
     singular_values : of the design with every column scaled to unit norm, centred when
         there is an intercept (whose column then gives 1), largest first; the rank counts
         those above ``rtol`` times the largest
-    condition_number : 2-norm condition number of the raw design ``[X, 1]``; inf when rank-deficient
+    condition_number : 2-norm condition number of the raw design ``[X, 1]`` (``√w [X, 1]`` with
+        sample weights); inf when rank-deficient
     feature_names, target_names : column names
     unidentified : features whose coefficient the data do not determine
     warnings : one line per problem found
+    sum_weights : ``Σ w`` of the sample weights; None when fitted without them
     """
 
     coef: np.ndarray
@@ -386,6 +452,7 @@ class LstsqSolution:
     target_names: tuple[str, ...]
     unidentified: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    sum_weights: float | None = None
     _factor: _Factorization | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
@@ -405,7 +472,7 @@ class LstsqSolution:
 
     def to_dict(self) -> dict:
         """Plain data for JSON; an infinite condition number becomes ``None``."""
-        return {
+        record = {
             "coef": {t: dict(zip(self.feature_names, row.tolist())) for t, row in zip(self.target_names, self.coef)},
             "intercept": dict(zip(self.target_names, self.intercept.tolist())),
             "loss": float(self.loss),
@@ -417,6 +484,9 @@ class LstsqSolution:
             "unidentified": list(self.unidentified),
             "warnings": list(self.warnings),
         }
+        if self.sum_weights is not None:
+            record["sum_weights"] = float(self.sum_weights)
+        return record
 
 
 # --- refinement: one pass over the data per step, in double-double -------------------------
@@ -464,41 +534,55 @@ def _dd_sum(h, l):
     return h[0], l[0]
 
 
-def _block_sums(X, y, W, W_split, b):
-    """Double-double ``Σ r²`` (m,) and ``[X, 1]ᵀ r`` (d + 1, m) over a block of rows, ``r = y - X W - b``."""
+def _block_sums(X, y, W, W_split, b, w=None):
+    """Double-double ``Σ w r²`` (m,) and ``[X, 1]ᵀ W r`` (d + 1, m) over a block of rows, ``r = y - X W - b``.
+
+    ``w`` (k,) are the rows' sample weights (all 1 when None).
+    """
     X1 = np.hstack([X, np.ones((len(X), 1))])[:, :, None]  # (k, d + 1, 1); the 1 gives Σ r
     Xs = _split(X1)
     p, e = _two_prod(X1[:, :-1], (Xs[0][:, :-1], Xs[1][:, :-1]), W[None], (W_split[0][None], W_split[1][None]))
     fit = _dd_sum(np.moveaxis(p, 1, 0), np.moveaxis(e, 1, 0))  # Σ_j X_j W_j, (k, m)
     rh, rl = _dd_add(*_dd_add(y, 0.0, -fit[0], -fit[1]), -b, 0.0)
     r_split = _split(rh)
-    p, e = _two_prod(X1, Xs, rh[:, None], (r_split[0][:, None], r_split[1][:, None]))  # (k, d + 1, m)
-    return _dd_sum(*_two_prod(rh, r_split, rh, r_split)), _dd_sum(p, e + X1 * rl[:, None])
+    if w is None:
+        gh, gl, g_split = rh, rl, r_split  # the residual as the gradient weights it
+    else:
+        w = w[:, None]
+        gh, e = _two_prod(w, _split(w), rh, r_split)  # w r, exactly, plus w times the low part
+        gl, g_split = e + w * rl, _split(gh)
+    p, e = _two_prod(X1, Xs, gh[:, None], (g_split[0][:, None], g_split[1][:, None]))  # (k, d + 1, m)
+    return _dd_sum(*_two_prod(rh, r_split, gh, g_split)), _dd_sum(p, e + X1 * gl[:, None])
 
 
 def _residual_pass(W, b, chunks: Iterable, d: int, m: int):
-    """One pass: rows, ``Σ r²`` (m,), then ``Xᵀ r`` (d, m) and ``Σ r`` (m,) as double-doubles."""
-    n = 0
+    """One pass: rows, ``Σ w``, ``Σ w r²`` (m,), then ``Xᵀ W r`` (d, m) and ``Σ w r`` (m,) as double-doubles."""
+    n, sum_w = 0, 0.0
     sse = (np.zeros(m), np.zeros(m))
     G = (np.zeros((d + 1, m)), np.zeros((d + 1, m)))
     W_split = _split(W)
     rows = max(64, _BLOCK_ENTRIES // ((d + 1) * m))  # rows per block: the temporaries stay in cache
-    for X, y in chunks:
+    for chunk in chunks:
+        X, y, w = _unpack(chunk)
         X, y = _chunk(X, y, d, m)
+        w = None if w is None else _weights(w, len(X))
         for start in range(0, len(X), rows):
-            block_sse, block_G = _block_sums(X[start:start + rows], y[start:start + rows], W, W_split, b)
+            block = slice(start, start + rows)
+            block_sse, block_G = _block_sums(X[block], y[block], W, W_split, b, None if w is None else w[block])
             sse, G = _dd_add(*sse, *block_sse), _dd_add(*G, *block_G)
         n += len(X)
-    return n, sse[0] + sse[1], (G[0][:d], G[1][:d]), (G[0][d], G[1][d])
+        sum_w += len(X) if w is None else float(w.sum())
+    return n, sum_w, sse[0] + sse[1], (G[0][:d], G[1][:d]), (G[0][d], G[1][d])
 
 
 def _pass_source(chunks) -> Callable[[], Iterable]:
-    """A function giving a fresh iterable of ``(X, y)`` chunks for every pass."""
+    """A function giving a fresh iterable of ``(X, y)`` or ``(X, y, sample_weight)`` chunks for every pass."""
     if callable(chunks):
         return chunks
     if iter(chunks) is chunks:
         raise ValueError("chunks is a one-shot iterator, but refinement reads the data once per pass: "
-                         "pass a list of (X, y) chunks or a function that returns a fresh iterator")
+                         "pass a list of (X, y) or (X, y, sample_weight) chunks or a function that returns a "
+                         "fresh iterator")
     return lambda: chunks
 
 
@@ -508,8 +592,9 @@ def refine(solution: LstsqSolution, chunks, *, max_passes: int = MAX_PASSES) -> 
     Parameters
     ----------
     solution : from ``QRAccumulator.solve`` (or ``lstsq``) on the same rows
-    chunks : a list of ``(X, y)`` chunks, or a function returning a fresh iterable of them
-        (called once per pass), holding exactly the rows the solution was fitted on
+    chunks : a list of ``(X, y)`` chunks, or ``(X, y, sample_weight)`` for a weighted fit, or a
+        function returning a fresh iterable of them (called once per pass), holding exactly the
+        rows (and weights) the solution was fitted on
     max_passes : passes at most; refinement stops early once a correction is below rounding
 
     Returns
@@ -529,10 +614,14 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
     d, m = W.shape
     previous, done = np.inf, False
     for k in range(max_passes):
-        n, sse, G, gb = _residual_pass(W, b, source(), d, m)
+        n, sum_w, sse, G, gb = _residual_pass(W, b, source(), d, m)
         if n != solution.n_samples:
             raise ValueError(f"the chunks hold {n} rows but the solution was fitted on {solution.n_samples}; "
                              f"refine on the same data")
+        if abs(sum_w - factor.sum_weights) > 1e-9 * factor.sum_weights:  # more than a different summation order
+            raise ValueError(f"the chunks' sample weights sum to {sum_w:.12g} but the solution was fitted with "
+                             f"weights summing to {factor.sum_weights:.12g}; refine on the same (X, y, "
+                             f"sample_weight) chunks")
         if factor.fit_intercept:  # (X - x̄)ᵀ r = Xᵀ r - x̄ Σ r, still in double-double
             xbar = factor.xbar[:, None]
             p, e = _two_prod(xbar, _split(xbar), gb[0][None, :], _split(gb[0][None, :]))
@@ -558,15 +647,15 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
                    f"have fewer than 8 correct digits (the design is close to rank-deficient: raise rtol)")
         warn(message, ConvergenceWarning, stacklevel=3)
         messages = messages + (message,)
-    return replace(solution, coef=W.T.copy(), intercept=b, loss=float(sse.sum() / (n * m)),
-                   loss_per_target=sse / n, warnings=messages)
+    return replace(solution, coef=W.T.copy(), intercept=b, loss=float(sse.sum() / (factor.sum_weights * m)),
+                   loss_per_target=sse / factor.sum_weights, warnings=messages)
 
 
 # --- one call ---------------------------------------------------------------------------------
 
 def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = True, refine: bool = True,
-          rtol: float = RANK_RTOL) -> LstsqSolution:
-    """The least-squares solution of ``X w + b ≈ y`` in float64.
+          rtol: float = RANK_RTOL, sample_weight=None) -> LstsqSolution:
+    """The least-squares solution of ``X w + b ≈ y`` in float64 (weighted: minimising ``Σ w r²``).
 
     Parameters
     ----------
@@ -576,6 +665,8 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
     fit_intercept : fit ``b`` (else it is 0)
     refine : correct the QR solution by passes over the data in double-double (see ``refine``)
     rtol : relative tolerance on the scaled singular values for the rank decision
+    sample_weight : array of shape (n_samples,), finite, >= 0, not all 0 (default: 1 each)
+        weighted least squares; the loss is then ``Σ w r² / (Σ w · n_targets)``
 
     Returns
     -------
@@ -587,9 +678,11 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
                          f"reshape a single feature with X.reshape(-1, 1)")
     if y.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D or 2-D (n_samples, n_targets), got shape {y.shape}")
-    acc = QRAccumulator(X.shape[1], 1 if y.ndim == 1 else y.shape[-1], fit_intercept=fit_intercept).update(X, y)
+    w = None if sample_weight is None else _weights(sample_weight, len(X))
+    acc = QRAccumulator(X.shape[1], 1 if y.ndim == 1 else y.shape[-1], fit_intercept=fit_intercept).update(X, y, w)
     solution = acc.solve(feature_names=feature_names, target_names=target_names, rtol=rtol)
-    return _refine(solution, lambda: [(X, y)], MAX_PASSES) if refine else solution
+    chunks = [(X, y)] if w is None else [(X, y, w)]
+    return _refine(solution, lambda: chunks, MAX_PASSES) if refine else solution
 
 
 def solve_dataset(data, **kw) -> LstsqSolution:

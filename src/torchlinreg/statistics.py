@@ -1,0 +1,363 @@
+"""Inference for the exact least-squares solution: standard errors, tests, intervals, fit criteria.
+
+Every figure is the one statsmodels reports for ``OLS`` / ``WLS`` on ``sm.add_constant(X)``
+with ``.fit()`` or ``.fit(cov_type="HC0" ... "HC3")``, computed from ``solve.lstsq``'s
+float64 solution and its R factor instead of a pseudo-inverse of the raw design.
+
+Method
+------
+``lstsq`` factors the centred design (weighted means, rows scaled by ``√w``) as
+``X̃ D⁻¹ = Q U S Vᵀ`` with powers of two ``D`` scaling the columns. Its rank-``r`` part gives
+``L = D⁻¹ V_r S_r⁻¹`` (d x r): the rows ``q_i = [√wᵢ (xᵢ - x̄) L, √(wᵢ / Σw)]`` are those of
+an orthonormal basis of the weighted design's column space, so the leverages are
+``hᵢ = ‖q_i‖²``, and every covariance is ``K C Kᵀ`` with ``K`` the map from that basis to the
+parameters (``w = L η``, ``b = c - x̄·w`` with ``c`` the weighted mean's coordinate):
+
+* nonrobust: ``C = σ² I``, ``σ² = SSR / df_resid``;
+* HC0-HC3: ``C = Σᵢ ωᵢ ẽᵢ² q_i q_iᵀ`` with ``ẽ = √w e``, ``ω`` 1, 1, ``1/(1-h)``, ``1/(1-h)²``
+  (HC1 then times ``n / df_resid``), summed in one pass over the rows, block by block.
+
+``Xᵀ X`` is never formed or inverted; ``K`` comes from the SVD of a small, well-scaled
+factor, so standard errors keep their digits on designs whose raw condition number is large.
+
+Conventions (statsmodels' unless said)
+--------------------------------------
+* Terms: ``"intercept"`` first, then the features (as ``add_constant(prepend=True)``).
+* Without intercept, R² is uncentred (``1 - SSR / Σ w y²``) and the F test is of all terms.
+* With ``cov_type`` HC*, t and p use the normal distribution (statsmodels' default
+  ``use_t=False`` for robust covariances; pass ``use_t=True`` for Student's t) and the F
+  statistic is the Wald test of all slopes with the robust covariance; its p-value uses
+  F(df_model, df_resid) in every case.
+* WLS: SSR, R² (centred about the weighted mean) and the log-likelihood (which adds
+  ``½ Σ log wᵢ``) are weighted; the condition number is that of ``√w [1, X]``.
+* Not statsmodels: rows of weight 0 are left out (R's ``lm`` convention): they count
+  neither in ``n_obs`` nor in ``df_resid``, and add nothing to the log-likelihood, where
+  statsmodels counts them as observations and reports a log-likelihood of -inf.
+* Rank deficiency: a term is not identified when the design's null space reaches it (the
+  features ``lstsq`` names, and the intercept when a null vector moves it: a constant column,
+  or columns summing to a constant). Its figures are NaN; those of identified terms are the
+  unique ones of the estimable functions (they equal statsmodels' pseudo-inverse figures), and
+  ``df_model``, R² and the tests use the rank.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+from scipy import stats
+
+from .errors import ConfigError
+from .solve import _NULL_TOL, LstsqSolution, _as_array, lstsq
+
+COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")
+INTERCEPT = "intercept"  # the constant term's name
+_BLOCK_ROWS = 8192  # rows per block in the pass for robust covariances
+
+
+@dataclass(frozen=True, eq=False)
+class RegressionStatistics:
+    """Inference for one target of a least-squares fit, as statsmodels' ``OLS``/``WLS`` results.
+
+    Attributes
+    ----------
+    target_name : the target column
+    term_names : ``"intercept"`` (when fitted) first, then the features
+    params, std_err, t_values, p_values : ndarray of shape (n_terms,); NaN for terms not
+        identified. ``t_values`` are z values and ``p_values`` normal when ``use_t`` is False.
+    conf_int : ndarray of shape (n_terms, 2), the ``conf_level`` interval of each term
+    conf_level : e.g. 0.95
+    cov_type : "nonrobust", "HC0", "HC1", "HC2" or "HC3"
+    cov_params : ndarray of shape (n_terms, n_terms), rows and columns of unidentified terms NaN
+    n_obs : rows fitted (rows of weight 0 excluded)
+    df_model, df_resid : rank minus the intercept; ``n_obs`` minus the rank
+    r2, adj_r2 : R² (centred with an intercept, uncentred without) and adjusted R²
+    f_statistic, f_pvalue : F test that every term but the intercept is zero (a Wald test
+        with the robust covariance for HC*); NaN when ``df_model`` is 0
+    log_likelihood, aic, bic : Gaussian log-likelihood at the optimum, ``-2 llf + 2 k``,
+        ``-2 llf + log(n) k`` with ``k`` the rank
+    condition_number : 2-norm condition number of the (weighted) design ``[1, X]``; inf when
+        rank-deficient
+    unidentified : terms the data cannot identify (rank deficiency)
+    use_t : t and p from Student's t (else from the normal distribution)
+    weighted : fitted with sample weights (WLS)
+    """
+
+    target_name: str
+    term_names: tuple[str, ...]
+    params: np.ndarray
+    std_err: np.ndarray
+    t_values: np.ndarray
+    p_values: np.ndarray
+    conf_int: np.ndarray
+    conf_level: float
+    cov_type: str
+    cov_params: np.ndarray
+    n_obs: int
+    df_model: float
+    df_resid: float
+    r2: float
+    adj_r2: float
+    f_statistic: float
+    f_pvalue: float
+    log_likelihood: float
+    aic: float
+    bic: float
+    condition_number: float
+    unidentified: tuple[str, ...] = ()
+    use_t: bool = True
+    weighted: bool = False
+
+    def __repr__(self) -> str:
+        params = {name: round(float(v), 6) for name, v in zip(self.term_names[:6], self.params[:6])}
+        return (f"RegressionStatistics(target={self.target_name!r}, params={params}"
+                f"{' ...' if len(self.term_names) > 6 else ''}, cov_type={self.cov_type!r}, n_obs={self.n_obs}, "
+                f"r2={self.r2:.6g}, unidentified={list(self.unidentified)})")
+
+    def summary(self) -> str:
+        """A readable table: the fit's figures, then one row per term."""
+        stat = "t" if self.use_t else "z"
+        alpha = 1 - self.conf_level
+        left = [("Observations", f"{self.n_obs}"), ("Df residuals", _num(self.df_resid)),
+                ("Df model", _num(self.df_model)), ("Covariance", self.cov_type),
+                ("Log-likelihood", _num(self.log_likelihood)), ("Condition no.", _num(self.condition_number, 4))]
+        right = [("R²", _num(self.r2)), ("Adj. R²", _num(self.adj_r2)), ("F statistic", _num(self.f_statistic)),
+                 ("Prob (F)", _num(self.f_pvalue, 3)), ("AIC", _num(self.aic)), ("BIC", _num(self.bic))]
+        name_width = max(len("term"), *(len(name) for name in self.term_names))
+        header = (f"{'term':<{name_width}}{'coef':>14}{'std err':>12}{stat:>10}{f'P>|{stat}|':>11}"
+                  f"{f'[{alpha / 2:g}':>14}{f'{1 - alpha / 2:g}]':>14}")
+        width = len(header)
+        title = f"{'WLS' if self.weighted else 'OLS'} regression of {self.target_name!r}"
+        lines = [title, "=" * width]
+        half = width // 2
+        for (ln, lv), (rn, rv) in zip(left, right):
+            lines.append(f"{ln + ':':<16}{lv:>{half - 18}}  " + f"  {rn + ':':<16}{rv:>{width - half - 20}}")
+        lines += ["=" * width, header, "-" * width]
+        missing = set(self.unidentified)
+        for i, name in enumerate(self.term_names):
+            if name in missing:
+                lines.append(f"{name:<{name_width}}{'not identified':>26}")
+                continue
+            lo, hi = self.conf_int[i]
+            lines.append(f"{name:<{name_width}}{_num(self.params[i]):>14}{_num(self.std_err[i]):>12}"
+                         f"{_num(self.t_values[i], 4):>10}{_num(self.p_values[i], 3):>11}{_num(lo):>14}{_num(hi):>14}")
+        lines.append("=" * width)
+        if self.unidentified:
+            lines.append(f"Not identified: {_join(self.unidentified)}. The design is rank-deficient: these terms are "
+                         f"collinear (with each other or the intercept), so the data cannot tell their effects apart; "
+                         f"drop redundant columns or add rows that separate them.")
+        if not self.use_t:
+            lines.append(f"{self.cov_type} covariance: z and P>|z| from the normal distribution.")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Plain data for JSON; NaN and infinities become ``None``."""
+        terms = {}
+        for i, name in enumerate(self.term_names):
+            terms[name] = {"param": _plain(self.params[i]), "std_err": _plain(self.std_err[i]),
+                           "t_value": _plain(self.t_values[i]), "p_value": _plain(self.p_values[i]),
+                           "conf_int": [_plain(v) for v in self.conf_int[i]],
+                           "identified": name not in self.unidentified}
+        return {
+            "target_name": self.target_name, "term_names": list(self.term_names), "terms": terms,
+            "conf_level": float(self.conf_level), "cov_type": self.cov_type, "use_t": bool(self.use_t),
+            "weighted": bool(self.weighted), "cov_params": [[_plain(v) for v in row] for row in self.cov_params],
+            "n_obs": int(self.n_obs), "df_model": _plain(self.df_model), "df_resid": _plain(self.df_resid),
+            **{key: _plain(getattr(self, key)) for key in ("r2", "adj_r2", "f_statistic", "f_pvalue", "log_likelihood",
+                                                           "aic", "bic", "condition_number")},
+            "unidentified": list(self.unidentified),
+        }
+
+
+def _num(v: float, digits: int = 6) -> str:
+    v = float(v)
+    return f"{v:.{digits}g}" if math.isfinite(v) else str(v)
+
+
+def _plain(v) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _join(names: Iterable[str]) -> str:
+    quoted = [repr(name) for name in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+# --- the basis of the design's column space, from lstsq's factorization --------------------------
+
+class _Basis:
+    """Orthonormal coordinates of the weighted design's column space, and the map ``K`` to the parameters.
+
+    Internal parameter order: the d features, then the intercept. Basis order: the ``r``
+    centred directions, then (with an intercept) the weighted mean's direction.
+    """
+
+    def __init__(self, solution: LstsqSolution):
+        f = solution._factor
+        self.fit_intercept, self.r, self.sum_weights = f.fit_intercept, f.r, f.sum_weights
+        self.xbar = f.xbar
+        self.L = f.Vt[:f.r].T / f.S[:f.r] / f.scale[:, None]  # (d, r): w = L η
+        self.eta_map = f.S[:f.r, None] * f.Vt[:f.r] * f.scale  # (r, d): η = (S V_rᵀ D) w, the slopes' coordinates
+        d = len(self.xbar)
+        K = np.zeros((d + f.fit_intercept, f.r + f.fit_intercept))
+        K[:d, :f.r] = self.L
+        if f.fit_intercept:  # b = c - x̄·w, where c = Σ w ŷ / Σ w is the last coordinate over √Σw
+            K[d, :f.r] = -self.xbar @ self.L
+            K[d, f.r] = 1 / math.sqrt(f.sum_weights)
+        self.K = K
+        identified = np.array([name not in solution.unidentified for name in solution.feature_names]
+                              + [_intercept_identified(f)] * f.fit_intercept)
+        self.identified = identified
+        # (m,): Σ w (y - ȳ)² from the centred R (Σ w y² without intercept): the total sum of squares
+        self.tss = np.sum(f.Rxy ** 2, axis=0) + np.sum(f.Ryy ** 2, axis=0)
+
+    def rows(self, X: np.ndarray, sqrt_w: np.ndarray) -> np.ndarray:
+        """The rows ``q_i`` (k, r [+ 1]) of the orthonormal basis for rows ``X`` (k, d) with ``√w`` (k,)."""
+        q = (sqrt_w[:, None] * (X - self.xbar)) @ self.L
+        if self.fit_intercept:
+            q = np.hstack([q, (sqrt_w / math.sqrt(self.sum_weights))[:, None]])
+        return q
+
+
+def _intercept_identified(f) -> bool:
+    """Whether the intercept is estimable: no null vector of ``[X, 1]`` moves it (measured with unit-norm columns)."""
+    if not f.fit_intercept or f.null_scaled.shape[1] == 0:
+        return True
+    N = f.null_scaled / f.scale[:, None]  # (d, d - r): null vectors of the centred design, data units
+    # [X, 1] (N; -x̄·N) = 0; scale each row by its column's norm, then ask how far the null space reaches the 1.
+    U = np.vstack([N * f.raw_norms[:, None], -(f.xbar @ N)[None, :] * math.sqrt(f.sum_weights)])
+    P, sv, _ = np.linalg.svd(U, full_matrices=False)  # P: orthonormal basis of the reach (an all-zero column adds none)
+    if sv.size == 0 or sv[0] == 0:
+        return True
+    return bool(np.linalg.norm(P[-1, sv > 1e-12 * sv[0]]) <= _NULL_TOL)
+
+
+def _robust_middle(chunks: Iterable, solution: LstsqSolution, basis: _Basis, cov_type: str) -> np.ndarray:
+    """``C = Σᵢ ωᵢ ẽᵢ² q_i q_iᵀ`` per target (m, k, k), in one pass over ``(X, Y, √w)`` chunks."""
+    m, k = len(solution.target_names), basis.K.shape[1]
+    C = np.zeros((m, k, k))
+    for X, Y, sqrt_w in chunks:
+        q = basis.rows(X, sqrt_w)  # (rows, k)
+        e = sqrt_w[:, None] * (Y - X @ solution.coef.T - solution.intercept)  # (rows, m): weighted residuals
+        h = np.sum(q ** 2, axis=1)  # leverages
+        with np.errstate(divide="ignore", invalid="ignore"):
+            omega = {"HC2": 1 / (1 - h), "HC3": 1 / (1 - h) ** 2}.get(cov_type, np.ones_like(h))
+        C += np.einsum("it,ij,il->tjl", e ** 2 * omega[:, None], q, q)
+    return C
+
+
+def _blocks(X: np.ndarray, Y: np.ndarray, sqrt_w: np.ndarray):
+    for start in range(0, len(X), _BLOCK_ROWS):
+        block = slice(start, start + _BLOCK_ROWS)
+        yield X[block], Y[block], sqrt_w[block]
+
+
+# --- the statistics ------------------------------------------------------------------------------
+
+def _check(conf_level, cov_type) -> tuple[float, str]:
+    if isinstance(conf_level, bool) or not isinstance(conf_level, (int, float, np.floating)) \
+            or not 0 < conf_level < 1:
+        raise ConfigError(f"confidence level must be between 0 and 1, e.g. 0.95; got {conf_level!r}")
+    names = {name.lower(): name for name in COV_TYPES}
+    if not isinstance(cov_type, str) or cov_type.lower() not in names:
+        raise ConfigError(f"unknown covariance type {cov_type!r}; choose one of {', '.join(COV_TYPES)}")
+    return float(conf_level), names[cov_type.lower()]
+
+
+def regression_statistics(X, y, *, sample_weight=None, conf_level: float = 0.95, cov_type: str = "nonrobust",
+                          feature_names=None, target_names=None, fit_intercept: bool = True,
+                          use_t: bool | None = None) -> list[RegressionStatistics]:
+    """Standard errors, t and p values, confidence intervals and fit criteria of the least-squares fit.
+
+    Parameters
+    ----------
+    X : array or tensor of shape (n_samples, n_features)
+    y : array or tensor of shape (n_samples, n_targets) or (n_samples,); each target is its own regression
+    sample_weight : array of shape (n_samples,), finite, >= 0, not all 0: weighted least squares (WLS)
+    conf_level : level of the confidence intervals, in (0, 1)
+    cov_type : "nonrobust" (homoscedastic errors) or a heteroscedasticity-robust "HC0", "HC1", "HC2", "HC3"
+    feature_names, target_names : column names (default as ``lstsq``: 'x' or 'x0', ...; 'y' or 'y0', ...)
+    fit_intercept : include the constant term ``"intercept"`` (first among the terms)
+    use_t : t and p from Student's t with ``df_resid`` degrees of freedom, else from the normal
+        distribution; default (None) as statsmodels: t for "nonrobust", normal for HC*
+
+    Returns
+    -------
+    list of RegressionStatistics, one per target, whose figures equal statsmodels'
+    ``OLS``/``WLS(...).fit(cov_type=...)`` on ``sm.add_constant(X)`` (see the module's conventions).
+    """
+    conf_level, cov_type = _check(conf_level, cov_type)
+    use_t = cov_type == "nonrobust" if use_t is None else bool(use_t)
+    if fit_intercept and feature_names is not None and INTERCEPT in [str(name) for name in feature_names]:
+        raise ValueError(f"a feature is named {INTERCEPT!r}, the name of the constant term; rename that column "
+                         f"(or pass fit_intercept=False if it is a column of ones)")
+    solution = lstsq(X, y, feature_names=feature_names, target_names=target_names, fit_intercept=fit_intercept,
+                     sample_weight=sample_weight)  # checks every input
+    X = _as_array(X, "X")
+    Y = _as_array(y, "y").reshape(len(X), -1)  # (n, m)
+    w = np.ones(len(X)) if sample_weight is None else _as_array(sample_weight, "sample_weight")
+    basis = _Basis(solution)
+    n_obs = int(np.count_nonzero(w))  # a row of weight 0 is left out
+    k_const = int(fit_intercept)
+    rank = solution.rank
+    df_resid, df_model = np.float64(n_obs - rank), np.float64(rank - k_const)  # NumPy: x / 0 is inf or nan
+    log_weights = float(np.sum(np.log(w[w > 0])))
+    middle = None if cov_type == "nonrobust" else _robust_middle(_blocks(X, Y, np.sqrt(w)), solution, basis, cov_type)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hc1 = n_obs / df_resid if cov_type == "HC1" else 1.0
+        q = (stats.t.ppf(0.5 + conf_level / 2, df_resid) if use_t else stats.norm.ppf(0.5 + conf_level / 2))
+    d = len(solution.feature_names)
+    order = [d, *range(d)] if fit_intercept else list(range(d))  # intercept first
+    names = (*solution.feature_names, INTERCEPT)
+    terms = tuple(names[i] for i in order)
+    unidentified = tuple(name for name, ok in zip(terms, basis.identified[order]) if not ok)
+    results = []
+    for t, target in enumerate(solution.target_names):
+        theta = np.append(solution.coef[t], solution.intercept[t])[:d + k_const]
+        ssr = solution.loss_per_target[t] * basis.sum_weights
+        tss = basis.tss[t]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = ssr / df_resid
+            if middle is None:
+                cov = scale * (basis.K @ basis.K.T)
+                f_statistic = (tss - ssr) / df_model / scale
+            else:
+                cov = hc1 * (basis.K @ middle[t] @ basis.K.T)
+                eta = basis.eta_map @ solution.coef[t]  # the slopes in the basis; F tests η = 0
+                f_statistic = _wald(eta, hc1 * middle[t][:basis.r, :basis.r])
+            if df_resid == 0:  # the fit interpolates: the noise, and so every test, is not estimable
+                cov, f_statistic = np.full_like(cov, np.nan), np.nan
+            if df_model == 0:
+                f_statistic = np.nan
+            cov = cov[np.ix_(order, order)]
+            params = theta[order]
+            missing = ~basis.identified[order]
+            params[missing] = np.nan
+            cov[missing, :] = np.nan
+            cov[:, missing] = np.nan
+            std_err = np.sqrt(np.diagonal(cov))
+            t_values = params / std_err
+            p_values = 2 * (stats.t.sf(np.abs(t_values), df_resid) if use_t else stats.norm.sf(np.abs(t_values)))
+            r2 = 1 - ssr / tss
+            llf = -n_obs / 2 * (1 + math.log(2 * math.pi / n_obs)) - n_obs / 2 * np.log(ssr) + log_weights / 2
+            results.append(RegressionStatistics(
+                target_name=target, term_names=terms, params=params, std_err=std_err, t_values=t_values,
+                p_values=p_values, conf_int=np.column_stack([params - q * std_err, params + q * std_err]),
+                conf_level=conf_level, cov_type=cov_type, cov_params=cov, n_obs=n_obs, df_model=float(df_model),
+                df_resid=float(df_resid), r2=float(r2), adj_r2=float(1 - (n_obs - k_const) / df_resid * (1 - r2)),
+                f_statistic=float(f_statistic), f_pvalue=float(stats.f.sf(f_statistic, df_model, df_resid)),
+                log_likelihood=float(llf), aic=float(-2 * llf + 2 * rank), bic=float(-2 * llf + math.log(n_obs) * rank),
+                condition_number=float(solution.condition_number), unidentified=unidentified, use_t=use_t,
+                weighted=sample_weight is not None))
+    return results
+
+
+def _wald(eta: np.ndarray, cov_eta: np.ndarray) -> float:
+    """``ηᵀ C⁻¹ η / r``: the Wald F statistic of ``η = 0``; NaN when ``C`` is singular."""
+    try:
+        return float(eta @ np.linalg.solve(cov_eta, eta) / len(eta))
+    except np.linalg.LinAlgError:
+        return float("nan")
