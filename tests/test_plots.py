@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from torchlinreg import TrainConfig, build_model, save_plots, train, tutorial_data
-from torchlinreg.plots import loss_figure, model_figure
+from torchlinreg import TrainConfig, build_model, make_regression, save_plots, train, tutorial_data
+from torchlinreg.plots import PLOT_FILES, loss_figure, model_figure, predicted_figure, residuals_figure
 
 
 @pytest.fixture(scope="module")
@@ -13,10 +14,13 @@ def fitted():
     return data, history
 
 
-def test_four_png_files_of_sensible_size(fitted, tmp_path):
+def test_six_png_files_of_sensible_size(fitted, tmp_path):
     data, history = fitted
     files = save_plots(data, history, tmp_path)
-    assert sorted(files) == ["current", "data", "initial", "loss"]
+    assert sorted(files) == ["current", "data", "initial", "loss", "predicted", "residuals"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "current_model.png", "data.png", "initial_model.png", "loss.png", "predicted_vs_actual.png", "residuals.png"]
+    assert all(files[name].name == PLOT_FILES[name] for name in files)
     for path in files.values():
         raw = path.read_bytes()
         assert raw[:8] == b"\x89PNG\r\n\x1a\n"
@@ -67,3 +71,68 @@ def test_loss_plot_shows_the_excess_over_the_optimum(fitted, tmp_path):
     files = save_plots(data, history, tmp_path, optimum_loss=optimum)
     with Image.open(files["loss"]) as img:
         assert img.size == (640, 720)
+
+
+def _least_squares_params(data) -> dict:
+    """The exact optimum, from torch.linalg.lstsq on [X, 1], as a history's params."""
+    A = torch.cat([data.X.double(), torch.ones(data.n_samples, 1, dtype=torch.float64)], 1)
+    theta = torch.linalg.lstsq(A, data.y.double(), driver="gelsd").solution  # (d + 1, m)
+    return {"linear.weight": theta[:-1].T.tolist(), "linear.bias": theta[-1].tolist()}
+
+
+@pytest.fixture(scope="module")
+def two_targets():
+    return make_regression(80, 3, 2, noise=0.5)
+
+
+def _expected(data, params) -> np.ndarray:
+    W = torch.tensor(params["linear.weight"], dtype=torch.float64)  # (m, d)
+    b = torch.tensor(params["linear.bias"], dtype=torch.float64)  # (m,)
+    return (data.X.double() @ W.T + b).numpy()  # (n, m)
+
+
+def test_residuals_are_y_minus_the_prediction(fitted, two_targets):
+    for data, params in [(fitted[0], fitted[1].final_params), (two_targets, _least_squares_params(two_targets))]:
+        ax = residuals_figure(data, params).axes[0]
+        y_hat = _expected(data, params)
+        assert len(ax.collections) == data.n_targets
+        for j, points in enumerate(ax.collections):
+            offsets = points.get_offsets()
+            np.testing.assert_allclose(offsets[:, 0], y_hat[:, j], rtol=1e-12)
+            np.testing.assert_allclose(offsets[:, 1], data.y[:, j].double().numpy() - y_hat[:, j], rtol=1e-9, atol=1e-9)
+        colours = {tuple(c.get_facecolor()[0]) for c in ax.collections}
+        assert len(colours) == data.n_targets  # one colour per target
+        assert list(ax.get_lines()[0].get_ydata()) == [0, 0]  # the zero line
+        assert ax.get_title() == "Residuals" and "residual" in ax.get_ylabel()
+    # at the least-squares optimum (with an intercept) the residuals of each target sum to zero
+    ax = residuals_figure(two_targets, _least_squares_params(two_targets)).axes[0]
+    for points in ax.collections:
+        assert abs(points.get_offsets()[:, 1].sum()) < 1e-9
+
+
+def test_predicted_against_actual_with_the_diagonal(fitted, two_targets):
+    for data, params in [(fitted[0], fitted[1].final_params), (two_targets, _least_squares_params(two_targets))]:
+        ax = predicted_figure(data, params).axes[0]
+        y, y_hat = data.y.double().numpy(), _expected(data, params)
+        for j, points in enumerate(ax.collections):
+            offsets = points.get_offsets()
+            np.testing.assert_allclose(offsets[:, 0], y[:, j])
+            np.testing.assert_allclose(offsets[:, 1], y_hat[:, j], rtol=1e-12)
+        diagonal = ax.get_lines()[0]
+        np.testing.assert_allclose(diagonal.get_xdata(), diagonal.get_ydata())
+        lo, hi = min(y.min(), y_hat.min()), max(y.max(), y_hat.max())
+        np.testing.assert_allclose(diagonal.get_xdata(), [lo, hi])  # spans every point
+        assert ax.get_title() == "Predicted vs actual"
+
+
+def test_several_features_get_loss_residuals_predicted_and_the_animation(two_targets, tmp_path):
+    history = train(build_model(3, 2), two_targets.X, two_targets.y, TrainConfig(epochs=3, lr=0.1, dtype="float64"))
+    files = save_plots(two_targets, history, tmp_path, animation=True)
+    assert sorted(files) == ["animation", "loss", "predicted", "residuals"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fit.gif", "loss.png", "predicted_vs_actual.png", "residuals.png"]
+    for name in ("loss", "predicted", "residuals"):
+        with Image.open(files[name]) as img:
+            assert img.size == (640, 480)
+    with Image.open(files["animation"]) as img:
+        assert img.n_frames == 3  # one frame per epoch

@@ -1,4 +1,5 @@
-"""The tutorial's four plots, drawn from the data and the history (never by training).
+"""The tutorial's four plots and two of the final model's errors, drawn from the data and the
+history (never by training).
 
 Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas, so no display and
 no global pyplot state are involved.
@@ -11,6 +12,7 @@ import os
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # non-interactive: PNG files only
 from matplotlib.figure import Figure  # noqa: E402
@@ -24,7 +26,10 @@ PLOT_FILES = {  # plot name -> file name in the output folder
     "initial": "initial_model.png",
     "loss": "loss.png",
     "current": "current_model.png",
+    "residuals": "residuals.png",
+    "predicted": "predicted_vs_actual.png",
 }
+ANIMATION_FILE = "fit.gif"  # written by save_plots(..., animation=True) under the name "animation"
 
 
 def _figure() -> tuple[Figure, object]:
@@ -106,6 +111,67 @@ def _excess_panel(fig: Figure, ax, epochs: list[int], excess: list[float]) -> No
     below.set_title(f"Excess over the optimum: {excess[-1]:.4g} at epoch {epochs[-1]}", fontsize="medium")
 
 
+def predict(X: np.ndarray, params: Params) -> np.ndarray:
+    """Predictions ``X @ W.T + b`` in float64.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    params : ``{"linear.weight": (n_targets, n_features), "linear.bias": (n_targets,)}`` nested lists
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_targets)
+    """
+    weight = np.asarray(params["linear.weight"], dtype=np.float64)  # (m, d)
+    bias = np.asarray(params["linear.bias"], dtype=np.float64)  # (m,)
+    with np.errstate(all="ignore"):  # a diverging run's parameters may overflow; matplotlib skips inf/NaN
+        return np.asarray(X, dtype=np.float64) @ weight.T + bias
+
+
+def _targets(ax, data: Dataset, x: np.ndarray, y: np.ndarray) -> None:
+    """One scatter per target (one colour each), labelled when there are several."""
+    for j, name in enumerate(data.target_names):
+        ax.scatter(x[:, j], y[:, j], s=14, alpha=0.8, color=f"C{j}", label=name)
+    if data.n_targets > 1:
+        ax.legend()
+
+
+def residuals_figure(data: Dataset, params: Params) -> Figure:
+    """Residuals ``y - ŷ`` against the predictions ``ŷ`` of a model with ``params``, with the zero line.
+
+    Any number of features; one colour per target. A good linear fit leaves a band around
+    zero with no trend and no funnel.
+    """
+    fig, ax = _figure()
+    y_hat = predict(data.X.double().numpy(), params)  # (n, m)
+    ax.axhline(0.0, color="gray", linewidth=1, zorder=0)
+    _targets(ax, data, y_hat, data.y.double().numpy() - y_hat)
+    ax.set_xlabel("predicted" if data.n_targets > 1 else f"predicted {data.target_names[0]}")
+    ax.set_ylabel("residual (actual − predicted)")
+    ax.set_title("Residuals")
+    return fig
+
+
+def predicted_figure(data: Dataset, params: Params) -> Figure:
+    """Predictions of a model with ``params`` against the actual targets, with the diagonal ``ŷ = y``.
+
+    Any number of features; one colour per target. Points on the diagonal are predicted exactly.
+    """
+    fig, ax = _figure()
+    y = data.y.double().numpy()  # (n, m)
+    y_hat = predict(data.X.double().numpy(), params)
+    both = np.concatenate([y.ravel(), y_hat.ravel()])
+    both = both[np.isfinite(both)]
+    lo, hi = (both.min(), both.max()) if both.size else (0.0, 1.0)
+    ax.plot([lo, hi], [lo, hi], color="gray", linestyle="--", linewidth=1, zorder=0)
+    _targets(ax, data, y, y_hat)
+    ax.set_xlabel("actual" if data.n_targets > 1 else f"actual {data.target_names[0]}")
+    ax.set_ylabel("predicted" if data.n_targets > 1 else f"predicted {data.target_names[0]}")
+    ax.set_title("Predicted vs actual")
+    return fig
+
+
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -113,11 +179,13 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
 
 
 def save_plots(data: Dataset, history: History, out_dir: str | os.PathLike,
-               optimum_loss: float | None = None) -> dict[str, Path]:
-    """Write the four plots into ``out_dir`` and return their paths by name.
+               optimum_loss: float | None = None, *, animation: bool = False) -> dict[str, Path]:
+    """Write the plots into ``out_dir`` and return their paths by name (see ``PLOT_FILES``).
 
-    The line plots need a model with one input feature; for more features only the loss
-    plot is written.
+    The loss, residuals and predicted-vs-actual plots are written for any number of
+    features; the tutorial's data and line plots need a model with one input feature.
+    With ``animation`` the fit is also written as ``fit.gif`` (name ``"animation"``), see
+    :func:`torchlinreg.animation.save_animation`.
     """
     out_dir = Path(out_dir)
     figures = {"loss": loss_figure(history, optimum_loss)}
@@ -125,4 +193,11 @@ def save_plots(data: Dataset, history: History, out_dir: str | os.PathLike,
         figures["data"] = data_figure(data)
         figures["initial"] = model_figure(data, history.initial_params, "Initial Model")
         figures["current"] = model_figure(data, history.final_params, "Current Model")
-    return {name: save_figure(figures[name], out_dir / PLOT_FILES[name]) for name in PLOT_FILES if name in figures}
+    figures["residuals"] = residuals_figure(data, history.final_params)
+    figures["predicted"] = predicted_figure(data, history.final_params)
+    files = {name: save_figure(figures[name], out_dir / PLOT_FILES[name]) for name in PLOT_FILES if name in figures}
+    if animation:
+        from .animation import save_animation
+
+        files["animation"] = save_animation(data, history, out_dir / ANIMATION_FILE)
+    return files
