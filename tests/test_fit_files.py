@@ -202,3 +202,66 @@ def test_not_a_data_file(capsys, tmp_path):
     (tmp_path / "data.xlsx").write_bytes(b"PK\x03\x04")
     code, _, err = run(capsys, "solve", tmp_path / "data.xlsx")
     assert code == 1 and ".csv" in err
+
+
+def test_summary_agrees_with_statsmodels(capsys, tmp_path, csv_file):
+    sm = pytest.importorskip("statsmodels.api")
+    path, data = csv_file
+    code, out, _ = run(capsys, "solve", path, "--target", "y1", "--summary", "--cov-type", "HC1", "--conf-level", "0.9",
+                       "--json")
+    assert code == 0
+    terms = json.loads(out)["statistics"][0]["terms"]
+    stats = {"params": [t["param"] for t in terms.values()], "std_err": [t["std_err"] for t in terms.values()],
+             "conf_int": [t["conf_int"] for t in terms.values()], "r2": json.loads(out)["statistics"][0]["r2"]}
+    assert list(terms) == ["intercept", "x1", "x2", "x3", "y2"]  # --target y1 leaves y2 among the features
+    ref = sm.OLS(data.y[:, 0].numpy(), sm.add_constant(np.column_stack([data.X.numpy(), data.y[:, 1].numpy()]))).fit(
+        cov_type="HC1")
+    np.testing.assert_allclose(stats["params"], ref.params, rtol=1e-8)
+    np.testing.assert_allclose(stats["std_err"], ref.bse, rtol=1e-8)
+    np.testing.assert_allclose(stats["conf_int"], ref.conf_int(alpha=0.1), rtol=1e-8)
+    assert stats["r2"] == pytest.approx(ref.rsquared, rel=1e-8)
+    code, out, _ = run(capsys, "fit", path, "--target", "y1", "--summary", "--quiet", "--no-plots", "--out", tmp_path)
+    assert code == 0 and "P>|t|" in out and "AIC" in out
+
+
+def test_weights_column_fits_weighted_least_squares(capsys, tmp_path):
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=80)
+    w = rng.uniform(0.1, 3, size=80)
+    y = 2 * x + 1 + rng.normal(size=80) / np.sqrt(w)
+    write_table(tmp_path / "w.csv", {"x": x, "w": w, "y": y})
+    code, out, err = run(capsys, "solve", tmp_path / "w.csv", "--weights", "w", "--summary", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    ref = sm.WLS(y, sm.add_constant(x), weights=w).fit()
+    assert list(result["coef"]["y"]) == ["x"]  # the weight column is not a feature
+    assert result["coef"]["y"]["x"] == pytest.approx(ref.params[1], rel=1e-10)
+    terms = result["statistics"][0]["terms"]
+    assert [terms["intercept"]["std_err"], terms["x"]["std_err"]] == pytest.approx(list(ref.bse), rel=1e-8)
+    code, _, err = run(capsys, "fit", tmp_path / "w.csv", "--weights", "w", "--optimizer", "lbfgs", "--epochs", "30",
+                       "--dtype", "float64", "--no-plots", "--quiet", "--out", tmp_path / "o")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["weight"][0][0] == pytest.approx(ref.params[1], rel=1e-7)
+    assert summary["gap"]["relative_excess_loss"] < 1e-10
+    w[5] = -1
+    write_table(tmp_path / "neg.csv", {"x": x, "w": w, "y": y})
+    code, _, err = run(capsys, "solve", tmp_path / "neg.csv", "--weights", "w")
+    assert code == 1 and "row 6" in err and "negative" in err
+
+
+def test_report_and_animation_flags_write_their_files(capsys, tmp_path):
+    code, _, err = run(capsys, "fit", "--epochs", "5", "--report", "--animate", "--summary", "--out", tmp_path)
+    assert code == 0, err
+    html = (tmp_path / "report.html").read_text()
+    assert "Statistics" in html and "P&gt;|t|" in html and "data:image/gif;base64," in html and "data:image/png;base64," in html
+    from PIL import Image
+
+    with Image.open(tmp_path / "fit.gif") as gif:
+        assert gif.n_frames == 5
+
+
+def test_bad_confidence_level_is_refused_before_training(capsys, tmp_path):
+    code, out, err = run(capsys, "fit", "--summary", "--conf-level", "1.5", "--out", tmp_path)
+    assert code == 2 and "confidence level" in err and "epoch:" not in out

@@ -38,6 +38,16 @@ def _add_columns(p) -> None:
     p.add_argument("--target", nargs="+", metavar="COL", help="target column(s) (default: the last column)")
     p.add_argument("--features", nargs="+", metavar="COL",
                    help="input columns (default: every other numeric column)")
+    p.add_argument("--weights", metavar="COL", help="column of non-negative sample weights (weighted least squares)")
+
+
+def _add_statistics(p) -> None:
+    s = p.add_argument_group("statistics of the exact solution")
+    s.add_argument("--summary", action="store_true",
+                   help="print standard errors, t and p values, confidence intervals, R², F, AIC, BIC, ...")
+    s.add_argument("--conf-level", type=float, default=0.95, metavar="L", help="level of the confidence intervals")
+    s.add_argument("--cov-type", default="nonrobust", choices=("nonrobust", "HC0", "HC1", "HC2", "HC3"),
+                   help="covariance of the coefficients: classical, or heteroscedasticity-robust HC0-HC3")
 
 
 def _add_tutorial_data(p) -> None:
@@ -86,11 +96,14 @@ def _add_fit_parser(commands) -> None:
     t.add_argument("--validation-fraction", type=float, default=0.0, metavar="F",
                    help="hold out this fraction of the rows (seeded split) and report metrics on it")
     t.add_argument("--split-seed", type=int, default=defaults.DATA_SEED, metavar="SEED", help="seed of the split")
+    _add_statistics(p)
     _add_tutorial_data(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", default=defaults.OUTPUT_DIR, metavar="DIR",
                    help="folder for the history, summary and plots; created if missing, files of the same name replaced")
     o.add_argument("--no-plots", action="store_true", help="do not draw the plots")
+    o.add_argument("--animate", action="store_true", help="also write fit.gif: the model moving epoch by epoch")
+    o.add_argument("--report", action="store_true", help="also write report.html: everything in one offline page")
     o.add_argument("--log-every", type=int, default=1, metavar="N",
                    help="print every N-th epoch line (and the first and last); 1 prints all, as the tutorial")
     o.add_argument("--quiet", action="store_true", help="no epoch lines and no progress bar")
@@ -108,6 +121,7 @@ def _add_solve_parser(commands) -> None:
     p.add_argument("data", nargs="?", metavar="DATA", help="CSV, TSV, Parquet, .npy or .npz file (default: the tutorial's data)")
     _add_columns(p)
     p.add_argument("--json", action="store_true", help="print the solution as JSON for scripts")
+    _add_statistics(p)
     _add_tutorial_data(p)
     p.set_defaults(command=_cmd_solve)
 
@@ -154,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_data(args):
     """The DATA file with the chosen columns, or the tutorial's data set."""
     if args.data is None:
-        if args.target or args.features:
-            raise ConfigError("--target and --features need a DATA file")
+        if args.target or args.features or args.weights:
+            raise ConfigError("--target, --features and --weights need a DATA file")
         from .data import tutorial_data
 
         return tutorial_data(args.n_samples, x_start=args.x_start, x_stop=args.x_stop, weight=args.true_weight,
@@ -163,7 +177,7 @@ def _load_data(args):
                              seed=args.data_seed)
     from .files import read_dataset
 
-    return read_dataset(args.data, target=args.target, features=args.features)
+    return read_dataset(args.data, target=args.target, features=args.features, weights=args.weights)
 
 
 def _cmd_fit(args) -> int:
@@ -183,7 +197,9 @@ def _cmd_fit(args) -> int:
     result = run_fit(data, config, args.out, standardize=args.standardize,
                      validation_fraction=args.validation_fraction, split_seed=args.split_seed,
                      save=args.save, force=args.force, plots=not args.no_plots, log_every=args.log_every,
-                     quiet=args.quiet, tensorboard=args.tensorboard)
+                     quiet=args.quiet, tensorboard=args.tensorboard, animation=args.animate,
+                     statistics=args.summary, conf_level=args.conf_level, cov_type=args.cov_type,
+                     report=args.report)
     in_out = [p.name for k, p in result.files.items() if not k.startswith("model")]
     print(f"torchlinreg: wrote {', '.join(in_out)} to {args.out}", file=sys.stderr)
     if "model" in result.files:
@@ -198,18 +214,36 @@ def _cmd_fit(args) -> int:
 
 
 def _cmd_solve(args) -> int:
+    if args.summary:
+        from .statistics import check_settings
+
+        check_settings(args.conf_level, args.cov_type)
     data = _load_data(args)
     from .solve import solve_dataset
 
     solution = solve_dataset(data)
+    stats = None
+    if args.summary:
+        from .statistics import regression_statistics
+
+        w = None if data.sample_weight is None else data.sample_weight.numpy()
+        stats = regression_statistics(data.X.double().numpy(), data.y.double().numpy(), sample_weight=w,
+                                      conf_level=args.conf_level, cov_type=args.cov_type,
+                                      feature_names=data.feature_names, target_names=data.target_names)
     if args.json:
         import json
 
-        print(json.dumps(solution.to_dict(), indent=1))
+        out = solution.to_dict()
+        if stats is not None:
+            out["statistics"] = [s.to_dict() for s in stats]
+        print(json.dumps(out, indent=1))
     else:
         from .report import format_solution
 
         print(format_solution(solution))
+        for table in stats or ():
+            print()
+            print(table.summary())
     return EXIT_OK
 
 

@@ -19,18 +19,22 @@ class Dataset:
     X : Tensor of shape (n_samples, n_features)
     y : Tensor of shape (n_samples, n_targets)
     feature_names, target_names : column names, one per column of ``X`` and ``y``.
+    sample_weight : Tensor of shape (n_samples,) or None; non-negative weights of the rows.
     """
 
     X: torch.Tensor
     y: torch.Tensor
     feature_names: tuple[str, ...] = field(default=())
     target_names: tuple[str, ...] = field(default=())
+    sample_weight: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.X.ndim != 2 or self.y.ndim != 2:
             raise ValueError(f"X and y must be 2-D, got shapes {tuple(self.X.shape)} and {tuple(self.y.shape)}")
         if self.X.shape[0] != self.y.shape[0]:
             raise ValueError(f"X has {self.X.shape[0]} rows but y has {self.y.shape[0]}")
+        if self.sample_weight is not None and tuple(self.sample_weight.shape) != (self.X.shape[0],):
+            raise ValueError(f"sample_weight must have shape ({self.X.shape[0]},), got {tuple(self.sample_weight.shape)}")
         if not self.feature_names:
             object.__setattr__(self, "feature_names", tuple(f"x{i}" if self.n_features > 1 else "x" for i in range(self.n_features)))
         if not self.target_names:
@@ -49,8 +53,9 @@ class Dataset:
         return self.y.shape[1]
 
     def __repr__(self) -> str:
+        weighted = ", weighted" if self.sample_weight is not None else ""
         return (f"Dataset(n_samples={self.n_samples}, features={list(self.feature_names)}, "
-                f"targets={list(self.target_names)})")
+                f"targets={list(self.target_names)}{weighted})")
 
 
 def tutorial_data(

@@ -53,6 +53,7 @@ def read_dataset(
     *,
     target: Sequence[str] | None = None,
     features: Sequence[str] | None = None,
+    weights: str | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> Dataset:
     """Read a regression data set from a CSV, TSV, Parquet, ``.npy`` or ``.npz`` file.
@@ -63,6 +64,8 @@ def read_dataset(
     target : the target column name(s); default: the last column (``.npz``: the ``y`` columns).
     features : the input column names, in the order wanted; default: every other numeric
         (integer, float, bool, decimal) column in file order (``.npz``: the ``X`` columns).
+    weights : a column of non-negative sample weights (weighted least squares); it is
+        neither a feature nor a target.
     dtype : floating-point dtype of the returned tensors; float64 keeps the file's values exactly.
 
     Returns
@@ -84,12 +87,32 @@ def read_dataset(
     path = Path(path)
     suffix, head = _check_file(path)
     table = _OPENERS[suffix](path, suffix, head)
+    weight_col = _names(path, weights, "weight", table.schema.names) if weights is not None else ()
+    if weight_col and target is None and table.default_target == weight_col:
+        raise DataError(f"{path}: the weight column {weights!r} is the last column, the default target; "
+                        "name the target with --target")
+    if weight_col and features is None:  # default features: every other numeric column but the weights
+        names = table.schema.names
+        chosen_targets = _names(path, target, "target", names) or table.default_target
+        features = [n for n in (table.feature_pool or names) if n not in chosen_targets + weight_col
+                    and _is_numeric(table.schema.field(n).type)]
     targets, feats, default_note = _select(path, table, target, features)
-    columns = table.read(list(feats + targets))
+    if weight_col and weight_col[0] in feats + targets:
+        raise DataError(f"{path}: column {weights!r} is the weight column and also a feature or target; "
+                        "list it in only one place")
+    columns = table.read(list(feats + targets + weight_col))
     target_fix = f"or pass --target to choose the target{default_note}" if default_note else "or choose another target"
     X = _matrix(path, columns, feats, dtype, "or leave the column out")  # (n, d)
     y = _matrix(path, columns, targets, dtype, target_fix)  # (n, m)
-    return Dataset(X, y, feats, targets)
+    w = None
+    if weight_col:
+        w = _matrix(path, columns, weight_col, torch.float64, "or choose another weight column")[:, 0]  # (n,)
+        if bool((w < 0).any()):
+            row = int(torch.nonzero(w < 0)[0, 0]) + 1
+            raise DataError(f"{path}: weight column {weights!r} row {row} is negative; weights must be >= 0")
+        if not bool((w > 0).any()):
+            raise DataError(f"{path}: weight column {weights!r} is all zero; give some rows a positive weight")
+    return Dataset(X, y, feats, targets, sample_weight=w)
 
 
 def read_columns(path: str | os.PathLike, names: Sequence[str]) -> np.ndarray:

@@ -300,7 +300,7 @@ def _metrics_section(metrics: dict) -> str:
 def _statistics_section(statistics) -> str:
     parts = []
     for k, stats in enumerate(statistics):
-        d = stats.to_dict()
+        d = _flatten_terms(stats.to_dict())
         name = d.get("target") or d.get("target_name")
         if len(statistics) > 1 or name:
             parts.append(f"<h3>{_esc(f'Target {name}' if name else f'Table {k + 1}')}</h3>")
@@ -312,6 +312,24 @@ def _statistics_section(statistics) -> str:
                    if key not in COEF_KEYS and (v is None or isinstance(v, (str, bool, int, float, np.generic)))]
         parts.append(table + ("\n" + _kv_table(scalars) if scalars else ""))
     return "\n".join(parts)
+
+
+def _flatten_terms(d: dict) -> dict:
+    """``RegressionStatistics.to_dict()`` keeps one dict per term; the table wants one list per column."""
+    terms = d.get("terms")
+    if not isinstance(terms, dict):
+        return d
+    nan = float("nan")
+    out = {k: v for k, v in d.items() if k not in ("terms", "cov_params", "term_names")}
+    out["term_names"] = list(terms)
+    for key, field_name in (("params", "param"), ("std_err", "std_err"), ("t_values", "t_value"),
+                            ("p_values", "p_value")):
+        out[key] = [nan if t.get(field_name) is None else t[field_name] for t in terms.values()]
+    out["conf_int"] = [[nan if v is None else v for v in (t.get("conf_int") or (None, None))] for t in terms.values()]
+    if isinstance(d.get("conf_level"), float):
+        out["alpha"] = 1 - d["conf_level"]
+    out["unidentified"] = ", ".join(d.get("unidentified") or ()) or "none"
+    return out
 
 
 def _coef_table(d: dict) -> str | None:
@@ -329,7 +347,8 @@ def _coef_table(d: dict) -> str | None:
         return None
     alpha = d.get("alpha")
     level = f"{100 * (1 - alpha):g}% confidence interval" if isinstance(alpha, float) else "confidence interval"
-    rows = [[name, _g(p), _g(se), _g(t, 4), _g(pv, 3), f"[{_g(lo)}, {_g(hi)}]"]
+    rows = [[name, _g(p), _g(se), _g(t, 4), _g(pv, 3), f"[{_g(lo)}, {_g(hi)}]"] if np.isfinite(p)
+            else [name, "not identified", "", "", "", ""]
             for name, p, se, t, pv, (lo, hi) in zip(names, *columns, conf)]
     return _table(["term", "coefficient", "std. error", "t", "P>|t|", level], rows)
 

@@ -25,7 +25,7 @@ from .diagnostics import diagnose, max_stable_lr
 from .history import History
 from .metrics import regression_metrics, train_validation_split
 from .model import LinearModel, build_model
-from .errors import OutputError
+from .errors import ConfigError, OutputError
 from .outputs import atomic_write_text, prepare_output_dir
 from .callbacks import Callback
 from .progress import ProgressBar
@@ -53,6 +53,7 @@ class FitResult:
     metrics: dict  # split -> {mse, rmse, mae, r2}
     diagnostics: object | None = None  # GDDiagnostics for full-batch SGD, None otherwise
     scaler: Standardizer | None = None
+    statistics: list | None = None  # RegressionStatistics per target, when asked for
     files: dict[str, Path] = field(default_factory=dict)
 
     def summary(self) -> dict:
@@ -73,6 +74,7 @@ class FitResult:
             "gap": self.gap,
             "metrics": self.metrics,
             "diagnostics": self.diagnostics.to_dict() if self.diagnostics is not None else None,
+            "statistics": [s.to_dict() for s in self.statistics] if self.statistics is not None else None,
         }
 
     def __repr__(self) -> str:
@@ -96,6 +98,11 @@ def run_fit(
     progress: bool | None = None,
     tensorboard: str | os.PathLike | None = None,
     callbacks: Sequence[Callback] = (),
+    animation: bool = False,
+    statistics: bool = False,
+    conf_level: float = 0.95,
+    cov_type: str = "nonrobust",
+    report: bool = False,
 ) -> FitResult:
     """Train a linear model on ``data`` while printing the tutorial's report, and judge it.
 
@@ -109,9 +116,20 @@ def run_fit(
     ``quiet`` drops them and the progress bar. ``progress``: True/False forces the bar on
     or off; None shows it when stderr is a terminal and the run takes a moment.
     ``tensorboard``: a folder for TensorBoard logs. ``callbacks`` run as well.
+
+    ``statistics`` prints the inference table of the exact solution (standard errors,
+    tests, intervals at ``conf_level``, ``cov_type`` covariance); ``report`` writes
+    ``report.html`` (with the statistics); ``animation`` writes ``fit.gif``. Rows with
+    ``data.sample_weight`` are fitted by weighted least squares throughout.
     """
     from .persistence import SavedModel, model_paths, save_model
 
+    if report and out_dir is None:
+        raise ConfigError("report.html needs an output folder; pass out_dir")
+    if statistics or report:
+        from .statistics import check_settings
+
+        check_settings(conf_level, cov_type)  # refuse a bad level before training, not after
     out = prepare_output_dir(out_dir) if out_dir is not None else None
     for path in model_paths(save) if save is not None else ():
         if path.exists() and not force:
@@ -119,42 +137,57 @@ def run_fit(
     train_rows, val_rows = _split(data, validation_fraction, split_seed)
     X, y = data.X[train_rows].double(), data.y[train_rows].double()
     X_val, y_val = (data.X[val_rows].double(), data.y[val_rows].double()) if val_rows is not None else (None, None)
+    w = data.sample_weight[train_rows].double() if data.sample_weight is not None else None
 
-    solution = lstsq(X, y, feature_names=data.feature_names, target_names=data.target_names)
+    solution = lstsq(X, y, feature_names=data.feature_names, target_names=data.target_names,
+                     sample_weight=None if w is None else w.numpy())
     scaler = Standardizer.fit(X, y) if standardize else None
     Xt, yt = (scaler.transform_X(X), scaler.transform_y(y)) if scaler else (X, y)
     Xv, yv = (scaler.transform_X(X_val), scaler.transform_y(y_val)) if scaler and X_val is not None else (X_val, y_val)
 
     model = build_model(data.n_features, data.n_targets, seed=config.seed)
     diagnostics = None
-    if config.optimizer == "sgd" and (config.batch_size is None or config.batch_size >= len(train_rows)):
+    full_batch = config.batch_size is None or config.batch_size >= len(train_rows)
+    if config.optimizer == "sgd" and full_batch and w is None:  # the diagnostics assume unweighted full batches
         diagnostics = diagnose(Xt, yt, lr=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov,
                                weight_decay=config.weight_decay, epochs=config.epochs,
                                initial_weight=model.linear.weight.detach().double().numpy(),
                                initial_bias=model.linear.bias.detach().double().numpy())
     notes = [f"note: {m}" for m in diagnostics.messages()] if diagnostics is not None else []
     bar = ProgressBar(force=False if quiet else progress)
-    report = PrintReport(stream, notes, every=0 if quiet else log_every, write=bar.write)
+    printer = PrintReport(stream, notes, every=0 if quiet else log_every, write=bar.write)
     extra = [TensorBoardLogger(tensorboard)] if tensorboard is not None else []
-    history = train(model, Xt, yt, config, callbacks=[bar, report, *extra, *callbacks],
-                    X_val=Xv, y_val=yv, scaler=scaler)
+    history = train(model, Xt, yt, config, callbacks=[bar, printer, *extra, *callbacks],
+                    X_val=Xv, y_val=yv, scaler=scaler, sample_weight=w)
     if history.diverged:
         history.message += ". " + divergence_advice(Xt, yt.shape[1], config)
 
     weight = np.asarray(history.final_params["linear.weight"], dtype=np.float64)
     bias = np.asarray(history.final_params["linear.bias"], dtype=np.float64)
-    trained_loss = _mse(X, y, weight, bias)
+    trained_loss = _mse(X, y, weight, bias, w)
     gap = _gap(weight, bias, trained_loss, solution, y)
     metrics = {"train": _metrics(X, y, weight, bias)}
     if X_val is not None:
         metrics["validation"] = _metrics(X_val, y_val, weight, bias)
-    result = FitResult(data, config, model, history, weight, bias, solution, gap, metrics, diagnostics, scaler)
+    stats = None
+    if statistics or report:
+        from .statistics import regression_statistics
+
+        stats = regression_statistics(X.numpy(), y.numpy(), sample_weight=None if w is None else w.numpy(),
+                                      conf_level=conf_level, cov_type=cov_type,
+                                      feature_names=data.feature_names, target_names=data.target_names)
+    result = FitResult(data, config, model, history, weight, bias, solution, gap, metrics, diagnostics, scaler,
+                       stats)
 
     _print(stream, "")
     _print(stream, format_comparison(data.feature_names, data.target_names,
                                      {"weight": weight, "bias": bias, "loss": trained_loss},
                                      {"weight": solution.coef, "bias": solution.intercept, "loss": solution.loss}, gap))
     _print(stream, format_metrics(metrics))
+    if statistics:
+        for table in stats:
+            _print(stream, "")
+            _print(stream, table.summary())
 
     if out is not None:
         result.files["history"] = atomic_write_text(out / HISTORY_JSON, history.to_json() + "\n")
@@ -163,7 +196,11 @@ def run_fit(
         if plots:
             from .plots import save_plots  # matplotlib only when plots are asked for
 
-            result.files.update(save_plots(data, history, out, optimum_loss=solution.loss))
+            result.files.update(save_plots(data, history, out, optimum_loss=solution.loss, animation=animation))
+        if report:
+            from .html_report import write_report
+
+            result.files["report"] = write_report(out, result, statistics=stats)
     if save is not None:
         saved = SavedModel(weight, bias, data.feature_names, data.target_names,
                            {"settings": config.to_dict(), "standardize": scaler.to_dict() if scaler else None,
@@ -184,8 +221,13 @@ def _predict(X: torch.Tensor, weight: np.ndarray, bias: np.ndarray) -> np.ndarra
     return X.double().numpy() @ weight.T + bias
 
 
-def _mse(X, y, weight, bias) -> float:
-    return float(np.mean((_predict(X, weight, bias) - y.double().numpy()) ** 2))
+def _mse(X, y, weight, bias, sample_weight=None) -> float:
+    """The (weighted) mean squared error, as the training loss and the solver define it."""
+    squared = (_predict(X, weight, bias) - y.double().numpy()) ** 2  # (n, m)
+    if sample_weight is None:
+        return float(np.mean(squared))
+    w = sample_weight.double().numpy()
+    return float((w[:, None] * squared).sum() / (w.sum() * squared.shape[1]))
 
 
 def _metrics(X, y, weight, bias) -> dict:

@@ -108,7 +108,9 @@ def _excess_panel(fig: Figure, ax, epochs: list[int], excess: list[float]) -> No
     below.set_yscale("log")
     below.set_xlabel("epoch")
     below.set_ylabel("loss − optimum")
-    below.set_title(f"Excess over the optimum: {excess[-1]:.4g} at epoch {epochs[-1]}", fontsize="medium")
+    last = (f"{excess[-1]:.4g} at epoch {epochs[-1]}" if excess[-1] > 0
+            else f"at the optimum by epoch {epochs[-1]} (to the training precision)")
+    below.set_title(f"Excess over the optimum: {last}", fontsize="medium")
 
 
 def predict(X: np.ndarray, params: Params) -> np.ndarray:

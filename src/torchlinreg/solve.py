@@ -686,5 +686,7 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
 
 
 def solve_dataset(data, **kw) -> LstsqSolution:
-    """``lstsq`` on a ``torchlinreg.data.Dataset``, with its column names."""
+    """``lstsq`` on a ``torchlinreg.data.Dataset``, with its column names and sample weights."""
+    if getattr(data, "sample_weight", None) is not None:
+        kw.setdefault("sample_weight", data.sample_weight)
     return lstsq(data.X, data.y, feature_names=data.feature_names, target_names=data.target_names, **kw)

@@ -257,7 +257,7 @@ def _blocks(X: np.ndarray, Y: np.ndarray, sqrt_w: np.ndarray):
 
 # --- the statistics ------------------------------------------------------------------------------
 
-def _check(conf_level, cov_type) -> tuple[float, str]:
+def check_settings(conf_level, cov_type) -> tuple[float, str]:
     if isinstance(conf_level, bool) or not isinstance(conf_level, (int, float, np.floating)) \
             or not 0 < conf_level < 1:
         raise ConfigError(f"confidence level must be between 0 and 1, e.g. 0.95; got {conf_level!r}")
@@ -289,7 +289,7 @@ def regression_statistics(X, y, *, sample_weight=None, conf_level: float = 0.95,
     list of RegressionStatistics, one per target, whose figures equal statsmodels'
     ``OLS``/``WLS(...).fit(cov_type=...)`` on ``sm.add_constant(X)`` (see the module's conventions).
     """
-    conf_level, cov_type = _check(conf_level, cov_type)
+    conf_level, cov_type = check_settings(conf_level, cov_type)
     use_t = cov_type == "nonrobust" if use_t is None else bool(use_t)
     if fit_intercept and feature_names is not None and INTERCEPT in [str(name) for name in feature_names]:
         raise ValueError(f"a feature is named {INTERCEPT!r}, the name of the constant term; rename that column "
