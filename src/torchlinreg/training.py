@@ -104,6 +104,7 @@ def train(
     y_val: torch.Tensor | None = None,
     scaler=None,
     sample_weight: torch.Tensor | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> History:
     """Train ``model`` in place on ``(X, y)`` and return the history of every epoch.
 
@@ -120,6 +121,8 @@ def train(
 
     ``sample_weight`` (shape (n,), non-negative) makes the loss the weighted mean of the
     squared errors (weighted least squares); mini-batches use their rows' weights.
+    ``optimizer``: continue with this optimizer (and its state, e.g. momentum buffers)
+    instead of making a new one from ``config``; it must hold ``model``'s parameters.
     """
     callbacks = list(callbacks)
     dtype = getattr(torch, config.dtype)
@@ -128,7 +131,7 @@ def train(
     w = None if sample_weight is None else torch.as_tensor(sample_weight).to(dtype).reshape(-1)  # (n,)
     if X_val is not None:
         X_val, y_val = X_val.to(dtype), y_val.to(dtype)
-    optimizer = make_optimizer(model, config)
+    optimizer = optimizer if optimizer is not None else make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)
     full_batch = config.batch_size is None or config.batch_size >= X.shape[0]
     order = torch.Generator().manual_seed(config.seed)  # mini-batch shuffling
