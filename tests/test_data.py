@@ -64,5 +64,5 @@ def test_dataset_checks_shapes_and_names_columns():
     with pytest.raises(ValueError, match="2-D"):
         Dataset(torch.zeros(3), torch.zeros(3, 1))
     data = Dataset(torch.zeros(3, 2), torch.zeros(3, 2))
-    assert data.feature_names == ("x0", "x1") and data.target_names == ("y0", "y1")
+    assert data.feature_names == ("x1", "x2") and data.target_names == ("y1", "y2")
     assert "n_samples=3" in repr(data)

@@ -109,16 +109,16 @@ def test_npy_columns_are_c0_c1_and_the_target_is_last(tmp_path):
     values = random_floats(np.random.default_rng(2), 12).reshape(4, 3)
     np.save(tmp_path / "d.npy", values)
     data = read_dataset(tmp_path / "d.npy")
-    assert data.feature_names == ("c0", "c1") and data.target_names == ("c2",)
+    assert data.feature_names == ("c1", "c2") and data.target_names == ("c3",)
     assert same_bits(data.X, values[:, :2]) and same_bits(data.y, values[:, 2:])
-    picked = read_dataset(tmp_path / "d.npy", features=["c2"], target=["c0"])
+    picked = read_dataset(tmp_path / "d.npy", features=["c3"], target=["c1"])
     assert same_bits(picked.X, values[:, [2]]) and same_bits(picked.y, values[:, [0]])
 
 
 @pytest.mark.parametrize("x_shape, y_shape, features, targets", [
-    ((5, 2), (5,), ("x0", "x1"), ("y",)),
-    ((5,), (5, 1), ("x0",), ("y",)),
-    ((5, 3), (5, 2), ("x0", "x1", "x2"), ("y0", "y1")),
+    ((5, 2), (5,), ("x1", "x2"), ("y",)),
+    ((5,), (5, 1), ("x",), ("y",)),
+    ((5, 3), (5, 2), ("x1", "x2", "x3"), ("y1", "y2")),
 ])
 def test_npz_X_and_y(tmp_path, x_shape, y_shape, features, targets):
     rng = np.random.default_rng(3)
@@ -132,7 +132,7 @@ def test_npz_X_and_y(tmp_path, x_shape, y_shape, features, targets):
 def test_npz_names_select_columns(tmp_path):
     X, y = np.arange(12.0).reshape(4, 3), np.arange(4.0) + 0.5
     np.savez(tmp_path / "d.npz", X=X, y=y)
-    data = read_dataset(tmp_path / "d.npz", features=["x2", "y"], target="x0")
+    data = read_dataset(tmp_path / "d.npz", features=["x3", "y"], target="x1")
     assert torch.equal(data.X, torch.from_numpy(np.column_stack([X[:, 2], y])))
     assert torch.equal(data.y, torch.from_numpy(X[:, [0]]))
 
@@ -141,7 +141,7 @@ def test_npz_with_one_2d_array_reads_like_npy(tmp_path):
     values = np.arange(8.0).reshape(4, 2)
     np.savez(tmp_path / "d.npz", table=values, weights=np.ones(4))
     data = read_dataset(tmp_path / "d.npz")
-    assert data.feature_names == ("c0",) and data.target_names == ("c1",)
+    assert data.feature_names == ("c1",) and data.target_names == ("c2",)
     assert torch.equal(data.X, torch.from_numpy(values[:, :1])) and torch.equal(data.y, torch.from_numpy(values[:, 1:]))
 
 
@@ -377,7 +377,7 @@ def test_non_finite_value_in_npy(tmp_path):
     values = np.ones((4, 3))
     values[2, 1] = np.nan
     np.save(tmp_path / "d.npy", values)
-    expect_error(tmp_path / "d.npy", "column 'c1' holds NaN in row 3")
+    expect_error(tmp_path / "d.npy", "column 'c2' holds NaN in row 3")
 
 
 def test_too_large_for_float32(tmp_path):

@@ -10,6 +10,11 @@ from . import defaults
 from .errors import ConfigError
 
 
+def default_names(prefix: str, n: int) -> tuple[str, ...]:
+    """Column names where a source has none: ``x`` for one column, ``x1, x2, ...`` for several."""
+    return (prefix,) if n == 1 else tuple(f"{prefix}{i + 1}" for i in range(n))
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Inputs and targets of a regression problem.
@@ -36,9 +41,9 @@ class Dataset:
         if self.sample_weight is not None and tuple(self.sample_weight.shape) != (self.X.shape[0],):
             raise ValueError(f"sample_weight must have shape ({self.X.shape[0]},), got {tuple(self.sample_weight.shape)}")
         if not self.feature_names:
-            object.__setattr__(self, "feature_names", tuple(f"x{i}" if self.n_features > 1 else "x" for i in range(self.n_features)))
+            object.__setattr__(self, "feature_names", default_names("x", self.n_features))
         if not self.target_names:
-            object.__setattr__(self, "target_names", tuple(f"y{i}" if self.n_targets > 1 else "y" for i in range(self.n_targets)))
+            object.__setattr__(self, "target_names", default_names("y", self.n_targets))
 
     @property
     def n_samples(self) -> int:
@@ -133,9 +138,7 @@ def make_regression(
         raise ConfigError("coefficients and intercepts must be finite numbers")
     X = torch.randn(n_samples, n_features, generator=g, dtype=torch.float64)
     y = X @ W.T + b + noise * torch.randn(n_samples, n_targets, generator=g, dtype=torch.float64)
-    features = tuple(f"x{i + 1}" for i in range(n_features))
-    targets = ("y",) if n_targets == 1 else tuple(f"y{j + 1}" for j in range(n_targets))
-    return Dataset(X, y, features, targets)
+    return Dataset(X, y, default_names("x", n_features), default_names("y", n_targets))
 
 
 def dataset_columns(data: Dataset) -> dict:

@@ -21,7 +21,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import torch
 
-from .data import Dataset
+from .data import Dataset, default_names
 from .errors import DataError, OutputError
 from .outputs import atomic_write_bytes
 
@@ -72,8 +72,8 @@ def read_dataset(
     -------
     Dataset with ``X`` of shape (n_samples, n_features) and ``y`` of shape (n_samples, n_targets).
 
-    Column names: ``.npy`` columns are ``c0, c1, ...``; ``.npz`` arrays ``X`` (1-D or 2-D) and
-    ``y`` give ``x0, x1, ...`` and ``y`` (one column) or ``y0, y1, ...``. An ``.npz`` without
+    Column names: ``.npy`` columns are ``c1, c2, ...``; ``.npz`` arrays ``X`` (1-D or 2-D) and
+    ``y`` give ``x`` or ``x1, x2, ...`` and ``y`` or ``y1, y2, ...`` (as ``make-data`` names them). An ``.npz`` without
     both ``X`` and ``y`` but with exactly one 2-D array is read like a ``.npy``.
 
     Raises
@@ -285,7 +285,7 @@ def _open_npy(path: Path, suffix: str, head: bytes) -> _Table:
     if array.ndim != 2 or array.shape[1] == 0:
         raise DataError(f"{path}: holds an array of shape {array.shape}; save a 2-D array of shape "
                         "(n_samples, n_columns) with the target in the last column")
-    return _array_table([(f"c{j}", array[:, j]) for j in range(array.shape[1])], array.shape[0])
+    return _array_table([(f"c{j + 1}", array[:, j]) for j in range(array.shape[1])], array.shape[0])
 
 
 def _open_npz(path: Path, suffix: str, head: bytes) -> _Table:
@@ -311,8 +311,7 @@ def _open_npz(path: Path, suffix: str, head: bytes) -> _Table:
         if len(X) != len(y):
             raise DataError(f"{path}: array 'X' has {len(X)} rows but 'y' has {len(y)}; "
                             "save one row per sample in both")
-        x_names = [f"x{j}" for j in range(X.shape[1])]
-        y_names = ["y"] if y.shape[1] == 1 else [f"y{j}" for j in range(y.shape[1])]
+        x_names, y_names = list(default_names("x", X.shape[1])), list(default_names("y", y.shape[1]))
         pairs = [*zip(x_names, X.T), *zip(y_names, y.T)]
         return _array_table(pairs, len(X), tuple(y_names), tuple(x_names))
     two_d = [name for name, array in arrays.items() if array.ndim == 2]
@@ -322,7 +321,7 @@ def _open_npz(path: Path, suffix: str, head: bytes) -> _Table:
                         "save it with numpy.savez(path, X=..., y=...)")
     array = arrays[two_d[0]]
     _check_numeric(path, f"array {two_d[0]!r}", array)
-    return _array_table([(f"c{j}", array[:, j]) for j in range(array.shape[1])], array.shape[0])
+    return _array_table([(f"c{j + 1}", array[:, j]) for j in range(array.shape[1])], array.shape[0])
 
 
 def _npy_load_message(path: Path, kind: str, exc: Exception) -> str:

@@ -634,15 +634,18 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
             break
         # Done when no coefficient moves by more than its last bits, or when the steps stop
         # shrinking (the error is then at the rounding floor: each pass shrinks it by ~eps*cond).
+        # A coefficient that is zero has no last bits: a step below the rounding of the whole
+        # solution (or of the targets, when the solution is near zero) is done too.
+        scale = max(factor.scaled_norm(W, b), float(np.sqrt(sse.sum() / factor.sum_weights)))
         done = bool(np.all(np.abs(dW) <= 2 * _EPS * np.abs(W)) and np.all(np.abs(db) <= 2 * _EPS * np.abs(b))
-                    or step > 0.5 * previous)
+                    or step > 0.5 * previous or step <= 2 * _EPS * scale)
         if step <= previous and (done or k + 1 < max_passes):  # else the loss of the last pass would not match
             W, b = W + dW, b + db  # a last, tiny correction moves the loss by less than its rounding
         if done:
             break
         previous = step
     messages = solution.warnings
-    if not done or step > 1e-8 * factor.scaled_norm(W, b):
+    if not done or step > 1e-8 * scale:
         message = (f"iterative refinement did not converge in {max_passes} passes; the coefficients may "
                    f"have fewer than 8 correct digits (the design is close to rank-deficient: raise rtol)")
         warn(message, ConvergenceWarning, stacklevel=3)

@@ -29,7 +29,10 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     # One quasi-Newton iteration per epoch, with a line search so that lr=1 is safe.
-    return torch.optim.LBFGS(params, lr=lr, max_iter=1, line_search_fn="strong_wolfe",
+    # max_eval: the first evaluation plus up to 25 of the line search. PyTorch's default,
+    # max_iter * 5 // 4 = 1, leaves the line search none: a unit step that does not lower
+    # the loss then becomes a zero step, and every later epoch repeats it (a silent stall).
+    return torch.optim.LBFGS(params, lr=lr, max_iter=1, max_eval=26, line_search_fn="strong_wolfe",
                              tolerance_grad=1e-15, tolerance_change=0.0)  # our epochs and --tol decide when to stop
 
 
@@ -81,15 +84,16 @@ class _Units:
     def loss(self, loss: torch.Tensor, y_pred: torch.Tensor, y: torch.Tensor, weight=None) -> float:
         if self.scaler is None:
             return loss.item()
-        r = y_pred.detach().double() - y.double()
-        w = None if weight is None else weight.double()
-        return mse(r * self.y_scale2.sqrt(), torch.zeros_like(r), w).item()
+        acc = torch.float32 if y.device.type == "mps" else torch.float64  # on the data's device; MPS has no float64
+        r = y_pred.detach().to(acc) - y.to(acc)
+        w = None if weight is None else weight.to(acc)
+        return mse(r * self.y_scale2.to(r).sqrt(), torch.zeros_like(r), w).item()
 
     def params(self, model: nn.Module) -> Params:
         if self.scaler is None:
             return {name: p.detach().tolist() for name, p in model.named_parameters()}
-        weight, bias = self.scaler.unscale_params(model.linear.weight.detach().double().numpy(),
-                                                  model.linear.bias.detach().double().numpy())
+        weight, bias = self.scaler.unscale_params(model.linear.weight.detach().cpu().double().numpy(),
+                                                  model.linear.bias.detach().cpu().double().numpy())
         return {"linear.weight": np.asarray(weight).tolist(), "linear.bias": np.asarray(bias).tolist()}
 
 
