@@ -265,3 +265,56 @@ def test_report_and_animation_flags_write_their_files(capsys, tmp_path):
 def test_bad_confidence_level_is_refused_before_training(capsys, tmp_path):
     code, out, err = run(capsys, "fit", "--summary", "--conf-level", "1.5", "--out", tmp_path)
     assert code == 2 and "confidence level" in err and "epoch:" not in out
+
+
+def test_a_typo_in_a_numeric_column_is_an_error_not_a_dropped_feature(capsys, tmp_path):
+    (tmp_path / "typo.csv").write_text("x1,x2,city,y\n1,2,a,3\n2,abc,b,5\n3,4,c,8\n4,5,d,9\n")
+    code, out, err = run(capsys, "fit", tmp_path / "typo.csv", "--out", tmp_path / "o")
+    assert code == 1 and "column 'x2' row 2 holds 'abc'" in err and "epoch:" not in out
+    (tmp_path / "city.csv").write_text("x1,city,y\n1,a,3\n2,b,5\n3,c,8\n4,d,9\n")
+    code, out, err = run(capsys, "solve", tmp_path / "city.csv", "--json")
+    assert code == 0 and "left out column 'city'" in err
+    assert list(json.loads(out)["coef"]["y"]) == ["x1"]
+
+
+def test_output_folder_of_someone_else_is_not_overwritten(capsys, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "loss.png").write_text("my own picture")
+    code, out, err = run(capsys, "fit", "--out", mine)
+    assert code == 2 and "--force" in err and "epoch:" not in out
+    assert (mine / "loss.png").read_text() == "my own picture"
+    (tmp_path / "runs").mkdir()
+    data = write_table(tmp_path / "runs" / "history.csv", dataset_columns(tutorial_data()))
+    code, _, err = run(capsys, "fit", data, "--out", tmp_path / "runs")
+    assert code == 2 and "choose another --out" in err
+    assert read_dataset(data).n_samples == 50  # the data file is untouched
+
+
+def test_a_run_folder_is_replaced_whole_and_files_are_readable_by_others(capsys, tmp_path, csv_file):
+    import os
+    import stat
+
+    path, _ = csv_file
+    assert run(capsys, "fit", "--epochs", "2", "--out", tmp_path / "run")[0] == 0
+    assert (tmp_path / "run" / "data.png").exists()
+    assert run(capsys, "fit", path, "--epochs", "2", "--out", tmp_path / "run")[0] == 0  # three features: no line plots
+    assert not (tmp_path / "run" / "data.png").exists()  # no stale plot of the earlier run
+    mask = os.umask(0)
+    os.umask(mask)
+    mode = stat.S_IMODE((tmp_path / "run" / "summary.json").stat().st_mode)
+    assert mode == 0o666 & ~mask
+
+
+def test_unwritable_save_path_is_refused_before_training(capsys, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    code, out, err = run(capsys, "fit", "--save", tmp_path / "afile" / "model", "--out", tmp_path / "o")
+    assert code == 2 and "is a file" in err and "epoch:" not in out and not (tmp_path / "o").exists()
+
+
+def test_values_whose_squares_overflow_are_refused(capsys, tmp_path):
+    (tmp_path / "big.csv").write_text("x,y\n1e300,1\n2e300,2\n3e300,4\n")
+    for command in ("fit", "solve"):
+        code, _, err = run(capsys, command, tmp_path / "big.csv", "--out", tmp_path / "o") if command == "fit" \
+            else run(capsys, command, tmp_path / "big.csv")
+        assert code == 1 and "overflow" in err and len(err.strip().splitlines()) == 1

@@ -403,3 +403,15 @@ def test_torch_save_files_are_refused(saved):
     torch.save({"weight": torch.ones(2, 3), "bias": torch.ones(2)}, tensors_path)
     assert tensors_path.read_bytes()[:4] == b"PK\x03\x04"
     refused(stem, PICKLE_MESSAGE)
+
+
+def test_edited_names_in_the_json_are_refused(tmp_path):
+    import json as _json
+
+    model = SavedModel(np.array([[1.0, 2.0, 3.0]]), np.array([0.5]), ("a", "b", "c"), ("y",), {})
+    save_model(tmp_path / "m", model)
+    desc = _json.loads((tmp_path / "m.json").read_text())
+    desc["feature_names"] = ["b", "a", "c"]  # same count, different meaning: predictions would be wrong
+    (tmp_path / "m.json").write_text(_json.dumps(desc))
+    with pytest.raises(ModelFileError, match="feature names .* differ .* the JSON was edited"):
+        load_model(tmp_path / "m")

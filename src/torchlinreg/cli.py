@@ -110,7 +110,9 @@ def _add_fit_parser(commands) -> None:
     o.add_argument("--tensorboard", metavar="DIR",
                    help="write loss, learning rate and parameters per epoch for TensorBoard (needs the tensorboard extra)")
     o.add_argument("--save", metavar="PATH", help="save the trained model as PATH.safetensors + PATH.json")
-    o.add_argument("--force", action="store_true", help="replace existing model files")
+    o.add_argument("--force", action="store_true",
+                   help="replace existing model files, and same-named files in an --out folder that is not "
+                        "from an earlier torchlinreg run")
     p.set_defaults(command=_cmd_fit)
 
 
@@ -191,8 +193,15 @@ def _cmd_fit(args) -> int:
         raise ConfigError(f"--validation-fraction must be in [0, 1), got {args.validation_fraction}; pass e.g. 0.2")
     if args.log_every < 1:
         raise ConfigError(f"--log-every must be a positive integer, got {args.log_every}; pass e.g. --log-every 100")
+    from pathlib import Path
+
+    from .pipeline import OUTPUT_FILES, run_fit
+
+    if args.data is not None and Path(args.data).name in OUTPUT_FILES and \
+            Path(args.data).resolve().parent == Path(args.out).resolve():
+        raise ConfigError(f"DATA {args.data!r} is a file that fit writes into --out {args.out!r}; "
+                          "choose another --out")
     data = _load_data(args)
-    from .pipeline import run_fit
 
     result = run_fit(data, config, args.out, standardize=args.standardize,
                      validation_fraction=args.validation_fraction, split_seed=args.split_seed,
@@ -291,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"torchlinreg: error: {exc}", file=sys.stderr)
         return EXIT_BAD_DATA
     except (ConfigError, OutputError, TorchlinregError) as exc:
+        print(f"torchlinreg: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as exc:  # the library's other bad-argument errors (see STYLE.md): one line, exit 2
         print(f"torchlinreg: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -65,8 +65,7 @@ class TrainConfig:
             raise ConfigError(f"gamma must be at most 1 (it shrinks the rate), got {self.gamma!r}; pass e.g. --gamma 0.1")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        check_seed("seed", self.seed)
 
     @property
     def learning_rate(self) -> float:
@@ -75,6 +74,14 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self) | {"lr": self.learning_rate}
+
+
+MAX_SEED = 2**63 - 1  # PyTorch's generators take a signed 64-bit seed
+
+
+def check_seed(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name} must be an integer from 0 to 2**63-1, got {value!r}; pass e.g. 71")
 
 
 def _check_int(name: str, value, example: str) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import defaults
+from .config import check_seed
 from .errors import ConfigError
 
 
@@ -92,6 +93,7 @@ def tutorial_data(
         if not torch.isfinite(torch.tensor(float(value))):
             raise ConfigError(f"{name} must be a finite number, got {value!r}")
     X = torch.linspace(x_start, x_stop, n_samples).reshape(-1, 1)  # (n, 1)
+    check_seed("data seed", seed)
     generator = torch.Generator().manual_seed(seed)
     e = torch.randint(noise_low, noise_high + 1, (n_samples, 1), generator=generator).float()  # (n, 1)
     y = weight * X + bias + e
@@ -122,6 +124,7 @@ def make_regression(
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     if not (isinstance(noise, (int, float)) and noise >= 0 and torch.isfinite(torch.tensor(float(noise)))):
         raise ConfigError(f"noise must be a finite number >= 0, got {noise!r}")
+    check_seed("data seed", seed)
     g = torch.Generator().manual_seed(seed)
     if coef is None:
         W = torch.randint(-5, 6, (n_targets, n_features), generator=g).double()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -372,7 +373,7 @@ def _select(path: Path, table: _Table, target, features) -> tuple[tuple[str, ...
         note = " (by default the last column)" if table.feature_pool is None else " (by default the 'y' columns)"
     if feats is None:
         pool = table.feature_pool if table.feature_pool is not None else names
-        feats = tuple(n for n in pool if n not in targets and _is_numeric(table.schema.field(n).type))
+        feats = tuple(n for n in pool if n not in targets and _usable_by_default(path, table, n))
         if not feats:
             raise DataError(f"{path}: no numeric feature columns besides the target {', '.join(map(repr, targets))}; "
                             "add numeric columns, or name them with --features")
@@ -381,6 +382,39 @@ def _select(path: Path, table: _Table, target, features) -> tuple[tuple[str, ...
         raise DataError(f"{path}: column {both!r} is both a feature and the target{note}; "
                         "list it in only one of --features and --target")
     return targets, feats, note
+
+
+def _usable_by_default(path: Path, table: _Table, name: str) -> bool:
+    """Whether a column joins the default features: numeric ones do, text ones are left out with a warning.
+
+    A text column that holds numbers in some rows is a numeric column with a typo: that is
+    an error naming the row, never a silently dropped feature.
+    """
+    if _is_numeric(table.schema.field(name).type):
+        return True
+    column = table.read([name]).column(name)
+    textual = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    if textual and _holds_some_number(column):
+        raise DataError(f"{path}: column {name!r} {_first_non_number(column, 1)}; correct it, "
+                        "or choose the features with --features")
+    warnings.warn(f"{path}: left out column {name!r}, which is not numeric ({column.type}); "
+                  "choose the features with --features to silence this", UserWarning, stacklevel=4)
+    return False
+
+
+def _holds_some_number(column: pa.ChunkedArray, sample: int = 1000) -> bool:
+    """True when one of the first ``sample`` non-empty values of a text column reads as a number."""
+    seen = 0
+    for chunk in column.chunks:
+        for value in chunk.drop_null().to_pylist():
+            try:
+                float(value)
+                return True
+            except ValueError:
+                seen += 1
+                if seen >= sample:
+                    return False
+    return False
 
 
 def _names(path: Path, given, role: str, names: list[str]) -> tuple[str, ...] | None:

@@ -9,11 +9,25 @@ from pathlib import Path
 from .errors import OutputError
 
 
-def prepare_output_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` (and its parents) if needed and check that files can be written in it."""
+RUN_MARKER = "summary.json"  # a folder holding this file, written by torchlinreg, is a torchlinreg run
+
+
+def prepare_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), force: bool = False) -> Path:
+    """Create ``path`` (and its parents) if needed and check that files can be written in it.
+
+    ``owned`` names the files a run writes there. A folder of an earlier torchlinreg run
+    (it holds our ``summary.json``) is the tool's own: those files get replaced. Any other
+    folder that already holds a file of those names is refused unless ``force``, so that
+    nothing the user had is overwritten by surprise.
+    """
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output folder {str(out)!r} is a file; pass --out with a folder path")
+    if out.is_dir() and not force and not is_run_folder(out):
+        clash = next((name for name in owned if (out / name).exists()), None)
+        if clash is not None:
+            raise OutputError(f"output folder {str(out)!r} already holds {clash!r}, not from a torchlinreg run; "
+                              "pass --force to replace it, or choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
@@ -23,6 +37,49 @@ def prepare_output_dir(path: str | os.PathLike) -> Path:
         raise OutputError(f"cannot write to output folder {str(out)!r} ({reason}); "
                           "pass --out with a folder you can write to") from None
     return out
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds the summary of a torchlinreg run."""
+    import json
+
+    try:
+        summary = json.loads((folder / RUN_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and "torchlinreg_version" in summary
+
+
+def remove_stale(folder: Path, owned: tuple[str, ...], written) -> list[Path]:
+    """Delete the files of ``owned`` that this run did not write, so the folder holds one run only."""
+    keep = {Path(p).name for p in written}
+    removed = []
+    for name in owned:
+        path = folder / name
+        if name not in keep and path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def check_writable_path(path: str | os.PathLike) -> None:
+    """Refuse early a file path whose folder cannot exist or be written (before hours of training)."""
+    parent = Path(os.path.abspath(path)).parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot write {str(path)!r}: {str(probe)!r} is a file, not a folder; choose another path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {str(path)!r}: no permission to write in {str(probe)!r}; "
+                          "choose another path")
+
+
+def _file_mode() -> int:
+    """The mode a plain ``open(..., "w")`` would give a new file: 0o666 less the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -38,6 +95,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode())  # mkstemp makes 0600 files; outputs are meant to be shared
         os.replace(tmp, path)
     except BaseException as exc:
         try:

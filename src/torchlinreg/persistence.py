@@ -167,7 +167,13 @@ def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = Fals
                          "train it with a smaller learning rate")
     tensors = {"weight": np.ascontiguousarray(model.weight, dtype=np.float64),
                "bias": np.ascontiguousarray(model.bias, dtype=np.float64)}
-    tensor_bytes = safetensors.numpy.save(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    tensor_bytes = safetensors.numpy.save(tensors, metadata={
+        "format": FORMAT, "format_version": str(FORMAT_VERSION),
+        # the names decide which column meets which weight: kept beside the tensors too, so an
+        # edited JSON is caught (the JSON's SHA-256 covers the tensors, not the JSON itself)
+        "feature_names": json.dumps(list(model.feature_names)),
+        "target_names": json.dumps(list(model.target_names)),
+    })
     description = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -323,6 +329,16 @@ def _check_tensors(tensors_path: Path, json_path: Path, tensors: dict, desc: dic
             raise bad(f"tensor {name!r} in {where} holds non-finite values (inf or NaN)")
 
 
+def _check_names(tensors_path: Path, json_path: Path, tensor_bytes: bytes, desc: dict) -> None:
+    """The feature and target names in the JSON must be those stored in the tensors file's header."""
+    size = int.from_bytes(tensor_bytes[:8], "little")  # safetensors: u64 header length, then JSON
+    stored = json.loads(tensor_bytes[8:8 + size]).get("__metadata__") or {}
+    for key in ("feature_names", "target_names"):
+        if key in stored and json.loads(stored[key]) != list(desc[key]):
+            raise ModelFileError(f"the {key.replace('_', ' ')} in {str(json_path)!r} differ from those saved in "
+                                 f"{str(tensors_path)!r}: the JSON was edited; restore it or {RESAVE}")
+
+
 def load_model(path: str | os.PathLike) -> SavedModel:
     """Load the model saved at ``path`` (``run/model``, ``run/model.safetensors`` or ``run/model.json``).
 
@@ -346,6 +362,7 @@ def load_model(path: str | os.PathLike) -> SavedModel:
                              "changed after saving or does not belong to this JSON; copy the matching pair "
                              f"or {RESAVE}")
     _check_tensors(tensors_path, json_path, tensors, desc)
+    _check_names(tensors_path, json_path, tensor_bytes, desc)
     return SavedModel(
         weight=tensors["weight"],  # copied to float64 arrays of their own by SavedModel
         bias=tensors["bias"],

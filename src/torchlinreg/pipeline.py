@@ -26,7 +26,7 @@ from .history import History
 from .metrics import regression_metrics, train_validation_split
 from .model import LinearModel, build_model
 from .errors import ConfigError, OutputError
-from .outputs import atomic_write_text, prepare_output_dir
+from .outputs import atomic_write_text, check_writable_path, prepare_output_dir, remove_stale
 from .callbacks import Callback
 from .progress import ProgressBar
 from .report import PrintReport, format_comparison, format_metrics
@@ -36,6 +36,9 @@ from .solve import LstsqSolution, lstsq
 from .training import train
 
 HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON = "history.json", "history.csv", "summary.json"
+# Every file a run may write into its output folder (plots.PLOT_FILES, the GIF and the report too).
+OUTPUT_FILES = (HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON, "data.png", "initial_model.png", "loss.png",
+                "current_model.png", "residuals.png", "predicted_vs_actual.png", "fit.gif", "report.html")
 
 
 @dataclass
@@ -110,7 +113,10 @@ def run_fit(
     learning rates, epochs needed); after training it sets the model beside the exact
     least-squares optimum and gives the metrics. With ``out_dir`` the history (JSON and
     CSV), a summary and, with ``plots``, the plots are written there; with ``save`` the
-    model files. Folders and existing files are checked before training starts.
+    model files. Folders and existing files are checked before training starts: an
+    ``out_dir`` of an earlier run is replaced whole (files this run does not write are
+    removed), any other folder holding files of the same names needs ``force``, and so do
+    existing model files.
 
     Printing: ``log_every`` thins the epoch lines (1: every epoch, as the tutorial);
     ``quiet`` drops them and the progress bar. ``progress``: True/False forces the bar on
@@ -130,11 +136,12 @@ def run_fit(
         from .statistics import check_settings
 
         check_settings(conf_level, cov_type)  # refuse a bad level before training, not after
-    out = prepare_output_dir(out_dir) if out_dir is not None else None
+    train_rows, val_rows = _split(data, validation_fraction, split_seed)
     for path in model_paths(save) if save is not None else ():
+        check_writable_path(path)
         if path.exists() and not force:
             raise OutputError(f"{str(path)!r} exists; pass --force to replace it or choose another --save path")
-    train_rows, val_rows = _split(data, validation_fraction, split_seed)
+    out = prepare_output_dir(out_dir, owned=OUTPUT_FILES, force=force) if out_dir is not None else None
     X, y = data.X[train_rows].double(), data.y[train_rows].double()
     X_val, y_val = (data.X[val_rows].double(), data.y[val_rows].double()) if val_rows is not None else (None, None)
     w = data.sample_weight[train_rows].double() if data.sample_weight is not None else None
@@ -201,6 +208,7 @@ def run_fit(
             from .html_report import write_report
 
             result.files["report"] = write_report(out, result, statistics=stats)
+        remove_stale(out, OUTPUT_FILES, result.files.values())
     if save is not None:
         saved = SavedModel(weight, bias, data.feature_names, data.target_names,
                            {"settings": config.to_dict(), "standardize": scaler.to_dict() if scaler else None,

@@ -56,6 +56,9 @@ _NULL_TOL = 1e-8  # a feature is unidentified when the null space (unit scaled b
 
 # --- inputs -------------------------------------------------------------------------------
 
+MAX_MAGNITUDE = 1e150  # beyond this, squared residuals and sums of squares can overflow float64
+
+
 def _as_array(a, name: str) -> np.ndarray:
     """A float64 NumPy copy or view of a NumPy array, torch tensor or nested list."""
     if hasattr(a, "detach"):  # a torch.Tensor, recognised without importing torch
@@ -83,6 +86,11 @@ def _chunk(X, y, n_features: int, n_targets: int) -> tuple[np.ndarray, np.ndarra
             count = int(bad.sum())
             raise DataError(f"{name} has NaN or infinite values in {count} row{'s' * (count > 1)} (the first is "
                             f"row {int(np.argmax(bad))} of the chunk); drop or impute them before fitting")
+        if a.size and np.abs(a).max() > MAX_MAGNITUDE:
+            column = int(np.argmax(np.abs(a).max(axis=0))) + 1
+            raise DataError(f"{name} column {column} holds values up to {np.abs(a).max():.3g}, whose squares "
+                            f"overflow float64 (the limit is {MAX_MAGNITUDE:.0e}); rescale that column, "
+                            "e.g. divide it by a power of ten")
     return X, y
 
 
