@@ -318,3 +318,23 @@ def test_values_whose_squares_overflow_are_refused(capsys, tmp_path):
         code, _, err = run(capsys, command, tmp_path / "big.csv", "--out", tmp_path / "o") if command == "fit" \
             else run(capsys, command, tmp_path / "big.csv")
         assert code == 1 and "overflow" in err and len(err.strip().splitlines()) == 1
+
+
+def test_stopping_rule_that_stops_far_from_the_optimum_warns(tmp_path):
+    import io
+
+    from torchlinreg import ConvergenceWarning, TrainConfig
+    from torchlinreg.pipeline import run_fit
+
+    with pytest.warns(ConvergenceWarning, match="still .* above the optimum"):
+        result = run_fit(tutorial_data(), TrainConfig(epochs=20000, tol=1e-6), stream=io.StringIO(), progress=False)
+    assert result.history.status == "converged" and result.gap["relative_excess_loss"] > 1e-4
+    with pytest.warns(ConvergenceWarning, match="was not met in 100 epochs"):
+        run_fit(tutorial_data(), TrainConfig(epochs=100, tol=1e-9), stream=io.StringIO(), progress=False)
+
+
+def test_a_loss_exploding_without_overflow_counts_as_divergence(capsys, tmp_path):
+    code, out, err = run(capsys, "fit", "--optimizer", "adam", "--lr", "1e6", "--no-plots", "--out", tmp_path)
+    assert code == 3 and "times its first value" in err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["epochs_run"] == 1

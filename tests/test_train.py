@@ -129,8 +129,8 @@ def test_many_features_and_targets_reduce_the_loss():
     ({"momentum": 1.0}, "momentum must be below 1"),
     ({"nesterov": True}, "Nesterov momentum needs"),
     ({"weight_decay": -1.0}, "weight decay must not be negative"),
-    ({"seed": -1}, "seed must be an integer from 0 to 2\*\*63-1"),
-    ({"seed": 2**64}, "seed must be an integer from 0 to 2\*\*63-1"),
+    ({"seed": -1}, r"seed must be an integer from 0 to 2\*\*63-1"),
+    ({"seed": 2**64}, r"seed must be an integer from 0 to 2\*\*63-1"),
 ])
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ConfigError, match=match):

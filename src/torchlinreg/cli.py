@@ -50,11 +50,16 @@ def _add_statistics(p) -> None:
                    help="covariance of the coefficients: classical, or heteroscedasticity-robust HC0-HC3")
 
 
-def _add_tutorial_data(p) -> None:
-    g = p.add_argument_group("the tutorial's data, used when no DATA file is given: "
-                             "points around y = weight*x + bias with integer noise")
+# Flags that shape the tutorial's data only, with their defaults.
+TUTORIAL_ONLY = {"x_start": defaults.X_START, "x_stop": defaults.X_STOP, "true_weight": defaults.TRUE_WEIGHT,
+                 "true_bias": defaults.TRUE_BIAS, "noise_low": defaults.NOISE_LOW, "noise_high": defaults.NOISE_HIGH}
+
+
+def _add_tutorial_data(p, title: str = "the tutorial's data, used when no DATA file is given",
+                       n_samples: int | None = defaults.N_SAMPLES, n_samples_help: str = "number of points") -> None:
+    g = p.add_argument_group(f"{title}: points around y = weight*x + bias with integer noise")
     g.add_argument("--data-seed", type=int, default=defaults.DATA_SEED, metavar="SEED", help="seed of the noise")
-    g.add_argument("--n-samples", type=int, default=defaults.N_SAMPLES, metavar="N", help="number of points")
+    g.add_argument("--n-samples", type=int, default=n_samples, metavar="N", help=n_samples_help)
     g.add_argument("--x-start", type=float, default=defaults.X_START, metavar="X", help="smallest x")
     g.add_argument("--x-stop", type=float, default=defaults.X_STOP, metavar="X", help="largest x")
     g.add_argument("--true-weight", type=float, default=defaults.TRUE_WEIGHT, metavar="W", help="slope of the line")
@@ -142,7 +147,9 @@ def _add_make_data_parser(commands) -> None:
                    help="true coefficients, M*N values, target by target (default: integers drawn from -5..5)")
     m.add_argument("--intercept", type=float, nargs="+", metavar="B", help="true intercepts, one per target (default: 1)")
     m.add_argument("--noise", type=float, metavar="S", help="standard deviation of the normal noise (default: 1)")
-    _add_tutorial_data(p)
+    _add_tutorial_data(p, "the tutorial's data, written unless a multivariate flag is given", n_samples=None,
+                       n_samples_help=f"number of rows (default: {defaults.N_SAMPLES} for the tutorial's data, "
+                                      "1000 for multivariate data)")
     p.set_defaults(command=_cmd_make_data)
 
 
@@ -261,16 +268,24 @@ def _cmd_make_data(args) -> int:
     from .files import write_table
 
     if any(v is not None for v in (args.features, args.targets, args.coef, args.intercept, args.noise)):
-        data = make_regression(args.n_samples if args.n_samples != defaults.N_SAMPLES else 1000,
-                               args.features or 3, args.targets or 1, coef=args.coef, intercept=args.intercept,
+        ignored = [name for name, default in TUTORIAL_ONLY.items() if getattr(args, name) != default]
+        if ignored:
+            flag = "--" + ignored[0].replace("_", "-")
+            raise ConfigError(f"{flag} shapes the tutorial's data, not the multivariate data that --features, "
+                              "--targets, --coef, --intercept or --noise ask for; drop one of them")
+        data = make_regression(1000 if args.n_samples is None else args.n_samples,
+                               3 if args.features is None else args.features,
+                               1 if args.targets is None else args.targets, coef=args.coef, intercept=args.intercept,
                                noise=1.0 if args.noise is None else args.noise, seed=args.data_seed)
     else:
-        data = tutorial_data(args.n_samples, x_start=args.x_start, x_stop=args.x_stop, weight=args.true_weight,
+        n_samples = defaults.N_SAMPLES if args.n_samples is None else args.n_samples
+        data = tutorial_data(n_samples, x_start=args.x_start, x_stop=args.x_stop, weight=args.true_weight,
                              bias=args.true_bias, noise_low=args.noise_low, noise_high=args.noise_high,
                              seed=args.data_seed)
     path = write_table(args.output, dataset_columns(data), force=args.force)
-    print(f"torchlinreg: wrote {data.n_samples} rows ({', '.join(data.feature_names + data.target_names)}) to {path}",
-          file=sys.stderr)
+    columns = data.feature_names + data.target_names
+    shown = ", ".join(columns) if len(columns) <= 8 else f"{', '.join(columns[:4])}, ..., {columns[-1]}"
+    print(f"torchlinreg: wrote {data.n_samples} rows of {len(columns)} columns ({shown}) to {path}", file=sys.stderr)
     return EXIT_OK
 
 

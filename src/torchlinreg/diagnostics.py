@@ -79,6 +79,7 @@ class GDDiagnostics:
     weight_decay: float = 0.0
     epochs: int | None = None  # the epochs asked for, if known; the messages compare against it
     slowest_parameter: str = ""  # the parameter that dominates the slowest direction (e.g. "bias")
+    standardized: bool = False  # X and y are standardised already (the advice then names only the rate)
     fastest_parameter: str = ""  # the parameter that dominates the fastest direction (e.g. "weight")
 
     def messages(self) -> list[str]:
@@ -88,7 +89,7 @@ class GDDiagnostics:
             lines = [f"lr {self.lr:g} is above the divergence limit {limit}: "
                      f"gradient descent will diverge; use a rate below {self.max_stable_lr:.3g}"]
         else:
-            lines = [f"lr {self.lr:g} is {100 * self.lr / self.max_stable_lr:.0f}% of the divergence limit {limit}"]
+            lines = [f"lr {self.lr:g} is {100 * self.lr / self.max_stable_lr:.2g}% of the divergence limit {limit}"]
             lines.append(self._epochs_line())
         if self.momentum == 0 and self.weight_decay == 0 and self.lr != self.best_lr:
             if self.epochs_needed_best_lr is not None:
@@ -142,6 +143,9 @@ class GDDiagnostics:
                      f"{self.fastest_parameter}")
         if self.epochs_needed_standardized is None:
             return f"{head}; use --optimizer lbfgs"
+        if self.standardized:  # the data are standardised already: only the rate is left to choose
+            return (f"{head}; --lr {self.best_lr_standardized:.3g} would converge in about "
+                    f"{self.epochs_needed_standardized:,} epochs (or use --optimizer lbfgs)")
         return (f"{head}; --standardize --lr {self.best_lr_standardized:.3g} would converge in about "
                 f"{self.epochs_needed_standardized:,} epochs (or use --optimizer lbfgs)")
 
@@ -159,6 +163,7 @@ def diagnose(
     tol: float = 1e-6,
     max_epochs: int = 10**9,
     epochs: int | None = None,
+    standardized: bool = False,
 ) -> GDDiagnostics:
     """How full-batch gradient descent (``torch.optim.SGD``) will fare on ``(X, y)``.
 
@@ -216,8 +221,8 @@ def diagnose(
     eig = problem.eigenvalues
 
     std_X, std_y = _standardize(X64), _standardize(y64)
-    standardized = _Quadratic(std_X, std_y, 0.0)
-    c_s, thr_s = standardized.excess_terms(theta0, tol)
+    standardized_problem = _Quadratic(std_X, std_y, 0.0)
+    c_s, thr_s = standardized_problem.excess_terms(theta0, tol)
 
     slowest, fastest = problem.dominant_parameters()
     return GDDiagnostics(
@@ -227,11 +232,12 @@ def diagnose(
         lr=float(lr),
         epochs_needed=_epochs_needed(eig, c, thr, lr, momentum, nesterov, max_epochs),
         epochs_needed_best_lr=_epochs_needed(eig, c, thr, problem.best_lr, 0.0, False, max_epochs),
-        epochs_needed_standardized=_epochs_needed(standardized.eigenvalues, c_s, thr_s,
-                                                  standardized.best_lr, 0.0, False, max_epochs),
+        epochs_needed_standardized=_epochs_needed(standardized_problem.eigenvalues, c_s, thr_s,
+                                                  standardized_problem.best_lr, 0.0, False, max_epochs),
         tol=float(tol),
         max_epochs=max_epochs,
-        best_lr_standardized=standardized.best_lr,
+        best_lr_standardized=standardized_problem.best_lr,
+        standardized=standardized,
         momentum=float(momentum),
         nesterov=bool(nesterov),
         weight_decay=float(weight_decay),

@@ -30,4 +30,5 @@ class RankDeficiencyWarning(UserWarning):
 
 
 class ConvergenceWarning(UserWarning):
-    """Training stopped before its stopping rule was met."""
+    """An iterative method did not reach what it was asked for: training's stopping rule, or
+    the solver's refinement."""

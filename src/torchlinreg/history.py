@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 Params = dict[str, list]  # parameter name -> nested list of floats, e.g. {"linear.weight": [[0.1]]}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EpochRecord:
     """The loss of one epoch and the parameters it was computed at (before that epoch's step)."""
 
@@ -70,7 +70,11 @@ class History:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
+        """The history as JSON, one epoch per line (long runs: no deep copy of every record)."""
+        head = {k: getattr(self, k) for k in ("initial_params", "final_params", "status", "message")}
+        lines = (json.dumps({"epoch": r.epoch, "loss": r.loss, "params": r.params, "lr": r.lr,
+                             "val_loss": r.val_loss}) for r in self.records)
+        return json.dumps(head)[:-1] + ', "records": [\n' + ",\n".join(lines) + "\n]}"
 
     @classmethod
     def from_dict(cls, data: dict) -> "History":

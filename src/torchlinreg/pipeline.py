@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from .diagnostics import diagnose, max_stable_lr
 from .history import History
 from .metrics import regression_metrics, train_validation_split
 from .model import LinearModel, build_model
-from .errors import ConfigError, OutputError
+from .errors import ConfigError, ConvergenceWarning, OutputError
 from .outputs import atomic_write_text, check_writable_path, prepare_output_dir, remove_stale
 from .callbacks import Callback
 from .progress import ProgressBar
@@ -64,6 +65,8 @@ class FitResult:
         return {
             "torchlinreg_version": __version__,
             "n_samples": self.data.n_samples,
+            "n_train": int(self.solution.n_samples),
+            "n_validation": self.data.n_samples - int(self.solution.n_samples),
             "features": list(self.data.feature_names),
             "targets": list(self.data.target_names),
             "settings": self.config.to_dict(),
@@ -157,7 +160,7 @@ def run_fit(
     full_batch = config.batch_size is None or config.batch_size >= len(train_rows)
     if config.optimizer == "sgd" and full_batch and w is None:  # the diagnostics assume unweighted full batches
         diagnostics = diagnose(Xt, yt, lr=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov,
-                               weight_decay=config.weight_decay, epochs=config.epochs,
+                               weight_decay=config.weight_decay, epochs=config.epochs, standardized=standardize,
                                initial_weight=model.linear.weight.detach().double().numpy(),
                                initial_bias=model.linear.bias.detach().double().numpy())
     notes = [f"note: {m}" for m in diagnostics.messages()] if diagnostics is not None else []
@@ -173,6 +176,7 @@ def run_fit(
     bias = np.asarray(history.final_params["linear.bias"], dtype=np.float64)
     trained_loss = _mse(X, y, weight, bias, w)
     gap = _gap(weight, bias, trained_loss, solution, y)
+    _warn_if_unfinished(history, config, gap)
     metrics = {"train": _metrics(X, y, weight, bias)}
     if X_val is not None:
         metrics["validation"] = _metrics(X_val, y_val, weight, bias)
@@ -218,6 +222,21 @@ def run_fit(
     return result
 
 
+def _warn_if_unfinished(history: History, config: TrainConfig, gap: dict) -> None:
+    """A ConvergenceWarning when the stopping rule was asked for and did not mean what it says."""
+    if config.tol is None:
+        return
+    if history.status == "completed":
+        warnings.warn(f"the stopping rule (tol {config.tol:g}, patience {config.patience}) was not met in "
+                      f"{config.epochs} epochs; the loss was still improving: raise --epochs", ConvergenceWarning,
+                      stacklevel=3)
+    elif history.status == "converged" and not gap["exact_fit"] and gap["relative_excess_loss"] > 100 * config.tol:
+        warnings.warn(f"training stopped by the stopping rule at epoch {len(history)}, but the loss is still "
+                      f"{gap['relative_excess_loss']:.2e} (relative) above the optimum's: it fell too slowly to "
+                      "pass --tol, it had not finished; see the notes before epoch 1 (--standardize or "
+                      "--optimizer lbfgs converge faster)", ConvergenceWarning, stacklevel=3)
+
+
 def _split(data: Dataset, fraction: float, seed: int):
     if not fraction:
         return torch.arange(data.n_samples), None
@@ -257,6 +276,7 @@ def _gap(weight, bias, trained_loss: float, solution: LstsqSolution, y: torch.Te
         "distance": distance,
         "relative_distance": distance / norm if norm > 0 else (0.0 if distance == 0 else math.inf),
         "exact_fit": solution.loss <= 1e-20 * float(torch.mean(y.double() ** 2)),
+        "unique": solution.rank == weight.shape[1] + 1,  # features plus the intercept all identified
     }
 
 

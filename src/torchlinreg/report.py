@@ -135,8 +135,12 @@ def format_comparison(feature_names, target_names, trained: dict, optimum: dict,
         excess_text = f"the trained loss is {100 * excess:.3g}% above the optimum's"
     else:
         excess_text = f"the trained loss is {excess:.2e} above the optimum's (relative)"
+    unique = gap.get("unique") is not False
     lines.append(f"  gap: {excess_text}; the parameters are {gap['distance']:.4g} away from the "
-                 f"optimum ({100 * gap['relative_distance']:.3g}% of its size)")
+                 f"{'' if unique else 'minimum-norm '}optimum ({100 * gap['relative_distance']:.3g}% of its size)")
+    if not unique:
+        lines.append("  (the data do not identify every parameter, so the optimum is not unique: a distance "
+                     "from the minimum-norm one says little; compare the losses)")
     return "\n".join(lines)
 
 

@@ -20,6 +20,9 @@ from .history import EpochRecord, History, Params
 from .model import LinearModel
 
 
+GROWTH_LIMIT = 1e6  # a loss this many times its first value is diverging, even while still finite
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params, lr, wd = model.parameters(), config.learning_rate, config.weight_decay
     if config.optimizer == "sgd":
@@ -120,8 +123,8 @@ def train(
 
     Training ends after ``config.epochs`` epochs, when the stopping rule is met
     (``status="converged"``; the model keeps the parameters of the last recorded epoch),
-    or when the loss becomes inf or NaN (``status="diverged"``; the model keeps the
-    parameters of the last epoch whose loss was finite).
+    or when the loss becomes inf or NaN or grows past ``GROWTH_LIMIT`` times its first
+    value (``status="diverged"``; the model keeps the parameters of the last epoch before).
 
     ``sample_weight`` (shape (n,), non-negative) makes the loss the weighted mean of the
     squared errors (weighted least squares); mini-batches use their rows' weights.
@@ -153,6 +156,10 @@ def train(
             loss = mse(y_pred, y, w)
         if not torch.isfinite(loss):
             _diverged(model, history, last_state, f"the loss became {loss.item()} at epoch {epoch}")
+            break
+        if history.records and loss.item() > GROWTH_LIMIT * history.records[0].loss > 0:
+            _diverged(model, history, last_state, f"the loss grew to {loss.item():.3g} at epoch {epoch}, "
+                                                  f"over {GROWTH_LIMIT:.0e} times its first value")
             break
         last_state = _state(model)
         record = EpochRecord(epoch, units.loss(loss, y_pred, y, w), units.params(model),
