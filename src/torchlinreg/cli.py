@@ -35,6 +35,9 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _add_columns(p) -> None:
+    """DATA and the choice of its columns, shared by fit and solve."""
+    p.add_argument("data", nargs="?", metavar="DATA",
+                   help="CSV, TSV, Parquet, .npy or .npz file (default: the tutorial's data)")
     p.add_argument("--target", nargs="+", metavar="COL", help="target column(s) (default: the last column)")
     p.add_argument("--features", nargs="+", metavar="COL",
                    help="input columns (default: every other numeric column)")
@@ -76,7 +79,6 @@ def _add_fit_parser(commands) -> None:
                     "trained model beside the exact least-squares optimum. With no DATA and no options this is "
                     "the tutorial's run: its data, seeds and 50 epochs of SGD at lr 0.001.",
     )
-    p.add_argument("data", nargs="?", metavar="DATA", help="CSV, TSV, Parquet, .npy or .npz file (default: the tutorial's data)")
     _add_columns(p)
     t = p.add_argument_group("training")
     t.add_argument("--optimizer", default="sgd", choices=("sgd", "adam", "adamw", "lbfgs"), help="optimizer")
@@ -125,7 +127,6 @@ def _add_solve_parser(commands) -> None:
     p = commands.add_parser("solve", formatter_class=_Formatter, help="print the exact least-squares solution",
                             description="Solve least squares exactly (QR in float64, refined in extended precision) "
                                         "and print the coefficients, intercepts and loss.")
-    p.add_argument("data", nargs="?", metavar="DATA", help="CSV, TSV, Parquet, .npy or .npz file (default: the tutorial's data)")
     _add_columns(p)
     p.add_argument("--json", action="store_true", help="print the solution as JSON for scripts")
     _add_statistics(p)
