@@ -149,3 +149,34 @@ def test_sample_weights_give_weighted_least_squares(problem):
     r = data.X.numpy() @ ref.coef_.T + ref.intercept_ - data.y.numpy()
     weighted = (w.numpy()[:, None] * r**2).sum() / (w.numpy().sum() * 2)
     assert history.losses[-1] == pytest.approx(weighted, rel=1e-9)
+
+
+def test_unavailable_or_unknown_devices_are_refused_with_the_available_ones():
+    from torchlinreg import ConfigError
+    from torchlinreg.devices import available_devices, resolve_device
+
+    assert resolve_device("auto").type == available_devices()[0]
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        TrainConfig(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="'cuda' is not available here; available: .*cpu"):
+            resolve_device("cuda")
+
+
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")),
+    pytest.param("mps", marks=pytest.mark.skipif(not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()),
+                                                 reason="no MPS device here")),
+])
+@pytest.mark.parametrize("batch_size", [None, 64])
+def test_training_on_each_device_matches_the_cpu(problem, device, batch_size):
+    data, _, _ = problem
+    dtype = "float32" if device == "mps" else "float64"
+    cfg = TrainConfig(lr=0.05, epochs=20, batch_size=batch_size, dtype=dtype)
+    reference = train(build_model(3, 2, seed=0), data.X, data.y, cfg)
+    model = build_model(3, 2, seed=0)
+    history = train(model, data.X, data.y, TrainConfig(**{**cfg.__dict__, "device": device}))
+    assert model.linear.weight.device.type == device
+    assert history.losses == pytest.approx(reference.losses, rel=1e-5)

@@ -96,6 +96,8 @@ def _add_fit_parser(commands) -> None:
     t.add_argument("--step-size", type=int, default=30, metavar="N", help="step schedule: epochs between decays")
     t.add_argument("--gamma", type=float, default=0.1, metavar="G", help="step schedule: decay factor")
     t.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="precision of training")
+    t.add_argument("--device", default="cpu", metavar="DEV",
+                   help="where to train: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     t.add_argument("--seed", type=int, default=defaults.MODEL_SEED, metavar="SEED",
                    help="seed of the initial weights and of the mini-batch order")
     t.add_argument("--standardize", action="store_true",
@@ -196,7 +198,7 @@ def _cmd_fit(args) -> int:
     config = TrainConfig(epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
                          nesterov=args.nesterov, weight_decay=args.weight_decay, batch_size=args.batch_size,
                          tol=args.tol, patience=args.patience, schedule=args.schedule, step_size=args.step_size,
-                         gamma=args.gamma, dtype=args.dtype, seed=args.seed)
+                         gamma=args.gamma, dtype=args.dtype, device=args.device, seed=args.seed)
     if not 0 <= args.validation_fraction < 1:
         raise ConfigError(f"--validation-fraction must be in [0, 1), got {args.validation_fraction}; pass e.g. 0.2")
     if args.log_every < 1:

@@ -34,6 +34,7 @@ class TrainConfig:
     step_size: int = 30  # step schedule: epochs between decays
     gamma: float = 0.1  # step schedule: factor applied every step_size epochs
     dtype: str = "float32"  # parameters and data in training; the tutorial's float32
+    device: str | None = None  # auto | cpu | cuda[:i] | mps; None keeps the model where it is (the CPU by default)
     seed: int = defaults.MODEL_SEED  # seeds the initial parameters and the mini-batch order
 
     def __post_init__(self):
@@ -65,6 +66,8 @@ class TrainConfig:
             raise ConfigError(f"gamma must be at most 1 (it shrinks the rate), got {self.gamma!r}; pass e.g. --gamma 0.1")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.device is not None and str(self.device).split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
+            raise ConfigError(f"unknown device {self.device!r}; choose one of auto, cpu, cuda, mps")
         check_seed("seed", self.seed)
 
     @property

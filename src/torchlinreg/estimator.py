@@ -30,6 +30,7 @@ import torch
 
 from . import defaults
 from .config import TrainConfig
+from .devices import resolve_device
 from .errors import ConfigError
 from .history import History
 from .model import LinearModel, build_model
@@ -39,7 +40,6 @@ from .solve import lstsq
 from .training import make_optimizer, train
 
 SOLVERS = ("gd", "exact")
-DEVICES = ("cpu", "cuda", "mps")
 
 
 class LinearRegression(RegressorMixin, BaseEstimator):
@@ -401,21 +401,7 @@ def _load_params(module: LinearModel, W: np.ndarray, b: np.ndarray, scaler: Stan
 
 
 def _device(name, dtype: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        device = None
-    if device is None or device.type not in DEVICES:
-        raise ValueError(f"device must be 'cpu', 'cuda', 'mps' or 'auto', got {name!r}")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available[device.type]:
-        raise ValueError(f"device={name!r}, but this PyTorch build sees no {device.type.upper()} device; "
-                         f"pass device='cpu' or device='auto'")
-    if device.type == "mps" and dtype == "float64":
-        raise ValueError("MPS has no float64; pass dtype='float32' with device='mps'")
-    return device
+    return resolve_device(name, dtype)  # ConfigError, a ValueError, names the devices available
 
 
 def _seed(random_state) -> int:

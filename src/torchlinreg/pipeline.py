@@ -133,6 +133,10 @@ def run_fit(
     """
     from .persistence import SavedModel, model_paths, save_model
 
+    if config.device is not None:
+        from .devices import resolve_device
+
+        resolve_device(config.device, config.dtype)  # an unavailable device is refused before anything is written
     if report and out_dir is None:
         raise ConfigError("report.html needs an output folder; pass out_dir")
     if statistics or report:

@@ -133,11 +133,16 @@ def train(
     """
     callbacks = list(callbacks)
     dtype = getattr(torch, config.dtype)
+    if config.device is not None:
+        from .devices import resolve_device
+
+        model.to(resolve_device(config.device, config.dtype))
+    device = next(model.parameters()).device
     model.to(dtype)
-    X, y = X.to(dtype), y.to(dtype)
-    w = None if sample_weight is None else torch.as_tensor(sample_weight).to(dtype).reshape(-1)  # (n,)
+    X, y = X.to(device, dtype), y.to(device, dtype)
+    w = None if sample_weight is None else torch.as_tensor(sample_weight).to(device, dtype).reshape(-1)  # (n,)
     if X_val is not None:
-        X_val, y_val = X_val.to(dtype), y_val.to(dtype)
+        X_val, y_val = X_val.to(device, dtype), y_val.to(device, dtype)
     optimizer = optimizer if optimizer is not None else make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)
     full_batch = config.batch_size is None or config.batch_size >= X.shape[0]
@@ -180,7 +185,7 @@ def train(
             loss.backward()
             optimizer.step()
         else:
-            for idx in torch.randperm(X.shape[0], generator=order).split(config.batch_size):
+            for idx in torch.randperm(X.shape[0], generator=order).to(device).split(config.batch_size):
                 optimizer.zero_grad()
                 batch_loss = mse(model(X[idx]), y[idx], None if w is None else w[idx])
                 batch_loss.backward()
