@@ -162,7 +162,8 @@ def train(
         if not torch.isfinite(loss):
             _diverged(model, history, last_state, f"the loss became {loss.item()} at epoch {epoch}")
             break
-        if history.records and loss.item() > GROWTH_LIMIT * history.records[0].loss > 0:
+        first_loss = loss.item() if epoch == 1 else first_loss  # the growth rule compares losses in the model's units
+        if loss.item() > GROWTH_LIMIT * first_loss > 0:
             _diverged(model, history, last_state, f"the loss grew to {loss.item():.3g} at epoch {epoch}, "
                                                   f"over {GROWTH_LIMIT:.0e} times its first value")
             break
