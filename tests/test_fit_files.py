@@ -338,3 +338,26 @@ def test_a_loss_exploding_without_overflow_counts_as_divergence(capsys, tmp_path
     assert code == 3 and "times its first value" in err
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["epochs_run"] == 1
+
+
+def test_engines_agree_and_the_choice_is_printed_and_recorded(capsys, tmp_path, csv_file):
+    path, _ = csv_file
+    runs = {}
+    for engine in ("gram", "data"):
+        code, out, _ = run(capsys, "fit", path, "--target", "y1", "y2", "--lr", "0.2", "--epochs", "200",
+                           "--momentum", "0.5", "--dtype", "float64", "--engine", engine, "--no-plots",
+                           "--out", tmp_path / engine)
+        assert code == 0 and f"engine: {engine}" in out
+        runs[engine] = json.loads((tmp_path / engine / "history.json").read_text())
+        assert json.loads((tmp_path / engine / "summary.json").read_text())["engine"] == engine
+    gram, data = ([r["loss"] for r in runs[e]["records"]] for e in ("gram", "data"))
+    assert gram == pytest.approx(data, rel=1e-10)
+    _, out, _ = run(capsys, "fit", path, "--target", "y1", "--epochs", "3", "--no-plots", "--out", tmp_path / "a")
+    assert "engine: gram" in out  # auto: full-batch MSE on a file
+    _, out, _ = run(capsys, "fit", path, "--target", "y1", "--epochs", "3", "--batch-size", "32", "--no-plots",
+                    "--out", tmp_path / "b")
+    assert "engine: data (mini-batches" in out
+    _, out, _ = run(capsys, "fit", "--epochs", "3", "--no-plots", "--out", tmp_path / "c")
+    assert "engine: data (the tutorial run" in out
+    code, _, err = run(capsys, "fit", path, "--engine", "gram", "--batch-size", "8", "--out", tmp_path / "d")
+    assert code == 2 and "--engine gram" in err

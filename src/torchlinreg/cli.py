@@ -96,6 +96,10 @@ def _add_fit_parser(commands) -> None:
     t.add_argument("--step-size", type=int, default=30, metavar="N", help="step schedule: epochs between decays")
     t.add_argument("--gamma", type=float, default=0.1, metavar="G", help="step schedule: decay factor")
     t.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="precision of training")
+    t.add_argument("--engine", default="auto", choices=("auto", "data", "gram"),
+                   help="training loop: data (every epoch reads the rows: the tutorial's loop), gram (one pass "
+                        "builds the R factor of [X, 1, y], then each epoch costs O(d²)); auto picks gram for "
+                        "full-batch MSE on your data, data for the tutorial run and mini-batches")
     t.add_argument("--device", default="cpu", metavar="DEV",
                    help="where to train: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     t.add_argument("--seed", type=int, default=defaults.MODEL_SEED, metavar="SEED",
@@ -218,7 +222,7 @@ def _cmd_fit(args) -> int:
                      save=args.save, force=args.force, plots=not args.no_plots, log_every=args.log_every,
                      quiet=args.quiet, tensorboard=args.tensorboard, animation=args.animate,
                      statistics=args.summary, conf_level=args.conf_level, cov_type=args.cov_type,
-                     report=args.report)
+                     report=args.report, engine=args.engine, tutorial=args.data is None)
     in_out = [p.name for k, p in result.files.items() if not k.startswith("model")]
     print(f"torchlinreg: wrote {', '.join(in_out)} to {args.out}", file=sys.stderr)
     if "model" in result.files:

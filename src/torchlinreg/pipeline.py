@@ -33,7 +33,8 @@ from .progress import ProgressBar
 from .report import PrintReport, format_comparison, format_metrics
 from .tensorboard import TensorBoardLogger
 from .scaling import Standardizer
-from .solve import LstsqSolution, lstsq
+from .gram import GramObjective, select_engine, train_gram
+from .solve import LstsqSolution, QRAccumulator, refine
 from .training import train
 
 HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON = "history.json", "history.csv", "summary.json"
@@ -59,6 +60,7 @@ class FitResult:
     scaler: Standardizer | None = None
     statistics: list | None = None  # RegressionStatistics per target, when asked for
     files: dict[str, Path] = field(default_factory=dict)
+    engine: str = "data"  # the training loop that ran: "data" or "gram"
 
     def summary(self) -> dict:
         """The run as plain JSON-able data."""
@@ -71,6 +73,7 @@ class FitResult:
             "targets": list(self.data.target_names),
             "settings": self.config.to_dict(),
             "standardize": self.scaler.to_dict() if self.scaler is not None else None,
+            "engine": self.engine,
             "status": self.history.status,
             "message": self.history.message,
             "epochs_run": len(self.history),
@@ -109,6 +112,8 @@ def run_fit(
     conf_level: float = 0.95,
     cov_type: str = "nonrobust",
     report: bool = False,
+    engine: str = "auto",
+    tutorial: bool = False,
 ) -> FitResult:
     """Train a linear model on ``data`` while printing the tutorial's report, and judge it.
 
@@ -130,6 +135,11 @@ def run_fit(
     tests, intervals at ``conf_level``, ``cov_type`` covariance); ``report`` writes
     ``report.html`` (with the statistics); ``animation`` writes ``fit.gif``. Rows with
     ``data.sample_weight`` are fitted by weighted least squares throughout.
+
+    ``engine``: "auto", "data" (every epoch passes over the rows: the tutorial's loop) or
+    "gram" (one pass builds the R factor of [X, 1, y]; each epoch then costs O(d²)); see
+    :func:`torchlinreg.gram.select_engine`. ``tutorial`` marks the tutorial's own run,
+    which keeps the tutorial's loop.
     """
     from .persistence import SavedModel, model_paths, save_model
 
@@ -153,8 +163,10 @@ def run_fit(
     X_val, y_val = (data.X[val_rows].double(), data.y[val_rows].double()) if val_rows is not None else (None, None)
     w = data.sample_weight[train_rows].double() if data.sample_weight is not None else None
 
-    solution = lstsq(X, y, feature_names=data.feature_names, target_names=data.target_names,
-                     sample_weight=None if w is None else w.numpy())
+    chosen, why = select_engine(config, requested=engine, tutorial=tutorial, n_samples=len(train_rows))
+    acc = QRAccumulator(data.n_features, data.n_targets).update(X, y, sample_weight=w)  # one pass: R of [X, 1, y]
+    solution = refine(acc.solve(feature_names=data.feature_names, target_names=data.target_names),
+                      [(X, y) if w is None else (X, y, w)])
     scaler = Standardizer.fit(X, y) if standardize else None
     Xt, yt = (scaler.transform_X(X), scaler.transform_y(y)) if scaler else (X, y)
     Xv, yv = (scaler.transform_X(X_val), scaler.transform_y(y_val)) if scaler and X_val is not None else (X_val, y_val)
@@ -168,11 +180,18 @@ def run_fit(
                                initial_weight=model.linear.weight.detach().double().numpy(),
                                initial_bias=model.linear.bias.detach().double().numpy())
     notes = [f"note: {m}" for m in diagnostics.messages()] if diagnostics is not None else []
+    notes.append(f"engine: {chosen} ({why})")
     bar = ProgressBar(force=False if quiet else progress)
     printer = PrintReport(stream, notes, every=0 if quiet else log_every, write=bar.write)
     extra = [TensorBoardLogger(tensorboard)] if tensorboard is not None else []
-    history = train(model, Xt, yt, config, callbacks=[bar, printer, *extra, *callbacks],
-                    X_val=Xv, y_val=yv, scaler=scaler, sample_weight=w)
+    every = [bar, printer, *extra, *callbacks]
+    if chosen == "gram":
+        objective = GramObjective.from_accumulator(acc)
+        val_objective = (GramObjective.from_accumulator(QRAccumulator(data.n_features, data.n_targets).update(X_val, y_val))
+                         if X_val is not None else None)
+        history = train_gram(model, objective, config, every, scaler=scaler, val_objective=val_objective)
+    else:
+        history = train(model, Xt, yt, config, every, X_val=Xv, y_val=yv, scaler=scaler, sample_weight=w)
     if history.diverged:
         history.message += ". " + divergence_advice(Xt, yt.shape[1], config)
 
@@ -192,7 +211,7 @@ def run_fit(
                                       conf_level=conf_level, cov_type=cov_type,
                                       feature_names=data.feature_names, target_names=data.target_names)
     result = FitResult(data, config, model, history, weight, bias, solution, gap, metrics, diagnostics, scaler,
-                       stats)
+                       stats, engine=chosen)
 
     _print(stream, "")
     _print(stream, format_comparison(data.feature_names, data.target_names,
