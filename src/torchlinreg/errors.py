@@ -25,6 +25,23 @@ class ModelFileError(TorchlinregError):
     """A saved model cannot be loaded: missing, truncated, inconsistent, or not a torchlinreg model."""
 
 
+class DistributedError(TorchlinregError):
+    """A rank failed, or did not arrive in time, so every rank of the job stops.
+
+    Attributes
+    ----------
+    rank : int
+        The rank that raised this error.
+    failed_ranks : tuple of int
+        The ranks at fault: the ones that failed, else the ones that did not arrive.
+    """
+
+    def __init__(self, message: str, *, rank: int, failed_ranks: tuple[int, ...]):
+        super().__init__(message)
+        self.rank = rank
+        self.failed_ranks = failed_ranks
+
+
 class RankDeficiencyWarning(UserWarning):
     """The design matrix does not have full column rank; the minimum-norm solution is returned."""
 
