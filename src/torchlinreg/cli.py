@@ -44,6 +44,11 @@ def _add_columns(p) -> None:
     p.add_argument("--weights", metavar="COL", help="column of non-negative sample weights (weighted least squares)")
 
 
+def _add_dist_timeout(p) -> None:
+    p.add_argument("--dist-timeout", type=float, default=300.0, metavar="S",
+                   help="under torchrun: seconds a rank waits for the others before every rank stops")
+
+
 def _add_statistics(p) -> None:
     s = p.add_argument_group("statistics of the exact solution")
     s.add_argument("--summary", action="store_true",
@@ -110,6 +115,7 @@ def _add_fit_parser(commands) -> None:
                    help="hold out this fraction of the rows (seeded split) and report metrics on it")
     t.add_argument("--split-seed", type=int, default=defaults.DATA_SEED, metavar="SEED", help="seed of the split")
     _add_statistics(p)
+    _add_dist_timeout(p)
     _add_tutorial_data(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", default=defaults.OUTPUT_DIR, metavar="DIR",
@@ -136,6 +142,7 @@ def _add_solve_parser(commands) -> None:
     _add_columns(p)
     p.add_argument("--json", action="store_true", help="print the solution as JSON for scripts")
     _add_statistics(p)
+    _add_dist_timeout(p)
     _add_tutorial_data(p)
     p.set_defaults(command=_cmd_solve)
 
@@ -215,14 +222,18 @@ def _cmd_fit(args) -> int:
             Path(args.data).resolve().parent == Path(args.out).resolve():
         raise ConfigError(f"DATA {args.data!r} is a file that fit writes into --out {args.out!r}; "
                           "choose another --out")
-    data = _load_data(args)
-
-    result = run_fit(data, config, args.out, standardize=args.standardize,
-                     validation_fraction=args.validation_fraction, split_seed=args.split_seed,
-                     save=args.save, force=args.force, plots=not args.no_plots, log_every=args.log_every,
-                     quiet=args.quiet, tensorboard=args.tensorboard, animation=args.animate,
-                     statistics=args.summary, conf_level=args.conf_level, cov_type=args.cov_type,
-                     report=args.report, engine=args.engine, tutorial=args.data is None)
+    with _job(args) as dist:
+        data = dist.load(lambda: _load_data(args))
+        main = dist.is_main
+        result = dist.run(lambda: run_fit(
+            data, config, args.out if main else None, standardize=args.standardize,
+            validation_fraction=args.validation_fraction, split_seed=args.split_seed,
+            save=args.save if main else None, force=args.force, plots=main and not args.no_plots,
+            log_every=args.log_every, quiet=args.quiet or not main, tensorboard=args.tensorboard if main else None,
+            animation=args.animate, statistics=args.summary, conf_level=args.conf_level, cov_type=args.cov_type,
+            report=args.report and main, engine=args.engine, tutorial=args.data is None, dist=dist.dist), "the fit")
+        if not main:
+            return EXIT_DIVERGED if result.history.diverged else EXIT_OK
     in_out = [p.name for k, p in result.files.items() if not k.startswith("model")]
     print(f"torchlinreg: wrote {', '.join(in_out)} to {args.out}", file=sys.stderr)
     if "model" in result.files:
@@ -241,10 +252,18 @@ def _cmd_solve(args) -> int:
         from .statistics import check_settings
 
         check_settings(args.conf_level, args.cov_type)
-    data = _load_data(args)
-    from .solve import solve_dataset
+    with _job(args) as dist:
+        data = dist.load(lambda: _load_data(args))
+        if dist.dist.is_distributed:
+            if args.summary:
+                raise ConfigError("--summary needs every row in one process; run solve --summary without torchrun")
+            solution = dist.run(lambda: _solve_merged(data, dist.dist), "the solve")
+            if not dist.is_main:
+                return EXIT_OK
+        else:
+            from .solve import solve_dataset
 
-    solution = solve_dataset(data)
+            solution = solve_dataset(data)
     stats = None
     if args.summary:
         from .statistics import regression_statistics
@@ -268,6 +287,74 @@ def _cmd_solve(args) -> int:
             print()
             print(table.summary())
     return EXIT_OK
+
+
+def _solve_merged(data, dist):
+    """Each rank's shard of the rows into the R factor, one collective to merge, then solve."""
+    from .distributed import merge_accumulators, shard
+    from .solve import QRAccumulator
+
+    mine = shard(data.n_samples, dist)
+    w = None if data.sample_weight is None else data.sample_weight[mine]
+    acc = QRAccumulator(data.n_features, data.n_targets).update(data.X[mine], data.y[mine], sample_weight=w)
+    return merge_accumulators(acc, dist).solve(feature_names=data.feature_names, target_names=data.target_names)
+
+
+class _job:
+    """The command's place in a torchrun job (one process when not launched by torchrun).
+
+    Every rank reads the data and checks that all ranks see the same columns; each phase
+    runs guarded, so a rank that fails or hangs stops every rank with a message naming it;
+    only rank 0 prints.
+    """
+
+    def __init__(self, args):
+        self.args = args
+
+    def __enter__(self):
+        import os
+
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            self.dist, self._quiet = _SingleProcess(), None
+            return self
+        from .distributed import from_env, quiet_unless_main
+
+        self.dist = from_env(timeout_s=self.args.dist_timeout, device=getattr(self.args, "device", "cpu") or "cpu")
+        self._quiet = quiet_unless_main(self.dist)
+        self._quiet.__enter__()
+        return self
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    def load(self, read):
+        data = self.run(read, "reading the data")
+        if self.dist.is_distributed:
+            from .distributed import check_same_schema
+
+            names = data.feature_names + data.target_names
+            check_same_schema(names, (str(data.X.dtype),) * len(names), self.dist, n_rows=data.n_samples)
+        return data
+
+    def run(self, fn, what: str):
+        if not self.dist.is_distributed:
+            return fn()
+        from .distributed import run_guarded
+
+        return run_guarded(fn, self.dist, what=what)
+
+    def __exit__(self, *exc):
+        if self._quiet is not None:
+            self._quiet.__exit__(*exc)
+            from .distributed import shutdown
+
+            shutdown(self.dist)
+        return False
+
+
+class _SingleProcess:
+    is_main, is_distributed = True, False
 
 
 def _cmd_make_data(args) -> int:

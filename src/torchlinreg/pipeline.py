@@ -114,6 +114,7 @@ def run_fit(
     report: bool = False,
     engine: str = "auto",
     tutorial: bool = False,
+    dist=None,
 ) -> FitResult:
     """Train a linear model on ``data`` while printing the tutorial's report, and judge it.
 
@@ -140,6 +141,11 @@ def run_fit(
     "gram" (one pass builds the R factor of [X, 1, y]; each epoch then costs O(d²)); see
     :func:`torchlinreg.gram.select_engine`. ``tutorial`` marks the tutorial's own run,
     which keeps the tutorial's loop.
+
+    ``dist`` (a :class:`torchlinreg.distributed.Dist` of a torchrun job): each rank adds its
+    shard of the training rows to the R factor, one collective merges them, and every rank
+    then trains on the merged R (the gram engine), so all ranks hold the same model; pass
+    ``out_dir``/``save`` on rank 0 only.
     """
     from .persistence import SavedModel, model_paths, save_model
 
@@ -154,6 +160,10 @@ def run_fit(
 
         check_settings(conf_level, cov_type)  # refuse a bad level before training, not after
     train_rows, val_rows = _split(data, validation_fraction, split_seed)
+    chosen, why = select_engine(config, requested=engine, tutorial=tutorial, n_samples=len(train_rows))
+    if dist is not None and dist.is_distributed and chosen != "gram":
+        raise ConfigError(f"across {dist.world_size} processes fit trains on the gram engine (full batch, from "
+                          f"the merged R factor), but {why}; drop --batch-size / --engine data, or run one process")
     for path in model_paths(save) if save is not None else ():
         check_writable_path(path)
         if path.exists() and not force:
@@ -163,10 +173,18 @@ def run_fit(
     X_val, y_val = (data.X[val_rows].double(), data.y[val_rows].double()) if val_rows is not None else (None, None)
     w = data.sample_weight[train_rows].double() if data.sample_weight is not None else None
 
-    chosen, why = select_engine(config, requested=engine, tutorial=tutorial, n_samples=len(train_rows))
-    acc = QRAccumulator(data.n_features, data.n_targets).update(X, y, sample_weight=w)  # one pass: R of [X, 1, y]
-    solution = refine(acc.solve(feature_names=data.feature_names, target_names=data.target_names),
-                      [(X, y) if w is None else (X, y, w)])
+    if dist is not None and dist.is_distributed:
+        from .distributed import merge_accumulators, shard
+
+        mine = shard(len(X), dist)  # this rank's rows; one collective merges the ranks' R factors
+        acc = merge_accumulators(QRAccumulator(data.n_features, data.n_targets).update(
+            X[mine], y[mine], sample_weight=None if w is None else w[mine]), dist)
+        why += f"; R merged from {dist.world_size} processes"
+        solution = acc.solve(feature_names=data.feature_names, target_names=data.target_names)
+    else:
+        acc = QRAccumulator(data.n_features, data.n_targets).update(X, y, sample_weight=w)  # one pass: R of [X, 1, y]
+        solution = refine(acc.solve(feature_names=data.feature_names, target_names=data.target_names),
+                          [(X, y) if w is None else (X, y, w)])
     scaler = Standardizer.fit(X, y) if standardize else None
     Xt, yt = (scaler.transform_X(X), scaler.transform_y(y)) if scaler else (X, y)
     Xv, yv = (scaler.transform_X(X_val), scaler.transform_y(y_val)) if scaler and X_val is not None else (X_val, y_val)
