@@ -361,3 +361,21 @@ def test_engines_agree_and_the_choice_is_printed_and_recorded(capsys, tmp_path, 
     assert "engine: data (the tutorial run" in out
     code, _, err = run(capsys, "fit", path, "--engine", "gram", "--batch-size", "8", "--out", tmp_path / "d")
     assert code == 2 and "--engine gram" in err
+
+
+def test_solve_streams_a_folder_of_parts_and_on_request(capsys, tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    data = [make_regression(n, 3, seed=s) for n, s in ((3000, 1), (2000, 2))]
+    for i, d in enumerate(data):
+        write_table(parts / f"part-{i}.parquet", dataset_columns(d))
+    X = np.vstack([d.X.numpy() for d in data])
+    y = np.vstack([d.y.numpy() for d in data])
+    ref = sklearn_fit(X, y)
+    code, out, _ = run(capsys, "solve", parts, "--json")
+    assert code == 0
+    got = json.loads(out)
+    assert [got["coef"]["y"][f] for f in ("x1", "x2", "x3")] == pytest.approx(list(ref.coef_[0]), rel=1e-10)
+    assert got["n_samples"] == 5000
+    code, out, _ = run(capsys, "solve", parts / "part-0.parquet", "--stream", "--chunk-rows", "7", "--json")
+    assert code == 0 and json.loads(out)["n_samples"] == 3000

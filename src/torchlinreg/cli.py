@@ -141,6 +141,10 @@ def _add_solve_parser(commands) -> None:
                                         "and print the coefficients, intercepts and loss.")
     _add_columns(p)
     p.add_argument("--json", action="store_true", help="print the solution as JSON for scripts")
+    p.add_argument("--stream", action="store_true",
+                   help="read DATA in chunks instead of whole (memory bounded by the chunk, not the file); "
+                        "automatic for a folder of files and for files larger than a quarter of the memory")
+    p.add_argument("--chunk-rows", type=int, default=65_536, metavar="N", help="rows per chunk when streaming")
     _add_statistics(p)
     _add_dist_timeout(p)
     _add_tutorial_data(p)
@@ -252,6 +256,15 @@ def _cmd_solve(args) -> int:
         from .statistics import check_settings
 
         check_settings(args.conf_level, args.cov_type)
+    if args.data is not None and _should_stream(args):
+        if args.summary:
+            raise ConfigError("--summary needs the rows in memory; solve a streamed file without it, or a smaller file")
+        if args.chunk_rows < 1:
+            raise ConfigError(f"--chunk-rows must be a positive integer, got {args.chunk_rows}")
+        from .stream import open_source, solve_source
+
+        source = open_source(args.data, target=args.target, features=args.features, weights=args.weights)
+        return _print_solution(args, solve_source(source, chunk_rows=args.chunk_rows), None)
     with _job(args) as dist:
         data = dist.load(lambda: _load_data(args))
         if dist.dist.is_distributed:
@@ -272,6 +285,25 @@ def _cmd_solve(args) -> int:
         stats = regression_statistics(data.X.double().numpy(), data.y.double().numpy(), sample_weight=w,
                                       conf_level=args.conf_level, cov_type=args.cov_type,
                                       feature_names=data.feature_names, target_names=data.target_names)
+    return _print_solution(args, solution, stats)
+
+
+def _should_stream(args) -> bool:
+    """Stream a folder, a file when asked, and a file larger than a quarter of the machine's memory."""
+    import os
+    from pathlib import Path
+
+    path = Path(args.data)
+    if args.stream or path.is_dir():
+        return True
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return False
+    return path.is_file() and path.suffix.lower() not in (".npy", ".npz") and path.stat().st_size > memory / 4
+
+
+def _print_solution(args, solution, stats) -> int:
     if args.json:
         import json
 
