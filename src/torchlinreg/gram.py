@@ -34,7 +34,8 @@ from .history import EpochRecord, History
 from .model import LinearModel
 from .scaling import Standardizer
 from .solve import RANK_RTOL, QRAccumulator, _triangularize
-from .training import GROWTH_LIMIT, _diverged, _load, _Plateau, _state, _Units, make_optimizer, make_scheduler
+from .training import (_diverged, _end_epoch, _finish, _grew, _Plateau, _state, _Units, make_optimizer,
+                       make_scheduler)
 
 ENGINES = ("auto", "gram", "data")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -269,21 +270,13 @@ def train_gram(
             _diverged(model, history, last_state, f"the loss became {loss} at epoch {epoch}")
             break
         first_loss = loss if epoch == 1 else first_loss  # the growth rule compares losses in the model's units
-        if loss > GROWTH_LIMIT * first_loss > 0:
-            _diverged(model, history, last_state, f"the loss grew to {loss:.3g} at epoch {epoch}, "
-                                                  f"over {GROWTH_LIMIT:.0e} times its first value")
+        if _grew(model, history, last_state, loss, first_loss, epoch):
             break
         evaluate.keep(last_state)
         val_loss = None if val_objective is None else evaluate.data_loss(evaluate(val_objective), val_objective)
         record = EpochRecord(epoch, evaluate.data_loss(sse, objective), evaluate.params(),
                              lr=optimizer.param_groups[0]["lr"], val_loss=val_loss)
-        history.records.append(record)
-        for cb in callbacks:
-            cb.on_epoch_end(record)
-        if plateau.update(record.loss):
-            history.status = "converged"
-            history.message = (f"the loss improved by less than {config.tol:g} (relative) for {config.patience} "
-                               f"epochs in a row; stopped after epoch {epoch}")
+        if _end_epoch(history, record, callbacks, plateau, config):
             break
 
         if config.optimizer == "lbfgs":
@@ -294,17 +287,7 @@ def train_gram(
         if scheduler is not None:
             scheduler.step()
 
-    if history.status == "converged":
-        _load(model, last_state)
-        history.final_params = history.records[-1].params
-    elif history.status != "diverged" and not all(torch.isfinite(p).all() for p in model.parameters()):
-        _diverged(model, history, last_state, f"the parameters became inf or NaN in the step after epoch {epoch}")
-    elif history.status != "diverged":
-        history.final_params = units.params(model)
-
-    for cb in callbacks:
-        cb.on_train_end(history)
-    return history
+    return _finish(model, history, last_state, units, callbacks, epoch)
 
 
 class _Evaluator:

@@ -163,20 +163,12 @@ def train(
             _diverged(model, history, last_state, f"the loss became {loss.item()} at epoch {epoch}")
             break
         first_loss = loss.item() if epoch == 1 else first_loss  # the growth rule compares losses in the model's units
-        if loss.item() > GROWTH_LIMIT * first_loss > 0:
-            _diverged(model, history, last_state, f"the loss grew to {loss.item():.3g} at epoch {epoch}, "
-                                                  f"over {GROWTH_LIMIT:.0e} times its first value")
+        if _grew(model, history, last_state, loss.item(), first_loss, epoch):
             break
         last_state = _state(model)
         record = EpochRecord(epoch, units.loss(loss, y_pred, y, w), units.params(model),
                              lr=optimizer.param_groups[0]["lr"], val_loss=_val_loss(model, X_val, y_val, units))
-        history.records.append(record)
-        for cb in callbacks:
-            cb.on_epoch_end(record)
-        if plateau.update(record.loss):
-            history.status = "converged"
-            history.message = (f"the loss improved by less than {config.tol:g} (relative) for {config.patience} "
-                               f"epochs in a row; stopped after epoch {epoch}")
+        if _end_epoch(history, record, callbacks, plateau, config):
             break
 
         if config.optimizer == "lbfgs":
@@ -194,6 +186,35 @@ def train(
         if scheduler is not None:
             scheduler.step()
 
+    return _finish(model, history, last_state, units, callbacks, epoch)
+
+
+# --- bookkeeping shared with the gram engine (gram.train_gram) ------------------------------------
+
+def _grew(model: nn.Module, history: History, last_state, loss: float, first_loss: float, epoch: int) -> bool:
+    """Stop as diverged when the loss has grown past GROWTH_LIMIT times its first value."""
+    if loss > GROWTH_LIMIT * first_loss > 0:
+        _diverged(model, history, last_state, f"the loss grew to {loss:.3g} at epoch {epoch}, "
+                                              f"over {GROWTH_LIMIT:.0e} times its first value")
+        return True
+    return False
+
+
+def _end_epoch(history: History, record: EpochRecord, callbacks, plateau: _Plateau, config: TrainConfig) -> bool:
+    """Record the epoch, tell the callbacks, and say whether the stopping rule ends training."""
+    history.records.append(record)
+    for cb in callbacks:
+        cb.on_epoch_end(record)
+    if plateau.update(record.loss):
+        history.status = "converged"
+        history.message = (f"the loss improved by less than {config.tol:g} (relative) for {config.patience} "
+                           f"epochs in a row; stopped after epoch {record.epoch}")
+        return True
+    return False
+
+
+def _finish(model: nn.Module, history: History, last_state, units: _Units, callbacks, epoch: int) -> History:
+    """Settle the final parameters (and a last-step divergence), then tell the callbacks."""
     if history.status == "converged":
         _load(model, last_state)  # the parameters the last recorded loss was computed at
         history.final_params = history.records[-1].params
@@ -201,7 +222,6 @@ def train(
         _diverged(model, history, last_state, f"the parameters became inf or NaN in the step after epoch {epoch}")
     elif history.status != "diverged":
         history.final_params = units.params(model)
-
     for cb in callbacks:
         cb.on_train_end(history)
     return history
