@@ -34,7 +34,7 @@ from .report import PrintReport, format_comparison, format_metrics
 from .tensorboard import TensorBoardLogger
 from .scaling import Standardizer
 from .gram import GramObjective, select_engine, train_gram
-from .solve import LstsqSolution, QRAccumulator, refine
+from .solve import LstsqSolution, QRAccumulator, needs_refinement, refine
 from .training import train
 
 HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON = "history.json", "history.csv", "summary.json"
@@ -183,8 +183,9 @@ def run_fit(
         solution = acc.solve(feature_names=data.feature_names, target_names=data.target_names)
     else:
         acc = QRAccumulator(data.n_features, data.n_targets).update(X, y, sample_weight=w)  # one pass: R of [X, 1, y]
-        solution = refine(acc.solve(feature_names=data.feature_names, target_names=data.target_names),
-                          [(X, y) if w is None else (X, y, w)])
+        solution = acc.solve(feature_names=data.feature_names, target_names=data.target_names)
+        if needs_refinement(solution):  # ill-conditioned: passes in double-double restore the digits
+            solution = refine(solution, [(X, y) if w is None else (X, y, w)])
     scaler = Standardizer.fit(X, y) if standardize else None
     Xt, yt = (scaler.transform_X(X), scaler.transform_y(y)) if scaler else (X, y)
     Xv, yv = (scaler.transform_X(X_val), scaler.transform_y(y_val)) if scaler and X_val is not None else (X_val, y_val)

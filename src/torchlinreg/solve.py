@@ -56,6 +56,8 @@ _NULL_TOL = 1e-8  # a feature is unidentified when the null space (unit scaled b
 
 # --- inputs -------------------------------------------------------------------------------
 
+REFINE_ABOVE_CONDITION = 1e7  # below this the R-only solution already has ~10+ correct digits (eps·cond)
+UPDATE_BLOCK_ROWS = 8192  # rows per QR step inside update(): bounded workspace, cache-sized LAPACK calls
 MAX_MAGNITUDE = 1e150  # beyond this, squared residuals and sums of squares can overflow float64
 
 
@@ -193,11 +195,13 @@ class QRAccumulator:
         X, y = _chunk(X, y, self.n_features, self.n_targets)
         w = None if sample_weight is None else _weights(sample_weight, len(X))
         if len(X):
-            A = np.hstack([X, np.ones((len(X), int(self.fit_intercept))), y])  # (k, d [+ 1] + m)
-            if w is not None:
-                A *= np.sqrt(w)[:, None]
-                self.weighted = True
-            self.R = _triangularize(np.vstack([self.R, A]))
+            for start in range(0, len(X), UPDATE_BLOCK_ROWS):  # blocks: no copy of the whole [X, 1, y]
+                rows = slice(start, start + UPDATE_BLOCK_ROWS)
+                A = np.hstack([X[rows], np.ones((len(X[rows]), int(self.fit_intercept))), y[rows]])  # (k, c)
+                if w is not None:
+                    A *= np.sqrt(w[rows])[:, None]
+                self.R = _triangularize(np.vstack([self.R, A]))
+            self.weighted = self.weighted or w is not None
             self.n_samples += len(X)
             self.sum_weights += len(X) if w is None else float(w.sum())
             self.n_positive += len(X) if w is None else int(np.count_nonzero(w))
@@ -664,7 +668,7 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
 
 # --- one call ---------------------------------------------------------------------------------
 
-def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = True, refine: bool = True,
+def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = True, refine: bool | None = None,
           rtol: float = RANK_RTOL, sample_weight=None) -> LstsqSolution:
     """The least-squares solution of ``X w + b ≈ y`` in float64 (weighted: minimising ``Σ w r²``).
 
@@ -674,7 +678,8 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
     y : array or tensor of shape (n_samples, n_targets) or (n_samples,)
     feature_names, target_names : column names (default 'x' or 'x0', 'x1', ...; 'y' or 'y0', ...)
     fit_intercept : fit ``b`` (else it is 0)
-    refine : correct the QR solution by passes over the data in double-double (see ``refine``)
+    refine : correct the QR solution by passes over the data in double-double (see ``refine``);
+        None (default) refines when the condition number is above ``REFINE_ABOVE_CONDITION``
     rtol : relative tolerance on the scaled singular values for the rank decision
     sample_weight : array of shape (n_samples,), finite, >= 0, not all 0 (default: 1 each)
         weighted least squares; the loss is then ``Σ w r² / (Σ w · n_targets)``
@@ -693,7 +698,15 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
     acc = QRAccumulator(X.shape[1], 1 if y.ndim == 1 else y.shape[-1], fit_intercept=fit_intercept).update(X, y, w)
     solution = acc.solve(feature_names=feature_names, target_names=target_names, rtol=rtol)
     chunks = [(X, y)] if w is None else [(X, y, w)]
+    if refine is None:
+        refine = needs_refinement(solution)
     return _refine(solution, lambda: chunks, MAX_PASSES) if refine else solution
+
+
+def needs_refinement(solution: LstsqSolution) -> bool:
+    """Whether refinement passes pay: the design is ill-conditioned enough for the R-only
+    solution to lose digits (its error grows like eps times the condition number)."""
+    return not solution.condition_number < REFINE_ABOVE_CONDITION  # inf (singular) refines too
 
 
 def solve_dataset(data, **kw) -> LstsqSolution:

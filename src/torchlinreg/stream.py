@@ -32,6 +32,7 @@ from . import files
 from .config import check_seed
 from .errors import DataError
 from .solve import MAX_PASSES, RANK_RTOL, LstsqSolution, QRAccumulator
+from .solve import needs_refinement
 from .solve import refine as refine_solution
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
@@ -470,7 +471,7 @@ def solve_source(
     source: StreamSource | str | os.PathLike,
     *,
     chunk_rows: int = CHUNK_ROWS,
-    refine: bool = True,
+    refine: bool | None = None,
     fit_intercept: bool = True,
     rtol: float = RANK_RTOL,
     max_passes: int = MAX_PASSES,
@@ -479,7 +480,8 @@ def solve_source(
 
     Equal to :func:`torchlinreg.solve.lstsq` on the whole data read at once (same QR, the rows
     grouped differently; refinement brings both to float64 accuracy). Each refinement pass
-    re-reads the source; ``refine=False`` makes one pass only.
+    re-reads the source; ``refine=None`` (default) refines only an ill-conditioned design
+    (``solve.needs_refinement``), ``refine=False`` makes one pass only.
 
     Raises
     ------
@@ -489,6 +491,8 @@ def solve_source(
     source = _as_source(source)
     acc = accumulate(source, chunk_rows=chunk_rows, fit_intercept=fit_intercept)
     solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names, rtol=rtol)
+    if refine is None:
+        refine = needs_refinement(solution)
     if not refine:
         return solution
     return refine_solution(solution, lambda: source.chunks(chunk_rows), max_passes=max_passes)
