@@ -83,12 +83,15 @@ def _chunk(X, y, n_features: int, n_targets: int) -> tuple[np.ndarray, np.ndarra
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
     for name, a in (("X", X), ("y", y)):
-        bad = ~np.isfinite(a).all(axis=1)
+        if np.isfinite(a.max()) and np.isfinite(a.min()):  # NaN propagates to max/min: no n×d mask needed
+            bad = np.zeros(len(a), dtype=bool)
+        else:
+            bad = ~np.isfinite(a).all(axis=1)
         if bad.any():
             count = int(bad.sum())
             raise DataError(f"{name} has NaN or infinite values in {count} row{'s' * (count > 1)} (the first is "
                             f"row {int(np.argmax(bad))} of the chunk); drop or impute them before fitting")
-        if a.size and np.abs(a).max() > MAX_MAGNITUDE:
+        if a.size and max(a.max(), -a.min()) > MAX_MAGNITUDE:  # no |a| temporary the size of the data
             column = int(np.argmax(np.abs(a).max(axis=0))) + 1
             raise DataError(f"{name} column {column} holds values up to {np.abs(a).max():.3g}, whose squares "
                             f"overflow float64 (the limit is {MAX_MAGNITUDE:.0e}); rescale that column, "
