@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
-from warnings import warn
+from warnings import catch_warnings, simplefilter, warn
 
 import numpy as np
 
@@ -57,23 +57,31 @@ _NULL_TOL = 1e-8  # a feature is unidentified when the null space (unit scaled b
 # --- inputs -------------------------------------------------------------------------------
 
 REFINE_ABOVE_CONDITION = 1e7  # below this the R-only solution already has ~10+ correct digits (eps·cond)
-UPDATE_BLOCK_ROWS = 8192  # rows per QR step inside update(): bounded workspace, cache-sized LAPACK calls
+UPDATE_BLOCK_ENTRIES = 2 ** 20  # rows × columns per block inside update(): an 8 MB workspace
+CHOLESKY_ONCE_BELOW = 1e3  # scaled block condition (1-norm estimate): Cholesky QR's error eps·cond² < 2.2e-10
+CHOLESKY_TWICE_BELOW = 1e6  # Cholesky QR twice is backward stable while eps·cond² ≪ 1; Householder above
 MAX_MAGNITUDE = 1e150  # beyond this, squared residuals and sums of squares can overflow float64
 
 
-def _as_array(a, name: str) -> np.ndarray:
-    """A float64 NumPy copy or view of a NumPy array, torch tensor or nested list."""
+def _as_array(a, name: str, keep_float32: bool = False) -> np.ndarray:
+    """A float64 NumPy copy or view of a NumPy array, torch tensor or nested list.
+
+    With ``keep_float32``, float32 data stay float32 (a view): the caller converts block by block.
+    """
     if hasattr(a, "detach"):  # a torch.Tensor, recognised without importing torch
-        a = a.detach().cpu().double().numpy()
+        a = a.detach().cpu()
+        a = (a if keep_float32 and str(a.dtype) == "torch.float32" else a.double()).numpy()
     try:
+        if keep_float32 and isinstance(a, np.ndarray) and a.dtype == np.float32:
+            return a
         return np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be an array of numbers: {exc}") from exc
 
 
-def _chunk(X, y, n_features: int, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
-    """Checked float64 ``X`` of shape (k, n_features) and ``y`` of shape (k, n_targets)."""
-    X, y = _as_array(X, "X"), _as_array(y, "y")
+def _shaped(X, y, n_features: int, n_targets: int, keep_float32: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` of shape (k, n_features) and ``y`` of shape (k, n_targets), float64 (or float32 kept), shapes checked."""
+    X, y = _as_array(X, "X", keep_float32), _as_array(y, "y", keep_float32)
     if y.ndim == 1:
         y = y[:, None]  # one target
     if X.ndim != 2 or X.shape[1] != n_features:
@@ -82,6 +90,11 @@ def _chunk(X, y, n_features: int, n_targets: int) -> tuple[np.ndarray, np.ndarra
         raise ValueError(f"y must have shape (n_samples, {n_targets}), got {y.shape}")
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+    return X, y
+
+
+def _check_values(X: np.ndarray, y: np.ndarray, first_row: int = 0) -> None:
+    """Raise ``DataError`` naming the first row with NaN/inf, or a column whose squares would overflow."""
     for name, a in (("X", X), ("y", y)):
         if np.isfinite(a.max()) and np.isfinite(a.min()):  # NaN propagates to max/min: no n×d mask needed
             bad = np.zeros(len(a), dtype=bool)
@@ -90,12 +103,19 @@ def _chunk(X, y, n_features: int, n_targets: int) -> tuple[np.ndarray, np.ndarra
         if bad.any():
             count = int(bad.sum())
             raise DataError(f"{name} has NaN or infinite values in {count} row{'s' * (count > 1)} (the first is "
-                            f"row {int(np.argmax(bad))} of the chunk); drop or impute them before fitting")
+                            f"row {first_row + int(np.argmax(bad))} of the chunk); drop or impute them before "
+                            "fitting")
         if a.size and max(a.max(), -a.min()) > MAX_MAGNITUDE:  # no |a| temporary the size of the data
             column = int(np.argmax(np.abs(a).max(axis=0))) + 1
             raise DataError(f"{name} column {column} holds values up to {np.abs(a).max():.3g}, whose squares "
                             f"overflow float64 (the limit is {MAX_MAGNITUDE:.0e}); rescale that column, "
                             "e.g. divide it by a power of ten")
+
+
+def _chunk(X, y, n_features: int, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Checked float64 ``X`` of shape (k, n_features) and ``y`` of shape (k, n_targets)."""
+    X, y = _shaped(X, y, n_features, n_targets)
+    _check_values(X, y)
     return X, y
 
 
@@ -149,6 +169,155 @@ def _triangularize(M: np.ndarray) -> np.ndarray:
     return R * np.where(np.diagonal(R) < 0, -1.0, 1.0)[:, None]
 
 
+# --- one block of rows -------------------------------------------------------------------
+#
+# A block of rows enters shifted by column means ``μ``: with ``s = √w`` and
+# ``C = √w ([X, y] - μ)``, ``A = √w [X, 1, y] = [C, s] T`` exactly, where ``T`` carries ``μ`` in
+# the row of ``s`` (see ``_shift_map``). ``[C, s]`` with unit-scaled columns is about as well
+# conditioned as the centred design, which is what decides how its R factor can be had:
+#
+# * condition at most ``CHOLESKY_ONCE_BELOW``: the Gram matrix ``[C, s]ᵀ[C, s]`` (one BLAS pass)
+#   is added to a running Gram matrix, and one Cholesky factorisation at the end gives R
+#   (Cholesky QR; error about eps·cond², under 1e-12). The condition number of a sum of
+#   positive definite matrices is at most the largest of theirs, so the sum stays as good.
+# * up to ``CHOLESKY_TWICE_BELOW``: Cholesky QR twice (one more pass over the block), which is
+#   backward stable like Householder QR while eps·cond² ≪ 1; the block's R joins the running R.
+# * above: Householder QR of the block.
+#
+# A block that fails the first test is first shifted again by its own means (the data may
+# drift, e.g. rows sorted by a feature): the running Gram matrix is folded into R and the new
+# means become the shift of the blocks that follow.
+
+def _tensor(a: np.ndarray):
+    """A tensor sharing ``a``'s memory (only read), or a copy when PyTorch cannot view it."""
+    import torch
+
+    if a.flags.writeable and all(stride >= 0 for stride in a.strides):
+        return torch.from_numpy(a)
+    with catch_warnings():  # a read-only array (e.g. from pyarrow): only read below
+        simplefilter("ignore", UserWarning)
+        return torch.from_numpy(a if all(stride >= 0 for stride in a.strides) else np.ascontiguousarray(a))
+
+
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")  # overflow and NaN are diagnosed from the Gram
+def _shifted_gram(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, mu: np.ndarray, first_row: int,
+                  work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``B = [C, s]`` written into ``work`` and its Gram matrix, the block's values checked on the way.
+
+    A NaN or inf makes a Gram entry non-finite, and ``|x_j| ≤ |μ_j| + ‖C_j‖`` bounds the
+    magnitudes (unweighted); only then, or with weights, are the values scanned.
+    """
+    import torch  # PyTorch's BLAS runs these narrow passes about twice as fast as NumPy's
+
+    k, d = X.shape
+    q = d + y.shape[1]
+    B = work[:k]
+    Bt = torch.from_numpy(B)  # the same memory
+    torch.sub(_tensor(X), torch.from_numpy(mu[:d]), out=Bt[:, :d])
+    torch.sub(_tensor(y), torch.from_numpy(mu[d:]), out=Bt[:, d:q])
+    if w is None:
+        B[:, q] = 1.0
+    else:
+        root = np.sqrt(w)
+        Bt[:, :q] *= torch.from_numpy(root)[:, None]
+        B[:, q] = root
+    G = (Bt.T @ Bt).numpy()  # (q + 1, q + 1)
+    diag = np.diagonal(G)
+    if not np.isfinite(G).all() or w is not None or (np.abs(mu) + np.sqrt(diag[:q])).max() > MAX_MAGNITUDE:
+        _check_values(X, y, first_row)  # raises naming the row or column, or finds the values fine
+    return B, G
+
+
+def _exact_shift(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, G: np.ndarray | None,
+                 mu: np.ndarray | None) -> np.ndarray:
+    """The block's (weighted) column means of ``[X, y]``, from its Gram matrix when there is one.
+
+    A column constant in the block takes its value exactly, so that its ``C_j`` is exactly zero
+    (a column of rounding errors parallel to ``s`` would make ``[C, s]`` singular).
+    """
+    d, q = X.shape[1], X.shape[1] + y.shape[1]
+    if G is None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            means = (np.concatenate([X.mean(axis=0, dtype=np.float64), y.mean(axis=0, dtype=np.float64)])
+                     if w is None else np.concatenate([w @ X, w @ y]) / w.sum())
+    else:
+        means = mu + G[:q, q] / G[q, q]
+    rows = np.flatnonzero(w) if w is not None else slice(None)
+    for j in range(q):
+        column = (X[:, j] if j < d else y[:, j - d])[rows]
+        if len(column) and column[0] == column[-1] and (column == column[0]).all():
+            means[j] = column[0]
+    return means
+
+
+def _drifted(G: np.ndarray) -> bool:
+    """Whether some column's mean in the block is more than a standard deviation away from its shift
+    (or the column is constant there): shifting by the block's own means would then help."""
+    q = len(G) - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset = G[:q, q] / G[q, q]  # block mean - shift
+        variance = np.diagonal(G)[:q] / G[q, q] - offset ** 2
+    return bool(np.any((offset ** 2 >= variance) & (offset != 0)))
+
+
+def _scaled_cholesky(G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+    """Active columns (non-zero), their power-of-two scales, the Cholesky R of the scaled Gram, and its rcond."""
+    diag = np.diagonal(G)
+    cols = np.flatnonzero(diag > 0)
+    scale = 1.0 / _power_of_two(np.sqrt(diag[cols]))  # exact scaling to about unit norm
+    try:
+        R1 = np.linalg.cholesky(G[np.ix_(cols, cols)] * scale[:, None] * scale[None, :]).T
+    except np.linalg.LinAlgError:
+        return cols, scale, None, 0.0
+    return cols, scale, R1, _dtrcon(R1)
+
+
+def _block_r(B: np.ndarray, cols: np.ndarray, scale: np.ndarray, R1: np.ndarray | None, rcond: float) -> np.ndarray:
+    """R of ``B[:, cols] * scale``: Cholesky QR twice when ``R1`` (the first) allows it, else Householder."""
+    import torch
+
+    Bs = torch.from_numpy(B)[:, torch.from_numpy(cols)] * torch.from_numpy(scale)
+    if R1 is not None and rcond * CHOLESKY_TWICE_BELOW >= 1:
+        Q1 = torch.linalg.solve_triangular(torch.from_numpy(R1), Bs, upper=True, left=False)  # Bs R1⁻¹, one pass
+        R2 = np.linalg.cholesky((Q1.T @ Q1).numpy()).T
+        return R2 @ R1
+    return torch.linalg.qr(Bs, mode="r")[1].numpy()
+
+
+def _gram_r(G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A factor ``R`` (active columns, scaled) with ``RᵀR`` = the scaled Gram matrix, even when it is singular."""
+    cols, scale, R1, _ = _scaled_cholesky(G)
+    if R1 is None:  # only for a sum that rounding made indefinite: take the PSD part
+        Gs = G[np.ix_(cols, cols)] * scale[:, None] * scale[None, :]
+        values, vectors = np.linalg.eigh(Gs)
+        R1 = _triangularize(np.sqrt(np.clip(values, 0, None))[:, None] * vectors.T)
+    return cols, scale, R1
+
+
+def _shift_map(Rs: np.ndarray, cols: np.ndarray, scale: np.ndarray, mu: np.ndarray, d: int,
+               fit_intercept: bool) -> np.ndarray:
+    """Rows for the running R of ``A = [C, s] T`` from a factor ``Rs`` of ``[C, s][:, cols] * scale``."""
+    q = len(mu)
+    R = np.zeros((len(Rs), q + 1))  # fewer rows than columns when the block is short
+    R[:, cols] = Rs / scale[None, :]
+    c = q + fit_intercept
+    a_cols = np.r_[0:d, d + fit_intercept:c]  # data column j of A is C_j + μ_j s
+    T = np.zeros((q + 1, c))
+    T[np.arange(q), a_cols] = 1.0
+    T[q, a_cols] = mu
+    if fit_intercept:
+        T[q, d] = 1.0  # the intercept column is s
+    return R @ T
+
+
+def _dtrcon(R: np.ndarray) -> float:
+    """Reciprocal 1-norm condition number estimate of upper-triangular ``R`` (LAPACK dtrcon, O(n²))."""
+    from scipy.linalg.lapack import dtrcon
+
+    rcond, info = dtrcon(R, norm="1", uplo="U", diag="N")
+    return float(rcond) if info == 0 else 0.0
+
+
 # --- the running R factor -------------------------------------------------------------------
 
 class QRAccumulator:
@@ -179,7 +348,21 @@ class QRAccumulator:
         self.sum_weights = 0.0
         self.n_positive = 0
         self.weighted = False
-        self.R = np.zeros((0, self.n_columns))
+        self._R = np.zeros((0, self.n_columns))  # R of the rows folded in so far
+        self._G = None  # Gram matrix of [C, s] (shifted by _shift) of well-conditioned blocks not yet in _R
+        self._shift = None  # column means of [X, y] that blocks are shifted by
+
+    @property
+    def R(self) -> np.ndarray:
+        if self._G is not None:  # fold the running Gram matrix in: one Cholesky factorisation
+            cols, scale, Rs = _gram_r(self._G)
+            rows = _shift_map(Rs, cols, scale, self._shift, self.n_features, self.fit_intercept)
+            self._R, self._G = _triangularize(np.vstack([self._R, rows])), None
+        return self._R
+
+    @R.setter
+    def R(self, value: np.ndarray) -> None:
+        self._R, self._G = np.asarray(value, dtype=np.float64), None
 
     @property
     def n_columns(self) -> int:
@@ -195,20 +378,42 @@ class QRAccumulator:
         ``sample_weight`` of shape (k,), finite and >= 0, weights the rows' squared residuals
         (default 1 each); their rows of ``[X, 1, y]`` enter R scaled by ``√w``.
         """
-        X, y = _chunk(X, y, self.n_features, self.n_targets)
+        X, y = _shaped(X, y, self.n_features, self.n_targets, keep_float32=True)
         w = None if sample_weight is None else _weights(sample_weight, len(X))
         if len(X):
-            for start in range(0, len(X), UPDATE_BLOCK_ROWS):  # blocks: no copy of the whole [X, 1, y]
-                rows = slice(start, start + UPDATE_BLOCK_ROWS)
-                A = np.hstack([X[rows], np.ones((len(X[rows]), int(self.fit_intercept))), y[rows]])  # (k, c)
-                if w is not None:
-                    A *= np.sqrt(w[rows])[:, None]
-                self.R = _triangularize(np.vstack([self.R, A]))
+            rows = max(UPDATE_BLOCK_ENTRIES // (self.n_columns + 1), 4 * self.n_columns)
+            work = np.empty((min(rows, len(X)), self.n_features + self.n_targets + 1))  # reused by every block
+            for start in range(0, len(X), rows):
+                block = slice(start, start + rows)
+                self._absorb(X[block], y[block], None if w is None else w[block], start, work)
             self.weighted = self.weighted or w is not None
             self.n_samples += len(X)
             self.sum_weights += len(X) if w is None else float(w.sum())
             self.n_positive += len(X) if w is None else int(np.count_nonzero(w))
         return self
+
+    def _absorb(self, X, y, w, first_row: int, work: np.ndarray) -> None:
+        """One block of rows into the running Gram matrix or, when ill-conditioned, into R (see above)."""
+        if w is not None and not w.any():  # rows of weight 0 change nothing, but must still be numbers
+            _check_values(X, y, first_row)
+            return
+        if self._shift is None:
+            self._shift = _exact_shift(X, y, w, None, None)
+        B, G = _shifted_gram(X, y, w, self._shift, first_row, work)
+        cols, scale, R1, rcond = _scaled_cholesky(G)
+        if rcond * CHOLESKY_ONCE_BELOW < 1 and _drifted(G):  # shift by this block's own means and look again
+            shift = _exact_shift(X, y, w, G, self._shift)
+            if np.any(shift != self._shift):
+                self.R  # fold the Gram matrix of the old shift
+                self._shift = shift
+                B, G = _shifted_gram(X, y, w, shift, first_row, work)
+                cols, scale, R1, rcond = _scaled_cholesky(G)
+        if rcond * CHOLESKY_ONCE_BELOW >= 1:
+            self._G = G if self._G is None else self._G + G
+        else:
+            rows = _shift_map(_block_r(B, cols, scale, R1, rcond), cols, scale, self._shift, self.n_features,
+                              self.fit_intercept)
+            self._R = _triangularize(np.vstack([self._R, rows]))
 
     def merge(self, other: QRAccumulator) -> QRAccumulator:
         """Add the rows another accumulator has seen (from another chunk range or process)."""

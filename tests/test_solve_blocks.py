@@ -1,0 +1,167 @@
+"""The block step of ``QRAccumulator.update``: each way a block's R factor is made, checked
+against exact rational least squares on the same float64 inputs.
+
+Blocks are made small (``UPDATE_BLOCK_ENTRIES``) so that a few hundred rows cross several of
+them; which way each block took is observed through the two sinks (the running Gram matrix
+and the Householder/Cholesky-twice factor ``_block_r``).
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import torchlinreg.solve as solve
+from torchlinreg.errors import DataError, RankDeficiencyWarning
+from torchlinreg.solve import QRAccumulator, lstsq
+
+from test_solve import exact_lstsq
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """About 64 rows per block for 3 features and one target, and a log of the blocks' routes."""
+    monkeypatch.setattr(solve, "UPDATE_BLOCK_ENTRIES", 64 * 6)  # 3 features, 1, y and the shift column
+    routes = []
+    real = solve._block_r
+
+    def spy(B, cols, scale, R1, rcond):
+        routes.append("twice" if R1 is not None and rcond * solve.CHOLESKY_TWICE_BELOW >= 1 else "householder")
+        return real(B, cols, scale, R1, rcond)
+
+    monkeypatch.setattr(solve, "_block_r", spy)
+    return routes
+
+
+def solved(X, y, **kw):
+    acc = QRAccumulator(X.shape[1]).update(X, y, **kw)
+    return acc, acc.solve()
+
+
+def params(solution):
+    return np.r_[solution.coef.ravel(), solution.intercept]
+
+
+def exact_params(X, y):
+    coef, intercept = exact_lstsq(X, y)
+    return np.r_[coef, intercept]
+
+
+def rel(a, b):
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def test_well_conditioned_blocks_go_through_the_gram_matrix_and_stay_accurate(small_blocks):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((640, 3)) * [0.1, 1, 10] + [5, -3, 40]
+    y = X @ [2.0, -1.0, 0.5] + 7 + rng.standard_normal(640)
+    acc, s = solved(X, y)
+    assert small_blocks == []  # every block was well conditioned
+    assert rel(params(s), exact_params(X, y)) < 1e-12
+
+
+def test_ill_conditioned_blocks_take_cholesky_twice_or_householder_and_stay_accurate(small_blocks):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(640)
+    for tilt, route, tol in ((1e-4, "twice", 1e-9), (1e-9, "householder", 1e-5)):
+        small_blocks.clear()
+        X = np.c_[x, x + tilt * rng.standard_normal(640), rng.standard_normal(640)]  # cond ~ 1 / tilt
+        y = X @ [1.0, 2.0, 3.0] + 0.5 + 0.1 * rng.standard_normal(640)
+        _, s = solved(X, y)
+        assert set(small_blocks) == {route}, small_blocks
+        # Householder QR's own accuracy on such a design: eps times its condition number
+        assert rel(params(s), exact_params(X, y)) < tol
+
+
+def test_drifting_means_shift_the_blocks_again(small_blocks, monkeypatch):
+    rng = np.random.default_rng(3)
+    x = np.sort(rng.uniform(0, 1e4, 640))  # sorted: each block's mean is far from the first's
+    X = np.c_[x, rng.standard_normal(640)]
+    y = 0.25 * x - X[:, 1] + 3 + rng.standard_normal(640)
+    shifts = []
+    real = solve._exact_shift
+    monkeypatch.setattr(solve, "_exact_shift", lambda *a: shifts.append(1) or real(*a))
+    _, s = solved(X, y)
+    assert len(shifts) > 2  # the first block's means, then re-shifts as the data drift
+    assert rel(params(s), exact_params(X, y)) < 1e-10
+
+
+def test_a_column_constant_in_each_block_but_not_overall(small_blocks):
+    rng = np.random.default_rng(4)
+    group = np.repeat(np.arange(10.0), 64)  # 0,0,...,1,1,...: constant inside every block
+    X = np.c_[group * 0.1, rng.standard_normal(640)]
+    y = 3 * X[:, 0] + X[:, 1] - 2 + 0.1 * rng.standard_normal(640)
+    _, s = solved(X, y)
+    assert rel(params(s), exact_params(X, y)) < 1e-10
+
+
+def test_a_constant_column_is_named_and_gets_weight_zero(small_blocks):
+    rng = np.random.default_rng(5)
+    X = np.c_[np.full(640, 0.1), rng.standard_normal(640)]
+    y = 2 * X[:, 1] + 1 + 0.1 * rng.standard_normal(640)
+    with pytest.warns(RankDeficiencyWarning, match="'x0' is constant"):
+        _, s = solved(X, y)
+    assert s.coef[0, 0] == 0.0
+    coef, intercept = exact_lstsq(X[:, 1:], y)
+    assert rel(np.r_[s.coef[0, 1], s.intercept], np.r_[coef, intercept]) < 1e-12
+
+
+def test_a_perfect_fit_is_found(small_blocks):
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((640, 3))
+    y = X @ [1.5, -2.0, 0.25] + 4.0  # no noise: y is in the span of [X, 1]
+    _, s = solved(X, y)
+    assert rel(params(s), np.array([1.5, -2.0, 0.25, 4.0])) < 1e-13
+    assert s.loss < 1e-25
+
+
+def test_weighted_blocks_and_blocks_of_zero_weight(small_blocks):
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((640, 3)) + [1, 2, 3]
+    y = X @ [1.0, -1.0, 2.0] + 0.5 + rng.standard_normal(640)
+    w = rng.uniform(0, 3, 640)
+    w[64:192] = 0.0  # two whole blocks count for nothing
+    _, s = solved(X, y, sample_weight=w)
+    keep = w > 0
+    r = np.sqrt(w[keep])
+    ref = np.linalg.lstsq(np.c_[X[keep], np.ones(keep.sum())] * r[:, None], y[keep] * r, rcond=None)[0]
+    assert rel(params(s), ref) < 1e-12
+
+
+def test_a_bad_value_in_a_later_block_is_named_by_its_row(small_blocks):
+    X = np.random.default_rng(8).standard_normal((640, 3))
+    y = X.sum(axis=1)
+    X[517, 1] = np.nan
+    with pytest.raises(DataError, match="row 517 "):
+        QRAccumulator(3).update(X, y)
+    X[517, 1] = 3e200
+    with pytest.raises(DataError, match="column 2 holds values up to 3e"):
+        QRAccumulator(3).update(X, y)
+
+
+def test_float32_and_read_only_inputs_give_the_float64_result_without_warnings(small_blocks):
+    rng = np.random.default_rng(9)
+    X = (rng.standard_normal((640, 3)) + 2).astype(np.float32)
+    y = (X @ np.float32([1, 2, 3]) + rng.standard_normal(640).astype(np.float32))
+    reference = params(solved(X.astype(np.float64), y.astype(np.float64))[1])
+    X.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. PyTorch's warning about non-writable arrays
+        assert np.array_equal(params(solved(X, y)[1]), reference)
+        assert np.array_equal(params(lstsq(torch.from_numpy(X.copy()), torch.from_numpy(y))), reference)
+        assert np.array_equal(params(solved(X[::-1], y[::-1])[1]),
+                              params(solved(X[::-1].astype(np.float64), y[::-1].astype(np.float64))[1]))
+
+
+def test_blocks_fed_one_by_one_and_merged_agree_with_one_update(small_blocks):
+    rng = np.random.default_rng(10)
+    X = rng.standard_normal((640, 3)) * [1, 10, 100]
+    y = X @ [1.0, 0.1, 0.01] + rng.standard_normal(640)
+    whole = params(solved(X, y)[1])
+    left, right = QRAccumulator(3), QRAccumulator(3)
+    for start in range(0, 640, 50):
+        (left if start < 300 else right).update(X[start:start + 50], y[start:start + 50])
+    merged = params(left.merge(right).solve())
+    assert rel(merged, whole) < 1e-13
+    assert rel(whole, exact_params(X, y)) < 1e-12
