@@ -38,9 +38,6 @@ from .solve import refine as refine_solution
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 CHUNK_ROWS = 65_536  # rows per chunk: 5 MiB of float64 at 10 columns; amortises reading and checking a chunk
 BUFFER_ROWS = 262_144  # rows in the shuffle buffer: rows mix with the ~4 chunks around them
-# Rows per QR update. OpenBLAS runs the QR of a block this small on one thread; its threaded QR
-# of 4096-row blocks ran 10-25x slower on 2 busy cores, and a 65,536-row block spills the cache.
-_QR_ROWS = 512
 _PARQUET_BUFFER = 1 << 20  # bytes read at a time from a Parquet column chunk, instead of whole row groups
 _CSV_BLOCK = 1 << 20  # bytes of text parsed at a time (pyarrow's default; larger blocks only cost memory)
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
@@ -458,9 +455,7 @@ def accumulate(source: StreamSource | str | os.PathLike, *, chunk_rows: int = CH
     source = _as_source(source)
     acc = QRAccumulator(len(source.feature_names), len(source.target_names), fit_intercept=fit_intercept)
     for X, y, w in source.chunks(chunk_rows):
-        for start in range(0, len(X), _QR_ROWS):
-            rows = slice(start, start + _QR_ROWS)
-            acc.update(X[rows], y[rows], None if w is None else w[rows])
+        acc.update(X, y, w)  # blocked inside: one Gram pass per block while the data are well conditioned
     if acc.weighted and acc.sum_weights == 0:
         raise DataError(f"{_where(source)}: weight column {source.weight_name!r} is all zero; "
                         "give some rows a positive weight")
