@@ -3,11 +3,14 @@
 Method
 ------
 1. ``QRAccumulator`` keeps only the R factor of the augmented matrix ``A = [X, 1, y]`` in
-   float64. Each chunk of rows is stacked under the running R and re-triangularised by
-   Householder QR (LAPACK, through ``numpy.linalg.qr``); two accumulators merge the same
-   way, so rows may be split among chunks and processes in any order. ``Xᵀ X`` is never
-   formed. Householder QR is backward stable column by column, so columns of very
-   different magnitude (1e13 next to 1e-3) need no scaling while accumulating.
+   float64, never ``Xᵀ X`` of the raw columns. Rows arrive in blocks; each block is shifted
+   by column means (exactly: the shift is carried in a small matrix, see "one block of rows"
+   below) and, when the shifted, column-scaled block is well conditioned, its Gram matrix
+   (one BLAS pass) joins a running Gram matrix that one Cholesky factorisation turns into R;
+   other blocks are factored by Cholesky QR twice or Householder QR and stacked under the
+   running R. Two accumulators merge by stacking their R factors, so rows may be split among
+   chunks and processes in any order. Columns of very different magnitude (1e13 next to
+   1e-3) need no care from the caller: scaling is by powers of two, hence exact.
 2. ``QRAccumulator.solve`` works on R alone. With an intercept, the column of ones is
    moved first and R re-triangularised: the rows below the first are then the R factor
    of the centred data ``[X - x̄, y - ȳ]``. Its feature columns are scaled to unit norm by
