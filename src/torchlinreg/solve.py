@@ -778,7 +778,15 @@ def _block_sums(X, y, W, W_split, b, w=None):
     return _dd_sum(*_two_prod(rh, r_split, gh, g_split)), _dd_sum(p, e + X1 * gl[:, None])
 
 
-def _residual_pass(W, b, chunks: Iterable, d: int, m: int):
+PassSums = tuple  # (n, Σ w, Σ w r² (m,), (hi, lo) of Xᵀ W r (d, m), (hi, lo) of Σ w r (m,))
+
+
+def add_pass_sums(a: PassSums, b: PassSums) -> PassSums:
+    """The sums of a refinement pass over the rows of ``a`` and of ``b`` (double-doubles added as such)."""
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], _dd_add(*a[3], *b[3]), _dd_add(*a[4], *b[4]))
+
+
+def _residual_pass(W, b, chunks: Iterable, d: int, m: int) -> PassSums:
     """One pass: rows, ``Σ w``, ``Σ w r²`` (m,), then ``Xᵀ W r`` (d, m) and ``Σ w r`` (m,) as double-doubles."""
     n, sum_w = 0, 0.0
     sse = (np.zeros(m), np.zeros(m))
@@ -809,7 +817,8 @@ def _pass_source(chunks) -> Callable[[], Iterable]:
     return lambda: chunks
 
 
-def refine(solution: LstsqSolution, chunks, *, max_passes: int = MAX_PASSES) -> LstsqSolution:
+def refine(solution: LstsqSolution, chunks, *, max_passes: int = MAX_PASSES,
+           combine: Callable[[PassSums], PassSums] | None = None) -> LstsqSolution:
     """Refine a solution by corrected semi-normal equations, one pass over the data per step.
 
     Parameters
@@ -819,6 +828,9 @@ def refine(solution: LstsqSolution, chunks, *, max_passes: int = MAX_PASSES) -> 
         function returning a fresh iterable of them (called once per pass), holding exactly the
         rows (and weights) the solution was fitted on
     max_passes : passes at most; refinement stops early once a correction is below rounding
+    combine : for rows split among processes: maps this process's sums of a pass to the sums
+        over all processes (``torchlinreg.distributed.sum_pass``); every process then takes the
+        same steps. ``chunks`` are then this process's rows only.
 
     Returns
     -------
@@ -828,16 +840,18 @@ def refine(solution: LstsqSolution, chunks, *, max_passes: int = MAX_PASSES) -> 
         raise ValueError("this solution carries no factorization; make it with QRAccumulator.solve or lstsq")
     if isinstance(max_passes, bool) or not isinstance(max_passes, int) or max_passes < 1:
         raise ValueError(f"max_passes must be a positive integer, got {max_passes!r}")
-    return _refine(solution, _pass_source(chunks), max_passes)
+    return _refine(solution, _pass_source(chunks), max_passes, combine)
 
 
-def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes: int) -> LstsqSolution:
+def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes: int,
+            combine: Callable[[PassSums], PassSums] | None = None) -> LstsqSolution:
     factor = solution._factor
     W, b = solution.coef.T.copy(), solution.intercept.copy()
     d, m = W.shape
     previous, done = np.inf, False
     for k in range(max_passes):
-        n, sum_w, sse, G, gb = _residual_pass(W, b, source(), d, m)
+        sums = _residual_pass(W, b, source(), d, m)
+        n, sum_w, sse, G, gb = sums if combine is None else combine(sums)
         if n != solution.n_samples:
             raise ValueError(f"the chunks hold {n} rows but the solution was fitted on {solution.n_samples}; "
                              f"refine on the same data")
