@@ -106,15 +106,19 @@ def run_gram(data, p):
     return {"check": float(G[0, 0])}
 
 
+# torchlinreg is built on PyTorch: like every contender, its imports are done before timing.
+TL_IMPORTS = ("torch", "torchlinreg.solve")
+
+
 def contenders() -> list[h.Contender]:
     C = h.Contender
     return [
-        C(REFERENCE, run_lstsq, setup, imports=("torchlinreg.solve",), note="the one call, default settings"),
-        C("torchlinreg lstsq(refine=True)", run_lstsq, setup, imports=("torchlinreg.solve",),
+        C(REFERENCE, run_lstsq, setup, imports=TL_IMPORTS, note="the one call, default settings"),
+        C("torchlinreg lstsq(refine=True)", run_lstsq, setup, imports=TL_IMPORTS,
           params={"lstsq": {"refine": True}}, note="refinement passes forced (double-double residuals)"),
-        C("QRAccumulator.update(X, y) + solve", run_accumulate, setup, imports=("torchlinreg.solve",),
+        C("QRAccumulator.update(X, y) + solve", run_accumulate, setup, imports=TL_IMPORTS,
           note="the QR alone, whole array in one update, no refinement"),
-        C("QRAccumulator, chunks of 8192 rows", run_accumulate_chunked, setup, imports=("torchlinreg.solve",),
+        C("QRAccumulator, chunks of 8192 rows", run_accumulate_chunked, setup, imports=TL_IMPORTS,
           note="same QR, fed in chunks as a stream would"),
         C("sklearn LinearRegression", run_sklearn, setup, imports=("sklearn.linear_model",)),
         C("numpy.linalg.lstsq", run_numpy, setup, note="on [X, 1] (the copy is counted)"),
