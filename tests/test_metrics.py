@@ -4,7 +4,7 @@ import torch
 from sklearn import metrics as skm
 
 from torchlinreg.errors import ConfigError
-from torchlinreg.metrics import regression_metrics, train_validation_split
+from torchlinreg.metrics import MetricSums, regression_metrics, train_validation_split
 
 
 @pytest.fixture
@@ -91,3 +91,23 @@ def test_split_depends_on_the_seed_only():
 def test_split_that_leaves_a_side_empty_says_how_to_fix_it(n, fraction, match):
     with pytest.raises(ConfigError, match=match):
         train_validation_split(n, fraction, seed=0)
+
+
+def test_metric_sums_of_chunks_and_parts_equal_the_metrics_of_all_rows():
+    rng = np.random.default_rng(8)
+    y = rng.normal(1e4, 2.0, (1001, 3))  # a large mean next to the spread: R² must not lose its digits
+    y[:, 2] = 5.0  # a constant target: R² as scikit-learn's force_finite
+    y_pred = y + rng.normal(0, 0.5, y.shape)
+    y_pred[:, 2] = 5.0
+    reference = regression_metrics(y, y_pred)
+    chunked = MetricSums(3)
+    for start in range(0, 1001, 77):
+        chunked.update(y[start:start + 77], y_pred[start:start + 77])
+    parts = [MetricSums(3).update(y[:400], y_pred[:400]), MetricSums(3).update(y[400:], y_pred[400:])]
+    merged = MetricSums.from_vector(parts[0].to_vector()).merge(MetricSums.from_vector(parts[1].to_vector()))
+    for sums in (chunked, merged):
+        got = sums.result()
+        for key in ("mse", "rmse", "mae", "r2"):
+            assert got[key] == pytest.approx(reference[key], rel=1e-12), key
+    with pytest.raises(ValueError, match="no rows"):
+        MetricSums(1).result()

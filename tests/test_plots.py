@@ -136,3 +136,25 @@ def test_several_features_get_loss_residuals_predicted_and_the_animation(two_tar
             assert img.size == (640, 480)
     with Image.open(files["animation"]) as img:
         assert img.n_frames == 3  # one frame per epoch
+
+
+@pytest.mark.parametrize("scale", [1.0, 3e4])
+def test_every_text_lies_inside_the_saved_figure(scale, tmp_path):
+    """Fixed margins hold the tutorial's labels (one draw, no layout engine); larger labels get the tight layout."""
+    from torchlinreg.plots import data_figure, save_figure
+
+    data = tutorial_data(weight=2.0 * scale, bias=-4.0 * scale)
+    history = train(build_model(), data.X, data.y, TrainConfig(epochs=5, lr=1e-4))
+    figures = [data_figure(data), model_figure(data, history.final_params, "Current Model"),
+               loss_figure(history, history.losses[-1] / 2), residuals_figure(data, history.final_params),
+               predicted_figure(data, history.final_params)]
+    engines = []
+    for i, fig in enumerate(figures):
+        save_figure(fig, tmp_path / f"{i}.png")
+        engines.append(fig.get_layout_engine())
+        drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # matplotlib's own box around every artist, inches
+        assert 0 <= drawn.x0 and drawn.x1 <= fig.get_figwidth() and 0 <= drawn.y0 and drawn.y1 <= fig.get_figheight()
+    if scale == 1.0:
+        assert engines == [None] * len(figures)
+    else:
+        assert any(engine is not None for engine in engines)  # the residuals' six-digit tick labels

@@ -280,3 +280,33 @@ def test_use_t_with_a_robust_covariance():
     res = statsmodels_fit(X, y).get_robustcov_results(cov_type="HC1", use_t=True)
     assert_matches(ours, res)
     assert "P>|t|" in ours.summary()
+
+
+# --- from a solution and a pass in chunks (streamed or split among processes) --------------------
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+@pytest.mark.parametrize("weighted", [False, True], ids=["OLS", "WLS"])
+def test_statistics_from_merged_r_and_chunked_passes_match_statsmodels(cov_type, weighted):
+    from torchlinreg.solve import QRAccumulator
+    from torchlinreg.statistics import ResidualPass, solution_statistics, streamed_statistics
+
+    X, y, w = random_problem()
+    w = w if weighted else None
+    chunks = [(X[i:i + 37], y[i:i + 37], None if w is None else w[i:i + 37]) for i in range(0, len(X), 37)]
+    halves = [QRAccumulator(X.shape[1]), QRAccumulator(X.shape[1])]  # as two processes would hold them
+    for k, (Xc, yc, wc) in enumerate(chunks):
+        halves[k % 2].update(Xc, yc, wc)
+    solution = halves[0].merge(halves[1]).solve()
+    passes = [ResidualPass(solution, cov_type), ResidualPass(solution, cov_type)]
+    for k, (Xc, yc, wc) in enumerate(chunks):
+        passes[k % 2].update(Xc, yc, wc)
+    merged = ResidualPass(solution, cov_type).add_vector(passes[0].to_vector()).merge(passes[1])
+    reference = statsmodels_fit(X, y, w=w, cov_type=cov_type)
+    [ours] = solution_statistics(solution, merged if merged.needed else None, cov_type=cov_type)
+    assert_matches(ours, reference)
+    [streamed] = streamed_statistics(solution, lambda: iter(chunks), cov_type=cov_type)
+    assert_matches(streamed, reference)
+    assert merged.needed == (cov_type != "nonrobust" or weighted)
+    if merged.needed:
+        with pytest.raises(ValueError, match="needs a pass"):
+            solution_statistics(solution, None, cov_type=cov_type)

@@ -42,6 +42,8 @@ _EXPORTS = {
     "PrintReport": "report",
     "max_stable_lr": "diagnostics",
     "run_fit": "pipeline",
+    "run_fit_source": "pipeline",
+    "open_source": "stream",
     "FitResult": "pipeline",
     "save_plots": "plots",
     "TorchlinregError": "errors",

@@ -3,7 +3,8 @@
 One parser builder and one ``_cmd_<name>`` per command. PyTorch and matplotlib are
 imported only inside the command functions, so ``--help`` and flag errors answer at once.
 Exit codes: 0 success; 1 bad data or model file; 2 bad flags or an output that cannot be
-written; 3 training diverged (the report and plots of the finite epochs are still written).
+written; 3 training diverged (the report and plots of the finite epochs are still written);
+130/143 stopped by SIGINT/SIGTERM (fit writes a checkpoint first; ``--resume`` continues it).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import argparse
 import sys
 import warnings
 
-from . import __version__, defaults
-from .errors import ConfigError, DataError, ModelFileError, OutputError, TorchlinregError
+from . import __version__, defaults, plot_process, startup
+from .errors import ConfigError, DataError, Interrupted, ModelFileError, OutputError, TorchlinregError
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 
@@ -47,6 +48,33 @@ def _add_columns(p) -> None:
 def _add_dist_timeout(p) -> None:
     p.add_argument("--dist-timeout", type=float, default=300.0, metavar="S",
                    help="under torchrun: seconds a rank waits for the others before every rank stops")
+
+
+def _size(text: str) -> int:
+    """``--max-memory``'s value in bytes; argparse turns the error into one line, exit 2."""
+    from .memory import parse_size
+
+    try:
+        return parse_size(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_reading(p, command: str) -> None:
+    """Reading DATA whole or in chunks, shared by fit and solve."""
+    from .memory import FIT_COPIES, SOLVE_COPIES
+
+    copies = FIT_COPIES if command == "fit" else SOLVE_COPIES
+    r = p.add_argument_group("large data")
+    r.add_argument("--stream", action="store_true",
+                   help="read DATA in chunks instead of whole (memory bounded by the chunk, not the file); "
+                        "automatic for a folder of files and for files too large for --max-memory")
+    r.add_argument("--max-memory", type=_size, metavar="SIZE",
+                   help="memory DATA may take when read whole, e.g. 2G or 500M (K, M, G, T: powers of 1024); "
+                        f"DATA is streamed when reading it whole would take more ({command} holds about "
+                        f"{copies} copies of rows x columns x 8 bytes) (default: half of the available memory, "
+                        "shared by the processes of one machine)")
+    r.add_argument("--chunk-rows", type=int, default=65_536, metavar="N", help="rows per chunk when streaming")
 
 
 def _add_statistics(p) -> None:
@@ -115,8 +143,10 @@ def _add_fit_parser(commands) -> None:
                    help="hold out this fraction of the rows (seeded split) and report metrics on it")
     t.add_argument("--split-seed", type=int, default=defaults.DATA_SEED, metavar="SEED", help="seed of the split")
     _add_statistics(p)
+    _add_reading(p, "fit")
     _add_dist_timeout(p)
     _add_tutorial_data(p)
+    _add_checkpoints(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", default=defaults.OUTPUT_DIR, metavar="DIR",
                    help="folder for the history, summary and plots; created if missing, files of the same name replaced")
@@ -135,17 +165,28 @@ def _add_fit_parser(commands) -> None:
     p.set_defaults(command=_cmd_fit)
 
 
+def _add_checkpoints(p) -> None:
+    c = p.add_argument_group("interruptions and reproducibility",
+                             "Ctrl-C or SIGTERM stops training after the current epoch and writes a checkpoint "
+                             "into --out/checkpoint; the same command with --resume continues it and ends with "
+                             "the same numbers and files as a run never interrupted")
+    c.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="also write a checkpoint every N epochs (a killed run then loses at most N epochs)")
+    c.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --out (refused if the settings or the data differ)")
+    c.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for PyTorch (default: PyTorch's choice); sums over many rows may round "
+                        "differently with another number, see the README")
+
+
 def _add_solve_parser(commands) -> None:
     p = commands.add_parser("solve", formatter_class=_Formatter, help="print the exact least-squares solution",
                             description="Solve least squares exactly (QR in float64, refined in extended precision) "
                                         "and print the coefficients, intercepts and loss.")
     _add_columns(p)
     p.add_argument("--json", action="store_true", help="print the solution as JSON for scripts")
-    p.add_argument("--stream", action="store_true",
-                   help="read DATA in chunks instead of whole (memory bounded by the chunk, not the file); "
-                        "automatic for a folder of files and for files larger than a quarter of the memory")
-    p.add_argument("--chunk-rows", type=int, default=65_536, metavar="N", help="rows per chunk when streaming")
     _add_statistics(p)
+    _add_reading(p, "solve")
     _add_dist_timeout(p)
     _add_tutorial_data(p)
     p.set_defaults(command=_cmd_solve)
@@ -207,9 +248,15 @@ def _load_data(args):
     return read_dataset(args.data, target=args.target, features=args.features, weights=args.weights)
 
 
+@plot_process.alongside(lambda args: not args.no_plots)  # PNGs drawn by a second process, see plot_process.py
+@startup.fast_start("torchlinreg.pipeline")  # no GC of the imports, no torch._dynamo: see startup.py
 def _cmd_fit(args) -> int:
     from .config import TrainConfig
 
+    if args.threads is not None:
+        from .devices import set_threads
+
+        set_threads(args.threads)
     config = TrainConfig(epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
                          nesterov=args.nesterov, weight_decay=args.weight_decay, batch_size=args.batch_size,
                          tol=args.tol, patience=args.patience, schedule=args.schedule, step_size=args.step_size,
@@ -220,24 +267,61 @@ def _cmd_fit(args) -> int:
         raise ConfigError(f"--log-every must be a positive integer, got {args.log_every}; pass e.g. --log-every 100")
     from pathlib import Path
 
+    from .memory import FIT_COPIES
     from .pipeline import OUTPUT_FILES, run_fit
 
     if args.data is not None and Path(args.data).name in OUTPUT_FILES and \
             Path(args.data).resolve().parent == Path(args.out).resolve():
         raise ConfigError(f"DATA {args.data!r} is a file that fit writes into --out {args.out!r}; "
                           "choose another --out")
+    reading = _reading(args, FIT_COPIES)
     with _job(args) as dist:
-        data = dist.load(lambda: _load_data(args))
         main = dist.is_main
+        if dist.agree_any(reading is not None and reading.stream):  # every rank streams if one must
+            from .pipeline import run_fit_source
+
+            why = reading.reason if reading.stream else "another process of the job cannot hold it whole"
+            dist.run(lambda: _check_streamed_fit(args, why), "checking the settings")
+            source = dist.load_source(lambda: _open_source(args))
+            result = dist.run(lambda: run_fit_source(
+                source, config, args.out if main else None, standardize=args.standardize,
+                save=args.save if main else None, force=args.force, plots=main and not args.no_plots,
+                log_every=args.log_every, quiet=args.quiet or not main,
+                tensorboard=args.tensorboard if main else None, animation=args.animate, statistics=args.summary,
+                conf_level=args.conf_level, cov_type=args.cov_type, report=args.report and main,
+                engine=args.engine, dist=dist.dist, chunk_rows=args.chunk_rows, reading=why), "the fit")
+            if not main:
+                return EXIT_DIVERGED if result.history.diverged else EXIT_OK
+            return _fit_done(args, result)
+        data = dist.load(lambda: _load_data(args))
         result = dist.run(lambda: run_fit(
             data, config, args.out if main else None, standardize=args.standardize,
             validation_fraction=args.validation_fraction, split_seed=args.split_seed,
             save=args.save if main else None, force=args.force, plots=main and not args.no_plots,
             log_every=args.log_every, quiet=args.quiet or not main, tensorboard=args.tensorboard if main else None,
             animation=args.animate, statistics=args.summary, conf_level=args.conf_level, cov_type=args.cov_type,
-            report=args.report and main, engine=args.engine, tutorial=args.data is None, dist=dist.dist), "the fit")
+            report=args.report and main, engine=args.engine, tutorial=args.data is None, dist=dist.dist,
+            checkpoint_every=args.checkpoint_every, resume=args.resume), "the fit")
         if not main:
             return EXIT_DIVERGED if result.history.diverged else EXIT_OK
+    return _fit_done(args, result)
+
+
+def _check_streamed_fit(args, why: str) -> None:
+    """The fit flags that need every row in memory, refused when DATA is streamed."""
+    if args.validation_fraction:
+        raise ConfigError(f"--validation-fraction draws a random split of rows held in memory, but DATA is "
+                          f"streamed ({why}); hold out rows in a file of their own, or read DATA whole (without "
+                          "--stream, within --max-memory)")
+    if args.chunk_rows < 1:
+        raise ConfigError(f"--chunk-rows must be a positive integer, got {args.chunk_rows}; pass e.g. 65536")
+    if args.checkpoint_every is not None or args.resume:
+        raise ConfigError(f"checkpoints are for data read whole, but DATA is streamed ({why}); "
+                          "drop --checkpoint-every/--resume, or read DATA whole (within --max-memory)")
+
+
+def _fit_done(args, result) -> int:
+    """The lines on stderr after a fit, and its exit code."""
     in_out = [p.name for k, p in result.files.items() if not k.startswith("model")]
     print(f"torchlinreg: wrote {', '.join(in_out)} to {args.out}", file=sys.stderr)
     if "model" in result.files:
@@ -256,16 +340,12 @@ def _cmd_solve(args) -> int:
         from .statistics import check_settings
 
         check_settings(args.conf_level, args.cov_type)
-    if args.data is not None and _should_stream(args):
-        if args.summary:
-            raise ConfigError("--summary needs the rows in memory; solve a streamed file without it, or a smaller file")
-        if args.chunk_rows < 1:
-            raise ConfigError(f"--chunk-rows must be a positive integer, got {args.chunk_rows}")
-        from .stream import open_source, solve_source
+    from .memory import SOLVE_COPIES
 
-        source = open_source(args.data, target=args.target, features=args.features, weights=args.weights)
-        return _print_solution(args, solve_source(source, chunk_rows=args.chunk_rows), None)
+    reading = _reading(args, SOLVE_COPIES)
     with _job(args) as dist:
+        if dist.agree_any(reading is not None and reading.stream):  # every rank streams if one must
+            return _solve_streamed(args, dist)
         data = dist.load(lambda: _load_data(args))
         if dist.dist.is_distributed:
             if args.summary:
@@ -288,19 +368,45 @@ def _cmd_solve(args) -> int:
     return _print_solution(args, solution, stats)
 
 
-def _should_stream(args) -> bool:
-    """Stream a folder, a file when asked, and a file larger than a quarter of the machine's memory."""
-    import os
-    from pathlib import Path
+def _reading(args, copies: int):
+    """Whether DATA is read whole or streamed (memory.plan_reading); None for the tutorial's data."""
+    from .memory import check_fits, plan_reading
 
-    path = Path(args.data)
-    if args.stream or path.is_dir():
-        return True
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return False
-    return path.is_file() and path.suffix.lower() not in (".npy", ".npz") and path.stat().st_size > memory / 4
+    if args.data is None:
+        check_fits(args.n_samples, 2, args.max_memory, copies=copies, what="the tutorial's data")
+        return None
+    return plan_reading(args.data, args.max_memory, copies=copies, stream=args.stream, command=args.command_name)
+
+
+def _open_source(args):
+    from .stream import open_source
+
+    return open_source(args.data, target=args.target, features=args.features, weights=args.weights)
+
+
+def _solve_streamed(args, job) -> int:
+    """solve on data read in chunks: one pass (and refinement passes), a second one for --summary when needed."""
+    if args.chunk_rows < 1:
+        raise ConfigError(f"--chunk-rows must be a positive integer, got {args.chunk_rows}; pass e.g. 65536")
+    source = job.load_source(lambda: _open_source(args))
+    if job.dist.is_distributed:
+        if args.summary:
+            raise ConfigError("--summary needs every row in one process; run solve --summary without torchrun")
+        from .distributed import accumulate_shard
+
+        solution = job.run(lambda: accumulate_shard(source, job.dist, chunk_rows=args.chunk_rows)[0].solve(
+            feature_names=source.feature_names, target_names=source.target_names), "the solve")
+        return _print_solution(args, solution, None) if job.is_main else EXIT_OK
+    from .stream import solve_source
+
+    solution = solve_source(source, chunk_rows=args.chunk_rows)
+    stats = None
+    if args.summary:
+        from .statistics import streamed_statistics
+
+        stats = streamed_statistics(solution, lambda: source.chunks(args.chunk_rows), conf_level=args.conf_level,
+                                    cov_type=args.cov_type)
+    return _print_solution(args, solution, stats)
 
 
 def _print_solution(args, solution, stats) -> int:
@@ -323,13 +429,17 @@ def _print_solution(args, solution, stats) -> int:
 
 def _solve_merged(data, dist):
     """Each rank's shard of the rows into the R factor, one collective to merge, then solve."""
-    from .distributed import merge_accumulators, shard
-    from .solve import QRAccumulator
+    from .distributed import merge_accumulators, shard, sum_pass
+    from .solve import QRAccumulator, needs_refinement, refine
 
     mine = shard(data.n_samples, dist)
     w = None if data.sample_weight is None else data.sample_weight[mine]
     acc = QRAccumulator(data.n_features, data.n_targets).update(data.X[mine], data.y[mine], sample_weight=w)
-    return merge_accumulators(acc, dist).solve(feature_names=data.feature_names, target_names=data.target_names)
+    solution = merge_accumulators(acc, dist).solve(feature_names=data.feature_names, target_names=data.target_names)
+    if needs_refinement(solution):  # every rank its rows, the sums of each pass added across the ranks
+        rows = (data.X[mine], data.y[mine]) if w is None else (data.X[mine], data.y[mine], w)
+        solution = refine(solution, [rows], combine=sum_pass(dist))
+    return solution
 
 
 class _job:
@@ -351,7 +461,12 @@ class _job:
             return self
         from .distributed import from_env, quiet_unless_main
 
-        self.dist = from_env(timeout_s=self.args.dist_timeout, device=getattr(self.args, "device", "cpu") or "cpu")
+        device = getattr(self.args, "device", "cpu") or "cpu"
+        if device == "auto":  # NCCL when auto means a GPU
+            from .devices import resolve_device
+
+            device = resolve_device("auto", getattr(self.args, "dtype", "float32")).type
+        self.dist = from_env(timeout_s=self.args.dist_timeout, device=device)
         self._quiet = quiet_unless_main(self.dist)
         self._quiet.__enter__()
         return self
@@ -368,6 +483,23 @@ class _job:
             names = data.feature_names + data.target_names
             check_same_schema(names, (str(data.X.dtype),) * len(names), self.dist, n_rows=data.n_samples)
         return data
+
+    def agree_any(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any rank (the ranks' memory may differ): one all_gather."""
+        if not self.dist.is_distributed:
+            return flag
+        from .distributed import gather_vectors
+
+        return any(v[0] for v in gather_vectors([float(flag)], self.dist))
+
+    def load_source(self, open_):
+        """A StreamSource opened on every rank; the ranks must see the same columns (and Parquet rows)."""
+        source = self.run(open_, "opening the data")
+        if self.dist.is_distributed:
+            from .distributed import check_same_schema
+
+            check_same_schema(source.columns, ("float64",) * len(source.columns), self.dist, n_rows=source.n_rows)
+        return source
 
     def run(self, fn, what: str):
         if not self.dist.is_distributed:
@@ -432,11 +564,26 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"torchlinreg: warning: {message}", file=sys.stderr)
 
 
+def _resume_hint(exc: Interrupted, argv: list[str] | None) -> str:
+    """``; continue with: torchlinreg <the same arguments> --resume``, when a checkpoint holds the run."""
+    import shlex
+
+    if not exc.resumable:
+        return ""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return f"; continue with: torchlinreg {shlex.join(argv)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     saved_show, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return args.command(args)
+    except Interrupted as exc:  # fit stopped by SIGINT/SIGTERM, after writing a checkpoint
+        print(f"torchlinreg: {exc}{_resume_hint(exc, argv)}", file=sys.stderr)
+        return 128 + exc.signum
     except (DataError, ModelFileError) as exc:
         print(f"torchlinreg: error: {exc}", file=sys.stderr)
         return EXIT_BAD_DATA

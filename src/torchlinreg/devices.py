@@ -44,3 +44,13 @@ def resolve_device(name: str, dtype: str = "float32") -> torch.device:
         raise ConfigError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
                           "device(s), numbered from 0")
     return device
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` CPU threads for PyTorch's operations (``torch.set_num_threads``).
+
+    NumPy's BLAS (the exact solver) keeps its own threads; its results do not depend on them.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"--threads must be a positive integer, got {n!r}; pass e.g. --threads 4")
+    torch.set_num_threads(n)

@@ -5,9 +5,12 @@ reads its place in the job from the environment (:func:`from_env`), takes a cont
 of the rows (:func:`shard`) and accumulates their R factor; :func:`merge_accumulators` gathers
 the ranks' R factors in one collective and every rank merges them in rank order, so that all
 hold the same global R and the exact solve, the loss at any parameters and full-batch descent
-need no further communication. Mini-batch training wraps the model in
-``DistributedDataParallel`` (:func:`wrap_ddp`); :func:`epoch_batches` and :func:`ddp_mse` make
-its steps those of single-process training with the same seed and batch size.
+need no further communication. Streamed files are split by chunks instead
+(:func:`accumulate_shard`: chunk ``i`` is rank ``i % world_size``'s), and sums over every
+rank's rows (metrics, the statistics' pass) are gathered by :func:`gather_vectors`. Mini-batch
+training wraps the model in ``DistributedDataParallel`` (:func:`wrap_ddp`); :func:`epoch_batches`
+and :func:`ddp_mse` make its steps those of single-process training with the same seed and
+batch size (see :mod:`torchlinreg.minibatch` for the loop).
 
 Failures. A collective waits for every rank, so one rank that raises would leave the others
 waiting until the timeout with a message that names nobody. :func:`run_guarded` runs a phase
@@ -36,7 +39,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, DataError, DistributedError, TorchlinregError
-from .solve import QRAccumulator
+from .solve import QRAccumulator, add_pass_sums
 
 T = TypeVar("T")
 
@@ -207,6 +210,64 @@ def merge_accumulators(acc: QRAccumulator, dist: Dist) -> QRAccumulator:
     return merged
 
 
+def gather_vectors(values, dist: Dist) -> list[np.ndarray]:
+    """Every rank's float64 vector, in rank order (one ``all_gather``); ``[values]`` with one process.
+
+    Every rank must give a vector of the same length. Summaries that add up (metrics, the
+    statistics' pass) are merged from these in rank order, so every rank gets the same sums.
+    """
+    mine = np.ascontiguousarray(values, dtype=np.float64).ravel()
+    if not dist.is_distributed:
+        return [mine]
+    import torch.distributed as td
+
+    tensor = torch.from_numpy(mine).to(dist.device)
+    parts = [torch.empty_like(tensor) for _ in range(dist.world_size)]
+    td.all_gather(parts, tensor)
+    return [part.cpu().numpy() for part in parts]
+
+
+def sum_pass(dist: Dist) -> Callable[[tuple], tuple]:
+    """``combine`` for :func:`torchlinreg.solve.refine` when the rows are split among the ranks.
+
+    Each refinement pass runs on every rank over its own rows; this adds the ranks' sums
+    (one ``all_gather`` per pass, added in rank order as double-doubles), so every rank takes
+    the same correction and stops after the same pass.
+    """
+    def combine(sums: tuple) -> tuple:
+        n, sum_w, sse, G, gb = sums
+        flat = np.concatenate([[n, sum_w], sse, G[0].ravel(), G[1].ravel(), gb[0], gb[1]])
+        total = None
+        for part in gather_vectors(flat, dist):
+            m, dm = len(sse), G[0].size
+            ranks = (int(part[0]), float(part[1]), part[2:2 + m],
+                     (part[2 + m:2 + m + dm].reshape(G[0].shape), part[2 + m + dm:2 + m + 2 * dm].reshape(G[0].shape)),
+                     (part[2 + m + 2 * dm:2 + 2 * m + 2 * dm], part[2 + 2 * m + 2 * dm:]))
+            total = ranks if total is None else add_pass_sums(total, ranks)
+        return total
+
+    return combine
+
+
+def accumulate_shard(source, dist: Dist, *, chunk_rows: int) -> tuple[QRAccumulator, list[int]]:
+    """The R factor of a streamed source, each rank reading its own chunks, merged; and each rank's rows.
+
+    Chunk ``i`` of ``source`` (a :class:`torchlinreg.stream.StreamSource`, chunks of
+    ``chunk_rows`` rows) belongs to rank ``i % world_size``: the parts
+    :class:`torchlinreg.stream.ShuffledBatches` gives the ranks with the same ``chunk_rows``.
+    Every rank reads the file but converts and checks only its chunks. Returns the merged
+    accumulator (the same on every rank) and the rows of every rank's part, in rank order.
+    """
+    acc = QRAccumulator(len(source.feature_names), len(source.target_names))
+    for X, y, w in source._chunks(chunk_rows, dist.rank, dist.world_size):  # noqa: SLF001 - the parts of ShuffledBatches
+        acc.update(X, y, w)
+    counts = [int(v[0]) for v in gather_vectors([acc.n_samples], dist)]
+    merged = merge_accumulators(acc, dist)
+    if merged.weighted and merged.sum_weights == 0:
+        raise DataError(f"weight column {source.weight_name!r} is all zero; give some rows a positive weight")
+    return merged, counts
+
+
 # --- the same data on every rank ---------------------------------------------------------------------
 
 def _exchange(dist: Dist, tag: str, text: str, what: str) -> list[str]:
@@ -318,15 +379,27 @@ def epoch_batches(n_rows: int, batch_size: int | None, generator: torch.Generato
     return list(zip((perm[mine] - rows.start).split(counts.tolist()), sizes))
 
 
-def ddp_mse(y_pred: torch.Tensor, y: torch.Tensor, batch_rows: int, dist: Dist) -> torch.Tensor:
+def ddp_mse(y_pred: torch.Tensor, y: torch.Tensor, batch_rows: int, dist: Dist,
+            sample_weight: torch.Tensor | None = None) -> torch.Tensor:
     """This rank's part of the MSE of a whole batch, scaled so that DDP's averaged gradient is the batch MSE's.
 
     ``Σ (y_pred - y)² · world_size / (batch_rows · n_targets)``: DDP divides the sum of the
     ranks' gradients by ``world_size``, which leaves the gradient of the MSE over the
     ``batch_rows`` rows of all ranks, however they are split. The value itself is this rank's
-    share only.
+    share only. With ``sample_weight`` (this rank's rows' weights, shape (k,)) it is the
+    weighted MSE ``Σ w r² / (Σ w · n_targets)`` of the whole batch, whose ``Σ w`` over all
+    ranks one ``all_reduce`` finds (every rank must then pass weights, also for 0 rows).
     """
-    return ((y_pred - y) ** 2).sum() * (dist.world_size / (batch_rows * y.shape[1]))
+    if sample_weight is None:
+        return ((y_pred - y) ** 2).sum() * (dist.world_size / (batch_rows * y.shape[1]))
+    total = sample_weight.detach().sum()
+    if dist.is_distributed:
+        import torch.distributed as td
+
+        total = total.to(dist.device).clone()
+        td.all_reduce(total)
+        total = total.to(y_pred.device)
+    return ((y_pred - y) ** 2 * sample_weight[:, None]).sum() * (dist.world_size / (total * y.shape[1]))
 
 
 # --- failures end every rank, with the name of the one at fault ----------------------------------

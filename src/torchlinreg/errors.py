@@ -25,6 +25,27 @@ class ModelFileError(TorchlinregError):
     """A saved model cannot be loaded: missing, truncated, inconsistent, or not a torchlinreg model."""
 
 
+class CheckpointError(ModelFileError):
+    """A checkpoint cannot be resumed from: missing part, truncated, altered, or not a torchlinreg checkpoint."""
+
+
+class Interrupted(TorchlinregError):
+    """Training stopped on SIGINT or SIGTERM; the checkpoint written says where it stopped.
+
+    Attributes
+    ----------
+    signum : int
+        The signal that stopped it (the command exits with 128 + signum: 130, 143).
+    resumable : bool
+        Whether a checkpoint holds the run, so that ``--resume`` continues it.
+    """
+
+    def __init__(self, message: str, *, signum: int, resumable: bool):
+        super().__init__(message)
+        self.signum = signum
+        self.resumable = resumable
+
+
 class DistributedError(TorchlinregError):
     """A rank failed, or did not arrive in time, so every rank of the job stops.
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ _DELIMITERS = {".csv": ",", ".tsv": "\t"}
 # pyarrow's default null markers without the NaN spellings: "nan" then reads as NaN and is reported as NaN
 _NULL_VALUES = ["", "NA", "N/A", "n/a", "NULL", "null", "#N/A", "#N/A N/A", "#NA"]
 _SNIFF_BYTES = 1 << 16  # enough of the start of a file to tell text from binary
+_BLOCK_BYTES = 1 << 20  # pyarrow's default CSV read block
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
 _MAX_LISTED = 20  # column names quoted in one message
@@ -105,6 +106,8 @@ def read_dataset(
     target_fix = f"or pass --target to choose the target{default_note}" if default_note else "or choose another target"
     X = _matrix(path, columns, feats, dtype, "or leave the column out")  # (n, d)
     y = _matrix(path, columns, targets, dtype, target_fix)  # (n, m)
+    _check_magnitude(path, X, feats)
+    _check_magnitude(path, y, targets)
     w = None
     if weight_col:
         w = _matrix(path, columns, weight_col, torch.float64, "or choose another weight column")[:, 0]  # (n,)
@@ -126,6 +129,7 @@ def read_columns(path: str | os.PathLike, names: Sequence[str]) -> np.ndarray:
     suffix, head = _check_file(path)
     table = _OPENERS[suffix](path, suffix, head)
     chosen = _names(path, list(names), "feature", table.schema.names)
+    _check_unique(path, table.schema.names, set(chosen))
     if table.num_rows == 0:
         raise DataError(f"{path}: has no data rows; add rows of values")
     columns = table.read(list(chosen))
@@ -214,35 +218,68 @@ def _open_text(path: Path, suffix: str, head: bytes) -> _Table:
                         f"check that it is a {kind} file, saved as UTF-8")
     parse = pa_csv.ParseOptions(delimiter=delimiter)
     convert = pa_csv.ConvertOptions(null_values=_NULL_VALUES, strings_can_be_null=True)
+    block_size = _block_size(path, head)
     try:
-        table = pa_csv.read_csv(str(path), parse_options=parse, convert_options=convert)
+        table = pa_csv.read_csv(str(path), read_options=pa_csv.ReadOptions(block_size=block_size),
+                                parse_options=parse, convert_options=convert)
         names = table.column_names  # decodes the header
     except UnicodeDecodeError:
         raise DataError(f"{path}: the header is not UTF-8 text; save the file as UTF-8") from None
     except pa.ArrowInvalid as exc:
-        raise _text_parse_error(path, kind, delimiter, convert, exc) from None
+        raise _text_parse_error(path, kind, delimiter, convert, exc, head, block_size) from None
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot be read as {kind} ({_clean(exc)}); check the file") from None
     if len(names) == 1:  # one column is never a data set; say why if another delimiter is likely
         other = next((d for d in (",", "\t", ";", "|") if d != delimiter and d in names[0]), None)
         if other is not None:
-            raise DataError(f"{path}: has one column, {names[0]!r}; its values seem separated by {other!r}, "
+            raise DataError(f"{path}: has one column, {_show(names[0])}; its values seem separated by {other!r}, "
                             f"not {delimiter!r}; save it with {delimiter!r} between values")
     return _Table(table.schema, table.num_rows, table.select, (names[-1],))
 
 
-def _text_parse_error(path: Path, kind: str, delimiter: str, convert, exc: Exception) -> DataError:
+def _block_size(path: Path, head: bytes) -> int:
+    """pyarrow's read block: its default, or larger when the header line is longer (a wide file).
+
+    pyarrow finds the columns in the first block, so a header longer than a block (1 MiB, some
+    50,000 columns) would otherwise read as no header at all.
+    """
+    end = re.search(rb"[\r\n]", head)
+    if end is not None or len(head) < _SNIFF_BYTES:
+        return _BLOCK_BYTES
+    length = len(head)
+    with open(path, "rb") as f:  # scan on for the end of the header, a block at a time
+        f.seek(length)
+        while piece := f.read(_BLOCK_BYTES):
+            end = re.search(rb"[\r\n]", piece)
+            if end is not None:
+                length += end.start()
+                break
+            length += len(piece)
+    return max(_BLOCK_BYTES, length + _SNIFF_BYTES)
+
+
+def _text_parse_error(path: Path, kind: str, delimiter: str, convert, exc: Exception, head: bytes,
+                      block_size: int) -> DataError:
     """Turn pyarrow's parse error into one line; a row with the wrong number of fields gets its row number."""
-    if "Empty CSV" in str(exc):
-        return DataError(f"{path}: holds only blank lines, no header; write a header and data rows into it")
+    if "Empty CSV" in str(exc):  # pyarrow found no complete first line
+        if not head.removeprefix(b"\xef\xbb\xbf").strip() and len(head) < _SNIFF_BYTES:
+            return DataError(f"{path}: holds only blank lines, no header; write a header and data rows into it")
+        header = head.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n").splitlines()[0]
+        if header.count(b'"') % 2:
+            return DataError(f"{path}: the header has a quote (\") that is never closed, so the whole file reads "
+                             f"as one value; close the quote or remove it")
+        return DataError(f"{path}: cannot be read as {kind} ({_clean(exc)}); check the file")
     invalid = []
 
     def note(row):
         invalid.append(row)
         return "error"
 
-    try:  # again on one thread: only then does pyarrow know the row number
-        pa_csv.read_csv(str(path), read_options=pa_csv.ReadOptions(use_threads=False),
+    # Again on one thread: only then does pyarrow know the row number. As Latin-1, which any bytes
+    # are: pyarrow cannot hand a row that is not UTF-8 to the handler (it prints a traceback).
+    try:
+        pa_csv.read_csv(str(path), read_options=pa_csv.ReadOptions(use_threads=False, block_size=block_size,
+                                                                    encoding="latin1"),
                         parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=note),
                         convert_options=convert)
     except (pa.ArrowException, OSError):
@@ -252,8 +289,13 @@ def _text_parse_error(path: Path, kind: str, delimiter: str, convert, exc: Excep
     row = invalid[0]
     where = f"row {row.number - 1}" if row.number else "a row"  # pyarrow counts the header as row 1
     return DataError(f"{path}: {where} has {row.actual_columns} field(s) but the header has "
-                     f"{row.expected_columns} (the row reads {_show(row.text)}); "
+                     f"{row.expected_columns} (the row reads {_show(_utf8(row.text))}); "
                      f"give every row one value per column, separated by {delimiter!r}")
+
+
+def _utf8(latin1: str) -> str:
+    """Text read as Latin-1, decoded as the UTF-8 it was meant to be (bytes that are not UTF-8 escaped)."""
+    return latin1.encode("latin1").decode("utf-8", "backslashreplace")
 
 
 def _open_parquet(path: Path, suffix: str, head: bytes) -> _Table:
@@ -279,8 +321,9 @@ def _open_npy(path: Path, suffix: str, head: bytes) -> _Table:
     if not head.startswith(_NPY_MAGIC):
         raise DataError(f"{path}: is not a NumPy .npy file (it lacks the .npy header); check the file type")
     try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+        with open(path, "rb") as f:  # our own handle: closed even when NumPy gives up half-way
+            array = np.load(f, allow_pickle=False)
+    except Exception as exc:  # a damaged header: ValueError, SyntaxError, TokenError, MemoryError, OverflowError...
         raise DataError(_npy_load_message(path, ".npy", exc)) from None
     _check_numeric(path, "the array", array)
     if array.ndim != 2 or array.shape[1] == 0:
@@ -293,21 +336,21 @@ def _open_npz(path: Path, suffix: str, head: bytes) -> _Table:
     if not head.startswith(_ZIP_MAGICS):
         raise DataError(f"{path}: is not a NumPy .npz file (not a zip archive); check the file type")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:  # f: closed even if it is no zip
             names = list(npz.files)
             wanted = ["X", "y"] if {"X", "y"} <= set(names) else names
             arrays = {name: npz[name] for name in wanted}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # a damaged zip or member: BadZipFile, zlib.error, EOFError, ValueError, ...
         raise DataError(_npy_load_message(path, ".npz", exc)) from None
     for name, array in arrays.items():
         if not isinstance(array, np.ndarray):  # a zip member that is not a .npy
-            raise DataError(f"{path}: member {name!r} is not a NumPy array; save the file with numpy.savez")
+            raise DataError(f"{path}: member {_show(name)} is not a NumPy array; save the file with numpy.savez")
     if "X" in arrays and "y" in arrays:
         X, y = arrays["X"], arrays["y"]
         for name, array in (("X", X), ("y", y)):
-            _check_numeric(path, f"array {name!r}", array)
+            _check_numeric(path, f"array {_show(name)}", array)
             if array.ndim not in (1, 2):
-                raise DataError(f"{path}: array {name!r} has shape {array.shape}; save it as 1-D or 2-D")
+                raise DataError(f"{path}: array {_show(name)} has shape {array.shape}; save it as 1-D or 2-D")
         X, y = (a[:, None] if a.ndim == 1 else a for a in (X, y))  # (n, d), (n, m)
         if len(X) != len(y):
             raise DataError(f"{path}: array 'X' has {len(X)} rows but 'y' has {len(y)}; "
@@ -317,11 +360,11 @@ def _open_npz(path: Path, suffix: str, head: bytes) -> _Table:
         return _array_table(pairs, len(X), tuple(y_names), tuple(x_names))
     two_d = [name for name, array in arrays.items() if array.ndim == 2]
     if len(two_d) != 1 or arrays[two_d[0]].shape[1] == 0:
-        held = ", ".join(map(repr, names)) or "no arrays"
+        held = ", ".join(map(_show, names[:_MAX_LISTED])) or "no arrays"
         raise DataError(f"{path}: needs arrays 'X' and 'y', or a single 2-D array, but holds {held}; "
                         "save it with numpy.savez(path, X=..., y=...)")
     array = arrays[two_d[0]]
-    _check_numeric(path, f"array {two_d[0]!r}", array)
+    _check_numeric(path, f"array {_show(two_d[0])}", array)
     return _array_table([(f"c{j + 1}", array[:, j]) for j in range(array.shape[1])], array.shape[0])
 
 
@@ -357,12 +400,7 @@ _OPENERS: dict[str, Callable[[Path, str, bytes], _Table]] = {
 def _select(path: Path, table: _Table, target, features) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     """The target and feature names, checked against the file; and a note for messages about a default target."""
     names = table.schema.names
-    seen = {}
-    for i, name in enumerate(names):
-        if name in seen:
-            raise DataError(f"{path}: column name {name!r} appears twice (columns {seen[name] + 1} and {i + 1}); "
-                            "rename one of them")
-        seen[name] = i
+    _check_unique(path, names, set(names))
     if table.num_rows == 0:
         raise DataError(f"{path}: has no data rows; add rows of values")
     targets = _names(path, target, "target", names)
@@ -375,13 +413,23 @@ def _select(path: Path, table: _Table, target, features) -> tuple[tuple[str, ...
         pool = table.feature_pool if table.feature_pool is not None else names
         feats = tuple(n for n in pool if n not in targets and _usable_by_default(path, table, n))
         if not feats:
-            raise DataError(f"{path}: no numeric feature columns besides the target {', '.join(map(repr, targets))}; "
+            raise DataError(f"{path}: no numeric feature columns besides the target {', '.join(map(_show, targets))}; "
                             "add numeric columns, or name them with --features")
     both = next((n for n in feats if n in targets), None)
     if both is not None:
-        raise DataError(f"{path}: column {both!r} is both a feature and the target{note}; "
+        raise DataError(f"{path}: column {_show(both)} is both a feature and the target{note}; "
                         "list it in only one of --features and --target")
     return targets, feats, note
+
+
+def _check_unique(path: Path, names: list[str], wanted) -> None:
+    """Refuse a file in which one of the ``wanted`` column names names two columns."""
+    seen = {}
+    for i, name in enumerate(names):
+        if name in seen and name in wanted:
+            raise DataError(f"{path}: column name {_show(name)} appears twice (columns {seen[name] + 1} and {i + 1}); "
+                            "rename one of them")
+        seen.setdefault(name, i)
 
 
 def _usable_by_default(path: Path, table: _Table, name: str) -> bool:
@@ -395,9 +443,9 @@ def _usable_by_default(path: Path, table: _Table, name: str) -> bool:
     column = table.read([name]).column(name)
     textual = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
     if textual and _holds_some_number(column):
-        raise DataError(f"{path}: column {name!r} {_first_non_number(column, 1)}; correct it, "
+        raise DataError(f"{path}: column {_show(name)} {_first_non_number(column, 1)}; correct it, "
                         "or choose the features with --features")
-    warnings.warn(f"{path}: left out column {name!r}, which is not numeric ({column.type}); "
+    warnings.warn(f"{path}: left out column {_show(name)}, which is not numeric ({column.type}); "
                   "choose the features with --features to silence this", UserWarning, stacklevel=4)
     return False
 
@@ -432,13 +480,13 @@ def _names(path: Path, given, role: str, names: list[str]) -> tuple[str, ...] | 
     for i, name in enumerate(chosen):
         if name not in names:
             close = difflib.get_close_matches(name, names, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            listed = ", ".join(map(repr, names[:_MAX_LISTED]))
+            hint = f"did you mean {_show(close[0])}? " if close else ""
+            listed = ", ".join(map(_show, names[:_MAX_LISTED]))
             if len(names) > _MAX_LISTED:
                 listed += f", ... ({len(names) - _MAX_LISTED} more)"
-            raise DataError(f"{path}: no column {name!r}; {hint}the columns are {listed}")
+            raise DataError(f"{path}: no column {_show(name)}; {hint}the columns are {listed}")
         if name in chosen[:i]:
-            raise DataError(f"{path}: {role} column {name!r} is listed twice; list each column once")
+            raise DataError(f"{path}: {role} column {_show(name)} is listed twice; list each column once")
     return chosen
 
 
@@ -455,7 +503,7 @@ def _matrix(path: Path, table: pa.Table, names: tuple[str, ...], dtype: torch.dt
     tensor = torch.from_numpy(values).to(dtype)  # (n, len(names)); float64 -> float64 is the identity
     if dtype != torch.float64 and not bool(torch.isfinite(tensor).all()):
         row, col = (int(i) for i in torch.nonzero(~torch.isfinite(tensor))[0])
-        raise DataError(f"{path}: column {names[col]!r} row {row + 1} holds {float(values[row, col])!r}, "
+        raise DataError(f"{path}: column {_show(names[col])} row {row + 1} holds {float(values[row, col])!r}, "
                         f"too large for {dtype}; read the file as torch.float64")
     return tensor
 
@@ -464,20 +512,32 @@ def _column_values(path: Path, name: str, column: pa.ChunkedArray, first_row: in
                    fix: str = "or leave the column out") -> np.ndarray:
     """One column as float64 values; ``first_row`` is the file row of its first value (for batches)."""
     if pa.types.is_null(column.type):  # a CSV column with every cell empty
-        raise DataError(f"{path}: column {name!r} has a missing value in row {first_row}; fill or remove that row")
+        raise DataError(f"{path}: column {_show(name)} has a missing value in row {first_row}; fill or remove that row")
     if not _is_numeric(column.type):
-        raise DataError(f"{path}: column {name!r} {_first_non_number(column, first_row)}; correct it, {fix}")
+        raise DataError(f"{path}: column {_show(name)} {_first_non_number(column, first_row)}; correct it, {fix}")
     if column.null_count:
         row = first_row + pc.index(pc.is_null(column), True).as_py()
-        raise DataError(f"{path}: column {name!r} has a missing value in row {row}; fill or remove that row")
+        raise DataError(f"{path}: column {_show(name)} has a missing value in row {row}; fill or remove that row")
     values = column.to_numpy().astype(np.float64)  # exact for floats, bools and integers up to 2**53
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         value = values[bad[0]]
         shown = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
-        raise DataError(f"{path}: column {name!r} holds {shown} in row {first_row + int(bad[0])}; "
+        raise DataError(f"{path}: column {_show(name)} holds {shown} in row {first_row + int(bad[0])}; "
                         "replace it with a number or remove that row")
     return values
+
+
+def _check_magnitude(path: Path, values: torch.Tensor, names: tuple[str, ...]) -> None:
+    """Refuse values whose squares overflow float64: least squares sums them (see solve.MAX_MAGNITUDE)."""
+    from .solve import MAX_MAGNITUDE
+
+    big = values.abs() > MAX_MAGNITUDE
+    if bool(big.any()):
+        row, col = (int(i) for i in torch.nonzero(big)[0])
+        raise DataError(f"{path}: column {_show(names[col])} row {row + 1} holds {float(values[row, col]):.3g}, "
+                        f"whose square overflows float64 (the limit is {MAX_MAGNITUDE:.0e}); rescale that column, "
+                        "e.g. divide it by a power of ten")
 
 
 def _first_non_number(column: pa.ChunkedArray, first_row: int) -> str:
@@ -495,7 +555,10 @@ def _first_non_number(column: pa.ChunkedArray, first_row: int) -> str:
                 pass
         for scalar in chunk:
             if scalar.is_valid:
-                value = scalar.as_py()
+                try:
+                    value = scalar.as_py()
+                except (OverflowError, ValueError, pa.ArrowException):  # e.g. a timestamp past the year 9999
+                    return f"row {row} holds a {column.type} value, not a number"
                 if not textual:
                     return f"row {row} holds {_show(str(value))} (a {column.type} value), not a number"
                 try:

@@ -222,6 +222,7 @@ def train_gram(
     scaler: Standardizer | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     val_objective: GramObjective | None = None,
+    checkpoint=None,
 ) -> History:
     """``training.train`` for full-batch MSE, with the data replaced by its :class:`GramObjective`.
 
@@ -238,6 +239,7 @@ def train_gram(
     data's units. ``val_objective`` is weighted if it was built with weights (``train``'s
     validation loss is unweighted). Mini-batches (``batch_size`` below the number of rows)
     are a ``ConfigError``: they need the data loop (see :func:`select_engine`).
+    ``checkpoint``: as in ``training.train``.
     """
     callbacks = list(callbacks)
     objective = _resolve(objective, scaler, "objective")
@@ -255,6 +257,9 @@ def train_gram(
     plateau = _Plateau(config.tol, config.patience)
     history = History(initial_params=units.params(model))
     last_state = _state(model)  # model-unit parameters of the last epoch with a finite loss
+    start, first_loss = 1, None
+    if checkpoint is not None:  # when resuming, the state after the checkpoint's epoch comes back
+        start, first_loss = checkpoint.bind(model, optimizer, scheduler, plateau, history, last_state)
     for cb in callbacks:
         cb.on_train_begin(model, config, history)
 
@@ -263,7 +268,8 @@ def train_gram(
         evaluate.set_grad()
         return torch.tensor(evaluate.model_loss(sse, objective), dtype=dtype)
 
-    for epoch in range(1, config.epochs + 1):
+    epoch = start - 1  # the last epoch run, also when a resumed run had run them all
+    for epoch in range(start, config.epochs + 1):
         sse = evaluate(objective, gradient=config.optimizer != "lbfgs")  # per target, at the current parameters
         loss = evaluate.model_loss(sse, objective)  # in the model's units, as train's loss.item()
         if not math.isfinite(loss):
@@ -286,6 +292,8 @@ def train_gram(
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if checkpoint is not None:
+            checkpoint.epoch_end(epoch, last_state, first_loss)  # saves every few epochs; stops on SIGINT/SIGTERM
 
     return _finish(model, history, last_state, units, callbacks, epoch)
 

@@ -149,10 +149,11 @@ which needs no network and can be copied anywhere.</footer>
 
 def _data_section(result) -> str:
     data = result.data
+    n_rows = getattr(result, "n_samples", data.n_samples)  # a streamed fit's data holds a sample of its rows
     n_train = result.solution.n_samples
-    rows_text = f"{data.n_samples:,}"
-    if n_train != data.n_samples:
-        rows_text += f" ({n_train:,} used for training, {data.n_samples - n_train:,} held out)"
+    rows_text = f"{n_rows:,}"
+    if n_train != n_rows:
+        rows_text += f" ({n_train:,} used for training, {n_rows - n_train:,} held out)"
     facts = [("rows", rows_text),
              ("features", f"{data.n_features:,}: {_names(data.feature_names)}"),
              ("targets", f"{data.n_targets:,}: {_names(data.target_names)}")]
@@ -165,7 +166,8 @@ def _data_section(result) -> str:
         rows.append([name, role, *(_g(x) for x in (float(np.mean(v)), std, float(np.min(v)), float(np.max(v))))])
     if len(columns) > MAX_ROWS:
         rows.append(_Note(f"{len(columns) - MAX_ROWS:,} more columns not shown"))
-    return (_kv_table(facts) + '\n<h3>Columns (all rows)</h3>\n'
+    shown = "all rows" if data.n_samples == n_rows else f"a random sample of {data.n_samples:,} rows"
+    return (_kv_table(facts) + f'\n<h3>Columns ({shown})</h3>\n'
             + _table(["column", "role", "mean", "std", "min", "max"], rows, numeric_from=2)
             + '\n<p class="muted">std: the sample standard deviation (divisor n − 1).</p>')
 

@@ -63,6 +63,77 @@ def regression_metrics(y_true, y_pred, *, target_names: Sequence[str] | None = N
     return result
 
 
+class MetricSums:
+    """:func:`regression_metrics` of rows seen chunk by chunk: sums that merge across chunks and processes.
+
+    Per target: the rows, ``Σ r²``, ``Σ |r|``, and the mean and centred sum of squares of
+    ``y`` (merged as Chan et al.'s parallel variance, so R² keeps its digits when the
+    targets' mean is large next to their spread). :meth:`result` equals
+    ``regression_metrics`` on all the rows to rounding.
+    """
+
+    def __init__(self, n_targets: int):
+        self.n = 0
+        self.sq, self.abs = np.zeros(n_targets), np.zeros(n_targets)  # Σ r², Σ |r| per target
+        self.mean, self.m2 = np.zeros(n_targets), np.zeros(n_targets)  # of y: mean, Σ (y - mean)²
+
+    def __repr__(self) -> str:
+        return f"MetricSums(n_targets={len(self.sq)}, n={self.n})"
+
+    def update(self, y_true, y_pred) -> MetricSums:
+        """Add rows: ``y_true`` and ``y_pred`` of shape (k, n_targets) (or (k,) for one target)."""
+        y_true, y_pred = _as_2d(y_true, "y_true"), _as_2d(y_pred, "y_pred")
+        if y_true.shape != y_pred.shape or y_true.shape[1] != len(self.sq):
+            raise ValueError(f"y_true and y_pred must both have shape (k, {len(self.sq)}), got {y_true.shape} "
+                             f"and {y_pred.shape}")
+        if not len(y_true):
+            return self
+        if not (np.all(np.isfinite(y_true)) and np.all(np.isfinite(y_pred))):
+            raise ValueError("y_true or y_pred contains inf or NaN; a diverged model has no metrics")
+        residual = y_true - y_pred
+        mean = y_true.mean(axis=0)
+        return self._add(len(y_true), np.sum(residual**2, axis=0), np.sum(np.abs(residual), axis=0), mean,
+                         np.sum((y_true - mean) ** 2, axis=0))
+
+    def _add(self, n, sq, abs_, mean, m2) -> MetricSums:
+        total = self.n + n
+        delta = mean - self.mean
+        self.m2 = self.m2 + m2 + delta**2 * (self.n * n / total)
+        self.mean = self.mean + delta * (n / total)
+        self.sq, self.abs, self.n = self.sq + sq, self.abs + abs_, total
+        return self
+
+    def merge(self, other: MetricSums) -> MetricSums:
+        """Add the sums of other rows."""
+        if other.n:
+            self._add(other.n, other.sq, other.abs, other.mean, other.m2)
+        return self
+
+    def to_vector(self) -> np.ndarray:
+        """The sums as one float64 vector (to send to other processes); :meth:`from_vector` reads it."""
+        return np.concatenate([[self.n], self.sq, self.abs, self.mean, self.m2])
+
+    @classmethod
+    def from_vector(cls, v) -> MetricSums:
+        v = np.asarray(v, dtype=np.float64)
+        m = (len(v) - 1) // 4
+        sums = cls(m)
+        sums.n = int(v[0])
+        sums.sq, sums.abs, sums.mean, sums.m2 = (v[1 + i * m:1 + (i + 1) * m].copy() for i in range(4))
+        return sums
+
+    def result(self) -> dict:
+        """``{"mse", "rmse", "mae", "r2"}`` averaged over targets, as :func:`regression_metrics`."""
+        if self.n == 0:
+            raise ValueError("no rows yet; metrics need at least one row")
+        mse, mae = self.sq / self.n, self.abs / self.n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = 1.0 - self.sq / self.m2
+        r2 = np.where(self.m2 == 0, np.where(self.sq == 0, 1.0, 0.0), r2)
+        per = {"mse": mse, "rmse": np.sqrt(mse), "mae": mae, "r2": r2}
+        return {name: float(np.mean(per[name])) for name in ("mse", "rmse", "mae", "r2")}
+
+
 def train_validation_split(n_samples: int, fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of a seeded random split: ``(train_indices, validation_indices)``.
 

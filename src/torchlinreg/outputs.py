@@ -10,6 +10,9 @@ from .errors import OutputError
 
 
 RUN_MARKER = "summary.json"  # a folder holding this file, written by torchlinreg, is a torchlinreg run
+CHECKPOINT_DIR = "checkpoint"  # ... and so is one whose checkpoint/state.json is a torchlinreg checkpoint
+CHECKPOINT_STATE = "state.json"
+CHECKPOINT_FORMAT = "torchlinreg-checkpoint"
 
 
 def prepare_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), force: bool = False) -> Path:
@@ -40,18 +43,29 @@ def prepare_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), 
 
 
 def is_run_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds the summary of a torchlinreg run."""
+    """Whether ``folder`` holds the summary of a torchlinreg run, or the checkpoint of an interrupted one."""
+    summary = read_json_object(folder / RUN_MARKER)
+    checkpoint = read_json_object(folder / CHECKPOINT_DIR / CHECKPOINT_STATE)
+    return "torchlinreg_version" in summary or checkpoint.get("format") == CHECKPOINT_FORMAT
+
+
+def read_json_object(path: Path) -> dict:
+    """The JSON object in ``path``; empty when the file is missing or holds anything else."""
     import json
 
     try:
-        summary = json.loads((folder / RUN_MARKER).read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(summary, dict) and "torchlinreg_version" in summary
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def remove_stale(folder: Path, owned: tuple[str, ...], written) -> list[Path]:
-    """Delete the files of ``owned`` that this run did not write, so the folder holds one run only."""
+    """Delete the files of ``owned`` that this run did not write, so the folder holds one run only.
+
+    Temporary files that a killed run left beside them (``.<name>.*.tmp``, see
+    :func:`atomic_write_bytes`) go too.
+    """
     keep = {Path(p).name for p in written}
     removed = []
     for name in owned:
@@ -59,6 +73,9 @@ def remove_stale(folder: Path, owned: tuple[str, ...], written) -> list[Path]:
         if name not in keep and path.is_file():
             path.unlink()
             removed.append(path)
+        for tmp in folder.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
     return removed
 
 

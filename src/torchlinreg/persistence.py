@@ -130,6 +130,22 @@ def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return tuple(stem.parent / (stem.name + suffix) for suffix in SUFFIXES)
 
 
+def sorted_metadata(blob: bytes) -> bytes:
+    """A safetensors file with its ``__metadata__`` keys in sorted order, so equal models give equal bytes.
+
+    safetensors writes the metadata from a hash map, whose order changes from one save to
+    the next; the tensors' entries, offsets and data are left as they are.
+    """
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + size])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(text) > size:  # written differently than expected: keep it as safetensors made it
+        return blob
+    return blob[:8] + text.ljust(size) + blob[8 + size:]
+
+
 def _json_default(obj):
     """Let metadata hold NumPy scalars and arrays (turned into plain numbers and lists)."""
     if isinstance(obj, (np.generic, np.ndarray)):
@@ -167,13 +183,13 @@ def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = Fals
                          "train it with a smaller learning rate")
     tensors = {"weight": np.ascontiguousarray(model.weight, dtype=np.float64),
                "bias": np.ascontiguousarray(model.bias, dtype=np.float64)}
-    tensor_bytes = safetensors.numpy.save(tensors, metadata={
+    tensor_bytes = sorted_metadata(safetensors.numpy.save(tensors, metadata={
         "format": FORMAT, "format_version": str(FORMAT_VERSION),
         # the names decide which column meets which weight: kept beside the tensors too, so an
         # edited JSON is caught (the JSON's SHA-256 covers the tensors, not the JSON itself)
         "feature_names": json.dumps(list(model.feature_names)),
         "target_names": json.dumps(list(model.target_names)),
-    })
+    }))
     description = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -229,8 +245,14 @@ def _pickle_error(path: Path) -> ModelFileError:
                           f"(they can run code); {RESAVE}")
 
 
-def _one_line(text) -> str:
-    return " ".join(str(text).split())
+def _one_line(text, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _short(value, limit: int = 60) -> str:
+    """A value from a file, for a message: its repr on one line, shortened."""
+    return _one_line(repr(value), limit)
 
 
 def _read(path: Path, other: Path) -> bytes:
@@ -252,19 +274,21 @@ def _parse_description(path: Path, data: bytes) -> dict:
     def bad(what: str) -> ModelFileError:
         return ModelFileError(f"{str(path)!r} {what}; {RESAVE}")
 
-    try:
-        desc = json.loads(data.decode("utf-8"))
+    try:  # utf-8-sig: a byte-order mark (left by some editors) is not an error
+        desc = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         if _looks_like_pickle(data):
             raise _pickle_error(path) from None
         raise bad(f"is not valid JSON, perhaps truncated ({_one_line(exc)})") from None
+    except RecursionError:  # nested deeper than Python's parser goes: no file torchlinreg wrote
+        raise bad("is not a model description (its JSON is nested thousands of levels deep)") from None
     if not isinstance(desc, dict) or desc.get("format") != FORMAT:
         found = desc.get("format") if isinstance(desc, dict) else type(desc).__name__
-        raise ModelFileError(f"{str(path)!r} is not a torchlinreg model description (format {found!r}, "
+        raise ModelFileError(f"{str(path)!r} is not a torchlinreg model description (format {_short(found)}, "
                              f"expected {FORMAT!r}); pass the .json written by torchlinreg")
     version = desc.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise bad(f"has an invalid format_version {version!r}")
+        raise bad(f"has an invalid format_version {_short(version)}")
     if version > FORMAT_VERSION:
         raise ModelFileError(f"{str(path)!r} has format version {version}, newer than this torchlinreg "
                              f"reads ({FORMAT_VERSION}); upgrade torchlinreg to load it")
@@ -316,7 +340,7 @@ def _check_tensors(tensors_path: Path, json_path: Path, tensors: dict, desc: dic
         spec = desc["tensors"][name]
         if list(t.shape) != spec["shape"] or str(t.dtype) != spec["dtype"]:
             raise bad(f"tensor {name!r} in {where} is {t.dtype} of shape {tuple(t.shape)} but "
-                      f"{str(json_path)!r} says {spec['dtype']} of shape {tuple(spec['shape'])}")
+                      f"{str(json_path)!r} says {_short(spec['dtype'])[1:-1]} of shape {_short(tuple(spec['shape']))}")
     if weight.ndim != 2 or 0 in weight.shape or bias.shape != weight.shape[:1]:
         raise bad(f"{where} has weight of shape {tuple(weight.shape)} and bias of shape {tuple(bias.shape)}; "
                   "expected (n_targets, n_features) and (n_targets,)")
@@ -332,9 +356,18 @@ def _check_tensors(tensors_path: Path, json_path: Path, tensors: dict, desc: dic
 def _check_names(tensors_path: Path, json_path: Path, tensor_bytes: bytes, desc: dict) -> None:
     """The feature and target names in the JSON must be those stored in the tensors file's header."""
     size = int.from_bytes(tensor_bytes[:8], "little")  # safetensors: u64 header length, then JSON
-    stored = json.loads(tensor_bytes[8:8 + size]).get("__metadata__") or {}
+    stored = json.loads(tensor_bytes[8:8 + size]).get("__metadata__") or {}  # parsed by safetensors already
     for key in ("feature_names", "target_names"):
-        if key in stored and json.loads(stored[key]) != list(desc[key]):
+        if key not in stored:
+            continue
+        try:
+            names = json.loads(stored[key])
+        except (ValueError, RecursionError):
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ModelFileError(f"the {key.replace('_', ' ')} saved in {str(tensors_path)!r} are not a list of "
+                                 f"names: the file was not written by torchlinreg; {RESAVE}")
+        if names != list(desc[key]):
             raise ModelFileError(f"the {key.replace('_', ' ')} in {str(json_path)!r} differ from those saved in "
                                  f"{str(tensors_path)!r}: the JSON was edited; restore it or {RESAVE}")
 

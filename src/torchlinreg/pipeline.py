@@ -7,6 +7,7 @@ The command line calls :func:`run_fit`; so can any script.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from .history import History
 from .metrics import regression_metrics, train_validation_split
 from .model import LinearModel, build_model
 from .errors import ConfigError, ConvergenceWarning, OutputError
-from .outputs import atomic_write_text, check_writable_path, prepare_output_dir, remove_stale
+from .outputs import CHECKPOINT_DIR, atomic_write_text, check_writable_path, prepare_output_dir, remove_stale
 from .callbacks import Callback
 from .progress import ProgressBar
 from .report import PrintReport, format_comparison, format_metrics
@@ -38,9 +39,11 @@ from .solve import LstsqSolution, QRAccumulator, needs_refinement, refine
 from .training import train
 
 HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON = "history.json", "history.csv", "summary.json"
-# Every file a run may write into its output folder (plots.PLOT_FILES, the GIF and the report too).
+# Every file a run may write into its output folder (plots.PLOT_FILES, the GIF, the report and the
+# checkpoint folder too).
 OUTPUT_FILES = (HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON, "data.png", "initial_model.png", "loss.png",
-                "current_model.png", "residuals.png", "predicted_vs_actual.png", "fit.gif", "report.html")
+                "current_model.png", "residuals.png", "predicted_vs_actual.png", "fit.gif", "report.html",
+                CHECKPOINT_DIR)
 
 
 @dataclass
@@ -61,14 +64,22 @@ class FitResult:
     statistics: list | None = None  # RegressionStatistics per target, when asked for
     files: dict[str, Path] = field(default_factory=dict)
     engine: str = "data"  # the training loop that ran: "data" or "gram"
+    n_rows: int | None = None  # rows of the whole data when ``data`` holds a sample of them (streamed data)
+    reading: dict | None = None  # how streamed data was read, and what each figure comes from
+
+    @property
+    def n_samples(self) -> int:
+        """Rows of the data (``data`` may hold only a sample of a streamed file's rows)."""
+        return self.n_rows if self.n_rows is not None else self.data.n_samples
 
     def summary(self) -> dict:
         """The run as plain JSON-able data."""
         return {
             "torchlinreg_version": __version__,
-            "n_samples": self.data.n_samples,
+            "n_samples": self.n_samples,
             "n_train": int(self.solution.n_samples),
-            "n_validation": self.data.n_samples - int(self.solution.n_samples),
+            "n_validation": self.n_samples - int(self.solution.n_samples),
+            "reading": self.reading if self.reading is not None else {"mode": "memory"},
             "features": list(self.data.feature_names),
             "targets": list(self.data.target_names),
             "settings": self.config.to_dict(),
@@ -115,6 +126,8 @@ def run_fit(
     engine: str = "auto",
     tutorial: bool = False,
     dist=None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> FitResult:
     """Train a linear model on ``data`` while printing the tutorial's report, and judge it.
 
@@ -143,44 +156,66 @@ def run_fit(
     which keeps the tutorial's loop.
 
     ``dist`` (a :class:`torchlinreg.distributed.Dist` of a torchrun job): each rank adds its
-    shard of the training rows to the R factor, one collective merges them, and every rank
-    then trains on the merged R (the gram engine), so all ranks hold the same model; pass
-    ``out_dir``/``save`` on rank 0 only.
+    shard of the training rows to the R factor and one collective merges them. Full batches
+    then train on the merged R (the gram engine; ``engine="data"`` is refused); mini-batches
+    (``config.batch_size``) train with ``DistributedDataParallel``, each rank stepping on its
+    shard of every batch of single-process training (:func:`torchlinreg.minibatch.shard_steps`),
+    so the result equals one process's to rounding. All ranks hold the same model; pass
+    ``out_dir``/``save`` on rank 0 only. Data too large to read whole: :func:`run_fit_source`.
+
+    Checkpoints (one process, with ``out_dir``; see :mod:`torchlinreg.checkpoint`): every
+    ``checkpoint_every`` epochs the training state goes to ``out_dir/checkpoint``; SIGINT or
+    SIGTERM (in the main thread) ends training after the current epoch with a checkpoint and
+    raises :class:`~torchlinreg.errors.Interrupted`. ``resume`` continues from the
+    checkpoint (same settings and data, else ConfigError) and ends with the files and
+    numbers of a run never interrupted; a finished run deletes its checkpoint. Without
+    ``resume``, an ``out_dir`` holding a checkpoint needs ``force`` (which starts over).
     """
-    from .persistence import SavedModel, model_paths, save_model
+    from .persistence import model_paths
 
-    if config.device is not None:
-        from .devices import resolve_device
-
-        resolve_device(config.device, config.dtype)  # an unavailable device is refused before anything is written
-    if report and out_dir is None:
-        raise ConfigError("report.html needs an output folder; pass out_dir")
-    if statistics or report:
-        from .statistics import check_settings
-
-        check_settings(conf_level, cov_type)  # refuse a bad level before training, not after
+    _check_run(config, out_dir, report, statistics, conf_level, cov_type)
     train_rows, val_rows = _split(data, validation_fraction, split_seed)
     chosen, why = select_engine(config, requested=engine, tutorial=tutorial, n_samples=len(train_rows))
-    if dist is not None and dist.is_distributed and chosen != "gram":
-        raise ConfigError(f"across {dist.world_size} processes fit trains on the gram engine (full batch, from "
-                          f"the merged R factor), but {why}; drop --batch-size / --engine data, or run one process")
+    several = dist is not None and dist.is_distributed
+    full_batch = config.batch_size is None or config.batch_size >= len(train_rows)
+    if several and chosen != "gram" and full_batch:
+        raise ConfigError(f"across {dist.world_size} processes full-batch training runs on the gram engine (the "
+                          f"merged R factor gives the same steps), but {why}; drop --engine data, or add "
+                          "--batch-size N for mini-batches with DistributedDataParallel")
+    if several and chosen == "data":
+        why += (f"; DistributedDataParallel across {dist.world_size} processes, each stepping on its shard of "
+                "every batch")
     for path in model_paths(save) if save is not None else ():
         check_writable_path(path)
         if path.exists() and not force:
             raise OutputError(f"{str(path)!r} exists; pass --force to replace it or choose another --save path")
-    out = prepare_output_dir(out_dir, owned=OUTPUT_FILES, force=force) if out_dir is not None else None
+    # resume claims out_dir as this run's (its checkpoint is checked below, even when damaged)
+    out = prepare_output_dir(out_dir, owned=OUTPUT_FILES, force=force or resume) if out_dir is not None else None
     X, y = data.X[train_rows].double(), data.y[train_rows].double()
     X_val, y_val = (data.X[val_rows].double(), data.y[val_rows].double()) if val_rows is not None else (None, None)
     w = data.sample_weight[train_rows].double() if data.sample_weight is not None else None
+    checkpoint = None
+    if out is not None and not several:
+        from .checkpoint import Checkpointer, data_sha256, fit_settings
+
+        settings = fit_settings(config, engine=chosen, standardize=standardize, validation_fraction=validation_fraction,
+                                split_seed=split_seed, features=data.feature_names, targets=data.target_names)
+        checkpoint = Checkpointer(out, settings, lambda: data_sha256(X, y, w, X_val, y_val), every=checkpoint_every,
+                                  resume=resume, force=force)
+    elif checkpoint_every is not None or resume:
+        raise ConfigError("checkpoints need an output folder (--out) and one process (not torchrun)")
 
     if dist is not None and dist.is_distributed:
-        from .distributed import merge_accumulators, shard
+        from .distributed import merge_accumulators, shard, sum_pass
 
         mine = shard(len(X), dist)  # this rank's rows; one collective merges the ranks' R factors
         acc = merge_accumulators(QRAccumulator(data.n_features, data.n_targets).update(
             X[mine], y[mine], sample_weight=None if w is None else w[mine]), dist)
         why += f"; R merged from {dist.world_size} processes"
         solution = acc.solve(feature_names=data.feature_names, target_names=data.target_names)
+        if needs_refinement(solution):  # every rank its rows, the sums of each pass added across the ranks
+            rows = (X[mine], y[mine]) if w is None else (X[mine], y[mine], w[mine])
+            solution = refine(solution, [rows], combine=sum_pass(dist))
     else:
         acc = QRAccumulator(data.n_features, data.n_targets).update(X, y, sample_weight=w)  # one pass: R of [X, 1, y]
         solution = acc.solve(feature_names=data.feature_names, target_names=data.target_names)
@@ -192,7 +227,6 @@ def run_fit(
 
     model = build_model(data.n_features, data.n_targets, seed=config.seed)
     diagnostics = None
-    full_batch = config.batch_size is None or config.batch_size >= len(train_rows)
     if config.optimizer == "sgd" and full_batch and w is None:  # the diagnostics assume unweighted full batches
         diagnostics = diagnose(Xt, yt, lr=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov,
                                weight_decay=config.weight_decay, epochs=config.epochs, standardized=standardize,
@@ -204,20 +238,31 @@ def run_fit(
     printer = PrintReport(stream, notes, every=0 if quiet else log_every, write=bar.write)
     extra = [TensorBoardLogger(tensorboard)] if tensorboard is not None else []
     every = [bar, printer, *extra, *callbacks]
-    if chosen == "gram":
-        objective = GramObjective.from_accumulator(acc)
-        val_objective = (GramObjective.from_accumulator(QRAccumulator(data.n_features, data.n_targets).update(X_val, y_val))
-                         if X_val is not None else None)
-        history = train_gram(model, objective, config, every, scaler=scaler, val_objective=val_objective)
-    else:
-        history = train(model, Xt, yt, config, every, X_val=Xv, y_val=yv, scaler=scaler, sample_weight=w)
+    val_objective = (GramObjective.from_accumulator(QRAccumulator(data.n_features, data.n_targets).update(X_val, y_val))
+                     if X_val is not None and (chosen == "gram" or several) else None)
+    stopping = checkpoint.on_signals(on_stop=lambda: bar.on_train_end(None)) if checkpoint else contextlib.nullcontext()
+    with stopping:  # SIGINT/SIGTERM: a checkpoint after the current epoch, then Interrupted
+        if chosen == "gram":
+            objective = GramObjective.from_accumulator(acc)
+            history = train_gram(model, objective, config, every, scaler=scaler, val_objective=val_objective,
+                                 checkpoint=checkpoint)
+        elif several:  # DDP: every rank steps on its shard of each batch; the loss on all rows comes from the merged R
+            from .minibatch import shard_steps, train_minibatches
+
+            steps = shard_steps(Xt[mine], yt[mine], None if w is None else w[mine], len(X), config.batch_size,
+                                config.seed, dist)
+            history = train_minibatches(model, GramObjective.from_accumulator(acc), steps, config, every,
+                                        scaler=scaler, dist=dist, val_objective=val_objective)
+        else:
+            history = train(model, Xt, yt, config, every, X_val=Xv, y_val=yv, scaler=scaler, sample_weight=w,
+                            checkpoint=checkpoint)
     if history.diverged:
         history.message += ". " + divergence_advice(Xt, yt.shape[1], config)
 
     weight = np.asarray(history.final_params["linear.weight"], dtype=np.float64)
     bias = np.asarray(history.final_params["linear.bias"], dtype=np.float64)
     trained_loss = _mse(X, y, weight, bias, w)
-    gap = _gap(weight, bias, trained_loss, solution, y)
+    gap = _gap(weight, bias, trained_loss, solution, float(torch.mean(y.double() ** 2)))
     _warn_if_unfinished(history, config, gap)
     metrics = {"train": _metrics(X, y, weight, bias)}
     if X_val is not None:
@@ -232,11 +277,288 @@ def run_fit(
     result = FitResult(data, config, model, history, weight, bias, solution, gap, metrics, diagnostics, scaler,
                        stats, engine=chosen)
 
+    _publish(result, trained_loss, stream=stream, statistics=statistics, out=out, plots=plots,
+             animation=animation, report=report, save=save, force=force)
+    if checkpoint is not None:
+        checkpoint.remove()  # every file of the run is written: nothing is left to resume
+    return result
+
+
+def run_fit_source(
+    source,
+    config: TrainConfig = TrainConfig(),
+    out_dir: str | os.PathLike | None = None,
+    *,
+    standardize: bool = False,
+    save: str | os.PathLike | None = None,
+    force: bool = False,
+    plots: bool = True,
+    stream: TextIO | None = None,
+    log_every: int = 1,
+    quiet: bool = False,
+    progress: bool | None = None,
+    tensorboard: str | os.PathLike | None = None,
+    callbacks: Sequence[Callback] = (),
+    animation: bool = False,
+    statistics: bool = False,
+    conf_level: float = 0.95,
+    cov_type: str = "nonrobust",
+    report: bool = False,
+    engine: str = "auto",
+    dist=None,
+    chunk_rows: int | None = None,
+    reading: str = "",
+) -> FitResult:
+    """:func:`run_fit` for data streamed from files, in memory bounded by the chunk, not the file.
+
+    ``source`` is a :class:`torchlinreg.stream.StreamSource` (see :func:`torchlinreg.stream.open_source`),
+    read in chunks of ``chunk_rows`` rows (default ``stream.CHUNK_ROWS``). The data is read in passes:
+
+    1. one pass builds the R factor of ``[X, 1, y]``: the exact optimum (refined by further
+       passes when the design is ill-conditioned, in one process), the loss at any
+       parameters, full-batch gradients and, with ``standardize``, the columns' means and
+       spreads all come from it;
+    2. training: full-batch on the gram engine (no pass: O(d²) per epoch), or with
+       ``config.batch_size`` mini-batches streamed through :class:`torchlinreg.stream.ShuffledBatches`
+       and a ``DataLoader`` (one pass per epoch; the loss of each epoch on all rows comes
+       from R);
+    3. one pass at the trained parameters for the metrics (exact, over all rows), the
+       sums the statistics need beyond R (HC covariances, weights) and a random sample of
+       at most ``PLOT_SAMPLE_ROWS`` rows, which ``result.data`` holds and the plots, the
+       animation and the report draw.
+
+    Full-batch training on the data loop (``engine="data"``) would read every row every
+    epoch and is refused. The gradient-descent diagnostics (which need the rows) are left
+    out: ``result.diagnostics`` is None. A bad value anywhere in the data stops the first
+    pass, before the output folder is made. ``reading`` says why the data is
+    streamed, for the report before epoch 1.
+
+    ``dist`` (a torchrun job): every rank streams its own chunks (chunk ``i`` belongs to
+    rank ``i % world_size``); one collective merges the R factors, mini-batch training
+    wraps the model in ``DistributedDataParallel`` and each step joins every rank's batch
+    (see :func:`torchlinreg.minibatch.stream_steps`), the last pass's sums are gathered;
+    the sample for the plots comes from rank 0's chunks. Pass ``out_dir``/``save`` on rank 0 only.
+    """
+    from .distributed import Dist, accumulate_shard
+    from .minibatch import stream_steps, train_minibatches
+    from .stream import CHUNK_ROWS, accumulate
+
+    chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ConfigError(f"--chunk-rows must be a positive integer, got {chunk_rows!r}; pass e.g. 65536")
+    _check_run(config, out_dir, report, statistics, conf_level, cov_type)
+    full_batch_data = ("full-batch training with --engine data reads every row in every epoch, which needs the "
+                       "rows in memory, but DATA is streamed; use --engine gram (the same steps from one pass over "
+                       "the data) or --batch-size N")
+    if engine == "data" and config.batch_size is None:
+        raise ConfigError(full_batch_data)
+    select_engine(config, requested=engine, n_samples=None if engine == "gram" else 1)  # bad names, gram + batches
+    _check_outputs(out_dir, save, force)
+    several = dist is not None and dist.is_distributed
+    dist = dist if several else Dist()  # one process: rank 0 of 1
+    d, m = len(source.feature_names), len(source.target_names)
+
+    if several:  # each rank its chunks; one collective merges the R factors
+        acc, counts = accumulate_shard(source, dist, chunk_rows=chunk_rows)
+    else:
+        acc = accumulate(source, chunk_rows=chunk_rows)  # one pass: R of [X, 1, y]
+        counts = [acc.n_samples]
+    solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
+    if needs_refinement(solution):  # ill-conditioned: passes in double-double restore the digits
+        if several:  # every rank its chunks, the sums of each pass added across the ranks
+            from .distributed import sum_pass
+
+            solution = refine(solution, lambda: source._chunks(chunk_rows, dist.rank, dist.world_size),  # noqa: SLF001
+                              combine=sum_pass(dist))
+        else:
+            solution = refine(solution, lambda: source.chunks(chunk_rows))
+    n_rows = acc.n_samples
+    chosen, why = select_engine(config, requested=engine, n_samples=n_rows)
+    if chosen == "data" and (config.batch_size is None or config.batch_size >= n_rows):
+        raise ConfigError(full_batch_data)
+    if several:
+        why += f"; R merged from {dist.world_size} processes"
+        if chosen == "data":
+            why += (f"; DistributedDataParallel across {dist.world_size} processes, each streaming its own "
+                    "chunks into every step")
+    out = prepare_output_dir(out_dir, owned=OUTPUT_FILES, force=force) if out_dir is not None else None
+
+    objective = GramObjective.from_accumulator(acc)
+    scaler = objective.standardizer() if standardize else None  # the columns' statistics, from R
+    model = build_model(d, m, seed=config.seed)
+    notes = [f"reading: {n_rows:,} rows streamed in chunks of {chunk_rows:,}" + (f" ({reading})" if reading else ""),
+             f"engine: {chosen} ({why})"]
+    bar = ProgressBar(force=False if quiet else progress)
+    printer = PrintReport(stream, notes, every=0 if quiet else log_every, write=bar.write)
+    extra = [TensorBoardLogger(tensorboard)] if tensorboard is not None else []
+    every = [bar, printer, *extra, *callbacks]
+    if chosen == "gram":
+        history = train_gram(model, objective, config, every, scaler=scaler)
+    else:
+        steps = stream_steps(source, config.batch_size, counts, dist, seed=config.seed, chunk_rows=chunk_rows,
+                             scaler=scaler)
+        history = train_minibatches(model, objective, steps, config, every, scaler=scaler, dist=dist)
+    if history.diverged:
+        history.message += ". " + _lr_advice(objective.standardized(scaler) if scaler else objective, config)
+
+    weight = np.asarray(history.final_params["linear.weight"], dtype=np.float64)
+    bias = np.asarray(history.final_params["linear.bias"], dtype=np.float64)
+    want_sample = dist.is_main and (plots or report) and out is not None
+    last = _last_pass(source, chunk_rows, dist, weight, bias, solution, cov_type if statistics or report else None,
+                      counts[dist.rank] if want_sample else 0, config.seed)
+    trained_loss = float(last.sse.sum() / (acc.sum_weights * m))
+    gap = _gap(weight, bias, trained_loss, solution, last.sum_y2 / (n_rows * m))
+    _warn_if_unfinished(history, config, gap)
+    metrics = {"train": last.metrics.result()}
+    stats = None
+    if statistics or report:
+        from .statistics import solution_statistics
+
+        stats = solution_statistics(solution, last.residuals if last.residuals.needed else None,
+                                    conf_level=conf_level, cov_type=cov_type)
+    sample = _sample_dataset(last.sample, source, d, m)
+    said = {"optimum": "the R factor of all rows", "loss": "the R factor of all rows",
+            "metrics": "a pass over all rows at the trained parameters",
+            "statistics": "the R factor" + (", and a pass over all rows" if stats and last.residuals.needed else ""),
+            "plots": f"a random sample of {sample.n_samples:,} rows" + (" (all of them)" if sample.n_samples == n_rows
+                                                                        else "")}
+    result = FitResult(sample, config, model, history, weight, bias, solution, gap, metrics, None, scaler, stats,
+                       engine=chosen, n_rows=n_rows,
+                       reading={"mode": "stream", "reason": reading, "chunk_rows": chunk_rows,
+                                "processes": dist.world_size, "plot_sample_rows": sample.n_samples, "from": said})
+    lines = [f"streamed: the optimum and the losses come from {said['optimum']}, the metrics from {said['metrics']}"
+             + (f"; the plots show {said['plots']}" if want_sample and (plots or report) else "")]
+    return _publish(result, trained_loss, stream=stream, statistics=statistics, out=out, plots=plots,
+                    animation=animation, report=report, save=save, force=force, lines=lines)
+
+
+PLOT_SAMPLE_ROWS = 10_000  # rows of streamed data the plots draw: enough to show the fit, few enough to draw fast
+
+
+def _check_run(config: TrainConfig, out_dir, report: bool, statistics: bool, conf_level, cov_type) -> None:
+    """Settings refused before any data is read or anything is written."""
+    if config.device is not None:
+        from .devices import resolve_device
+
+        resolve_device(config.device, config.dtype)  # an unavailable device is refused before anything is written
+    if report and out_dir is None:
+        raise ConfigError("report.html needs an output folder; pass out_dir")
+    if statistics or report:
+        from .statistics import check_settings
+
+        check_settings(conf_level, cov_type)  # refuse a bad level before training, not after
+
+
+def _check_outputs(out_dir, save, force: bool) -> None:
+    """Refuse outputs that could not be written, without creating anything (the data has not been read yet)."""
+    from .persistence import model_paths
+
+    for path in model_paths(save) if save is not None else ():
+        check_writable_path(path)
+        if path.exists() and not force:
+            raise OutputError(f"{str(path)!r} exists; pass --force to replace it or choose another --save path")
+    if out_dir is not None:
+        if Path(out_dir).exists():
+            prepare_output_dir(out_dir, owned=OUTPUT_FILES, force=force)  # there already: checks it, adds nothing
+        else:
+            check_writable_path(Path(out_dir) / SUMMARY_JSON)
+
+
+@dataclass
+class _LastPass:
+    """What the pass at the trained parameters found (summed over every process's rows)."""
+
+    metrics: object  # metrics.MetricSums
+    sse: np.ndarray  # (m,): Σ w r² at the trained parameters
+    sum_y2: float  # Σ y² over all entries, for telling an exact fit from rounding
+    residuals: object | None  # statistics.ResidualPass at the optimum, or None
+    sample: list  # (X, y, w) pieces of this process's sample for the plots
+
+
+def _last_pass(source, chunk_rows: int, dist, weight: np.ndarray, bias: np.ndarray, solution: LstsqSolution,
+               cov_type: str | None, sample_from: int, seed: int) -> _LastPass:
+    """One pass over this process's chunks: metrics and loss at the trained parameters, the statistics' sums
+    at the optimum (``cov_type`` None: none) and a Bernoulli sample of the ``sample_from`` rows; gathered."""
+    from .distributed import gather_vectors
+    from .metrics import MetricSums
+    from .statistics import ResidualPass
+
+    m = len(source.target_names)
+    sums, sse, sum_y2 = MetricSums(m), np.zeros(m), 0.0
+    residuals = ResidualPass(solution, cov_type) if cov_type is not None else None
+    pick = _sampler(sample_from, PLOT_SAMPLE_ROWS, seed) if sample_from else None
+    sample = []
+    chunks = source._chunks(chunk_rows, dist.rank, dist.world_size) if dist.is_distributed \
+        else source.chunks(chunk_rows)  # noqa: SLF001 - the ranks' parts, as accumulate_shard read them
+    for X, y, w in chunks:
+        y_pred = X @ weight.T + bias  # (k, m)
+        sums.update(y, y_pred)
+        squared = (y - y_pred) ** 2
+        sse += (squared if w is None else w[:, None] * squared).sum(axis=0)
+        sum_y2 += float(np.sum(y**2))
+        if residuals is not None and residuals.needed:
+            residuals.update(X, y, w)
+        if pick is not None:
+            keep = pick(len(X))
+            if keep.any():
+                sample.append((X[keep], y[keep], None if w is None else w[keep]))
+    if dist.is_distributed:  # every rank's sums, merged in rank order: the same on every rank
+        parts = gather_vectors(sums.to_vector(), dist)
+        sums = MetricSums.from_vector(parts[0])
+        for part in parts[1:]:
+            sums.merge(MetricSums.from_vector(part))
+        totals = np.sum(gather_vectors(np.concatenate([sse, [sum_y2]]), dist), axis=0)
+        sse, sum_y2 = totals[:m], float(totals[m])
+        if residuals is not None and residuals.needed:
+            vectors = gather_vectors(residuals.to_vector(), dist)
+            residuals = ResidualPass(solution, cov_type)
+            for v in vectors:
+                residuals.add_vector(v)
+    return _LastPass(sums, sse, sum_y2, residuals, sample)
+
+
+def _sampler(n_rows: int, n_wanted: int, seed: int):
+    """``pick(k)``: a mask of the next ``k`` rows, each kept with probability ``n_wanted / n_rows``, seeded,
+    at most ``n_wanted`` in all; so the sample spreads over the whole file."""
+    rng = np.random.default_rng(seed)
+    p = min(1.0, n_wanted / n_rows)
+    left = [n_wanted]
+
+    def pick(k: int) -> np.ndarray:
+        keep = rng.random(k) < p if p < 1 else np.ones(k, dtype=bool)
+        keep[np.flatnonzero(keep)[left[0]:]] = False
+        left[0] -= int(keep.sum())
+        return keep
+
+    return pick
+
+
+def _sample_dataset(pieces: list, source, d: int, m: int) -> Dataset:
+    """The sampled rows as a Dataset with the source's column names (empty on ranks that sample nothing)."""
+    def stack(i: int, width: int) -> torch.Tensor:
+        return torch.from_numpy(np.concatenate([p[i] for p in pieces])) if pieces else torch.zeros(0, width,
+                                                                                                 dtype=torch.float64)
+    weights = (torch.from_numpy(np.concatenate([p[2] for p in pieces]))
+               if pieces and source.weight_name is not None else None)
+    return Dataset(stack(0, d), stack(1, m), tuple(source.feature_names), tuple(source.target_names),
+                   sample_weight=weights)
+
+
+def _publish(result: FitResult, trained_loss: float, *, stream, statistics: bool, out: Path | None, plots: bool,
+             animation: bool, report: bool, save, force: bool, lines: Sequence[str] = ()) -> FitResult:
+    """Print the comparison with the optimum, the metrics, ``lines`` and the statistics; write the files."""
+    from .persistence import SavedModel, save_model
+
+    data, config, history, solution, gap, metrics = (result.data, result.config, result.history, result.solution,
+                                                     result.gap, result.metrics)
+    weight, bias, scaler, stats = result.weight, result.bias, result.scaler, result.statistics
     _print(stream, "")
     _print(stream, format_comparison(data.feature_names, data.target_names,
                                      {"weight": weight, "bias": bias, "loss": trained_loss},
                                      {"weight": solution.coef, "bias": solution.intercept, "loss": solution.loss}, gap))
     _print(stream, format_metrics(metrics))
+    for line in lines:
+        _print(stream, line)
     if statistics:
         for table in stats:
             _print(stream, "")
@@ -304,7 +626,7 @@ def _metrics(X, y, weight, bias) -> dict:
     return {k: m[k] for k in ("mse", "rmse", "mae", "r2")}
 
 
-def _gap(weight, bias, trained_loss: float, solution: LstsqSolution, y: torch.Tensor) -> dict:
+def _gap(weight, bias, trained_loss: float, solution: LstsqSolution, mean_square_y: float) -> dict:
     """How far the trained model is from the optimum; ``exact_fit`` when the optimum's loss is rounding noise."""
     theta = np.concatenate([weight.ravel(), bias.ravel()])
     best = np.concatenate([np.asarray(solution.coef).ravel(), np.asarray(solution.intercept).ravel()])
@@ -317,7 +639,7 @@ def _gap(weight, bias, trained_loss: float, solution: LstsqSolution, y: torch.Te
         "relative_excess_loss": excess / solution.loss if solution.loss > 0 else (0.0 if excess <= 0 else math.inf),
         "distance": distance,
         "relative_distance": distance / norm if norm > 0 else (0.0 if distance == 0 else math.inf),
-        "exact_fit": solution.loss <= 1e-20 * float(torch.mean(y.double() ** 2)),
+        "exact_fit": solution.loss <= 1e-20 * mean_square_y,
         "unique": solution.rank == weight.shape[1] + 1,  # features plus the intercept all identified
     }
 
@@ -331,9 +653,22 @@ def _print(stream: TextIO | None, text: str) -> None:
 def divergence_advice(X: torch.Tensor, n_targets: int, config: TrainConfig) -> str:
     """Why gradient descent diverged on this data and which learning rate avoids it."""
     if config.optimizer != "sgd":
+        return _advice(math.nan, config)
+    return _advice(max_stable_lr(X, n_targets, momentum=config.momentum, nesterov=config.nesterov,
+                                 weight_decay=config.weight_decay), config)
+
+
+def _lr_advice(objective: GramObjective, config: TrainConfig) -> str:
+    """:func:`divergence_advice` from the R factor alone: the Hessian is ``2/(Σw·m) · R[:, :d+1]ᵀ R[:, :d+1]``."""
+    R = objective.R[:, :objective.n_features + 1]
+    largest = np.linalg.eigvalsh(2.0 / (objective.sum_weights * objective.n_targets) * (R.T @ R))[-1]
+    factor = 2.0 * (1.0 + config.momentum) / ((1.0 + 2.0 * config.momentum) if config.nesterov else 1.0)
+    return _advice(factor / (largest + config.weight_decay), config)
+
+
+def _advice(bound: float, config: TrainConfig) -> str:
+    if config.optimizer != "sgd":
         return f"{config.optimizer} diverged at lr {config.learning_rate:g}; lower --lr (e.g. by 10x) or use --standardize"
-    bound = max_stable_lr(X, n_targets, momentum=config.momentum, nesterov=config.nesterov,
-                          weight_decay=config.weight_decay)
     exponent = math.floor(math.log10(0.9 * bound))
     suggestion = math.floor(0.9 * bound / 10**exponent) * 10**exponent
     return (f"On this data gradient descent diverges for learning rates above {bound:.3g} "

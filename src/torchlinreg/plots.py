@@ -2,24 +2,35 @@
 history (never by training).
 
 Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas, so no display and
-no global pyplot state are involved.
+no global pyplot state are involved. Their margins are fixed (``MARGINS``) rather than left
+to a layout engine, which measures every text by drawing each figure once more than it is
+saved (about a third of the plotting time); a figure whose labels turn out too large for
+them is saved with the tight layout instead (:func:`save_figure`).
+
+matplotlib is imported by the first figure, not by this module, and the figures need only
+NumPy arrays (a :class:`~torchlinreg.data.Dataset` or a :class:`PlotData`): so
+:func:`save_plots` can hand the drawing to the command's plotting process
+(:mod:`torchlinreg.plot_process`) without loading matplotlib or PyTorch there.
 """
 
 from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")  # non-interactive: PNG files only
-from matplotlib.figure import Figure  # noqa: E402
+from . import plot_process
+from .history import History, Params
+from .outputs import atomic_write_bytes
 
-from .data import Dataset  # noqa: E402
-from .history import History, Params  # noqa: E402
-from .outputs import atomic_write_bytes  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .data import Dataset
 
 PLOT_FILES = {  # plot name -> file name in the output folder
     "data": "data.png",
@@ -32,36 +43,88 @@ PLOT_FILES = {  # plot name -> file name in the output folder
 ANIMATION_FILE = "fit.gif"  # written by save_plots(..., animation=True) under the name "animation"
 
 
+# Inches from each edge of the figure to the axes: room for the tutorial's tick labels, axis
+# labels and title (what the tight layout gives them, plus a little).
+MARGINS = {"left": 0.85, "right": 0.2, "bottom": 0.6, "top": 0.4}
+EDGE_PX = 3  # a title or label closer than this to the figure's edge is clipped or cramped
+
+
+@dataclass(frozen=True)
+class PlotData:
+    """What the plots use of a :class:`~torchlinreg.data.Dataset`, as NumPy arrays (no PyTorch needed).
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples, n_targets)
+    feature_names, target_names : column names, one per column of ``X`` and ``y``.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    target_names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, data: Dataset | PlotData) -> PlotData:
+        return cls(np.asarray(data.X), np.asarray(data.y), tuple(data.feature_names), tuple(data.target_names))
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def n_targets(self) -> int:
+        return self.y.shape[1]
+
+
 def _figure() -> tuple[Figure, object]:
-    fig = Figure(figsize=(6.4, 4.8), dpi=100, layout="tight")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    FigureCanvasAgg(fig)  # saves the PNG; keeps the renderer of the last draw for save_figure's check
+    _set_margins(fig)
     return fig, fig.add_subplot()
 
 
-def _scatter(ax, data: Dataset) -> None:
-    x = data.X[:, 0].numpy()
+def _set_margins(fig: Figure, hspace: float | None = None) -> None:
+    """``MARGINS`` as fractions of this figure's size (the loss figure grows taller)."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=MARGINS["left"] / width, right=1 - MARGINS["right"] / width,
+                        bottom=MARGINS["bottom"] / height, top=1 - MARGINS["top"] / height, hspace=hspace)
+
+
+def _scatter(ax, data: Dataset | PlotData) -> None:
+    x = np.asarray(data.X[:, 0])
     for j, name in enumerate(data.target_names):
-        ax.scatter(x, data.y[:, j].numpy(), s=18, label=name if data.n_targets > 1 else "data")
+        ax.scatter(x, np.asarray(data.y[:, j]), s=18, label=name if data.n_targets > 1 else "data")
     ax.set_xlabel(data.feature_names[0])
     ax.set_ylabel(data.target_names[0] if data.n_targets == 1 else "targets")
 
 
-def _line(ax, data: Dataset, params: Params, label: str) -> None:
+def _line(ax, data: Dataset | PlotData, params: Params, label: str) -> None:
     """The model's line from the smallest to the largest x, as the tutorial draws it."""
-    x1 = [data.X[:, 0].min().item(), data.X[:, 0].max().item()]
+    feature = np.asarray(data.X[:, 0])
+    x1 = [feature.min().item(), feature.max().item()]
     for j in range(data.n_targets):
         w, b = params["linear.weight"][j][0], params["linear.bias"][j]
         ax.plot(x1, [x * w + b for x in x1], color="red", label=f"{label}: y = {w:.4f}x + {b:.4f}")
     ax.legend()
 
 
-def data_figure(data: Dataset) -> Figure:
+def data_figure(data: Dataset | PlotData) -> Figure:
     fig, ax = _figure()
     _scatter(ax, data)
     ax.set_title("Data")
     return fig
 
 
-def model_figure(data: Dataset, params: Params, title: str) -> Figure:
+def model_figure(data: Dataset | PlotData, params: Params, title: str) -> Figure:
     """The data with the line a model with ``params`` draws, titled ``Initial Model`` or ``Current Model``."""
     fig, ax = _figure()
     _scatter(ax, data)
@@ -99,6 +162,7 @@ def loss_figure(history: History, optimum_loss: float | None = None) -> Figure:
 def _excess_panel(fig: Figure, ax, epochs: list[int], excess: list[float]) -> None:
     """Below the loss: how far above the optimum it still is, on a log axis, where a plateau shows."""
     fig.set_size_inches(6.4, 7.2)
+    _set_margins(fig, hspace=0.35)  # between the panels: the tick labels above, the title below
     gs = fig.add_gridspec(3, 1)
     ax.set_subplotspec(gs[:2, 0])
     ax.set_xlabel("")
@@ -131,7 +195,7 @@ def predict(X: np.ndarray, params: Params) -> np.ndarray:
         return np.asarray(X, dtype=np.float64) @ weight.T + bias
 
 
-def _targets(ax, data: Dataset, x: np.ndarray, y: np.ndarray) -> None:
+def _targets(ax, data: Dataset | PlotData, x: np.ndarray, y: np.ndarray) -> None:
     """One scatter per target (one colour each), labelled when there are several."""
     for j, name in enumerate(data.target_names):
         ax.scatter(x[:, j], y[:, j], s=14, alpha=0.8, color=f"C{j}", label=name)
@@ -139,30 +203,30 @@ def _targets(ax, data: Dataset, x: np.ndarray, y: np.ndarray) -> None:
         ax.legend()
 
 
-def residuals_figure(data: Dataset, params: Params) -> Figure:
+def residuals_figure(data: Dataset | PlotData, params: Params) -> Figure:
     """Residuals ``y - ŷ`` against the predictions ``ŷ`` of a model with ``params``, with the zero line.
 
     Any number of features; one colour per target. A good linear fit leaves a band around
     zero with no trend and no funnel.
     """
     fig, ax = _figure()
-    y_hat = predict(data.X.double().numpy(), params)  # (n, m)
+    y_hat = predict(np.asarray(data.X, dtype=np.float64), params)  # (n, m)
     ax.axhline(0.0, color="gray", linewidth=1, zorder=0)
-    _targets(ax, data, y_hat, data.y.double().numpy() - y_hat)
+    _targets(ax, data, y_hat, np.asarray(data.y, dtype=np.float64) - y_hat)
     ax.set_xlabel("predicted" if data.n_targets > 1 else f"predicted {data.target_names[0]}")
     ax.set_ylabel("residual (actual − predicted)")
     ax.set_title("Residuals")
     return fig
 
 
-def predicted_figure(data: Dataset, params: Params) -> Figure:
+def predicted_figure(data: Dataset | PlotData, params: Params) -> Figure:
     """Predictions of a model with ``params`` against the actual targets, with the diagonal ``ŷ = y``.
 
     Any number of features; one colour per target. Points on the diagonal are predicted exactly.
     """
     fig, ax = _figure()
-    y = data.y.double().numpy()  # (n, m)
-    y_hat = predict(data.X.double().numpy(), params)
+    y = np.asarray(data.y, dtype=np.float64)  # (n, m)
+    y_hat = predict(np.asarray(data.X, dtype=np.float64), params)
     both = np.concatenate([y.ravel(), y_hat.ravel()])
     both = both[np.isfinite(both)]
     lo, hi = (both.min(), both.max()) if both.size else (0.0, 1.0)
@@ -175,12 +239,43 @@ def predicted_figure(data: Dataset, params: Params) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG file, atomically; drawn again with the tight layout if a label fell off its edge."""
+    if not hasattr(fig.canvas, "get_renderer"):  # a figure made elsewhere: give it the Agg canvas ours have
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+    png = _png(fig)
+    if fig.get_layout_engine() is None and _clipped(fig):
+        fig.set_layout_engine("tight")  # long tick labels (large or many-digit values): measure, then draw
+        png = _png(fig)
+    return atomic_write_bytes(path, png)
+
+
+def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
-def save_plots(data: Dataset, history: History, out_dir: str | os.PathLike,
+def _clipped(fig: Figure) -> bool:
+    """Whether a title, axis label or offset text of the last draw lies within ``EDGE_PX`` of the edge or beyond.
+
+    Each axis label is drawn beyond its tick labels and each title above the axes' top
+    texts, so these few boxes tell whether the margins held everything.
+    """
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        for text in (ax.title, ax.xaxis.label, ax.yaxis.label, ax.xaxis.offsetText, ax.yaxis.offsetText):
+            if not (text.get_visible() and text.get_text()):
+                continue
+            box = text.get_window_extent(renderer)
+            if (box.x0 < EDGE_PX or box.y0 < EDGE_PX or box.x1 > renderer.width - EDGE_PX
+                    or box.y1 > renderer.height - EDGE_PX):
+                return True
+    return False
+
+
+def save_plots(data: Dataset | PlotData, history: History, out_dir: str | os.PathLike,
                optimum_loss: float | None = None, *, animation: bool = False) -> dict[str, Path]:
     """Write the plots into ``out_dir`` and return their paths by name (see ``PLOT_FILES``).
 
@@ -188,8 +283,25 @@ def save_plots(data: Dataset, history: History, out_dir: str | os.PathLike,
     features; the tutorial's data and line plots need a model with one input feature.
     With ``animation`` the fit is also written as ``fit.gif`` (name ``"animation"``), see
     :func:`torchlinreg.animation.save_animation`.
+
+    In the ``torchlinreg`` command the PNG files are drawn by its plotting process when it
+    has one (:mod:`torchlinreg.plot_process`); if that fails, they are drawn here, so any
+    error is raised here as it would be without it.
     """
     out_dir = Path(out_dir)
+    files = plot_process.draw(data, history, out_dir, optimum_loss)  # None: no plotting process, or it failed
+    if files is None:
+        files = save_pngs(data, history, out_dir, optimum_loss)
+    if animation:
+        from .animation import save_animation
+
+        files["animation"] = save_animation(data, history, out_dir / ANIMATION_FILE)
+    return files
+
+
+def save_pngs(data: Dataset | PlotData, history: History, out_dir: Path,
+              optimum_loss: float | None = None) -> dict[str, Path]:
+    """The PNG files of :func:`save_plots`, drawn in this process."""
     figures = {"loss": loss_figure(history, optimum_loss)}
     if data.n_features == 1:
         figures["data"] = data_figure(data)
@@ -197,9 +309,4 @@ def save_plots(data: Dataset, history: History, out_dir: str | os.PathLike,
         figures["current"] = model_figure(data, history.final_params, "Current Model")
     figures["residuals"] = residuals_figure(data, history.final_params)
     figures["predicted"] = predicted_figure(data, history.final_params)
-    files = {name: save_figure(figures[name], out_dir / PLOT_FILES[name]) for name in PLOT_FILES if name in figures}
-    if animation:
-        from .animation import save_animation
-
-        files["animation"] = save_animation(data, history, out_dir / ANIMATION_FILE)
-    return files
+    return {name: save_figure(figures[name], out_dir / PLOT_FILES[name]) for name in PLOT_FILES if name in figures}

@@ -26,7 +26,8 @@ class ProgressBar(Callback):
 
         stream = self.stream or sys.stderr
         disable = (not self.force) if self.force is not None else not _is_terminal(stream)
-        self._bar = tqdm(total=config.epochs, desc="training", unit="epoch", file=stream, delay=self.delay,
+        self._bar = tqdm(total=config.epochs, initial=len(history), desc="training", unit="epoch", file=stream,
+                         delay=self.delay,  # initial: the epochs a resumed run had done
                          disable=disable, dynamic_ncols=True, leave=False, mininterval=self.mininterval)
 
     def on_epoch_end(self, record) -> None:

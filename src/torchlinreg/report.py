@@ -6,6 +6,7 @@ the same line lists them (``weight: [w1, w2]``), and long lists are shortened.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TextIO
 
@@ -131,13 +132,17 @@ def format_comparison(feature_names, target_names, trained: dict, optimum: dict,
     excess = gap["relative_excess_loss"]
     if gap.get("exact_fit"):
         excess_text = "the optimum fits the data exactly (loss 0 to rounding), the trained model does not"
+    elif not math.isfinite(excess):  # an optimum's loss so small that the ratio overflows
+        excess_text = f"the trained loss, {gap['trained_loss']:.3g}, is far above the optimum's, {gap['optimum_loss']:.3g}"
     elif excess >= 1e-4:
         excess_text = f"the trained loss is {100 * excess:.3g}% above the optimum's"
     else:
         excess_text = f"the trained loss is {excess:.2e} above the optimum's (relative)"
     unique = gap.get("unique") is not False
+    relative = gap["relative_distance"]  # inf when the optimum is all zeros: no size to compare with
+    size = f" ({100 * relative:.3g}% of its size)" if math.isfinite(relative) else " (the optimum is all zeros)"
     lines.append(f"  gap: {excess_text}; the parameters are {gap['distance']:.4g} away from the "
-                 f"{'' if unique else 'minimum-norm '}optimum ({100 * gap['relative_distance']:.3g}% of its size)")
+                 f"{'' if unique else 'minimum-norm '}optimum{size}")
     if not unique:
         lines.append("  (the data do not identify every parameter, so the optimum is not unique: a distance "
                      "from the minimum-norm one says little; compare the losses)")

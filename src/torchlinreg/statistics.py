@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 from scipy import stats
@@ -290,22 +290,120 @@ def regression_statistics(X, y, *, sample_weight=None, conf_level: float = 0.95,
     ``OLS``/``WLS(...).fit(cov_type=...)`` on ``sm.add_constant(X)`` (see the module's conventions).
     """
     conf_level, cov_type = check_settings(conf_level, cov_type)
-    use_t = cov_type == "nonrobust" if use_t is None else bool(use_t)
-    if fit_intercept and feature_names is not None and INTERCEPT in [str(name) for name in feature_names]:
-        raise ValueError(f"a feature is named {INTERCEPT!r}, the name of the constant term; rename that column "
-                         f"(or pass fit_intercept=False if it is a column of ones)")
+    _check_names(feature_names, fit_intercept)
     solution = lstsq(X, y, feature_names=feature_names, target_names=target_names, fit_intercept=fit_intercept,
                      sample_weight=sample_weight)  # checks every input
     X = _as_array(X, "X")
-    Y = _as_array(y, "y").reshape(len(X), -1)  # (n, m)
-    w = np.ones(len(X)) if sample_weight is None else _as_array(sample_weight, "sample_weight")
-    basis = _Basis(solution)
-    n_obs = int(np.count_nonzero(w))  # a row of weight 0 is left out
+    residuals = ResidualPass(solution, cov_type)
+    if residuals.needed:
+        residuals.update(X, y, sample_weight)
+    return solution_statistics(solution, residuals if residuals.needed else None, conf_level=conf_level,
+                               cov_type=cov_type, use_t=use_t)
+
+
+def _check_names(feature_names, fit_intercept: bool) -> None:
+    if fit_intercept and feature_names is not None and INTERCEPT in [str(name) for name in feature_names]:
+        raise ValueError(f"a feature is named {INTERCEPT!r}, the name of the constant term; rename that column "
+                         f"(or pass fit_intercept=False if it is a column of ones)")
+
+
+class ResidualPass:
+    """What the statistics need beyond the R factor, summed in one pass over the rows.
+
+    ``Σ log w`` over the rows of positive weight (the weighted log-likelihood) and, for the
+    HC covariances, ``C = Σᵢ ωᵢ ẽᵢ² q_i q_iᵀ`` per target at the solution. The rows may come
+    in chunks of any size (:meth:`update`), and passes over parts of the rows add up
+    (:meth:`merge`), so a file can be streamed and split among processes. The classical
+    covariance of unweighted data needs no pass (:attr:`needed` is False).
+    """
+
+    def __init__(self, solution: LstsqSolution, cov_type: str = "nonrobust"):
+        if solution._factor is None:
+            raise ValueError("this solution carries no factorization; make it with QRAccumulator.solve or lstsq")
+        _, self.cov_type = check_settings(0.95, cov_type)
+        self.solution = solution
+        self.basis = _Basis(solution)
+        m, k = len(solution.target_names), self.basis.K.shape[1]
+        self.middle = None if self.cov_type == "nonrobust" else np.zeros((m, k, k))
+        self.log_weights = 0.0  # Σ log w over rows of positive weight
+        self.n_rows = 0
+
+    @property
+    def needed(self) -> bool:
+        """Whether the statistics need this pass: an HC covariance, or weighted rows (for the log-likelihood)."""
+        return self.middle is not None or self.solution.sum_weights is not None
+
+    def __repr__(self) -> str:
+        return f"ResidualPass(cov_type={self.cov_type!r}, n_rows={self.n_rows})"
+
+    def update(self, X, y, sample_weight=None) -> ResidualPass:
+        """Add rows: ``X`` (k, n_features), ``y`` (k, n_targets) or (k,), ``sample_weight`` (k,) or None."""
+        X = _as_array(X, "X")
+        Y = _as_array(y, "y").reshape(len(X), -1)  # (k, m)
+        w = np.ones(len(X)) if sample_weight is None else _as_array(sample_weight, "sample_weight")
+        self.log_weights += float(np.sum(np.log(w[w > 0])))
+        if self.middle is not None:
+            self.middle += _robust_middle(_blocks(X, Y, np.sqrt(w)), self.solution, self.basis, self.cov_type)
+        self.n_rows += len(X)
+        return self
+
+    def merge(self, other: ResidualPass) -> ResidualPass:
+        """Add the sums of a pass over other rows (of the same solution and covariance type)."""
+        if not isinstance(other, ResidualPass) or other.cov_type != self.cov_type:
+            raise ValueError(f"can only merge a ResidualPass of cov_type {self.cov_type!r}, got {other!r}")
+        self.log_weights += other.log_weights
+        if self.middle is not None:
+            self.middle += other.middle
+        self.n_rows += other.n_rows
+        return self
+
+    def to_vector(self) -> np.ndarray:
+        """The sums as one float64 vector (to send to other processes); :meth:`add_vector` reads it."""
+        middle = self.middle.ravel() if self.middle is not None else np.zeros(0)
+        return np.concatenate([[self.log_weights, self.n_rows], middle])
+
+    def add_vector(self, v: np.ndarray) -> ResidualPass:
+        """Add the sums of another pass given as :meth:`to_vector` made them."""
+        v = np.asarray(v, dtype=np.float64)
+        self.log_weights += float(v[0])
+        self.n_rows += int(v[1])
+        if self.middle is not None:
+            self.middle += v[2:].reshape(self.middle.shape)
+        return self
+
+
+def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None = None, *,
+                        conf_level: float = 0.95, cov_type: str = "nonrobust",
+                        use_t: bool | None = None) -> list[RegressionStatistics]:
+    """:func:`regression_statistics` from a solution and, where needed, one pass over its rows.
+
+    ``solution`` comes from ``lstsq``, ``QRAccumulator.solve`` or ``refine`` (a streamed or
+    merged R factor works: everything but the pass comes from R). ``residuals`` is a
+    :class:`ResidualPass` of ``cov_type`` over all the rows the solution was fitted on,
+    needed for an HC covariance and for weighted rows (``ResidualPass.needed``); the
+    classical covariance of unweighted rows needs none.
+    """
+    conf_level, cov_type = check_settings(conf_level, cov_type)
+    if solution._factor is None:
+        raise ValueError("this solution carries no factorization; make it with QRAccumulator.solve or lstsq")
+    f = solution._factor
+    fit_intercept = f.fit_intercept
+    _check_names(solution.feature_names, fit_intercept)
+    weighted = solution.sum_weights is not None
+    if residuals is None and (cov_type != "nonrobust" or weighted):
+        raise ValueError(f"the {cov_type} covariance of {'weighted ' if weighted else ''}rows needs a pass over "
+                         "them: give a ResidualPass(solution, cov_type) updated with every row")
+    if residuals is not None and (residuals.cov_type != cov_type or residuals.solution is not solution):
+        raise ValueError(f"the ResidualPass is for cov_type {residuals.cov_type!r} of another solution; "
+                         f"make it with ResidualPass(solution, {cov_type!r})")
+    use_t = cov_type == "nonrobust" if use_t is None else bool(use_t)
+    basis = residuals.basis if residuals is not None else _Basis(solution)
+    n_obs = int(f.n)  # a row of weight 0 is left out
     k_const = int(fit_intercept)
     rank = solution.rank
     df_resid, df_model = np.float64(n_obs - rank), np.float64(rank - k_const)  # NumPy: x / 0 is inf or nan
-    log_weights = float(np.sum(np.log(w[w > 0])))
-    middle = None if cov_type == "nonrobust" else _robust_middle(_blocks(X, Y, np.sqrt(w)), solution, basis, cov_type)
+    log_weights = residuals.log_weights if weighted else 0.0
+    middle = None if cov_type == "nonrobust" else residuals.middle
     with np.errstate(divide="ignore", invalid="ignore"):
         hc1 = n_obs / df_resid if cov_type == "HC1" else 1.0
         q = (stats.t.ppf(0.5 + conf_level / 2, df_resid) if use_t else stats.norm.ppf(0.5 + conf_level / 2))
@@ -351,8 +449,30 @@ def regression_statistics(X, y, *, sample_weight=None, conf_level: float = 0.95,
                 f_statistic=float(f_statistic), f_pvalue=float(stats.f.sf(f_statistic, df_model, df_resid)),
                 log_likelihood=float(llf), aic=float(-2 * llf + 2 * rank), bic=float(-2 * llf + math.log(n_obs) * rank),
                 condition_number=float(solution.condition_number), unidentified=unidentified, use_t=use_t,
-                weighted=sample_weight is not None))
+                weighted=weighted))
     return results
+
+
+def streamed_statistics(solution: LstsqSolution, chunks: Callable[[], Iterable], *, conf_level: float = 0.95,
+                        cov_type: str = "nonrobust", use_t: bool | None = None) -> list[RegressionStatistics]:
+    """:func:`solution_statistics` of data read in chunks: ``chunks()`` is called for the pass, if one is needed.
+
+    ``chunks`` returns a fresh iterable of ``(X, y)`` or ``(X, y, sample_weight)`` chunks holding
+    exactly the rows the solution was fitted on (e.g. ``lambda: source.chunks()`` of a
+    :class:`torchlinreg.stream.StreamSource`). The classical covariance of unweighted rows
+    reads nothing; an HC covariance or weighted rows read the data once more.
+    """
+    _, cov_type = check_settings(conf_level, cov_type)
+    residuals = ResidualPass(solution, cov_type)
+    if not residuals.needed:
+        return solution_statistics(solution, None, conf_level=conf_level, cov_type=cov_type, use_t=use_t)
+    for chunk in chunks():
+        parts = tuple(chunk)
+        residuals.update(parts[0], parts[1], parts[2] if len(parts) > 2 else None)
+    if residuals.n_rows != solution.n_samples:
+        raise ValueError(f"the chunks hold {residuals.n_rows} rows but the solution was fitted on "
+                         f"{solution.n_samples}; give the same rows")
+    return solution_statistics(solution, residuals, conf_level=conf_level, cov_type=cov_type, use_t=use_t)
 
 
 def _wald(eta: np.ndarray, cov_eta: np.ndarray) -> float:

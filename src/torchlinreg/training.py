@@ -112,6 +112,7 @@ def train(
     scaler=None,
     sample_weight: torch.Tensor | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    checkpoint=None,
 ) -> History:
     """Train ``model`` in place on ``(X, y)`` and return the history of every epoch.
 
@@ -130,6 +131,9 @@ def train(
     squared errors (weighted least squares); mini-batches use their rows' weights.
     ``optimizer``: continue with this optimizer (and its state, e.g. momentum buffers)
     instead of making a new one from ``config``; it must hold ``model``'s parameters.
+    ``checkpoint`` (a :class:`torchlinreg.checkpoint.Checkpointer`) saves the loop's whole
+    state after epochs and, when resuming, starts after its epoch with that state, so the
+    run ends with the same bits as one never interrupted.
     """
     callbacks = list(callbacks)
     dtype = getattr(torch, config.dtype)
@@ -151,10 +155,14 @@ def train(
     plateau = _Plateau(config.tol, config.patience)
     history = History(initial_params=units.params(model))
     last_state = _state(model)  # model-unit parameters of the last epoch with a finite loss
+    start, first_loss = 1, None
+    if checkpoint is not None:  # when resuming, the state after the checkpoint's epoch comes back
+        start, first_loss = checkpoint.bind(model, optimizer, scheduler, plateau, history, last_state, generator=order)
     for cb in callbacks:
         cb.on_train_begin(model, config, history)
 
-    for epoch in range(1, config.epochs + 1):
+    epoch = start - 1  # the last epoch run, also when a resumed run had run them all
+    for epoch in range(start, config.epochs + 1):
         needs_graph = full_batch and config.optimizer != "lbfgs"  # reuse this forward pass for the step
         with torch.set_grad_enabled(needs_graph):
             y_pred = model(X)  # (n, out_features)
@@ -185,6 +193,8 @@ def train(
                 optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if checkpoint is not None:
+            checkpoint.epoch_end(epoch, last_state, first_loss)  # saves every few epochs; stops on SIGINT/SIGTERM
 
     return _finish(model, history, last_state, units, callbacks, epoch)
 

@@ -1,0 +1,413 @@
+"""Checkpoints: the whole state of a fit after an epoch, so that it continues exactly there.
+
+A checkpoint lives in ``checkpoint/`` inside the run's output folder:
+
+* ``state-<epoch>.safetensors``: every tensor the training loop carries from one epoch to
+  the next: the parameters, the parameters of the last epoch with a finite loss (kept for
+  divergence), the optimizer's buffers (SGD momentum, Adam moments, the L-BFGS memory) and
+  the states of the random generators (the mini-batch order, PyTorch's and NumPy's global ones);
+* ``history.jsonl``: one JSON line per recorded epoch, appended at each checkpoint, so a
+  checkpoint costs the epochs since the previous one, not the whole history;
+* ``state.json``, written last: the epoch, the settings and the SHA-256 of the data a
+  resumed run must match, the optimizer's and the schedule's other state, the stopping
+  rule's, and the SHA-256 of the tensors file and of the history log's first ``bytes`` bytes.
+
+``state.json`` is the commit: the tensors file is written (atomically) under a new name
+first, then ``state.json`` (atomically) names it, then older tensors files are deleted. The
+log only grows; ``state.json`` says how many of its bytes count, so a torn append past them
+is ignored on resume and overwritten by the next checkpoint. A process killed at any point
+leaves the previous checkpoint usable. Nothing is unpickled: safetensors and JSON only.
+
+Resuming puts every piece back, so the epochs after it run on the same bits as in a run
+never interrupted: same parameters, history and output files, byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+
+from . import __version__
+from .errors import CheckpointError, ConfigError, Interrupted, OutputError
+from .history import EpochRecord, History
+from .outputs import (CHECKPOINT_DIR, CHECKPOINT_FORMAT, CHECKPOINT_STATE, atomic_write_bytes, atomic_write_text,
+                      read_json_object)
+from .persistence import _looks_like_pickle, _one_line, sorted_metadata
+
+FORMAT_VERSION = 1
+HISTORY_LOG = "history.jsonl"
+SIGNALS = (signal.SIGINT, signal.SIGTERM)  # stop at the end of the epoch, with a checkpoint
+START_OVER = "start over without --resume (with --force)"
+
+
+def fit_settings(config, **extra) -> dict:
+    """What a resumed fit must share with the interrupted one: ``config``'s fields, ``extra``,
+    the number of PyTorch threads (sums over many rows depend on it) and the versions."""
+    settings = {**config.to_dict(), **extra, "threads": torch.get_num_threads(),
+                "torchlinreg": __version__, "torch": torch.__version__}
+    return json.loads(json.dumps(settings))  # as it reads back from state.json (tuples become lists)
+
+
+def data_sha256(*tensors: torch.Tensor | None) -> str:
+    """SHA-256 of the tensors' dtypes, shapes and bytes (``None`` counts as absent)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        if t is None:
+            h.update(b"none;")
+            continue
+        a = t.detach().cpu().contiguous()
+        h.update(f"{a.dtype}{tuple(a.shape)};".encode())
+        h.update(a.numpy().reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+class Checkpointer:
+    """Saves a fit's training state into ``<out_dir>/checkpoint``; with ``resume``, puts it back.
+
+    The training loops call :meth:`bind` once before epoch 1 (it restores the state when
+    resuming) and :meth:`epoch_end` after each epoch's step. Inside :meth:`on_signals`,
+    SIGINT or SIGTERM ends training at the end of the current epoch with a checkpoint and
+    :class:`~torchlinreg.errors.Interrupted`; a second signal stops at once.
+
+    Parameters
+    ----------
+    out_dir : path
+        The run's output folder.
+    settings : dict
+        What must not change before a resume (see :func:`fit_settings`).
+    data_hash : callable
+        Returns the SHA-256 of the data trained on (see :func:`data_sha256`); called once,
+        when the first checkpoint is written or one is read.
+    every : int or None
+        Write a checkpoint after every ``every``-th epoch; None: only when stopped by a
+        signal (when resuming, None keeps the checkpoint's own).
+    resume : bool
+        Continue from the checkpoint in ``out_dir``; refused when there is none, when it is
+        damaged, or when it was made with other settings or data.
+    force : bool
+        Without ``resume``, start over when ``out_dir`` holds a checkpoint (else refused, so
+        that an interrupted run is not lost by accident).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, settings: dict, data_hash: Callable[[], str], *,
+                 every: int | None = None, resume: bool = False, force: bool = False):
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ConfigError(f"--checkpoint-every must be a positive integer, got {every!r}; pass e.g. 100")
+        self.folder = Path(out_dir) / CHECKPOINT_DIR
+        self.every, self.settings = every, settings
+        self._data_hash, self._data_sha = data_hash, None
+        self.stop_signal: int | None = None  # set by the first SIGINT/SIGTERM inside on_signals()
+        self.saved_epoch: int | None = None  # the epoch the checkpoint on disk holds
+        self._log_bytes, self._log_records, self._log_hash = 0, 0, hashlib.sha256()
+        self._restored = None
+        if self.folder.exists() and not self.folder.is_dir():
+            raise OutputError(f"{str(self.folder)!r} is a file, not torchlinreg's checkpoint folder; "
+                              "move it or choose another --out")
+        found = (self.folder / CHECKPOINT_STATE).exists()
+        if resume:
+            if not found:
+                raise ConfigError(f"no checkpoint to resume in {str(self.folder.parent)!r}; run without --resume "
+                                  "(a checkpoint is written by --checkpoint-every N, or when a fit is interrupted)")
+            self._restored = self._load()
+            if every is None:
+                self.every = self._restored[0].get("every")
+        elif found and not force:
+            state = read_json_object(self.folder / CHECKPOINT_STATE)
+            epochs = state.get("settings", {}).get("epochs") if isinstance(state.get("settings"), dict) else None
+            where = f" (epoch {state['epoch']} of {epochs})" if "epoch" in state else ""
+            raise OutputError(f"{str(self.folder.parent)!r} holds the checkpoint of an interrupted run{where}; "
+                              "pass --resume to continue it, or --force to start over")
+        else:
+            self.remove()
+
+    def __repr__(self) -> str:
+        return f"Checkpointer({str(self.folder)!r}, every={self.every}, saved_epoch={self.saved_epoch})"
+
+    # --- the hooks the training loops call -------------------------------------------------------
+
+    def bind(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, plateau, history: History,
+             last_state: dict[str, torch.Tensor], *,
+             generator: torch.Generator | None = None) -> tuple[int, float | None]:
+        """Remember the loop's state objects; when resuming, load the checkpoint into them.
+
+        ``plateau`` is the stopping rule (``best``, ``stale``); ``last_state`` the parameters
+        of the last epoch with a finite loss (filled in place); ``generator`` the mini-batch
+        order, if any. Returns the first epoch to run and the loss of epoch 1 (None when
+        starting from scratch).
+        """
+        self._model, self._optimizer, self._scheduler = model, optimizer, scheduler
+        self._plateau, self._history, self._generator = plateau, history, generator
+        if self._restored is None:
+            return 1, None
+        state, tensors, records = self._restored
+        self._restored = None
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                for prefix, target in (("model", p), ("last", last_state[name])):
+                    saved = tensors.get(f"{prefix}.{name}")
+                    if saved is None or saved.shape != target.shape:
+                        raise self._damaged(f"it holds no {prefix} parameter {name!r} of shape {tuple(target.shape)}")
+                    target.copy_(saved)
+        try:  # the SHA-256 vouches for the files; this catches a state that does not fit these objects
+            optimizer.load_state_dict(_decode(state["optimizer"], tensors))
+            if scheduler is not None:
+                scheduler.load_state_dict(_decode(state["scheduler"], tensors))
+            if generator is not None:
+                generator.set_state(tensors["rng.shuffle"])
+            torch.set_rng_state(tensors["rng.torch"])
+            kind, pos, has_gauss, cached = state["numpy_rng"]
+            np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+            plateau.best, plateau.stale = state["plateau"]["best"], state["plateau"]["stale"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise self._damaged(f"its optimizer, schedule or generator state does not fit ({_one_line(exc)})") from None
+        history.records[:] = records
+        self.saved_epoch = state["epoch"]
+        return state["epoch"] + 1, state["first_loss"]
+
+    def epoch_end(self, epoch: int, last_state: dict[str, torch.Tensor], first_loss: float) -> None:
+        """After epoch ``epoch``'s step: checkpoint every ``every`` epochs, and stop if a signal came."""
+        if self.stop_signal is not None or (self.every and epoch % self.every == 0):
+            self.save(epoch, last_state, first_loss)
+        if self.stop_signal is not None:
+            name = signal.Signals(self.stop_signal).name
+            raise Interrupted(f"stopped by {name} after epoch {epoch} of {self.settings.get('epochs')}; the "
+                              f"checkpoint in {str(self.folder)!r} holds the run", signum=self.stop_signal,
+                              resumable=True)
+
+    @contextmanager
+    def on_signals(self, on_stop: Callable[[], None] | None = None):
+        """While inside, the first SIGINT/SIGTERM asks training to stop after the epoch; a second stops at once.
+
+        ``on_stop`` runs before :class:`~torchlinreg.errors.Interrupted` leaves (e.g. to close
+        a progress bar). Only in the main thread (Python delivers signals there); elsewhere
+        it changes nothing.
+        """
+        previous = {s: signal.getsignal(s) for s in SIGNALS}
+        if threading.current_thread() is not threading.main_thread() or None in previous.values():
+            yield self  # not the main thread, or a handler set outside Python that could not be put back
+            return
+
+        def handler(signum, frame):
+            if self.stop_signal is None:
+                self.stop_signal = signum
+                return
+            for s, h in previous.items():  # a third signal gets the usual treatment
+                signal.signal(s, h)
+            name = signal.Signals(signum).name
+            held = (f"the checkpoint in {str(self.folder)!r} holds epoch {self.saved_epoch}"
+                    if self.saved_epoch is not None else "no checkpoint had been written")
+            raise Interrupted(f"stopped at once by a second {name}; {held}", signum=signum,
+                              resumable=self.saved_epoch is not None)
+
+        for s in SIGNALS:
+            signal.signal(s, handler)
+        try:
+            yield self
+        except Interrupted:
+            if on_stop is not None:
+                on_stop()
+            raise
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    def save(self, epoch: int, last_state: dict[str, torch.Tensor], first_loss: float) -> None:
+        """Write the state after ``epoch`` epochs (``bind`` must have been called)."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the checkpoint folder {str(self.folder)!r} "
+                              f"({exc.strerror or exc}); pass --out with a folder you can write to") from None
+        self._append_history()
+        tensors: dict[str, torch.Tensor] = {}
+        for name, p in self._model.named_parameters():
+            tensors[f"model.{name}"] = p.detach().cpu().clone()
+            tensors[f"last.{name}"] = last_state[name].detach().cpu().clone()
+        optimizer = _encode(self._optimizer.state_dict(), tensors, "optimizer")
+        scheduler = None if self._scheduler is None else _encode(self._scheduler.state_dict(), tensors, "scheduler")
+        if self._generator is not None:
+            tensors["rng.shuffle"] = self._generator.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        tensors["rng.numpy"] = torch.from_numpy(keys.astype(np.int64))
+        blob = sorted_metadata(safetensors.torch.save(tensors, metadata={"format": CHECKPOINT_FORMAT}))
+        name = f"state-{epoch:06d}.safetensors"
+        atomic_write_bytes(self.folder / name, blob)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "epoch": epoch,
+            "every": self.every,
+            "settings": self.settings,
+            "data_sha256": self._data_sha256(),
+            "tensors": {"file": name, "sha256": hashlib.sha256(blob).hexdigest()},
+            "history": {"records": self._log_records, "bytes": self._log_bytes, "sha256": self._log_hash.hexdigest()},
+            "optimizer": optimizer,
+            "scheduler": scheduler,
+            "plateau": {"best": self._plateau.best, "stale": self._plateau.stale},
+            "first_loss": first_loss,
+            "numpy_rng": [kind, int(pos), int(has_gauss), float(cached)],
+        }
+        atomic_write_text(self.folder / CHECKPOINT_STATE, json.dumps(state, indent=1) + "\n")  # the commit
+        self.saved_epoch = epoch
+        for old in self.folder.glob("state-*.safetensors"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    def _append_history(self) -> None:
+        """Append the records since the last checkpoint to the log, at the byte where the valid part ends."""
+        new = self._history.records[self._log_records:]
+        lines = "".join(json.dumps({"epoch": r.epoch, "loss": r.loss, "params": r.params, "lr": r.lr,
+                                    "val_loss": r.val_loss}) + "\n" for r in new).encode("utf-8")
+        path = self.folder / HISTORY_LOG
+        try:
+            with open(path, "r+b" if path.exists() else "wb") as f:
+                f.seek(self._log_bytes)
+                f.write(lines)
+                f.truncate()  # drop a torn append of a checkpoint that never committed
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise OutputError(f"cannot write the checkpoint's history {str(path)!r} ({exc.strerror or exc}); "
+                              "free some space or pass --out with another folder") from None
+        self._log_hash.update(lines)
+        self._log_bytes += len(lines)
+        self._log_records += len(new)
+
+    def remove(self) -> None:
+        """Delete the checkpoint's files (the run finished and wrote its outputs); other files stay."""
+        if not self.folder.is_dir():
+            return
+        (self.folder / CHECKPOINT_STATE).unlink(missing_ok=True)  # first: the folder stops claiming a checkpoint
+        for path in self.folder.iterdir():
+            if path.name == HISTORY_LOG or (path.name.startswith(("state-", ".state-", ".state.json.", ".history."))
+                                            and path.is_file()):
+                path.unlink(missing_ok=True)
+        try:
+            self.folder.rmdir()
+        except OSError:  # it holds files that are not ours
+            pass
+
+    def _data_sha256(self) -> str:
+        if self._data_sha is None:
+            self._data_sha = self._data_hash()
+        return self._data_sha
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def _damaged(self, what: str) -> CheckpointError:
+        return CheckpointError(f"the checkpoint in {str(self.folder)!r} cannot be used: {what}; {START_OVER}")
+
+    def _load(self) -> tuple[dict, dict[str, torch.Tensor], list[EpochRecord]]:
+        """state.json, the tensors and the history records, each checked, and the settings and data compared."""
+        raw = _read(self.folder / CHECKPOINT_STATE, self._damaged)
+        try:
+            state = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise self._damaged(f"{CHECKPOINT_STATE} is not valid JSON, perhaps truncated ({_one_line(exc)})") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise self._damaged(f"{CHECKPOINT_STATE} is not a torchlinreg checkpoint")
+        if state.get("format_version") != FORMAT_VERSION:
+            raise self._damaged(f"it has format version {state.get('format_version')!r}, this torchlinreg reads "
+                                f"{FORMAT_VERSION}")
+        missing = [key for key in ("epoch", "settings", "data_sha256", "tensors", "history", "optimizer",
+                                   "scheduler", "plateau", "first_loss", "numpy_rng") if key not in state]
+        if missing:
+            raise self._damaged(f"{CHECKPOINT_STATE} has no {', '.join(missing)}")
+        self._check_same(state)
+        try:
+            file, sha = Path(str(state["tensors"]["file"])).name, state["tensors"]["sha256"]
+            n_bytes, log_sha, n_records = int(state["history"]["bytes"]), state["history"]["sha256"], \
+                state["history"]["records"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._damaged(f"{CHECKPOINT_STATE} has an invalid entry ({_one_line(exc)})") from None
+
+        blob = _read(self.folder / file, self._damaged)
+        if hashlib.sha256(blob).hexdigest() != sha:
+            if _looks_like_pickle(blob):
+                raise self._damaged(f"{file} is a pickle/torch.save file; torchlinreg never loads pickles")
+            raise self._damaged(f"{file} does not match the SHA-256 in {CHECKPOINT_STATE} (changed or truncated)")
+        try:
+            tensors = safetensors.torch.load(blob)
+        except Exception as exc:  # SafetensorError and friends
+            raise self._damaged(f"{file} is corrupt ({_one_line(exc)})") from None
+
+        text = _read(self.folder / HISTORY_LOG, self._damaged)
+        valid = text[:n_bytes]
+        if len(valid) != n_bytes or hashlib.sha256(valid).hexdigest() != log_sha:
+            raise self._damaged(f"{HISTORY_LOG} is shorter than, or differs from, what {CHECKPOINT_STATE} records")
+        try:
+            records = [EpochRecord(**json.loads(line)) for line in valid.decode("utf-8").splitlines()]
+        except (ValueError, TypeError) as exc:
+            raise self._damaged(f"{HISTORY_LOG} holds an invalid record ({_one_line(exc)})") from None
+        if len(records) != n_records or len(records) != state["epoch"]:
+            raise self._damaged(f"{HISTORY_LOG} holds {len(records)} epochs, the checkpoint is at epoch "
+                                f"{state['epoch']}")
+        self._log_bytes, self._log_records, self._log_hash = len(valid), len(records), hashlib.sha256(valid)
+        self.saved_epoch = state["epoch"]
+        return state, tensors, records
+
+    def _check_same(self, state: dict) -> None:
+        """Refuse a checkpoint made with other settings or other data."""
+        saved = state["settings"]
+        changed = [f"{key} is {self.settings.get(key)!r} here but {saved.get(key)!r} in the checkpoint"
+                   for key in sorted(set(saved) | set(self.settings)) if saved.get(key) != self.settings.get(key)]
+        where = f"cannot resume from {str(self.folder)!r}"
+        if changed:
+            raise ConfigError(f"{where}: {'; '.join(changed)}; resume with the settings of the interrupted run, "
+                              f"or {START_OVER}")
+        if state["data_sha256"] != self._data_sha256():
+            raise ConfigError(f"{where}: the data differ from those it was made with (SHA-256 of the training "
+                              f"rows); pass the same data and columns, or {START_OVER}")
+
+
+# --- optimizer and scheduler state as JSON plus tensors ------------------------------------------------
+
+def _encode(value, tensors: dict[str, torch.Tensor], key: str):
+    """``value`` (a state_dict) as JSON, its tensors moved into ``tensors`` under names starting with ``key``.
+
+    Dicts become ``{"dict": [[key, value], ...]}`` (their keys may be ints), tuples
+    ``{"tuple": [...]}``, tensors ``{"tensor": name}``; lists and scalars stay as they are.
+    """
+    if isinstance(value, torch.Tensor):
+        tensors[key] = value.detach().cpu().contiguous().clone()
+        return {"tensor": key}
+    if isinstance(value, dict):
+        return {"dict": [[k, _encode(v, tensors, f"{key}.{k}")] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, tensors, f"{key}.{i}") for i, v in enumerate(value)]
+        return {"tuple": items} if isinstance(value, tuple) else items
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ConfigError(f"cannot checkpoint the {key.split('.')[0]}: it holds a {type(value).__name__}")
+
+
+def _decode(value, tensors: dict[str, torch.Tensor]):
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "tensor" in value:
+        return tensors[value["tensor"]]
+    if "tuple" in value:
+        return tuple(_decode(v, tensors) for v in value["tuple"])
+    return {k: _decode(v, tensors) for k, v in value["dict"]}
+
+
+def _read(path: Path, damaged) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise damaged(f"cannot read {path.name} ({exc.strerror or exc})") from None

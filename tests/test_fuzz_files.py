@@ -1,0 +1,454 @@
+"""Fuzzed data files through the command: ``fit``, ``solve`` and ``predict`` either answer the
+exact solution of the values in the file or refuse with one line, and leave no partial file.
+
+Hypothesis writes CSV/TSV files (strings in numeric columns, empty cells, quoted fields, other
+delimiters, a byte-order mark, very long lines and headers, huge and tiny magnitudes, duplicate
+and empty column names), Parquet files (every column type, nulls, NaN, row groups) and damaged
+or random bytes under every supported extension. A successful answer is compared with the exact
+rational least-squares solution of the values the test itself parses from the file (Python's
+``csv`` module, or the values it put in the Parquet table); see fuzzing.py for the profiles, the
+seed and the checks.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import shutil
+import sys
+import tempfile
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import strategies as st
+
+from fuzzing import (assert_clean_stderr, assert_matches_reference, assert_refused, files_under, profiles,
+                     run_cli, run_property)
+from torchlinreg import load_model
+from torchlinreg.files import SUPPORTED_SUFFIXES
+from torchlinreg.persistence import SavedModel, save_model
+
+LIMIT = 1e150  # solve.MAX_MAGNITUDE: larger values are refused (their squares overflow)
+DELIMITER = {".csv": ",", ".tsv": "\t"}
+WIDE = 1_100_000  # characters: a header longer than pyarrow's 1 MiB read block
+csv.field_size_limit(sys.maxsize)  # the reference parser reads the very long cells too
+
+
+# ---- what goes into a file ---------------------------------------------------------------------
+
+NAMES = st.one_of(
+    st.sampled_from(["x", "y", "a", "b", "", " ", "x y", "a,b", "a;b", 'q"uote', "tab\there", "new\nline", "ünï",
+                     "1", "nan", "NA", "-x", "#c", "é" * 70]),
+    st.text(st.characters(codec="utf-8", exclude_characters="\ufeff"), max_size=6),
+)
+
+FAULTS = ["", " ", "NA", "N/A", "null", "nan", "NaN", "inf", "-inf", "Infinity", "1e999", "-1e400", "abc", "1,5",
+          "1 000", "--1", "1e", "e5", "½", "١٢", "1_000", "0x1F", "true", "False", "$3", "3%", "2020-01-01",
+          "12:30:00", "\x00", "\x01", '"', "'1'", "1..2", "+-1"]
+
+
+@st.composite
+def number_text(draw) -> str:
+    """The text of a number as people and programs write it, including extreme and very long ones."""
+    kind = draw(st.sampled_from(["int", "int", "float", "float", "big", "huge", "tiny", "long"]))
+    if kind == "int":
+        text = str(draw(st.integers(-1000, 1000)))
+        text = draw(st.sampled_from([text, "+" + text.lstrip("-") if not text.startswith("-") else text,
+                                     "00" + text if not text.startswith("-") else text]))
+    elif kind == "float":
+        value = draw(_floats(-1e6, 1e6))
+        text = draw(st.sampled_from([repr(value), f"{value:.3f}", f"{value:.6e}", f"{value:E}"]))
+    elif kind == "big":
+        text = str(draw(st.integers(-10**25, 10**25)))
+    elif kind == "huge":
+        text = f"{draw(st.sampled_from(['', '-']))}{draw(st.integers(1, 9))}e{draw(st.sampled_from([13, 100, 149, 150, 151, 200, 300, 308]))}"
+    elif kind == "tiny":
+        # not below 1e-150 (but 1e-400 reads as 0): known_solver_gap in fuzzing.py
+        text = draw(st.sampled_from(["1e-3", "-2.5e-13", "1e-100", "1e-150", "-3.5e-149", "1e-400"]))
+    else:  # a very long line: hundreds of thousands of digits
+        digits = draw(st.integers(1, 300_000))
+        text = draw(st.sampled_from(["0." + "0" * digits + "1", "1." + "3" * digits, "1" + "0" * min(digits, 400)]))
+    return draw(st.sampled_from([text, text, f" {text}", f"{text} "]))
+
+
+def _floats(low=None, high=None, width=64):
+    """Finite floats, none of them non-zero below 1e-150 (see known_solver_gap in fuzzing.py)."""
+    return st.floats(low, high, width=width, allow_nan=False, allow_infinity=False).map(
+        lambda v: 0.0 if abs(v) < 1e-150 else v)
+
+
+def reference_number(text: str) -> float:
+    """What a number cell reads as, parsed here by Python (plus the spellings pyarrow also accepts)."""
+    s = text.strip(" \t")
+    if s in ("true", "True", "TRUE"):
+        return 1.0
+    if s in ("false", "False", "FALSE"):
+        return 0.0
+    if re.fullmatch(r"0[xX][0-9a-fA-F]+", s):  # pyarrow reads hexadecimal integers
+        return float(int(s, 16))
+    return float(s)
+
+
+def _is_fine(text: str) -> bool:
+    """A number cell the tool must accept: finite and small enough to square."""
+    value = reference_number(text)
+    return math.isfinite(value) and abs(value) <= LIMIT
+
+
+class TextFile:
+    """A drawn text file; ``expected_ok``: well-formed and numeric, so the command must answer."""
+
+    def __init__(self, suffix: str, content: bytes, expected_ok: bool, notes: list):
+        self.suffix, self.content, self.expected_ok, self.notes = suffix, content, expected_ok, notes
+
+    def __repr__(self) -> str:  # what hypothesis prints for a failing case: the start of the file
+        return f"TextFile({self.suffix}, ok={self.expected_ok}, {self.notes}, {len(self.content)} bytes: " \
+               f"{self.content[:600]!r})"
+
+
+HEADERS = st.integers(1, 5).flatmap(lambda n: st.lists(NAMES, min_size=n, max_size=n))
+
+
+@st.composite
+def text_files(draw, headers=HEADERS) -> TextFile:
+    suffix = draw(st.sampled_from([".csv", ".csv", ".tsv"]))
+    delimiter = draw(st.sampled_from([DELIMITER[suffix]] * 4 + [",", "\t", ";", "|"]))
+    names = list(draw(headers))
+    n_rows, n_cols = draw(st.integers(0, 8)), len(names)
+    kinds = draw(st.lists(st.sampled_from(["numeric"] * 4 + ["faulty", "text", "empty", "mixed"]),
+                          min_size=n_cols, max_size=n_cols))
+    columns = []
+    for kind in kinds:
+        numbers = draw(st.lists(number_text(), min_size=n_rows, max_size=n_rows))
+        if draw(st.booleans()):  # a column of one magnitude, as in real data: 1e13 next to 1e-3
+            exponent = draw(st.sampled_from([3, -3, 13, -13, 100, -100, 147, -148]))
+            mantissas = st.one_of(st.integers(-999, 999).map(str), _floats(-999, 999).map(lambda m: f"{m:.6f}"))
+            numbers = [f"{m}e{exponent}" for m in draw(st.lists(mantissas, min_size=n_rows, max_size=n_rows))]
+        if kind == "faulty" and n_rows:
+            for i in draw(st.lists(st.integers(0, n_rows - 1), min_size=1, max_size=2)):
+                numbers[i] = draw(st.sampled_from(FAULTS))
+        elif kind == "text":
+            numbers = draw(st.lists(st.one_of(st.sampled_from(FAULTS), st.text(max_size=5)),
+                                    min_size=n_rows, max_size=n_rows))
+        elif kind == "empty":
+            numbers = [""] * n_rows
+        elif kind == "mixed":
+            numbers = draw(st.lists(st.one_of(number_text(), st.sampled_from(FAULTS), st.text(max_size=5)),
+                                    min_size=n_rows, max_size=n_rows))
+        columns.append(numbers)
+    wide = draw(st.integers(0, 39)) == 0  # a header past the read block: a wide file
+    if wide:
+        names.append("w" * WIDE)
+        columns.insert(0, draw(st.lists(number_text(), min_size=n_rows, max_size=n_rows)))
+        names.insert(0, names.pop())
+        kinds.insert(0, "numeric")
+    rows = [list(r) for r in zip(*columns)] if columns else []
+
+    quoting = draw(st.sampled_from(["minimal", "minimal", "all", "unsafe"]))
+    ragged = draw(st.integers(0, 7)) == 0 and n_rows > 0
+    if ragged:
+        i = draw(st.integers(0, n_rows - 1))
+        rows[i] = rows[i][:-1] if draw(st.booleans()) else rows[i] + ["1"]
+    eol = draw(st.sampled_from(["\n", "\n", "\r\n", "\r"]))
+    bom = draw(st.booleans())
+    blank = draw(st.booleans())
+
+    def field_text(s: str) -> str:
+        special = delimiter in s or "\n" in s or "\r" in s
+        if quoting == "all" or '"' in s or (special and quoting == "minimal"):
+            return '"' + s.replace('"', '""') + '"'
+        return s
+
+    lines = [delimiter.join(field_text(s) for s in names)] + [delimiter.join(field_text(s) for s in r) for r in rows]
+    if blank and len(lines) > 1:
+        lines.insert(draw(st.integers(1, len(lines))), "")
+    text = eol.join(lines) + (eol if draw(st.booleans()) else "")
+    content = ("\ufeff" if bom else "").encode() + text.encode("utf-8", "surrogatepass")
+
+    cells = names + [c for r in rows for c in r]
+    expected_ok = (delimiter == DELIMITER[suffix] and not ragged and n_rows >= 1 and len(names) >= 2
+                   and len(set(names)) == len(names) and all(k == "numeric" for k in kinds)
+                   and all(_is_fine(c) for col in columns for c in col)
+                   and not any(ch in s for s in names for ch in "\n\r\x00")
+                   and (quoting != "unsafe" or not any(delimiter in s or "\n" in s or "\r" in s for s in cells)))
+    notes = [f"delimiter {delimiter!r}", f"quoting {quoting}", f"kinds {kinds}", f"eol {eol!r}"]
+    notes += ["BOM"] * bom + ["ragged"] * ragged + ["wide header"] * wide
+    return TextFile(suffix, content, expected_ok, notes)
+
+
+def parse_text(content: bytes, delimiter: str) -> tuple[list[str], list[list[str]]]:
+    """The header and rows as Python's csv module reads them (blank lines skipped, as pyarrow does)."""
+    text = content.decode("utf-8", "surrogateescape")
+    text = text[1:] if text.startswith("\ufeff") else text
+    rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
+    return rows[0], rows[1:]
+
+
+class ParquetFile:
+    """A drawn table, the Python values in each column, and whether the command must answer."""
+
+    def __init__(self, table: pa.Table, values: list, expected_ok: bool, row_group_size: int):
+        self.table, self.values, self.expected_ok, self.row_group_size = table, values, expected_ok, row_group_size
+
+    def __repr__(self) -> str:
+        return f"ParquetFile(ok={self.expected_ok}, row_group_size={self.row_group_size}, schema={self.table.schema}, " \
+               f"values={repr(self.values)[:800]})"
+
+
+PARQUET_KINDS = {  # kind: (strategy of one value, pyarrow type, numeric)
+    "float64": (st.one_of(_floats(), st.sampled_from([1e150, -1e151, 1e300, 1e-150, 1e13, 1e-3, -0.0])),
+                pa.float64(), True),
+    "float64-bad": (st.one_of(st.floats(), st.none()), pa.float64(), True),
+    "float32": (_floats(width=32), pa.float32(), True),
+    "float16": (_floats(width=16), pa.float16(), True),
+    "int64": (st.integers(-2**63, 2**63 - 1), pa.int64(), True),
+    "int8": (st.integers(-128, 127), pa.int8(), True),
+    "uint64": (st.integers(0, 2**64 - 1), pa.uint64(), True),
+    "bool": (st.booleans(), pa.bool_(), True),
+    "decimal": (st.integers(-10**37, 10**37).map(lambda i: Decimal(i).scaleb(-5)), pa.decimal128(38, 5), True),
+    "string-number": (number_text(), pa.string(), False),
+    "string": (st.one_of(st.text(max_size=5), st.sampled_from(FAULTS)), pa.string(), False),
+    "large-string": (st.one_of(number_text(), st.sampled_from(FAULTS), st.none()), pa.large_string(), False),
+    "binary": (st.binary(max_size=4), pa.binary(), False),
+    "null": (st.none(), pa.null(), False),
+    "timestamp": (st.integers(0, 2**40), pa.timestamp("s"), False),
+    "list": (st.lists(st.integers(-5, 5), max_size=2), pa.list_(pa.int64()), False),
+}
+
+
+@st.composite
+def parquet_files(draw) -> ParquetFile:
+    n_rows, n_cols = draw(st.integers(0, 8)), draw(st.integers(1, 5))
+    names = draw(st.lists(NAMES, min_size=n_cols, max_size=n_cols))
+    kinds = draw(st.lists(st.sampled_from(["float64"] * 6 + ["int64", "int8", "uint64", "float32", "float16", "bool",
+                                                            "decimal", "float64-bad", "string-number", "string",
+                                                            "large-string", "binary", "null", "timestamp", "list"]),
+                          min_size=n_cols, max_size=n_cols))
+    arrays, values = [], []
+    for kind in kinds:
+        strategy, kind_type, _ = PARQUET_KINDS[kind]
+        column = draw(st.lists(strategy, min_size=n_rows, max_size=n_rows))
+        arrays.append(pa.array(column, type=kind_type))
+        values.append(column)
+    table = pa.Table.from_arrays(arrays, names=names)
+    fine = all(PARQUET_KINDS[k][2] and all(v is not None and math.isfinite(float(v)) and abs(float(v)) <= LIMIT
+                                           for v in col) for k, col in zip(kinds, values))
+    expected_ok = fine and n_rows >= 1 and n_cols >= 2 and len(set(names)) == len(names)
+    return ParquetFile(table, values, expected_ok, draw(st.integers(1, max(n_rows, 1))))
+
+
+def reference_value(value) -> float:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if isinstance(value, str):
+        return reference_number(value)
+    return float(value)  # Decimal, int, bool and float: correctly rounded
+
+
+# ---- running a command on a file and judging the answer -----------------------------------------
+
+def reference_columns(path: Path, names: list[str], parquet_values=None) -> np.ndarray:
+    """The named columns as the test reads the file, as a float64 (n, len(names)) array."""
+    suffix = path.suffix
+    if parquet_values is not None:
+        header, columns = parquet_values
+        picked = [columns[header.index(name)] for name in names]
+        assert all(header.count(name) == 1 for name in names)
+        return np.array([[reference_value(v) for v in col] for col in picked], dtype=np.float64).T.reshape(-1, len(names))
+    if suffix in DELIMITER:
+        header, rows = parse_text(path.read_bytes(), DELIMITER[suffix])
+        assert all(header.count(name) == 1 for name in names), (header, names)
+        assert all(len(r) == len(header) for r in rows), "the command read rows the csv module reads differently"
+        index = [header.index(name) for name in names]
+        return np.array([[reference_number(r[i]) for i in index] for r in rows], dtype=np.float64).reshape(-1, len(names))
+    if suffix in (".parquet", ".pq"):
+        table = pq.read_table(path)  # damaged files: the values pyarrow decodes are the file's values
+        return np.array([[reference_value(v) for v in table.column(name).to_pylist()] for name in names],
+                        dtype=np.float64).T.reshape(-1, len(names))
+    arrays = np.load(path, allow_pickle=False)
+    if suffix == ".npy":
+        return np.column_stack([arrays[:, int(name[1:]) - 1] for name in names]).astype(np.float64)
+    if {"X", "y"} <= set(arrays.files):
+        def col(name):
+            key, a = ("X", arrays["X"]) if name.startswith("x") else ("y", arrays["y"])
+            a = a[:, None] if a.ndim == 1 else a
+            return a[:, int(name[1:]) - 1 if len(name) > 1 else 0]
+        return np.column_stack([col(name) for name in names]).astype(np.float64)
+    [only] = [arrays[k] for k in arrays.files if arrays[k].ndim == 2]
+    return np.column_stack([only[:, int(name[1:]) - 1] for name in names]).astype(np.float64)
+
+
+def check_fit_or_solve(root: Path, command: str, name: str, content: bytes | None, expected_ok: bool,
+                       *, table: pa.Table | None = None, row_group_size: int = 0, parquet_values=None) -> None:
+    work = Path(tempfile.mkdtemp(dir=root))
+    try:
+        path = work / name
+        if table is not None:
+            pq.write_table(table, path, row_group_size=row_group_size)
+        else:
+            path.write_bytes(content)
+        out_dir, model = work / "out", work / "model"
+        if command == "solve":
+            code, out, err = run_cli("solve", path, "--json")
+        else:
+            code, out, err = run_cli("fit", path, "--out", out_dir, "--no-plots", "--epochs", "5", "--quiet",
+                                     "--save", model)
+        context = f"torchlinreg {command} {name}: exit {code}\nstderr: {err[:3000]}"
+        if code not in (0, 3):
+            assert not expected_ok, "a well-formed file was refused: " + context
+            message = assert_refused(code, out, err)
+            assert str(path) in message, "the message does not name the file: " + context
+            assert files_under(work) == [path], "a refused command left files: " + context
+            return
+        assert code == 0 or command == "fit", context
+        if command == "solve":
+            assert_clean_stderr(err)
+            solution = json.loads(out)
+            targets = list(solution["intercept"])
+            features = list(solution["coef"][targets[0]])
+            for message in solution["warnings"]:
+                assert f"torchlinreg: warning: {message}" in err.splitlines(), context
+        else:
+            solution, features, targets = check_fit_outputs(work, code, out, err, out_dir, model)
+        X = reference_columns(path, features, parquet_values)
+        Y = reference_columns(path, targets, parquet_values)
+        assert_matches_reference(solution, X, Y, features, targets, context)
+        if expected_ok and parquet_values is None and path.suffix in DELIMITER:
+            header, _ = parse_text(path.read_bytes(), DELIMITER[path.suffix])
+            assert (features, targets) == (header[:-1], header[-1:]), context
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def check_fit_outputs(work: Path, code: int, out: str, err: str, out_dir: Path, model: Path):
+    """A fit that ran: whole output files, finite numbers everywhere, exit 3 exactly when it diverged."""
+    context = f"exit {code}\nstdout: {out[-2000:]}\nstderr: {err[:3000]}"
+    assert "Traceback" not in err and "encountered in" not in err, context
+    summary = json.loads((out_dir / "summary.json").read_text())
+    history = json.loads((out_dir / "history.json").read_text())
+    assert all(math.isfinite(r["loss"]) for r in history["records"]), context
+    assert np.isfinite(summary["weight"]).all() and np.isfinite(summary["bias"]).all(), context
+    for line in out.splitlines():  # the numbers printed: never inf or NaN (column names may be 'nan')
+        fields = line.split()
+        if line.startswith(("Weight:", "Bias:", "Initial weight:", "Current weight:")):
+            assert re.search(r"\b(nan|inf)\b", line.lower()) is None, context
+        elif line.startswith(("  weight ", "  bias", "  loss (MSE)", "  train ", "  validation ")):
+            assert not {v.lower().lstrip("+-") for v in fields[-3:]} & {"nan", "inf"}, context
+    if code == 3:
+        assert summary["status"] == "diverged" and "training diverged" in err, context
+        assert "--lr" in err or "--standardize" in err, context  # the fix
+    else:
+        assert summary["status"] != "diverged", context
+    saved = load_model(model)
+    assert np.array_equal(saved.weight, summary["weight"]) and np.array_equal(saved.bias, summary["bias"]), context
+    assert not [p for p in files_under(work) if p.name.startswith(".")], "temporary files left: " + context
+    return summary["optimum"], summary["features"], summary["targets"]
+
+
+# ---- the properties ------------------------------------------------------------------------------
+
+@profiles(slow_examples=800)
+@pytest.mark.parametrize("command", ["solve", "fit"])
+def test_text_files(tmp_path, profile, command):
+    def check(case: TextFile):
+        check_fit_or_solve(tmp_path, command, f"data{case.suffix}", case.content, case.expected_ok)
+
+    headers = st.one_of(st.sampled_from([["a", "b"], ["b", "a", "y"], ["a", "x", "b"], ["a"], ["a", "b", "a"]]),
+                        HEADERS, HEADERS.map(lambda names: ["a", "b"] + names))
+    run_property(check, text_files(), profile)
+
+
+@profiles(slow_examples=500)
+@pytest.mark.parametrize("command", ["solve", "fit"])
+def test_parquet_files(tmp_path, profile, command):
+    def check(case: ParquetFile):
+        header = case.table.column_names
+        check_fit_or_solve(tmp_path, command, "data.parquet", None, case.expected_ok, table=case.table,
+                           row_group_size=case.row_group_size, parquet_values=(header, case.values))
+
+    run_property(check, parquet_files(), profile)
+
+
+@st.composite
+def damaged_files(draw) -> tuple[str, bytes]:
+    """Random bytes, or a good file of a random kind truncated, with bytes flipped, or with bytes inserted."""
+    suffix = draw(st.sampled_from(SUPPORTED_SUFFIXES))
+    if draw(st.integers(0, 3)) == 0:
+        return suffix, draw(st.binary(max_size=3000))
+    X = np.array(draw(st.lists(st.integers(-50, 50), min_size=12, max_size=12)), dtype=np.float64).reshape(4, 3)
+    sink = io.BytesIO()
+    if suffix in DELIMITER:
+        d = DELIMITER[suffix]
+        sink.write(("a" + d + "b" + d + "y\n" + "".join(d.join(map(repr, r)) + "\n" for r in X)).encode())
+    elif suffix in (".parquet", ".pq"):
+        pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "y": X[:, 2]}), sink)
+    elif suffix == ".npy":
+        np.save(sink, X)
+    else:
+        np.savez(sink, X=X[:, :2], y=X[:, 2])
+    content = bytearray(sink.getvalue())
+    how = draw(st.sampled_from(["truncate", "flip", "insert", "overwrite"]))
+    at = draw(st.integers(0, len(content) - 1))
+    if how == "truncate":
+        del content[at:]
+    elif how == "flip":
+        for i in draw(st.lists(st.integers(0, len(content) - 1), min_size=1, max_size=4)):
+            content[i] ^= draw(st.integers(1, 255))
+    elif how == "insert":
+        content[at:at] = draw(st.binary(min_size=1, max_size=64))
+    else:
+        piece = draw(st.binary(min_size=1, max_size=64))
+        content[at:at + len(piece)] = piece
+    return suffix, bytes(content)
+
+
+@profiles(slow_examples=800)
+def test_damaged_and_random_bytes(tmp_path, profile):
+    def check(case):
+        suffix, content = case
+        check_fit_or_solve(tmp_path, "solve", f"data{suffix}", content, expected_ok=False)
+
+    run_property(check, damaged_files(), profile)
+
+
+@profiles(slow_examples=500)
+def test_predict_reads_fuzzed_data_files(tmp_path, profile):
+    """A good model on a fuzzed CSV: the predictions of the values in the file, or one line and no output."""
+    model = SavedModel(np.array([[1.5, -2.0], [0.25, 3.0]]), np.array([0.5, -1.0]), ("a", "b"), ("y", "z"), {})
+    save_model(tmp_path / "model", model)
+
+    def check(case: TextFile):
+        work = Path(tempfile.mkdtemp(dir=tmp_path))
+        try:
+            path, output = work / f"data{case.suffix}", work / "predictions.csv"
+            path.write_bytes(case.content)
+            code, out, err = run_cli("predict", tmp_path / "model", path, "-o", output)
+            if code != 0:
+                assert_refused(code, out, err, codes=(1,))
+                assert not output.exists() and files_under(work) == [path]
+                return
+            assert_clean_stderr(err)
+            X = reference_columns(path, ["a", "b"])
+            header, rows = parse_text(output.read_bytes(), ",")
+            assert header == ["predicted_y", "predicted_z"]
+            got = np.array([[float(v) for v in r] for r in rows]).reshape(-1, 2)
+            for i, x in enumerate(X):
+                for t in range(2):
+                    terms = [Fraction(x[j]) * Fraction(model.weight[t, j]) for j in range(2)] + [Fraction(model.bias[t])]
+                    exact = sum(terms)
+                    assert abs(Fraction(got[i, t]) - exact) <= 4 * np.finfo(float).eps * sum(abs(v) for v in terms), \
+                        (x, got[i], float(exact))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    headers = st.one_of(st.sampled_from([["a", "b"], ["b", "a", "y"], ["a", "x", "b"], ["a"], ["a", "b", "a"]]),
+                        HEADERS, HEADERS.map(lambda names: ["a", "b"] + names))
+    run_property(check, text_files(headers), profile)
