@@ -41,7 +41,7 @@ def solve(mode: str, dist, X, y) -> QRAccumulator:
     if mode == "fail" and dist.rank == 1:
         raise DataError("simulated failure: row 17 of this rank's chunk is unusable")
     if mode == "hang" and dist.rank == 1:
-        time.sleep(60)  # never joins the merge; torchrun ends this process when rank 0 gives up
+        time.sleep(600)  # never joins the merge; torchrun ends this process when rank 0 gives up
     return merge_accumulators(acc, dist)
 
 
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=("ok", "fail", "schema", "hang"))
     parser.add_argument("out", type=Path)
-    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--timeout", type=float, default=300.0)  # far above any start-up: a wait for it is obvious
     args = parser.parse_args(argv)
     dist = from_env(timeout_s=args.timeout)
     try:

@@ -31,7 +31,7 @@ from torchlinreg.training import train
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 LAUNCH_TIMEOUT_S = 90  # a hang fails the test instead of blocking CI
-HANG_TIMEOUT_S = 10  # the job's collective timeout in the hang test; the others use the worker's 30 s
+HANG_TIMEOUT_S = 10  # the job's collective timeout in the hang test; the others use the worker's 300 s
 
 
 def rel_err(a, b) -> float:
@@ -261,7 +261,7 @@ def test_a_rank_that_fails_ends_every_rank_naming_it(tmp_path):
     errors = error_lines(done.stderr)
     assert f"{failed} (during the solve)" in errors, done.stderr[-3000:]  # rank 1, about itself
     assert f"{failed} (rank 0 stopped too, during the solve)" in errors  # rank 0, blocked in the merge until then
-    assert seconds < 60  # rank 0 stopped at once, not at its 30 s timeout plus start-up
+    assert seconds < LAUNCH_TIMEOUT_S  # rank 0 stopped at once, not at the 300 s collective timeout
     assert not list(tmp_path.iterdir())  # nobody wrote results
 
 
@@ -281,7 +281,7 @@ def test_a_rank_that_never_joins_a_collective_is_named_at_the_timeout(hang_job):
     assert done.returncode != 0
     message = f"rank 1 did not reach the end of the solve within {HANG_TIMEOUT_S} s"
     assert any(message in line for line in error_lines(done.stderr)), done.stderr[-3000:]
-    assert seconds < HANG_TIMEOUT_S + 40  # the timeout plus start-up, not rank 1's 60 s sleep
+    assert seconds < LAUNCH_TIMEOUT_S < 600  # ended by the collective timeout, not by rank 1's 600 s sleep (robust to a slow machine)
     assert not list(out.iterdir())
 
 
