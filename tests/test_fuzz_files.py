@@ -340,8 +340,10 @@ def check_fit_outputs(work: Path, code: int, out: str, err: str, out_dir: Path, 
         fields = line.split()
         if line.startswith(("Weight:", "Bias:", "Initial weight:", "Current weight:")):
             assert re.search(r"\b(nan|inf)\b", line.lower()) is None, context
-        elif line.startswith(("  weight ", "  bias", "  loss (MSE)", "  train ", "  validation ")):
+        elif line.startswith(("  weight ", "  bias", "  loss (MSE)")):
             assert not {v.lower().lstrip("+-") for v in fields[-3:]} & {"nan", "inf"}, context
+        elif line.startswith(("  train ", "  validation ")):  # MSE, RMSE, MAE; R² may be -inf (ŷ that far off)
+            assert not {v.lower().lstrip("+-") for v in fields[-4:-1]} & {"nan", "inf"} and fields[-1] != "nan", context
     if code == 3:
         assert summary["status"] == "diverged" and "training diverged" in err, context
         assert "--lr" in err or "--standardize" in err, context  # the fix

@@ -243,9 +243,11 @@ def _load_data(args):
         return tutorial_data(args.n_samples, x_start=args.x_start, x_stop=args.x_stop, weight=args.true_weight,
                              bias=args.true_bias, noise_low=args.noise_low, noise_high=args.noise_high,
                              seed=args.data_seed)
-    from .files import read_dataset
+    from .files import check_magnitudes, read_dataset
 
-    return read_dataset(args.data, target=args.target, features=args.features, weights=args.weights)
+    data = read_dataset(args.data, target=args.target, features=args.features, weights=args.weights)
+    check_magnitudes(args.data, data)  # fit and solve sum squares: refuse what overflows, naming the cell
+    return data
 
 
 @plot_process.alongside(lambda args: not args.no_plots)  # PNGs drawn by a second process, see plot_process.py
@@ -561,6 +563,8 @@ def _cmd_predict(args) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, RuntimeWarning) and " encountered in " in str(message):
+        return  # NumPy's floating-point notices ("overflow encountered in square") say nothing a user can act on
     print(f"torchlinreg: warning: {message}", file=sys.stderr)
 
 

@@ -106,8 +106,6 @@ def read_dataset(
     target_fix = f"or pass --target to choose the target{default_note}" if default_note else "or choose another target"
     X = _matrix(path, columns, feats, dtype, "or leave the column out")  # (n, d)
     y = _matrix(path, columns, targets, dtype, target_fix)  # (n, m)
-    _check_magnitude(path, X, feats)
-    _check_magnitude(path, y, targets)
     w = None
     if weight_col:
         w = _matrix(path, columns, weight_col, torch.float64, "or choose another weight column")[:, 0]  # (n,)
@@ -229,9 +227,9 @@ def _open_text(path: Path, suffix: str, head: bytes) -> _Table:
         raise _text_parse_error(path, kind, delimiter, convert, exc, head, block_size) from None
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot be read as {kind} ({_clean(exc)}); check the file") from None
-    if len(names) == 1:  # one column is never a data set; say why if another delimiter is likely
+    if len(names) == 1:  # one column of text is never a data set; say why if another delimiter is likely
         other = next((d for d in (",", "\t", ";", "|") if d != delimiter and d in names[0]), None)
-        if other is not None:
+        if other is not None and not _is_numeric(table.schema.field(0).type):  # numbers: a one-column file
             raise DataError(f"{path}: has one column, {_show(names[0])}; its values seem separated by {other!r}, "
                             f"not {delimiter!r}; save it with {delimiter!r} between values")
     return _Table(table.schema, table.num_rows, table.select, (names[-1],))
@@ -528,16 +526,21 @@ def _column_values(path: Path, name: str, column: pa.ChunkedArray, first_row: in
     return values
 
 
-def _check_magnitude(path: Path, values: torch.Tensor, names: tuple[str, ...]) -> None:
-    """Refuse values whose squares overflow float64: least squares sums them (see solve.MAX_MAGNITUDE)."""
+def check_magnitudes(path: str | os.PathLike, data: Dataset) -> None:
+    """Refuse, naming the file, column and row, a value whose square overflows float64.
+
+    Least squares sums such squares (see ``solve.MAX_MAGNITUDE``); reading keeps every value,
+    so the commands that fit call this before they start.
+    """
     from .solve import MAX_MAGNITUDE
 
-    big = values.abs() > MAX_MAGNITUDE
-    if bool(big.any()):
-        row, col = (int(i) for i in torch.nonzero(big)[0])
-        raise DataError(f"{path}: column {_show(names[col])} row {row + 1} holds {float(values[row, col]):.3g}, "
-                        f"whose square overflows float64 (the limit is {MAX_MAGNITUDE:.0e}); rescale that column, "
-                        "e.g. divide it by a power of ten")
+    for values, names in ((data.X, data.feature_names), (data.y, data.target_names)):
+        big = values.abs() > MAX_MAGNITUDE  # (n, k)
+        if bool(big.any()):
+            row, col = (int(i) for i in torch.nonzero(big)[0])
+            raise DataError(f"{path}: column {_show(names[col])} row {row + 1} holds {float(values[row, col]):.3g}, "
+                            f"whose square overflows float64 (the limit is {MAX_MAGNITUDE:.0e}); rescale that "
+                            "column, e.g. divide it by a power of ten")
 
 
 def _first_non_number(column: pa.ChunkedArray, first_row: int) -> str:

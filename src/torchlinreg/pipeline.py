@@ -257,7 +257,7 @@ def run_fit(
             history = train(model, Xt, yt, config, every, X_val=Xv, y_val=yv, scaler=scaler, sample_weight=w,
                             checkpoint=checkpoint)
     if history.diverged:
-        history.message += ". " + divergence_advice(Xt, yt.shape[1], config)
+        history.message += ". " + divergence_advice(Xt, yt.shape[1], config, y=yt)
 
     weight = np.asarray(history.final_params["linear.weight"], dtype=np.float64)
     bias = np.asarray(history.final_params["linear.bias"], dtype=np.float64)
@@ -567,7 +567,8 @@ def _publish(result: FitResult, trained_loss: float, *, stream, statistics: bool
     if out is not None:
         result.files["history"] = atomic_write_text(out / HISTORY_JSON, history.to_json() + "\n")
         result.files["history_csv"] = atomic_write_text(out / HISTORY_CSV, history.to_csv())
-        result.files["summary"] = atomic_write_text(out / SUMMARY_JSON, json.dumps(result.summary(), indent=1) + "\n")
+        result.files["summary"] = atomic_write_text(out / SUMMARY_JSON,
+                                                    json.dumps(_json_safe(result.summary()), indent=1) + "\n")
         if plots:
             from .plots import save_plots  # matplotlib only when plots are asked for
 
@@ -580,8 +581,8 @@ def _publish(result: FitResult, trained_loss: float, *, stream, statistics: bool
     if save is not None:
         saved = SavedModel(weight, bias, data.feature_names, data.target_names,
                            {"settings": config.to_dict(), "standardize": scaler.to_dict() if scaler else None,
-                            "metrics": metrics, "status": history.status, "epochs_run": len(history),
-                            "optimum_loss": solution.loss})
+                            "metrics": _json_safe(metrics), "status": history.status, "epochs_run": len(history),
+                            "optimum_loss": _json_safe(solution.loss)})
         result.files["model"], result.files["model_json"] = save_model(save, saved, force=force)
     return result
 
@@ -626,12 +627,30 @@ def _metrics(X, y, weight, bias) -> dict:
     return {k: m[k] for k in ("mse", "rmse", "mae", "r2")}
 
 
+def _json_safe(value):
+    """``value`` with every inf and NaN float replaced by None: strict JSON has neither (metrics of a
+    model trained on huge values can overflow)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _norm(v: np.ndarray) -> float:
+    """The 2-norm without overflow (coefficients may be near float64's range)."""
+    scale = float(np.abs(v).max(initial=0.0))
+    return scale * float(np.linalg.norm(v / scale)) if 0 < scale < math.inf else scale
+
+
 def _gap(weight, bias, trained_loss: float, solution: LstsqSolution, mean_square_y: float) -> dict:
     """How far the trained model is from the optimum; ``exact_fit`` when the optimum's loss is rounding noise."""
     theta = np.concatenate([weight.ravel(), bias.ravel()])
     best = np.concatenate([np.asarray(solution.coef).ravel(), np.asarray(solution.intercept).ravel()])
-    distance = float(np.linalg.norm(theta - best))
-    norm = float(np.linalg.norm(best))
+    distance = _norm(theta - best)
+    norm = _norm(best)
     excess = trained_loss - solution.loss
     return {
         "trained_loss": trained_loss,
@@ -650,8 +669,13 @@ def _print(stream: TextIO | None, text: str) -> None:
     print(text, file=stream or sys.stdout, flush=True)
 
 
-def divergence_advice(X: torch.Tensor, n_targets: int, config: TrainConfig) -> str:
+def divergence_advice(X: torch.Tensor, n_targets: int, config: TrainConfig, y: torch.Tensor | None = None) -> str:
     """Why gradient descent diverged on this data and which learning rate avoids it."""
+    big = max(float(X.abs().max()) if X.numel() else 0.0, float(y.abs().max()) if y is not None and y.numel() else 0.0)
+    if big > math.sqrt(torch.finfo(getattr(torch, config.dtype)).max):  # no learning rate helps then
+        also = ", or --dtype float64" if config.dtype != "float64" and big <= 1e150 else ""
+        return (f"The data reach {big:.3g}, so the squared errors overflow {config.dtype} from the start, whatever "
+                f"the learning rate; use --standardize{also}, or rescale those columns")
     if config.optimizer != "sgd":
         return _advice(math.nan, config)
     return _advice(max_stable_lr(X, n_targets, momentum=config.momentum, nesterov=config.nesterov,

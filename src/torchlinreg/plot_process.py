@@ -55,9 +55,11 @@ def plotting_process(enabled: bool = True) -> Iterator[bool]:
         return
     import subprocess
 
+    here = str(Path(__file__).resolve().parent.parent)  # so that it imports this torchlinreg, wherever it came from
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
     try:
         proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL)
+                                stderr=subprocess.DEVNULL, env=env)
     except OSError:
         yield False
         return
@@ -98,7 +100,7 @@ def draw(data, history, out_dir: Path, optimum_loss: float | None) -> dict[str, 
                         protocol=pickle.HIGHEST_PROTOCOL)
             proc.stdin.close()
             files = pickle.load(proc.stdout)
-    except (OSError, EOFError, pickle.PickleError):  # it died or could not take the job
+    except Exception:  # noqa: BLE001  it died, or the job could not be sent: the caller draws
         files = None
     finally:
         _stop(proc, answered=files is not None)

@@ -140,7 +140,8 @@ def format_comparison(feature_names, target_names, trained: dict, optimum: dict,
         excess_text = f"the trained loss is {excess:.2e} above the optimum's (relative)"
     unique = gap.get("unique") is not False
     relative = gap["relative_distance"]  # inf when the optimum is all zeros: no size to compare with
-    size = f" ({100 * relative:.3g}% of its size)" if math.isfinite(relative) else " (the optimum is all zeros)"
+    size = (f" ({100 * relative:.3g}% of its size)" if math.isfinite(relative)
+            else " (the optimum is all zeros)" if relative == math.inf else "")
     lines.append(f"  gap: {excess_text}; the parameters are {gap['distance']:.4g} away from the "
                  f"{'' if unique else 'minimum-norm '}optimum{size}")
     if not unique:
