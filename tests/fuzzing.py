@@ -103,7 +103,8 @@ def run_cli(*argv) -> tuple[int, str, str]:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         sys.unraisablehook = previous_hook
-    assert not ignored, f"a traceback was printed as 'Exception ignored': {ignored[0].exc_value!r} in {ignored[0].object!r}"
+    assert not ignored, (f"a traceback was printed as 'Exception ignored': {ignored[0].exc_value!r} "
+                         f"in {ignored[0].object!r}")
     return code, out.getvalue(), err.getvalue()
 
 
@@ -295,7 +296,7 @@ def least_squares_reference(X: np.ndarray, Y: np.ndarray) -> Reference:
             _, _, vt = np.linalg.svd(unit)
             reach = np.linalg.norm(vt[k:].T, axis=1)  # how far the null space reaches each column
             clear_identified = bool(np.all((reach < 1e-12) | (reach > 1e-5)))
-    return Reference(coef=None if coef is None else coef, intercept=None if intercept is None else intercept[0],
+    return Reference(coef=coef, intercept=None if intercept is None else intercept[0],
                      loss=float(sse / (n * m)), rank=k + 1, identified=identified, constant=constant,
                      clear=clear, clear_identified=clear_identified, kappa=kappa, scales=scales,
                      residual=np.array([math.sqrt(float(v)) if v < 2 ** 1000 else math.inf for v in sse_t]),
@@ -317,10 +318,11 @@ def assert_matches_reference(solution: dict, X: np.ndarray, Y: np.ndarray, featu
     coef = np.array([[solution["coef"][t][f] for f in feature_names] for t in target_names], dtype=np.float64)
     intercept = np.array([solution["intercept"][t] for t in target_names], dtype=np.float64)
     loss = float(solution["loss"])
-    where = f"{context}\nX={X.tolist()!r}\nY={Y.tolist()!r}\nours: coef={coef.tolist()} intercept={intercept.tolist()} " \
-            f"loss={loss!r} rank={solution['rank']}\nexact: coef={None if ref.coef is None else ref.coef.tolist()} " \
-            f"intercept={None if ref.intercept is None else ref.intercept.tolist()} loss={ref.loss!r} rank={ref.rank} " \
-            f"clear={ref.clear} kappa={ref.kappa:.3g}"
+    exact_coef = None if ref.coef is None else ref.coef.tolist()
+    exact_intercept = None if ref.intercept is None else ref.intercept.tolist()
+    where = (f"{context}\nX={X.tolist()!r}\nY={Y.tolist()!r}\nours: coef={coef.tolist()} "
+             f"intercept={intercept.tolist()} loss={loss!r} rank={solution['rank']}\nexact: coef={exact_coef} "
+             f"intercept={exact_intercept} loss={ref.loss!r} rank={ref.rank} clear={ref.clear} kappa={ref.kappa:.3g}")
     assert ref.coef is not None and ref.intercept is not None, "the exact solution overflows float64 " \
         "but the command answered instead of refusing: " + where
     assert np.isfinite(coef).all() and np.isfinite(intercept).all() and math.isfinite(loss), where
@@ -352,7 +354,8 @@ def assert_matches_reference(solution: dict, X: np.ndarray, Y: np.ndarray, featu
                 exact_fit = X @ ref.coef[t] + ref.intercept[t]
             assert np.all(np.abs(fitted - exact_fit) <= bound + 5e-324 * (1 + np.abs(X).sum(1))), where
             shortest = float(np.linalg.norm(ref.coef[t]))
-            assert float(np.linalg.norm(coef[t])) <= shortest * (1 + 1e-6) + 1e-300, where
+            slack = float(np.linalg.norm(bound / ref.scales[live])) + 5e-324  # the fit's tolerance, in coefficients
+            assert float(np.linalg.norm(coef[t])) <= shortest * (1 + 1e-6) + slack, where
     if ref.clear_identified:
         unidentified = [f for f, ok in zip(feature_names, ref.identified) if not ok]
         assert sorted(solution["unidentified"]) == sorted(unidentified), where
@@ -376,7 +379,8 @@ def known_solver_gap(X: np.ndarray, Y: np.ndarray, ref: Reference) -> str | None
       (``test_solver_bug_values_below_1e_150_are_treated_as_zero``);
     * a rank-deficient design (or fewer rows than parameters, or one close enough to
       deficient that a float solver may cut its rank) whose columns' scales differ by more
-      than 1e6: the minimum-norm projection, done in the data's units, no longer keeps the fit (``test_solver_bug_minimum_norm_with_columns_of_very_different_scales``).
+      than 1e6: the minimum-norm projection, done in the data's units, no longer keeps the fit
+      (``test_solver_bug_minimum_norm_with_columns_of_very_different_scales``).
     """
     values = np.abs(np.concatenate([X.ravel(), Y.ravel()]))
     if np.any((values > 0) & (values < TINY)):

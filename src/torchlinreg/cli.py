@@ -555,7 +555,15 @@ def _cmd_predict(args) -> int:
 
     model = load_model(args.model)
     X = read_columns(args.data, model.feature_names)
-    y_pred = model.predict(X)
+    y_pred = model.predict(X)  # (n, m)
+    overflow = ~(abs(y_pred) <= sys.float_info.max)  # inf, or NaN from inf - inf
+    if overflow.any():
+        row, col = (int(i[0]) for i in overflow.nonzero())
+        name = model.target_names[col]
+        name = name if len(name) <= 60 else name[:57] + "..."
+        raise DataError(f"{args.data}: row {row + 1} makes the prediction of {name!r} overflow "
+                        "float64 (its values are too large for this model's coefficients); rescale the data "
+                        "as the model's training data were")
     columns = {f"predicted_{name}": y_pred[:, j] for j, name in enumerate(model.target_names)}
     path = write_table(args.output, columns, force=args.force)
     print(f"torchlinreg: wrote {y_pred.shape[0]} predictions to {path}", file=sys.stderr)

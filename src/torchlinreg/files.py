@@ -297,10 +297,12 @@ def _utf8(latin1: str) -> str:
 
 
 def _open_parquet(path: Path, suffix: str, head: bytes) -> _Table:
+    # A damaged file can make pyarrow raise more than ArrowException and OSError (UnicodeDecodeError
+    # for a column name, ValueError, MemoryError for a size): any of them means the file is unusable.
     try:
         with pq.ParquetFile(str(path)) as pf:
             schema, num_rows = pf.schema_arrow, pf.metadata.num_rows
-    except (pa.ArrowException, OSError) as exc:
+    except Exception as exc:
         raise DataError(f"{path}: is not a readable Parquet file ({_clean(exc)}); "
                         "check that it is a Parquet file") from None
 
@@ -308,9 +310,13 @@ def _open_parquet(path: Path, suffix: str, head: bytes) -> _Table:
         try:
             with pq.ParquetFile(str(path)) as pf:
                 batches = list(pf.iter_batches(columns=names))
-        except (pa.ArrowException, OSError) as exc:
+            table = pa.Table.from_batches(batches).select(names)  # no batches: ValueError
+        except Exception as exc:
             raise DataError(f"{path}: cannot be read ({_clean(exc)}); the file may be damaged") from None
-        return pa.Table.from_batches(batches).select(names)
+        if table.num_rows != num_rows:
+            raise DataError(f"{path}: its footer says {num_rows} rows but its pages hold {table.num_rows}; "
+                            "the file is damaged: write it again")
+        return table
 
     return _Table(schema, num_rows, read, (schema.names[-1],) if schema.names else ())
 

@@ -8,9 +8,9 @@ Python and PyTorch as they are.
 that live as long as the process, and the cyclic garbage collector scans them all in each
 full collection: three of them while the command starts, about 0.3 s. :func:`fast_start`
 pauses the collector while PyTorch and the library are imported, then moves what exists to
-the collector's permanent generation (``gc.freeze()``, as the ``gc`` documentation advises
-before ``fork``) and resumes it, so later collections look at new objects only. The few
-thousand cyclic objects the imports leave unreachable (about 1 MB) are kept.
+the collector's permanent generation (``gc.freeze()``) and resumes it, so later collections
+look at new objects only. The few thousand cyclic objects the imports leave unreachable
+(about 1 MB) are kept.
 
 **No torch._dynamo.** ``torch.optim`` imports ``torch._dynamo`` (the ``torch.compile``
 tracer: about 1 s, as long as ``import torch`` itself) the first time an optimizer is
