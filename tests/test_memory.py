@@ -83,3 +83,22 @@ def test_npy_cannot_stream_and_is_refused_over_the_budget(files):
         plan_reading(files[".npy"], 1000)
     with pytest.raises(ConfigError, match="--stream"):
         plan_reading(files[".npy"], 1 << 30, stream=True)
+
+
+def test_too_many_columns_for_the_factor_are_refused_whatever_the_rows(tmp_path, capsys):
+    from torchlinreg.cli import main
+    from torchlinreg.memory import FACTOR_COPIES, plan_reading
+
+    wide = tmp_path / "wide.csv"
+    columns = 3000
+    wide.write_text(",".join(f"x{j}" for j in range(columns)) + "\n" + ",".join("1" for _ in range(columns)) + "\n")
+    need = (columns + 1) ** 2 * 8 * FACTOR_COPIES  # about 432 MB: three rows of data would need far less
+    with pytest.raises(ConfigError, match="3,000 columns need about .* for the exact solver's factor"):
+        plan_reading(wide, budget=need - 1)
+    assert not plan_reading(wide, budget=need + (1 << 20)).stream  # just enough room: read whole
+    for command in ("solve", "fit"):
+        extra = ["--out", str(tmp_path / "out")] if command == "fit" else []
+        code = main([command, str(wide), "--max-memory", "100M", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and "columns need about" in err[-1] and "--features" in err[-1]
+        assert not (tmp_path / "out").exists()

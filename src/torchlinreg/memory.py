@@ -29,6 +29,7 @@ from .errors import ConfigError
 # measured on 500,000 x 10 CSV and Parquet files: fit +500 MB and solve +250 MB for 40 MB of data.
 FIT_COPIES = 12
 SOLVE_COPIES = 6
+FACTOR_COPIES = 6  # (columns + 1)² float64 matrices the solver holds: R, the Gram sum, a 4-column-deep block
 FALLBACK_BUDGET = 2 << 30  # bytes, when the machine's memory cannot be read at all
 STREAMABLE = (".csv", ".tsv", ".parquet", ".pq")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -224,6 +225,11 @@ def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: 
         why = "--stream was asked for" if stream else over
         raise ConfigError(f"{path}: {path.suffix} files are read whole, but {why}; save the data as Parquet "
                           f"(or CSV) to stream it, or raise --max-memory")
+    factor = (columns + 1) ** 2 * 8 * FACTOR_COPIES  # R of [X, 1, y], the Gram matrix and the block workspace
+    if factor > budget:
+        raise ConfigError(f"{path}: {columns:,} columns need about {format_size(factor)} for the exact solver's "
+                          f"factor (it grows as columns squared, whatever the rows), over the {format_size(budget)} "
+                          "of --max-memory; choose fewer columns with --features, or raise --max-memory")
     if path.is_dir():
         return Reading(True, f"{path.name or path} is a folder of files", data_bytes, budget)
     if stream:
