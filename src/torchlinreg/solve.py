@@ -60,7 +60,7 @@ _NULL_TOL = 1e-8  # a feature is unidentified when the null space (unit scaled b
 # --- inputs -------------------------------------------------------------------------------
 
 REFINE_ABOVE_CONDITION = 1e7  # below this the R-only solution already has ~10+ correct digits (eps·cond)
-UPDATE_BLOCK_ENTRIES = 2 ** 20  # rows × columns per block inside update(): an 8 MB workspace
+UPDATE_BLOCK_ENTRIES = 2 ** 22  # rows × columns per block inside update(): a 32 MB workspace, reused; fewer, larger BLAS calls
 CHOLESKY_ONCE_BELOW = 1e3  # scaled block condition (2-norm): Cholesky QR's error eps·cond² < 2.2e-10
 CHOLESKY_TWICE_BELOW = 1e6  # Cholesky QR twice is backward stable while eps·cond² ≪ 1; Householder above
 MAX_MAGNITUDE = 1e150  # beyond this, squared residuals and sums of squares can overflow float64
