@@ -194,6 +194,10 @@ def two_ranks(tmp_path_factory, hang_job):
     """One successful 2-rank run: what each rank wrote, and the launch."""
     out = tmp_path_factory.mktemp("ok")
     done, _ = torchrun("ok", out)
+    if done.returncode != 0 and "terminate called without an active exception" in done.stderr:
+        # PyTorch's gloo teardown has aborted a rank at exit once under load (CI, 2026-11-30) while the
+        # same launch passes alone; one more launch tells that apart from a real failure of the job.
+        done, _ = torchrun("ok", out)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)], done
 
