@@ -274,8 +274,25 @@ def _scaled_cholesky(G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray 
         R1 = np.linalg.cholesky(Gs).T
     except np.linalg.LinAlgError:
         return cols, scale, None, 0.0
+    return cols, scale, R1, _reciprocal_condition(Gs, R1)
+
+
+def _reciprocal_condition(Gs: np.ndarray, R1: np.ndarray) -> float:
+    """``1 / cond₂(R1)`` where ``R1ᵀR1 = Gs``, or a lower bound of it that is close enough to route on.
+
+    ``‖R1‖_F ‖R1⁻¹‖_F`` bounds the 2-norm condition number from above (by at most a factor of
+    the column count) for one triangular inverse, an eighth of the cost of the eigenvalues;
+    only a block whose bound is too large for the Gram route is looked at exactly.
+    """
+    import torch
+
+    R1t = torch.from_numpy(R1)
+    inverse = torch.linalg.solve_triangular(R1t, torch.eye(len(R1), dtype=R1t.dtype), upper=True)
+    bound = float(torch.linalg.matrix_norm(R1t) * torch.linalg.matrix_norm(inverse))
+    if bound <= CHOLESKY_ONCE_BELOW:  # (False for inf and NaN)
+        return 1.0 / bound
     eigenvalues = np.linalg.eigvalsh(Gs)  # ascending; cond(R1)² = cond(Gs)
-    return cols, scale, R1, float(np.sqrt(max(eigenvalues[0], 0.0) / eigenvalues[-1]))
+    return float(np.sqrt(max(eigenvalues[0], 0.0) / eigenvalues[-1]))
 
 
 def _block_r(B: np.ndarray, cols: np.ndarray, scale: np.ndarray, R1: np.ndarray | None, rcond: float) -> np.ndarray:
