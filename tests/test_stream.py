@@ -410,3 +410,54 @@ def test_peak_memory_is_bounded_by_the_chunk_not_the_file(tmp_path):
         assert measured["growth_mb"] < reference["growth_mb"] + 64, (measured, reference)
         assert os.path.getsize(path) / 2**20 > 0.8 * margin_mb
     assert decoded_mb > 0.8 * margin_mb
+
+
+# ---- reading ahead in a background thread ---------------------------------------------------------
+
+def test_read_ahead_gives_the_same_chunks_as_reading_in_turn(data_files, monkeypatch):
+    import torchlinreg.stream as stream
+
+    source = open_source(data_files["parquet"], target=list(TARGETS), features=list(FEATURES))
+    monkeypatch.setattr(stream, "READ_AHEAD", 0)
+    in_turn = list(source.chunks(97))
+    monkeypatch.setattr(stream, "READ_AHEAD", 3)
+    ahead = list(source.chunks(97))
+    assert len(ahead) == len(in_turn) == -(-N // 97)
+    for (X1, y1, _), (X2, y2, _) in zip(in_turn, ahead):
+        np.testing.assert_array_equal(X1, X2)
+        np.testing.assert_array_equal(y1, y2)
+
+
+def test_read_ahead_raises_the_producers_error_after_the_items_before_it():
+    from torchlinreg.stream import _read_ahead
+
+    def items():
+        yield from range(5)
+        raise DataError("data.csv: row 6 holds 'x'")
+
+    got = []
+    with pytest.raises(DataError, match="row 6"):
+        for item in _read_ahead(items(), 2):
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_closing_a_read_ahead_early_stops_its_thread_and_closes_the_source():
+    import threading
+
+    from torchlinreg.stream import _read_ahead
+
+    closed = threading.Event()
+
+    def items():
+        try:
+            yield from range(10**9)
+        finally:
+            closed.set()
+
+    before = threading.active_count()
+    reader = _read_ahead(items(), 2)
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()
+    assert closed.is_set()
+    assert threading.active_count() == before

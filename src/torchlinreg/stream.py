@@ -17,6 +17,8 @@ found in a late chunk names the file and its data row (1-based, the header not c
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from .solve import refine as refine_solution
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 CHUNK_ROWS = 65_536  # rows per chunk: 5 MiB of float64 at 10 columns; amortises reading and checking a chunk
+READ_AHEAD = 2  # chunks read by a background thread while the caller works on one
 BUFFER_ROWS = 262_144  # rows in the shuffle buffer: rows mix with the ~4 chunks around them
 _PARQUET_BUFFER = 1 << 20  # bytes read at a time from a Parquet column chunk, instead of whole row groups
 _CSV_BLOCK = 1 << 20  # bytes of text parsed at a time (pyarrow's default; larger blocks only cost memory)
@@ -96,7 +99,7 @@ class StreamSource:
     def _chunks(self, chunk_rows: int, part: int, n_parts: int):
         """Chunks number ``part``, ``part + n_parts``, ...; the others are read but not converted or checked."""
         seen = 0
-        for index, pieces in enumerate(_group(self._pieces(chunk_rows), chunk_rows)):
+        for index, pieces in enumerate(_read_ahead(_group(self._pieces(chunk_rows), chunk_rows), READ_AHEAD)):
             seen += sum(len(batch) for _, _, batch in pieces)
             if index % n_parts == part:
                 yield self._convert(pieces)
@@ -135,7 +138,9 @@ class StreamSource:
             for j, name in enumerate(self.columns):
                 column = batch.column(j)
                 values = column.to_numpy() if column.type == pa.float64() and not column.null_count else None
-                if values is None or not np.isfinite(values).all():  # the checks and messages of read_dataset
+                # a NaN or inf makes the sum non-finite (as can a sum that overflows: then each value is looked at)
+                if values is None or not np.isfinite(values.sum()) and not np.isfinite(values).all():
+                    # the checks and messages of read_dataset
                     values = files._column_values(path, name, pa.chunked_array([column]), first_row, fixes[j])
                 if j < d:
                     X[rows, j] = values
@@ -425,6 +430,59 @@ def _non_number(path: Path, name: str, text: pa.Array, first_row: int, fix: str,
     if not where.startswith("row"):  # no single value to blame
         return None
     return f"{path}: column {name!r} {where}; correct it, {fix}"
+
+
+def _read_ahead(items: Iterator, depth: int) -> Iterator:
+    """``items``, produced by a background thread up to ``depth`` ahead of the consumer.
+
+    pyarrow decodes without holding the GIL, so the next chunks are read while the caller
+    works on this one. An exception from ``items`` is raised here, in order; closing this
+    generator early stops the thread.
+    """
+    if depth <= 0:
+        yield from items
+        return
+    slots = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            outcome = (done, None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            outcome = (done, exc)
+        while not stop.is_set():
+            try:
+                slots.put(outcome, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=produce, name="torchlinreg-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = slots.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _group(pieces: Iterator[tuple[Path, int, pa.RecordBatch]], chunk_rows: int):
