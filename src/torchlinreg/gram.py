@@ -34,7 +34,7 @@ from .history import EpochRecord, History
 from .model import LinearModel
 from .scaling import Standardizer
 from .solve import RANK_RTOL, QRAccumulator, _triangularize
-from .training import (_diverged, _end_epoch, _finish, _grew, _Plateau, _state, _Units, make_optimizer,
+from .training import (_divergence_guard, _end_epoch, _finish, _Plateau, _state, _Units, make_optimizer,
                        make_scheduler)
 
 ENGINES = ("auto", "gram", "data")
@@ -272,11 +272,8 @@ def train_gram(
     for epoch in range(start, config.epochs + 1):
         sse = evaluate(objective, gradient=config.optimizer != "lbfgs")  # per target, at the current parameters
         loss = evaluate.model_loss(sse, objective)  # in the model's units, as train's loss.item()
-        if not math.isfinite(loss):
-            _diverged(model, history, last_state, f"the loss became {loss} at epoch {epoch}")
-            break
-        first_loss = loss if epoch == 1 else first_loss  # the growth rule compares losses in the model's units
-        if _grew(model, history, last_state, loss, first_loss, epoch):
+        diverged, first_loss = _divergence_guard(model, history, last_state, loss, first_loss, epoch)
+        if diverged:
             break
         evaluate.keep(last_state)
         val_loss = None if val_objective is None else evaluate.data_loss(evaluate(val_objective), val_objective)

@@ -8,6 +8,7 @@ same loop.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -167,11 +168,8 @@ def train(
         with torch.set_grad_enabled(needs_graph):
             y_pred = model(X)  # (n, out_features)
             loss = mse(y_pred, y, w)
-        if not torch.isfinite(loss):
-            _diverged(model, history, last_state, f"the loss became {loss.item()} at epoch {epoch}")
-            break
-        first_loss = loss.item() if epoch == 1 else first_loss  # the growth rule compares losses in the model's units
-        if _grew(model, history, last_state, loss.item(), first_loss, epoch):
+        diverged, first_loss = _divergence_guard(model, history, last_state, loss.item(), first_loss, epoch)
+        if diverged:
             break
         last_state = _state(model)
         record = EpochRecord(epoch, units.loss(loss, y_pred, y, w), units.params(model),
@@ -199,15 +197,27 @@ def train(
     return _finish(model, history, last_state, units, callbacks, epoch)
 
 
-# --- bookkeeping shared with the gram engine (gram.train_gram) ------------------------------------
+# --- bookkeeping shared with the other engines (gram.train_gram, minibatch.train_minibatches) -------
 
-def _grew(model: nn.Module, history: History, last_state, loss: float, first_loss: float, epoch: int) -> bool:
-    """Stop as diverged when the loss has grown past GROWTH_LIMIT times its first value."""
+def _divergence_guard(model: nn.Module, history: History, last_state: dict[str, torch.Tensor], loss: float,
+                      first_loss: float | None, epoch: int) -> tuple[bool, float | None]:
+    """The check at the top of each epoch, on the loss at the parameters the epoch starts from.
+
+    Returns ``(diverged, first_loss)``: ``diverged`` is True when the loss is inf or NaN or has
+    grown past GROWTH_LIMIT times its first value (the run is then marked diverged and the last
+    parameters with a finite loss put back, see :func:`_diverged`); ``first_loss`` is the value
+    the growth rule compares with, set at epoch 1 (a resumed run passes its checkpoint's).
+    Losses are in the model's units.
+    """
+    if not math.isfinite(loss):
+        _diverged(model, history, last_state, f"the loss became {loss} at epoch {epoch}")
+        return True, first_loss
+    first_loss = loss if epoch == 1 else first_loss
     if loss > GROWTH_LIMIT * first_loss > 0:
         _diverged(model, history, last_state, f"the loss grew to {loss:.3g} at epoch {epoch}, "
                                               f"over {GROWTH_LIMIT:.0e} times its first value")
-        return True
-    return False
+        return True, first_loss
+    return False, first_loss
 
 
 def _end_epoch(history: History, record: EpochRecord, callbacks, plateau: _Plateau, config: TrainConfig) -> bool:
