@@ -4,6 +4,7 @@ The reference is always the same fit run without interruption, in the test; "ide
 means every output file byte for byte, the history and the parameters' bits.
 """
 
+import functools
 import io
 import json
 import os
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -315,3 +317,169 @@ def test_sigkill_loses_at_most_the_epochs_since_the_last_checkpoint(tmp_path, ca
     assert main(CLI_ARGS + ["--out", str(tmp_path), "--checkpoint-every", str(every), "--resume", "--quiet"]) == 0
     capsys.readouterr()
     assert files(tmp_path) == files(cli_reference)
+
+
+# --- streamed fits (--stream): the same promise, through the command line ------------------------------------------
+
+STREAM_CASES = {  # name -> fit arguments after DATA
+    "gram-sgd-momentum-step": ["--engine", "gram", "--lr", "0.05", "--momentum", "0.9", "--schedule", "step",
+                               "--step-size", "4", "--gamma", "0.5", "--epochs", "20", "--standardize"],
+    "minibatch-adam": ["--optimizer", "adam", "--lr", "0.05", "--batch-size", "64", "--epochs", "8"],
+}
+
+
+@pytest.fixture(scope="module")
+def stream_data(tmp_path_factory):
+    from torchlinreg import write_table
+    from torchlinreg.data import dataset_columns
+
+    path = tmp_path_factory.mktemp("stream-data") / "d.parquet"
+    write_table(path, dataset_columns(make_regression(3000, 3, 2, noise=0.5, seed=5)))
+    return path
+
+
+def stream_args(data: Path, case: str, out: Path, *extra: str) -> list[str]:
+    """A streamed fit (six chunks) of ``case`` into ``out``, saving the model there too."""
+    return ["fit", str(data), "--target", "y1", "y2", "--stream", "--chunk-rows", "500", *STREAM_CASES[case],
+            "--no-plots", "--quiet", "--out", str(out), "--save", str(out / "model"), *extra]
+
+
+@pytest.fixture(scope="module")
+def stream_references(tmp_path_factory, stream_data):
+    """Each streamed case run once without interruption and without checkpoints."""
+    made = {}
+
+    def get(case):
+        if case not in made:
+            out = tmp_path_factory.mktemp(f"stream-{case}")
+            assert main(stream_args(stream_data, case, out)) == 0
+            made[case] = out
+        return made[case]
+    return get
+
+
+def with_callbacks(monkeypatch, *callbacks):
+    """The command's streamed fits run with ``callbacks`` (the CLI takes none)."""
+    from torchlinreg import pipeline
+
+    monkeypatch.setattr(pipeline, "run_fit_source", functools.partial(pipeline.run_fit_source, callbacks=callbacks))
+
+
+@pytest.mark.parametrize("case, signum, stop", [("gram-sgd-momentum-step", signal.SIGINT, 10),
+                                                 ("minibatch-adam", signal.SIGTERM, 5)])
+def test_streamed_fit_signalled_then_resumed_is_byte_identical(tmp_path, capsys, monkeypatch, stream_data,
+                                                               stream_references, case, signum, stop):
+    reference = stream_references(case)
+    capsys.readouterr()
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        with_callbacks(patch, SignalAt(stop, signum))
+        code = main(stream_args(stream_data, case, out, "--checkpoint-every", "3"))
+    err = capsys.readouterr().err
+    assert code == 128 + signum, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"stopped by {signal.Signals(signum).name} after epoch {stop} of" in lines[0], err
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["epoch"] == stop
+    assert not (out / "summary.json").exists() and not (out / "model.safetensors").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after training
+    command = lines[0].split("continue with: ")[1]
+    assert command.startswith("torchlinreg fit") and command.endswith("--resume")
+    assert main(shlex.split(command)[1:]) == 0, capsys.readouterr().err  # pasted as a user would
+    capsys.readouterr()
+    got, want = files(out), files(reference)
+    assert sorted(got) == sorted(want) and "model.safetensors" in got and "history.csv" in got  # no checkpoint left
+    for name in want:
+        assert got[name] == want[name], name
+
+
+_KILL_AT = """
+import functools, os, signal, sys
+from torchlinreg import Callback, pipeline
+from torchlinreg.cli import main
+
+class KillAt(Callback):
+    def on_epoch_end(self, record):
+        if record.epoch == int(sys.argv[1]):
+            os.kill(os.getpid(), signal.SIGKILL)  # no handler runs, nothing is cleaned up
+
+pipeline.run_fit_source = functools.partial(pipeline.run_fit_source, callbacks=[KillAt()])
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_streamed_fit_killed_by_sigkill_then_resumed_is_byte_identical(tmp_path, capsys, stream_data,
+                                                                       stream_references):
+    case = "minibatch-adam"
+    reference = stream_references(case)
+    out = tmp_path / "run"
+    args = stream_args(stream_data, case, out, "--checkpoint-every", "3")
+    killed = subprocess.run([sys.executable, "-c", _KILL_AT, "8", *args], capture_output=True, text=True,
+                            timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["epoch"] == 6  # lost epochs 7 and 8
+    assert not (out / "summary.json").exists()
+    assert main(args + ["--resume"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert files(out) == files(reference)
+
+
+def test_streamed_resume_refuses_other_data_or_settings(tmp_path, capsys, monkeypatch, stream_data):
+    import pyarrow.parquet as pq
+
+    case = "gram-sgd-momentum-step"
+    data = tmp_path / "d.parquet"
+    data.write_bytes(stream_data.read_bytes())
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        with_callbacks(patch, SignalAt(6, signal.SIGTERM))
+        assert main(stream_args(data, case, out)) == 143
+    capsys.readouterr()
+    state = (out / "checkpoint" / "state.json").read_bytes()
+
+    table = pq.read_table(stream_data)
+    changed = table.column("x2").to_numpy().copy()
+    changed[2345] += 1e-9  # one value, deep in the file; the same size and row count
+    pq.write_table(table.set_column(table.column_names.index("x2"), "x2", [changed]), data)
+    assert main(stream_args(data, case, out, "--resume")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the data differ" in err and "R factor" in err, err
+    data.write_bytes(stream_data.read_bytes())
+    assert main(stream_args(data, case, out, "--resume", "--chunk-rows", "700")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "chunk_rows is 700 here but 500 in the checkpoint" in err, err
+    assert (out / "checkpoint" / "state.json").read_bytes() == state  # the refusals changed nothing
+    assert main(stream_args(data, case, out, "--resume")) == 0
+
+
+def test_streamed_checkpoint_refusals_come_before_the_first_pass(tmp_path, capsys):
+    from torchlinreg import write_table
+
+    y = np.arange(3000.0)
+    y[2500] = np.nan  # the first pass would stop here
+    write_table(tmp_path / "bad.parquet", {"x": np.arange(3000.0), "y": y})
+    base = ["fit", str(tmp_path / "bad.parquet"), "--stream", "--chunk-rows", "500", "--out", str(tmp_path / "out"),
+            "--no-plots"]
+    assert main(base + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no checkpoint to resume" in err, err
+    assert main(base + ["--checkpoint-every", "0"]) == 2
+    assert "--checkpoint-every must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(base) == 1 and "row 2501" in capsys.readouterr().err  # the first pass: what came before it
+
+
+def test_streamed_checkpoints_need_one_process_and_an_output_folder(tmp_path, stream_data):
+    import argparse
+    from types import SimpleNamespace
+
+    from torchlinreg.cli import _check_streamed_fit
+    from torchlinreg.pipeline import run_fit_source
+    from torchlinreg.stream import open_source
+
+    args = argparse.Namespace(validation_fraction=0.0, chunk_rows=500, checkpoint_every=3, resume=False)
+    torchrun = SimpleNamespace(is_distributed=True, world_size=2)
+    with pytest.raises(ConfigError, match="under torchrun across 2 processes.*without torchrun"):
+        _check_streamed_fit(args, "--stream was asked for", torchrun)
+    _check_streamed_fit(args, "--stream was asked for", SimpleNamespace(is_distributed=False))  # one process: fine
+    with pytest.raises(ConfigError, match=r"output folder \(--out\) and one process"):
+        run_fit_source(open_source(stream_data), TrainConfig(epochs=3), None, checkpoint_every=2, quiet=True)

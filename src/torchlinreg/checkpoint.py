@@ -71,6 +71,62 @@ def data_sha256(*tensors: torch.Tensor | None) -> str:
     return h.hexdigest()
 
 
+STREAMED_DATA = "SHA-256 of the R factor of its first pass, its row count, weights, columns and files"
+
+
+def streamed_data_sha256(acc, source) -> str:
+    """The fingerprint a resumed streamed fit must match: from its first pass, not from the rows.
+
+    Hashing the rows themselves, as :func:`data_sha256` does for data in memory, would cost a
+    pass over files that may be far larger than memory. The first pass (the R factor of
+    ``[X, 1, y]``, :func:`torchlinreg.stream.accumulate`) runs on every fit, resumed or not,
+    so the fingerprint comes from it at no extra cost: the bytes of the float64 R factor
+    (bit-exact for the same rows read in the same chunks, which ``chunk_rows`` among the
+    settings ensures; any changed value, row or order moves its last bits), the row count,
+    the sum of the weights, the format, the columns read, and each file's name and size.
+    ``acc`` is that pass's :class:`~torchlinreg.solve.QRAccumulator`, ``source`` the
+    :class:`~torchlinreg.stream.StreamSource` it read.
+    """
+    h = hashlib.sha256()
+    R = np.ascontiguousarray(acc.R, dtype=np.float64)
+    h.update(f"R{R.shape};".encode())
+    h.update(R.reshape(-1).view(np.uint8))
+    described = {"n_samples": int(acc.n_samples), "sum_weights": float(acc.sum_weights).hex(),
+                 "format": source.format, "features": list(source.feature_names),
+                 "targets": list(source.target_names), "weights": source.weight_name,
+                 "files": [[Path(p).name, os.stat(p).st_size] for p in source.paths]}
+    h.update(json.dumps(described, sort_keys=True).encode("utf-8"))
+    return h.hexdigest()
+
+
+def check_folder(out_dir: str | os.PathLike, *, every: int | None = None, resume: bool = False,
+                 force: bool = False) -> bool:
+    """The refusals of :class:`Checkpointer` that need neither the settings nor the data, changing nothing.
+
+    A bad ``every``; ``resume`` without a checkpoint; a checkpoint there without ``resume``
+    or ``force``. Returns whether ``out_dir`` holds a checkpoint. A fit that reads its data
+    before it can make the Checkpointer (a streamed fit: the data's fingerprint comes from
+    its first pass) calls this first, so that these refusals come before that pass.
+    """
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        raise ConfigError(f"--checkpoint-every must be a positive integer, got {every!r}; pass e.g. 100")
+    folder = Path(out_dir) / CHECKPOINT_DIR
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{str(folder)!r} is a file, not torchlinreg's checkpoint folder; "
+                          "move it or choose another --out")
+    found = (folder / CHECKPOINT_STATE).exists()
+    if resume and not found:
+        raise ConfigError(f"no checkpoint to resume in {str(folder.parent)!r}; run without --resume "
+                          "(a checkpoint is written by --checkpoint-every N, or when a fit is interrupted)")
+    if not resume and found and not force:
+        state = read_json_object(folder / CHECKPOINT_STATE)
+        epochs = state.get("settings", {}).get("epochs") if isinstance(state.get("settings"), dict) else None
+        where = f" (epoch {state['epoch']} of {epochs})" if "epoch" in state else ""
+        raise OutputError(f"{str(folder.parent)!r} holds the checkpoint of an interrupted run{where}; "
+                          "pass --resume to continue it, or --force to start over")
+    return found
+
+
 class Checkpointer:
     """Saves a fit's training state into ``<out_dir>/checkpoint``; with ``resume``, puts it back.
 
@@ -97,37 +153,26 @@ class Checkpointer:
     force : bool
         Without ``resume``, start over when ``out_dir`` holds a checkpoint (else refused, so
         that an interrupted run is not lost by accident).
+    data_what : str
+        What ``data_hash`` is a hash of, for the message refusing other data.
     """
 
     def __init__(self, out_dir: str | os.PathLike, settings: dict, data_hash: Callable[[], str], *,
-                 every: int | None = None, resume: bool = False, force: bool = False):
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
-            raise ConfigError(f"--checkpoint-every must be a positive integer, got {every!r}; pass e.g. 100")
+                 every: int | None = None, resume: bool = False, force: bool = False,
+                 data_what: str = "SHA-256 of the training rows"):
+        check_folder(out_dir, every=every, resume=resume, force=force)
         self.folder = Path(out_dir) / CHECKPOINT_DIR
         self.every, self.settings = every, settings
-        self._data_hash, self._data_sha = data_hash, None
+        self._data_hash, self._data_sha, self._data_what = data_hash, None, data_what
         self.stop_signal: int | None = None  # set by the first SIGINT/SIGTERM inside on_signals()
         self.saved_epoch: int | None = None  # the epoch the checkpoint on disk holds
         self._log_bytes, self._log_records, self._log_hash = 0, 0, hashlib.sha256()
         self._restored = None
-        if self.folder.exists() and not self.folder.is_dir():
-            raise OutputError(f"{str(self.folder)!r} is a file, not torchlinreg's checkpoint folder; "
-                              "move it or choose another --out")
-        found = (self.folder / CHECKPOINT_STATE).exists()
         if resume:
-            if not found:
-                raise ConfigError(f"no checkpoint to resume in {str(self.folder.parent)!r}; run without --resume "
-                                  "(a checkpoint is written by --checkpoint-every N, or when a fit is interrupted)")
             self._restored = self._load()
             if every is None:
                 self.every = self._restored[0].get("every")
-        elif found and not force:
-            state = read_json_object(self.folder / CHECKPOINT_STATE)
-            epochs = state.get("settings", {}).get("epochs") if isinstance(state.get("settings"), dict) else None
-            where = f" (epoch {state['epoch']} of {epochs})" if "epoch" in state else ""
-            raise OutputError(f"{str(self.folder.parent)!r} holds the checkpoint of an interrupted run{where}; "
-                              "pass --resume to continue it, or --force to start over")
-        else:
+        else:  # no checkpoint there, or force: start over (check_folder refused the rest)
             self.remove()
 
     def __repr__(self) -> str:
@@ -369,8 +414,8 @@ class Checkpointer:
             raise ConfigError(f"{where}: {'; '.join(changed)}; resume with the settings of the interrupted run, "
                               f"or {START_OVER}")
         if state["data_sha256"] != self._data_sha256():
-            raise ConfigError(f"{where}: the data differ from those it was made with (SHA-256 of the training "
-                              f"rows); pass the same data and columns, or {START_OVER}")
+            raise ConfigError(f"{where}: the data differ from those it was made with ({self._data_what}); "
+                              f"pass the same data and columns, or {START_OVER}")
 
 
 # --- optimizer and scheduler state as JSON plus tensors ------------------------------------------------

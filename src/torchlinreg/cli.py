@@ -283,7 +283,7 @@ def _cmd_fit(args) -> int:
             from .pipeline import run_fit_source
 
             why = reading.reason if reading.stream else "another process of the job cannot hold it whole"
-            dist.run(lambda: _check_streamed_fit(args, why), "checking the settings")
+            dist.run(lambda: _check_streamed_fit(args, why, dist.dist), "checking the settings")
             source = dist.load_source(lambda: _open_source(args))
             result = dist.run(lambda: run_fit_source(
                 source, config, args.out if main else None, standardize=args.standardize,
@@ -291,7 +291,8 @@ def _cmd_fit(args) -> int:
                 log_every=args.log_every, quiet=args.quiet or not main,
                 tensorboard=args.tensorboard if main else None, animation=args.animate, statistics=args.summary,
                 conf_level=args.conf_level, cov_type=args.cov_type, report=args.report and main,
-                engine=args.engine, dist=dist.dist, chunk_rows=args.chunk_rows, reading=why), "the fit")
+                engine=args.engine, dist=dist.dist, chunk_rows=args.chunk_rows, reading=why,
+                checkpoint_every=args.checkpoint_every, resume=args.resume), "the fit")
             if not main:
                 return EXIT_DIVERGED if result.history.diverged else EXIT_OK
             return _fit_done(args, result)
@@ -309,17 +310,18 @@ def _cmd_fit(args) -> int:
     return _fit_done(args, result)
 
 
-def _check_streamed_fit(args, why: str) -> None:
-    """The fit flags that need every row in memory, refused when DATA is streamed."""
+def _check_streamed_fit(args, why: str, dist=None) -> None:
+    """The fit flags that need every row in memory, refused when DATA is streamed; checkpoints under torchrun."""
     if args.validation_fraction:
         raise ConfigError(f"--validation-fraction draws a random split of rows held in memory, but DATA is "
                           f"streamed ({why}); hold out rows in a file of their own, or read DATA whole (without "
                           "--stream, within --max-memory)")
     if args.chunk_rows < 1:
         raise ConfigError(f"--chunk-rows must be a positive integer, got {args.chunk_rows}; pass e.g. 65536")
-    if args.checkpoint_every is not None or args.resume:
-        raise ConfigError(f"checkpoints are for data read whole, but DATA is streamed ({why}); "
-                          "drop --checkpoint-every/--resume, or read DATA whole (within --max-memory)")
+    if (args.checkpoint_every is not None or args.resume) and dist is not None and dist.is_distributed:
+        raise ConfigError(f"checkpoints need one process, but this fit runs under torchrun across "
+                          f"{dist.world_size} processes; drop --checkpoint-every/--resume, or run the fit without "
+                          "torchrun (streamed data fits in one process too)")
 
 
 def _fit_done(args, result) -> int:

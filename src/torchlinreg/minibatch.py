@@ -37,7 +37,7 @@ from .errors import ConfigError, DataError
 from .gram import GramObjective
 from .history import EpochRecord, History
 from .model import LinearModel
-from .training import (_diverged, _end_epoch, _finish, _grew, _Plateau, _state, _Units, make_optimizer,
+from .training import (_divergence_guard, _end_epoch, _finish, _Plateau, _state, _Units, make_optimizer,
                        make_scheduler, mse)
 
 Step = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None", int]  # X, y, w, rows of the step in all processes
@@ -54,6 +54,7 @@ def train_minibatches(
     scaler=None,
     dist: Dist | None = None,
     val_objective: GramObjective | None = None,
+    checkpoint=None,
 ) -> History:
     """Train ``model`` in place on the batches ``steps`` gives; the history of every epoch.
 
@@ -71,6 +72,12 @@ def train_minibatches(
         with; losses and parameters are recorded in the data's units
     dist : the job; None or one process trains the model itself
     val_objective : the loss of held-out rows, recorded as ``val_loss``
+    checkpoint : a :class:`torchlinreg.checkpoint.Checkpointer`, one process only: as in
+        :func:`torchlinreg.training.train`, it saves the loop's state after epochs and, when
+        resuming, starts after its epoch with that state. The batches must then depend on
+        the epoch alone (``stream_steps``' do: a seeded shuffle per epoch, see
+        :class:`torchlinreg.stream.ShuffledBatches`), so that epoch ``t`` of a resumed run
+        gets the batches of epoch ``t`` of a run never interrupted.
 
     Returns
     -------
@@ -82,6 +89,8 @@ def train_minibatches(
     model.to(_device(config, dist), dtype)
     net = wrap_ddp(model, dist) if dist is not None else model  # DDP: rank 0's parameters on every rank
     several = dist is not None and dist.is_distributed
+    if several and checkpoint is not None:
+        raise ConfigError("checkpoints need an output folder (--out) and one process (not torchrun)")
     device = next(model.parameters()).device
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)
@@ -90,18 +99,18 @@ def train_minibatches(
     plateau = _Plateau(config.tol, config.patience)
     history = History(initial_params=units.params(model))
     last_state = _state(model)  # model-unit parameters of the last epoch with a finite loss
+    start, first_loss = 1, None
+    if checkpoint is not None:  # when resuming, the state after the checkpoint's epoch comes back
+        start, first_loss = checkpoint.bind(model, optimizer, scheduler, plateau, history, last_state)
     for cb in callbacks:
         cb.on_train_begin(model, config, history)
 
-    epoch = 0
-    for epoch in range(1, config.epochs + 1):
+    epoch = start - 1  # the last epoch run, also when a resumed run had run them all
+    for epoch in range(start, config.epochs + 1):
         weight, bias = model.linear.weight.detach(), model.linear.bias.detach()
         loss = float(in_model_units.loss(weight, bias))  # on all rows of all processes, from R
-        if not math.isfinite(loss):
-            _diverged(model, history, last_state, f"the loss became {loss} at epoch {epoch}")
-            break
-        first_loss = loss if epoch == 1 else first_loss  # the growth rule compares losses in the model's units
-        if _grew(model, history, last_state, loss, first_loss, epoch):
+        diverged, first_loss = _divergence_guard(model, history, last_state, loss, first_loss, epoch)
+        if diverged:
             break
         last_state = _state(model)
         params = units.params(model)
@@ -123,6 +132,8 @@ def train_minibatches(
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if checkpoint is not None:
+            checkpoint.epoch_end(epoch, last_state, first_loss)  # saves every few epochs; stops on SIGINT/SIGTERM
 
     return _finish(model, history, last_state, units, callbacks, epoch)
 

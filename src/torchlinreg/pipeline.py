@@ -308,6 +308,8 @@ def run_fit_source(
     dist=None,
     chunk_rows: int | None = None,
     reading: str = "",
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> FitResult:
     """:func:`run_fit` for data streamed from files, in memory bounded by the chunk, not the file.
 
@@ -338,10 +340,17 @@ def run_fit_source(
     wraps the model in ``DistributedDataParallel`` and each step joins every rank's batch
     (see :func:`torchlinreg.minibatch.stream_steps`), the last pass's sums are gathered;
     the sample for the plots comes from rank 0's chunks. Pass ``out_dir``/``save`` on rank 0 only.
+
+    Checkpoints (``checkpoint_every``, ``resume``; one process, with ``out_dir``): as in
+    :func:`run_fit`, on both engines; a resumed run ends with the files of a run never
+    interrupted. The data a resumed run must match are fingerprinted from the first pass,
+    which every run makes anyway (:func:`torchlinreg.checkpoint.streamed_data_sha256`), so
+    resuming costs no extra pass; the refusals that need no data (no checkpoint to resume,
+    a checkpoint there without ``resume`` or ``force``) come before that pass.
     """
     from .distributed import Dist, accumulate_shard
     from .minibatch import stream_steps, train_minibatches
-    from .stream import CHUNK_ROWS, accumulate
+    from .stream import BUFFER_ROWS, CHUNK_ROWS, accumulate
 
     chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
@@ -353,8 +362,15 @@ def run_fit_source(
     if engine == "data" and config.batch_size is None:
         raise ConfigError(full_batch_data)
     select_engine(config, requested=engine, n_samples=None if engine == "gram" else 1)  # bad names, gram + batches
-    _check_outputs(out_dir, save, force)
     several = dist is not None and dist.is_distributed
+    checkpoints = out_dir is not None and not several
+    if (checkpoint_every is not None or resume) and not checkpoints:
+        raise ConfigError("checkpoints need an output folder (--out) and one process (not torchrun)")
+    _check_outputs(out_dir, save, force, claim=resume)
+    if checkpoints:
+        from .checkpoint import check_folder
+
+        check_folder(out_dir, every=checkpoint_every, resume=resume, force=force)  # before the first pass
     dist = dist if several else Dist()  # one process: rank 0 of 1
     d, m = len(source.feature_names), len(source.target_names)
 
@@ -381,7 +397,21 @@ def run_fit_source(
         if chosen == "data":
             why += (f"; DistributedDataParallel across {dist.world_size} processes, each streaming its own "
                     "chunks into every step")
-    out = prepare_output_dir(out_dir, owned=OUTPUT_FILES, force=force) if out_dir is not None else None
+    # resume claims out_dir as this run's (its checkpoint is checked below, even when damaged)
+    out = prepare_output_dir(out_dir, owned=OUTPUT_FILES, force=force or resume) if out_dir is not None else None
+    checkpoint = None
+    if out is not None and checkpoints:
+        from .checkpoint import STREAMED_DATA, Checkpointer, fit_settings, streamed_data_sha256
+
+        # Every setting that changes the numbers: config (batch size, seed, dtype, optimizer, ...), the
+        # engine, standardisation, and how the rows are read (the chunks decide R's last bits and, with
+        # the shuffle buffer, the mini-batches).
+        settings = fit_settings(config, engine=chosen, standardize=standardize, reading="stream",
+                                chunk_rows=chunk_rows, buffer_rows=BUFFER_ROWS, features=source.feature_names,
+                                targets=source.target_names, weights=source.weight_name)
+        fingerprint = streamed_data_sha256(acc, source)  # now: of the files as the first pass read them
+        checkpoint = Checkpointer(out, settings, lambda: fingerprint, every=checkpoint_every, resume=resume,
+                                  force=force, data_what=STREAMED_DATA)
 
     objective = GramObjective.from_accumulator(acc)
     scaler = objective.standardizer() if standardize else None  # the columns' statistics, from R
@@ -392,12 +422,15 @@ def run_fit_source(
     printer = PrintReport(stream, notes, every=0 if quiet else log_every, write=bar.write)
     extra = [TensorBoardLogger(tensorboard)] if tensorboard is not None else []
     every = [bar, printer, *extra, *callbacks]
-    if chosen == "gram":
-        history = train_gram(model, objective, config, every, scaler=scaler)
-    else:
-        steps = stream_steps(source, config.batch_size, counts, dist, seed=config.seed, chunk_rows=chunk_rows,
-                             scaler=scaler)
-        history = train_minibatches(model, objective, steps, config, every, scaler=scaler, dist=dist)
+    stopping = checkpoint.on_signals(on_stop=lambda: bar.on_train_end(None)) if checkpoint else contextlib.nullcontext()
+    with stopping:  # SIGINT/SIGTERM: a checkpoint after the current epoch, then Interrupted
+        if chosen == "gram":
+            history = train_gram(model, objective, config, every, scaler=scaler, checkpoint=checkpoint)
+        else:  # the batches of epoch t depend on the seed and t alone: a resumed run replays them
+            steps = stream_steps(source, config.batch_size, counts, dist, seed=config.seed, chunk_rows=chunk_rows,
+                                 scaler=scaler)
+            history = train_minibatches(model, objective, steps, config, every, scaler=scaler, dist=dist,
+                                        checkpoint=checkpoint)
     if history.diverged:
         history.message += ". " + _lr_advice(objective.standardized(scaler) if scaler else objective, config)
 
@@ -428,8 +461,11 @@ def run_fit_source(
                                 "processes": dist.world_size, "plot_sample_rows": sample.n_samples, "from": said})
     lines = [f"streamed: the optimum and the losses come from {said['optimum']}, the metrics from {said['metrics']}"
              + (f"; the plots show {said['plots']}" if want_sample and (plots or report) else "")]
-    return _publish(result, trained_loss, stream=stream, statistics=statistics, out=out, plots=plots,
-                    animation=animation, report=report, save=save, force=force, lines=lines)
+    _publish(result, trained_loss, stream=stream, statistics=statistics, out=out, plots=plots,
+             animation=animation, report=report, save=save, force=force, lines=lines)
+    if checkpoint is not None:
+        checkpoint.remove()  # every file of the run is written: nothing is left to resume
+    return result
 
 
 PLOT_SAMPLE_ROWS = 10_000  # rows of streamed data the plots draw: enough to show the fit, few enough to draw fast
@@ -449,8 +485,11 @@ def _check_run(config: TrainConfig, out_dir, report: bool, statistics: bool, con
         check_settings(conf_level, cov_type)  # refuse a bad level before training, not after
 
 
-def _check_outputs(out_dir, save, force: bool) -> None:
-    """Refuse outputs that could not be written, without creating anything (the data has not been read yet)."""
+def _check_outputs(out_dir, save, force: bool, claim: bool = False) -> None:
+    """Refuse outputs that could not be written, without creating anything (the data has not been read yet).
+
+    ``claim`` (resuming): ``out_dir`` is this run's, as ``force`` would make it; model files still need ``force``.
+    """
     from .persistence import model_paths
 
     for path in model_paths(save) if save is not None else ():
@@ -459,7 +498,7 @@ def _check_outputs(out_dir, save, force: bool) -> None:
             raise OutputError(f"{str(path)!r} exists; pass --force to replace it or choose another --save path")
     if out_dir is not None:
         if Path(out_dir).exists():
-            prepare_output_dir(out_dir, owned=OUTPUT_FILES, force=force)  # there already: checks it, adds nothing
+            prepare_output_dir(out_dir, owned=OUTPUT_FILES, force=force or claim)  # there already: checks it only
         else:
             check_writable_path(Path(out_dir) / SUMMARY_JSON)
 
