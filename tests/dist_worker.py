@@ -4,7 +4,9 @@
 
 Every rank builds the same data set, takes its shard of the rows and then, by MODE:
   ok      checks the columns, solves exactly from the merged R factors, trains with DDP;
-          every rank writes rank<R>.json (R, the solution, the parameters after training)
+          every rank writes rank<R>.json (R, the solution, the parameters after training,
+          gloo's threads while the group is up) and, after shutdown, rank<R>.threads.json
+          (gloo's threads left: none, or the group outlived shutdown)
   fail    rank 1 raises in the middle of the solve, before the merge
   schema  rank 1 sees a column under another name
   hang    rank 1 never joins the merge (it sleeps)
@@ -14,6 +16,7 @@ Errors end as the command line ends them: one line on stderr, exit code 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -64,6 +67,17 @@ def train_ddp(dist, X, y, acc: QRAccumulator) -> dict:
     return {"weight": model.linear.weight.tolist(), "bias": model.linear.bias.tolist(), "losses": losses}
 
 
+def gloo_threads() -> list[str]:
+    """The names of this process's threads that belong to gloo (Linux); [] where /proc/self/task is missing."""
+    tasks = Path("/proc/self/task")
+    names = []
+    if tasks.is_dir():
+        for task in tasks.iterdir():
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                names.append((task / "comm").read_text().strip())
+    return sorted(name for name in names if "gloo" in name)
+
+
 def run(mode: str, out: Path, dist) -> None:
     dataset = data()
     names = dataset.feature_names + dataset.target_names
@@ -77,7 +91,8 @@ def run(mode: str, out: Path, dist) -> None:
     trained = run_guarded(lambda: train_ddp(dist, X, y, acc), dist, what="training")
     print(f"printed by rank {dist.rank}: solved on {acc.n_samples} rows")
     record = {"rank": dist.rank, "world_size": dist.world_size, "rows": [rows.start, rows.stop],
-              "R": acc.R.tolist(), "n_samples": acc.n_samples, "solution": solution.to_dict(), "trained": trained}
+              "R": acc.R.tolist(), "n_samples": acc.n_samples, "solution": solution.to_dict(), "trained": trained,
+              "gloo_threads": gloo_threads()}
     (out / f"rank{dist.rank}.json").write_text(json.dumps(record))
 
 
@@ -96,6 +111,8 @@ def main(argv=None) -> int:
         return 1
     finally:
         shutdown(dist)
+    if args.mode == "ok":  # what shutdown left running: gloo's threads must have ended with the group
+        (args.out / f"rank{dist.rank}.threads.json").write_text(json.dumps(gloo_threads()))
     return 0
 
 

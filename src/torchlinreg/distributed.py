@@ -128,6 +128,7 @@ def from_env(*, timeout_s: float = DEFAULT_TIMEOUT_S, device: str = "cpu") -> Di
         torch.cuda.set_device(local_rank)
     timeout = timedelta(seconds=timeout_s)
     where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    _import_before_the_group()
     try:
         # The store torchrun's agent keeps (TORCHELASTIC_USE_AGENT_STORE): it outlives any worker,
         # so the ranks can still tell each other why after one of them died.
@@ -142,8 +143,35 @@ def from_env(*, timeout_s: float = DEFAULT_TIMEOUT_S, device: str = "cpu") -> Di
                 td.PrefixStore(f"torchlinreg/{attempt}", store))
 
 
+def _import_before_the_group() -> None:
+    """Import now the modules that would otherwise keep the process group alive after :func:`shutdown`.
+
+    ``torch.distributed.nn.functional`` gives its functions the default argument
+    ``group=group.WORLD``, evaluated at import. ``DistributedDataParallel`` imports it on first
+    use (through ``torch.distributed._shard``), after the group exists, so those defaults held
+    the group for the life of the process: ``destroy_process_group`` then only unregistered
+    it, and gloo's worker and TCP threads and connections lived on until the interpreter's
+    last garbage collection at exit, which tore them down while the interpreter itself was
+    half gone and the other rank was closing its end: the likely source of a rare abort of a
+    rank at exit, "terminate called without an active exception". Imported before the group,
+    the defaults are None (the default group at call time).
+    """
+    with contextlib.suppress(ImportError):
+        import torch.distributed.nn.functional  # noqa: F401
+
+
 def shutdown(dist: Dist) -> None:
-    """Leave the process group (nothing to do for a single process, or when already left)."""
+    """Leave the process group (nothing to do for a single process, or when already left).
+
+    The group is destroyed here, with the interpreter whole, once nothing else holds it: not
+    torch's own modules (see :func:`_import_before_the_group`), nor a DDP wrapper, whose
+    reducer holds it until the wrapper is gone (the training loops drop theirs on return).
+    Gloo's threads are then joined and its connections closed before this returns. At the
+    end of a job no rank has a collective in flight with a peer: each phase ends with a
+    check-in through the store (:func:`run_guarded`), which torchrun's agent keeps, not a
+    rank, so no rank has to wait for another to leave. On a failure :func:`_abort` leaves
+    while peers may be in a collective on purpose: the closed connections end their wait.
+    """
     import torch.distributed as td
 
     if dist.is_distributed and td.is_available() and td.is_initialized():
