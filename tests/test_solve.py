@@ -14,6 +14,7 @@ import torch
 from sklearn.linear_model import LinearRegression
 
 import torchlinreg as tl
+from fuzzing import least_squares_reference
 from torchlinreg.errors import ConvergenceWarning, DataError, RankDeficiencyWarning
 from torchlinreg.solve import LstsqSolution, QRAccumulator, lstsq, refine, solve_dataset
 
@@ -127,6 +128,40 @@ def test_columns_of_magnitude_1e13_next_to_1e_minus_3():
     assert np.isfinite(solution.loss) and np.isfinite(solution.condition_number)
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["lstsq", "tiny chunk between ordinary ones"])
+def test_values_far_below_1e_150_are_not_lost(chunked):
+    # Their squares underflow (1e-200² = 0): a Gram matrix alone would read the column as constant.
+    rng = np.random.default_rng(21)
+    X = rng.standard_normal((90, 3)) * [1e-200, 1.0, 1e-250] + [3e-200, 0.0, -1e-250]
+    y = X @ [2e200, -1.0, 5e249] + 1e-3 * rng.standard_normal(90)
+    if chunked:
+        X[30:60, 1] *= 2.0 ** -800  # the middle chunk: every column tiny
+        y = X @ [2e200, -1.0, 5e249] + 1e-3 * rng.standard_normal(90)
+        acc = QRAccumulator(3).update(X[:30], y[:30]).update(X[30:60], y[30:60]).update(X[60:], y[60:])
+        solution = refine(acc.solve(), [(X, y)])
+    else:
+        solution = lstsq(X, y)
+    w, b = exact_lstsq(X, y)
+    assert rel_err(solution.coef[0], w) <= 1e-10 and solution.intercept[0] == pytest.approx(b, rel=1e-10)
+    assert solution.rank == 4 and not solution.warnings
+
+
+def test_tiny_targets_are_not_fitted_as_zero():
+    rng = np.random.default_rng(22)
+    X = rng.standard_normal((40, 2))
+    y = 1e-250 * (X @ [3.0, -2.0] + 0.5 + 0.1 * rng.standard_normal(40))
+    solution = lstsq(X, y)
+    w, b = exact_lstsq(X, y)
+    assert rel_err(solution.coef[0], w) <= 1e-12 and solution.intercept[0] == pytest.approx(b, rel=1e-12)
+
+
+def test_a_solution_beyond_float64_is_refused():
+    with pytest.raises(DataError, match="coefficient of 'x' overflows float64.*rescale that column"):
+        lstsq([[0.0], [1e-306]], [0.0, 180.0])  # the slope is 1.8e308
+    solution = lstsq([[0.0], [1e-301]], [0.0, 1.0])  # 1e301 fits, and its refinement stays finite
+    assert solution.coef[0, 0] == pytest.approx(1e301, rel=1e-15) and solution.loss == pytest.approx(0.0, abs=1e-30)
+
+
 # --- rank deficiency: the minimum-norm solution, intercept outside the norm ------------------
 
 def centred_min_norm(X, y):
@@ -153,6 +188,44 @@ def test_dependent_columns_give_the_minimum_norm_solution(copy, names, match):
         assert solution.intercept[0] == pytest.approx(ref_intercept, rel=1e-10)
     assert solution.rank == 3 and solution.unidentified == names[:2]
     assert solution.condition_number == np.inf and solution.warnings[0].startswith(match)
+
+
+@pytest.mark.parametrize("case", ["duplicated-1e13", "fewer-rows", "graded"])
+def test_minimum_norm_is_exact_across_column_scales_1e16_apart(case):
+    # A projection in data units loses the small coefficients and moves the fit; see solve._MinNormGroup.
+    rng = np.random.default_rng(23)
+    if case == "duplicated-1e13":
+        a, b = rng.standard_normal((2, 30))
+        X, y = np.column_stack([1e13 * a, 1e13 * a, 1e-3 * b]), a + b
+    elif case == "fewer-rows":  # one centred row: the solution is that row times a number
+        X, y = np.column_stack([1e13 * rng.standard_normal(2), 1e-3 * rng.standard_normal(2)]), rng.standard_normal(2)
+    else:  # a 1e147 pair, a 1e-3 column and a small one tied to an ordinary one, on 4 rows
+        a, b, c = rng.standard_normal((3, 4))
+        X = np.column_stack([1e147 * a, 1e147 * a, 1e-3 * b, c, 2.0 ** -60 * c])
+        y = rng.standard_normal(4)
+    with pytest.warns(RankDeficiencyWarning):
+        solution = lstsq(X, y)
+    exact = least_squares_reference(X, y[:, None])
+    np.testing.assert_allclose(solution.coef[0], exact.coef[0], rtol=1e-9, atol=0)
+    assert solution.intercept[0] == pytest.approx(exact.intercept[0], rel=1e-9, abs=1e-12)
+    assert solution.rank == exact.rank
+
+
+def test_refinement_ignores_the_rounding_of_a_huge_constant_column():
+    # Σ x r - x̄ Σ r of a constant 2.5e147 column is double-double rounding, ~1e112 here; once it
+    # leaked into the correction, refinement diverged to coefficients of 1e101.
+    rng = np.random.default_rng(5)
+    a, b, c = rng.standard_normal((3, 8))
+    k = rng.integers(-5, 6, 8).astype(float)
+    X = np.column_stack([1e-4 * a, np.full(8, 2.5e147), k, 1e-3 * b, 1e147 * c, 2.0 ** -180 * k])
+    y = 1e-3 * rng.standard_normal(8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        solution = lstsq(X, y)
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    exact = least_squares_reference(X, y[:, None])
+    np.testing.assert_allclose(solution.coef[0], exact.coef[0], rtol=1e-9, atol=0)
+    assert solution.intercept[0] == pytest.approx(exact.intercept[0], rel=1e-9)
 
 
 def test_without_a_rank_tolerance_refinement_warns_instead_of_diverging_silently():

@@ -165,3 +165,17 @@ def test_blocks_fed_one_by_one_and_merged_agree_with_one_update(small_blocks):
     merged = params(left.merge(right).solve())
     assert rel(merged, whole) < 1e-13
     assert rel(whole, exact_params(X, y)) < 1e-12
+
+
+@pytest.mark.parametrize("tiny_from", [0, 320], ids=["every block", "blocks after an ordinary half"])
+def test_a_column_of_tiny_values_is_scaled_by_a_power_of_two_and_kept_out_of_the_gram_matrix(small_blocks, tiny_from):
+    # Squares of 1e-200 underflow to 0 in a Gram matrix: such a column is scaled up exactly
+    # (by a power of two) and its blocks factored on their own, whatever their conditioning.
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((640, 3)) + [2, 5, -1]
+    X[tiny_from:, 1] *= 1e-200
+    y = X @ [1.0, 3.0, -2.0] + rng.standard_normal(640)
+    acc, s = solved(X, y)
+    assert len(small_blocks) == (640 - tiny_from) // 64  # every block with the tiny column, and only those
+    assert rel(params(s), exact_params(X, y)) <= 1e-12
+    assert not s.warnings

@@ -10,14 +10,17 @@ Method
    other blocks are factored by Cholesky QR twice or Householder QR and stacked under the
    running R. Two accumulators merge by stacking their R factors, so rows may be split among
    chunks and processes in any order. Columns of very different magnitude (1e13 next to
-   1e-3) need no care from the caller: scaling is by powers of two, hence exact.
+   1e-3) need no care from the caller: scaling is by powers of two, hence exact; so is the
+   scaling up of a column of values far below 1e-150, whose squares would underflow.
 2. ``QRAccumulator.solve`` works on R alone. With an intercept, the column of ones is
    moved first and R re-triangularised: the rows below the first are then the R factor
    of the centred data ``[X - x̄, y - ȳ]``. Its feature columns are scaled to unit norm by
    powers of two (exact), and the SVD of that small ``d x d`` factor gives the rank, the
    coefficients, and, when the rank is deficient, the minimum-norm solution in the data's
    own units with the intercept outside the norm (scikit-learn's convention:
-   ``b = ȳ - x̄·w``, a constant column gets weight 0).
+   ``b = ȳ - x̄·w``, a constant column gets weight 0), computed in the scaled units group
+   by group of dependent features, so that it stays exact with scales 1e16 apart
+   (``_MinNormGroup``). A solution beyond float64's range is refused (``DataError``).
 3. ``refine`` makes passes over the data. Each pass computes the residual
    ``r = y - X w - b`` and the gradient ``Aᵀ r`` in double-double arithmetic (about 32
    significant digits, vectorised NumPy, the same on every platform) and corrects the
@@ -64,6 +67,8 @@ UPDATE_BLOCK_ENTRIES = 2 ** 22  # rows × columns per block inside update(): a 3
 CHOLESKY_ONCE_BELOW = 1e3  # scaled block condition (2-norm): Cholesky QR's error eps·cond² < 2.2e-10
 CHOLESKY_TWICE_BELOW = 1e6  # Cholesky QR twice is backward stable while eps·cond² ≪ 1; Householder above
 MAX_MAGNITUDE = 1e150  # beyond this, squared residuals and sums of squares can overflow float64
+_SCALED_GRADIENT_BELOW = 2.0 ** -200  # column norms below this (6e-61): refinement scales the columns, see _refine
+_TINY_GRAM = 2.0 ** -960  # a Gram diagonal below rows × this may hold squares that underflowed (values below ~1e-145)
 
 
 def _as_array(a, name: str, keep_float32: bool = False) -> np.ndarray:
@@ -166,6 +171,13 @@ def _power_of_two(v: np.ndarray) -> np.ndarray:
     return np.ldexp(1.0, np.frexp(v)[1])
 
 
+def _norms(A: np.ndarray) -> np.ndarray:
+    """2-norms of the columns of ``A``, each scaled by a power of two first, so that no square underflows."""
+    big = np.abs(A).max(axis=0, initial=0.0)
+    unit = _power_of_two(np.where(big > 0, big, 1.0))
+    return np.linalg.norm(A / unit, axis=0) * unit
+
+
 def _triangularize(M: np.ndarray) -> np.ndarray:
     """R factor of ``M`` with a non-negative diagonal, so that it is unique for full-rank ``M``."""
     R = np.linalg.qr(M, mode="r")
@@ -190,6 +202,12 @@ def _triangularize(M: np.ndarray) -> np.ndarray:
 # A block that fails the first test is first shifted again by its own means (the data may
 # drift, e.g. rows sorted by a feature): the running Gram matrix is folded into R and the new
 # means become the shift of the blocks that follow.
+#
+# Squares of values below ~1e-154 underflow. A column whose Gram diagonal is that small
+# (``_TINY_GRAM``) is scaled in place by the power of two that brings its largest value to
+# [0.5, 1), and the Gram matrix formed again; ``_shift_map`` undoes the scaling exactly on the
+# block's R factor, and such a block always takes the R route (the running Gram matrix holds
+# unscaled blocks only). Ordinary data never get here: the test is on the diagonal alone.
 
 def _tensor(a: np.ndarray):
     """A tensor sharing ``a``'s memory (only read), or a copy when PyTorch cannot view it."""
@@ -204,11 +222,12 @@ def _tensor(a: np.ndarray):
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")  # overflow and NaN are diagnosed from the Gram
 def _shifted_gram(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, mu: np.ndarray, first_row: int,
-                  work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``B = [C, s]`` written into ``work`` and its Gram matrix, the block's values checked on the way.
+                  work: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``B = [C, s]`` written into ``work``, its Gram matrix, and the exponents its columns were scaled by.
 
     A NaN or inf makes a Gram entry non-finite, and ``|x_j| ≤ |μ_j| + ‖C_j‖`` bounds the
-    magnitudes (unweighted); only then, or with weights, are the values scanned.
+    magnitudes (unweighted); only then, or with weights, are the values scanned. The exponents
+    are None unless a column of tiny values was scaled up (``B_j`` is then ``C_j 2^e_j``).
     """
     import torch  # PyTorch's BLAS runs these narrow passes about twice as fast as NumPy's
 
@@ -228,12 +247,24 @@ def _shifted_gram(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, mu: np.nda
     diag = np.diagonal(G)
     if not np.isfinite(G).all() or w is not None or (np.abs(mu) + np.sqrt(diag[:q])).max() > MAX_MAGNITUDE:
         _check_values(X, y, first_row)  # raises naming the row or column, or finds the values fine
-    return B, G
+    exponents = None
+    low = np.flatnonzero(diag < k * _TINY_GRAM)
+    if low.size:  # all-zero columns (constant in the block) too: only these columns are read
+        big = np.abs(B[:, low]).max(axis=0)
+        low, big = low[big > 0], big[big > 0]
+        if low.size:
+            exponents = np.zeros(q + 1, dtype=np.int64)
+            exponents[low] = -np.frexp(big)[1]  # the largest |value| to [0.5, 1)
+            for j in low:
+                np.ldexp(B[:, j], exponents[j], out=B[:, j])  # exact (a subnormal only gains bits)
+            G = (Bt.T @ Bt).numpy()
+    return B, G, exponents
 
 
 def _exact_shift(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, G: np.ndarray | None,
-                 mu: np.ndarray | None) -> np.ndarray:
-    """The block's (weighted) column means of ``[X, y]``, from its Gram matrix when there is one.
+                 mu: np.ndarray | None, exponents: np.ndarray | None = None) -> np.ndarray:
+    """The block's (weighted) column means of ``[X, y]``, from its Gram matrix when there is one
+    (whose columns were scaled by ``2^exponents``, see ``_shifted_gram``).
 
     A column constant in the block takes its value exactly, so that its ``C_j`` is exactly zero
     (a column of rounding errors parallel to ``s`` would make ``[C, s]`` singular).
@@ -243,8 +274,10 @@ def _exact_shift(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, G: np.ndarr
         with np.errstate(over="ignore", invalid="ignore"):
             means = (np.concatenate([X.mean(axis=0, dtype=np.float64), y.mean(axis=0, dtype=np.float64)])
                      if w is None else np.concatenate([w @ X, w @ y]) / w.sum())
-    else:
+    elif exponents is None:
         means = mu + G[:q, q] / G[q, q]
+    else:
+        means = mu + np.ldexp(G[:q, q] / G[q, q], exponents[q] - exponents[:q])
     rows = np.flatnonzero(w) if w is not None else slice(None)
     for j in range(q):
         column = (X[:, j] if j < d else y[:, j - d])[rows]
@@ -318,11 +351,13 @@ def _gram_r(G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _shift_map(Rs: np.ndarray, cols: np.ndarray, scale: np.ndarray, mu: np.ndarray, d: int,
-               fit_intercept: bool) -> np.ndarray:
-    """Rows for the running R of ``A = [C, s] T`` from a factor ``Rs`` of ``[C, s][:, cols] * scale``."""
+               fit_intercept: bool, exponents: np.ndarray | None = None) -> np.ndarray:
+    """Rows for the running R of ``A = [C, s] T`` from a factor ``Rs`` of ``[C, s][:, cols] * 2^exponents * scale``."""
     q = len(mu)
     R = np.zeros((len(Rs), q + 1))  # fewer rows than columns when the block is short
     R[:, cols] = Rs / scale[None, :]
+    if exponents is not None:
+        R = np.ldexp(R, -exponents[None, :])  # exact unless the result is subnormal
     c = q + fit_intercept
     a_cols = np.r_[0:d, d + fit_intercept:c]  # data column j of A is C_j + μ_j s
     T = np.zeros((q + 1, c))
@@ -397,7 +432,8 @@ class QRAccumulator:
         w = None if sample_weight is None else _weights(sample_weight, len(X))
         if len(X):
             rows = max(UPDATE_BLOCK_ENTRIES // (self.n_columns + 1), 4 * self.n_columns)
-            work = np.empty((min(rows, len(X)), self.n_features + self.n_targets + 1))  # reused by every block
+            layout = "F" if X.flags.f_contiguous and not X.flags.c_contiguous else "C"  # X's, for contiguous passes
+            work = np.empty((min(rows, len(X)), self.n_features + self.n_targets + 1), order=layout)  # for every block
             for start in range(0, len(X), rows):
                 block = slice(start, start + rows)
                 self._absorb(X[block], y[block], None if w is None else w[block], start, work)
@@ -414,20 +450,20 @@ class QRAccumulator:
             return
         if self._shift is None:
             self._shift = _exact_shift(X, y, w, None, None)
-        B, G = _shifted_gram(X, y, w, self._shift, first_row, work)
+        B, G, exponents = _shifted_gram(X, y, w, self._shift, first_row, work)
         cols, scale, R1, rcond = _scaled_cholesky(G)
         if rcond * CHOLESKY_ONCE_BELOW < 1 and _drifted(G):  # shift by this block's own means and look again
-            shift = _exact_shift(X, y, w, G, self._shift)
+            shift = _exact_shift(X, y, w, G, self._shift, exponents)
             if np.any(shift != self._shift):
                 self.R  # fold the Gram matrix of the old shift
                 self._shift = shift
-                B, G = _shifted_gram(X, y, w, shift, first_row, work)
+                B, G, exponents = _shifted_gram(X, y, w, shift, first_row, work)
                 cols, scale, R1, rcond = _scaled_cholesky(G)
-        if rcond * CHOLESKY_ONCE_BELOW >= 1:
+        if rcond * CHOLESKY_ONCE_BELOW >= 1 and exponents is None:
             self._G = G if self._G is None else self._G + G
         else:
             rows = _shift_map(_block_r(B, cols, scale, R1, rcond), cols, scale, self._shift, self.n_features,
-                              self.fit_intercept)
+                              self.fit_intercept, exponents)
             self._R = _triangularize(np.vstack([self._R, rows]))
 
     def merge(self, other: QRAccumulator) -> QRAccumulator:
@@ -490,6 +526,7 @@ class QRAccumulator:
         targets = _names(target_names, self.n_targets, "y", "target_names")
         factor = _Factorization(self, rtol)
         W, b, sse = factor.minimizer()
+        _check_range(W, b, features, factor.raw_norms)
         unidentified, messages = factor.deficiencies(features)
         for message in messages:
             warn(message, RankDeficiencyWarning, stacklevel=2)
@@ -499,6 +536,18 @@ class QRAccumulator:
             singular_values=factor.singular_values, condition_number=factor.condition_number,
             feature_names=features, target_names=targets, unidentified=unidentified,
             warnings=tuple(messages), sum_weights=self.sum_weights if self.weighted else None, _factor=factor)
+
+
+def _check_range(W: np.ndarray, b: np.ndarray, features: tuple[str, ...], raw_norms: np.ndarray) -> None:
+    """Refuse a solution beyond float64's range: a coefficient of a column of values far below 1e-150."""
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(W).all(axis=1)
+        if not bad.any() and np.isfinite(b).all():
+            return
+        j = int(np.argmax(bad)) if bad.any() else int(np.argmax(np.nan_to_num(np.abs(W), nan=np.inf).max(axis=1)))
+    raise DataError(f"the least-squares coefficient of {features[j]!r} overflows float64: the column's values "
+                    f"(norm {raw_norms[j]:.3g}) are too small for the targets; rescale that column, e.g. multiply "
+                    f"it by a power of ten")
 
 
 class _Factorization:
@@ -512,7 +561,7 @@ class _Factorization:
         self.sum_weights = acc.sum_weights  # ‖√w‖²: the squared norm of the column of ones
         R = np.zeros((p, p))
         R[:len(acc.R)] = acc.R  # zero rows change nothing while fewer rows than columns were seen
-        raw_norms = np.linalg.norm(R[:, :d], axis=0)  # ‖X_j‖ (‖√w X_j‖ with weights)
+        raw_norms = _norms(R[:, :d])  # ‖X_j‖ (‖√w X_j‖ with weights)
         self.raw_norms = raw_norms
         if self.fit_intercept:
             Rp = np.linalg.qr(R[:, [d, *range(d), *range(d + 1, p)]], mode="r")  # R of [1, X, y]
@@ -521,7 +570,7 @@ class _Factorization:
         else:
             self.xbar, ybar, Rc = np.zeros(d), np.zeros(m), R
         Rxx, self.Rxy, self.Ryy = Rc[:d, :d].copy(), Rc[:d, d:], Rc[d:, d:]
-        norms = np.linalg.norm(Rxx, axis=0)  # ‖X_j - x̄_j‖
+        norms = _norms(Rxx)  # ‖X_j - x̄_j‖
         self.constant = norms <= rtol * raw_norms  # what is left of such a column is rounding
         Rxx[:, self.constant] = 0.0
         self.scale = _power_of_two(np.where(self.constant, 1.0, norms))
@@ -534,40 +583,75 @@ class _Factorization:
         self.ybar = ybar
         null = self.Vt[self.r:].T  # (d, d - r), scaled units
         self.null_scaled = null
-        self.null_basis = np.linalg.qr(null / self.scale[:, None])[0] if null.shape[1] else None  # original units
+        self.groups = self._groups(null)
         q = d + self.fit_intercept
         self.condition_number = _condition_number(R[:q, :q]) if self.rank == q else np.inf
+        # Refinement forms the gradient of the scaled columns (exactly) when some are so small
+        # that products x r could fall below float64's normal range.
+        self.exponents = np.frexp(self.scale)[1] - 1 if self.scale.min() < _SCALED_GRADIENT_BELOW else None
 
-    def project(self, W: np.ndarray) -> np.ndarray:
-        """Remove the null-space part of ``W`` (d, m): the minimum-norm one of all equivalent solutions."""
-        if self.null_basis is None:
-            return W
-        return W - self.null_basis @ (self.null_basis.T @ W)
+    def _groups(self, null: np.ndarray) -> list[_MinNormGroup]:
+        """The groups of dependent features for ``min_norm``, with the finest cleaning that keeps the fit.
 
+        The null space is accurate to about eps times the condition number of the kept part, so
+        entries below that are rounding. A dependency that reaches a column by little more (a
+        1e13 column's 1e-10 fine structure standing in for a 1e-140 column) is as good as exact
+        for the minimum norm in theory, but the moves it asks for are too large for the fit to
+        survive their rounding: each candidate is tried on the row space (one solve) and kept
+        only if the fit moves by at most 1e-6; else the scaled minimum norm ``u / scale``.
+        """
+        if self.r == len(self.scale):
+            return []
+        V = self.Vt[:self.r].T  # every class of equivalent solutions, once
+        for tol in (min(_NULL_TOL, 1e3 * _EPS * self.S[0] / self.S[self.r - 1]) if self.r else _EPS, _NULL_TOL):
+            self.groups = _null_groups(null, self.scale, tol)
+            with np.errstate(all="ignore"):
+                moved = self.min_norm(V) * self.scale[:, None] - V  # the null-space moves, scaled units
+                fit = np.abs(self.S[:, None] * (self.Vt @ moved)).max(initial=0.0)
+            if fit <= 1e-6 * self.S[0]:  # (False for NaN)
+                return self.groups
+        return []
+
+    @np.errstate(over="ignore", invalid="ignore")  # a solution beyond float64's range is refused by _check_range
+    def min_norm(self, u: np.ndarray) -> np.ndarray:
+        """The minimum-norm ``W`` (d, m), data units, of the solutions equivalent to ``u`` (d, m), scaled units.
+
+        Features the null space does not reach keep ``u_j / scale_j``; each group of features tied
+        by the null space gets the minimum-norm solution of its equations (``_MinNormGroup``).
+        """
+        W = u / self.scale[:, None]
+        for group in self.groups:
+            W[group.cols] = group.solve(u[group.cols])
+        return W
+
+    @np.errstate(over="ignore", invalid="ignore")  # as min_norm
     def minimizer(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """W (d, m), b (m,) and the minimum sum of squared residuals per target (m,)."""
         r = self.r
         z = self.U.T @ self.Rxy  # (d, m): the centred targets in the left singular basis
-        W = self.project(self.Vt[:r].T @ (z[:r] / self.S[:r, None]) / self.scale[:, None])
+        W = self.min_norm(self.Vt[:r].T @ (z[:r] / self.S[:r, None]))
         W[self.constant] = 0.0  # exactly, not rounding away from it
         b = self.ybar - self.xbar @ W
         sse = np.sum(self.Ryy ** 2, axis=0) + np.sum(z[r:] ** 2, axis=0)
         return W, b, sse
 
     def correction(self, gc: np.ndarray, gb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Solve ``Rᵀ R δ = Aᵀ W r`` given the centred gradient ``(X - x̄)ᵀ W r`` (d, m) and ``Σ w r`` (m,)."""
+        """Solve ``Rᵀ R δ = Aᵀ W r`` given the centred gradient ``(X - x̄)ᵀ W r`` (d, m) and ``Σ w r`` (m,);
+        with ``exponents``, ``gc`` is already that of the scaled columns."""
         V, S = self.Vt[:self.r].T, self.S[:self.r, None]
-        dW = self.project(V @ ((V.T @ (gc / self.scale[:, None])) / S ** 2) / self.scale[:, None])
+        g = gc / self.scale[:, None] if self.exponents is None else gc.copy()
+        g[self.constant] = 0.0  # Σ x r - x̄ Σ r of a constant column is rounding, up to 1e-32 |x̄| Σ |r|
+        dW = self.min_norm(V @ ((V.T @ g) / S ** 2))
         dW[self.constant] = 0.0
         db = gb / self.sum_weights - self.xbar @ dW if self.fit_intercept else np.zeros_like(gb)
         return dW, db
 
     def scaled_norm(self, W: np.ndarray, b: np.ndarray) -> float:
         """Norm of the parameters in the units of the centred design with unit-norm columns."""
-        sq = np.sum((W * self.scale[:, None]) ** 2)
+        parts = [(W * self.scale[:, None]).ravel()]
         if self.fit_intercept:
-            sq += self.sum_weights * np.sum((b + self.xbar @ W) ** 2)
-        return float(np.sqrt(sq))
+            parts.append(np.sqrt(self.sum_weights) * (b + self.xbar @ W))
+        return float(_norms(np.concatenate(parts)[:, None])[0])
 
     def deficiencies(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
         """The unidentified features and one message per reason."""
@@ -598,29 +682,113 @@ class _Factorization:
         return unidentified, messages
 
 
-def _dependent_groups(N: np.ndarray) -> list[list[int]]:
-    """Groups of columns tied together by the null vectors (rows of ``N``), via the reduced row echelon form."""
+def _rref(N: np.ndarray, tol: float = _NULL_TOL) -> tuple[np.ndarray, np.ndarray]:
+    """The non-zero rows of the reduced row echelon form of ``N`` (rows: null vectors, unit scaled basis)
+    and their pivot columns; a column whose entries are all up to ``tol`` gets no pivot."""
     N = N.copy()
-    pivot_row = 0
+    pivots: list[int] = []
     for col in range(N.shape[1]):
-        if pivot_row == len(N):
+        row = len(pivots)
+        if row == len(N):
             break
-        i = pivot_row + int(np.argmax(np.abs(N[pivot_row:, col])))
-        if abs(N[i, col]) <= _NULL_TOL:
+        i = row + int(np.argmax(np.abs(N[row:, col])))
+        if abs(N[i, col]) <= tol:
             continue
-        N[[pivot_row, i]] = N[[i, pivot_row]]
-        N[pivot_row] /= N[pivot_row, col]
-        others = np.arange(len(N)) != pivot_row
-        N[others] -= np.outer(N[others, col], N[pivot_row])
-        pivot_row += 1
+        N[[row, i]] = N[[i, row]]
+        N[row] /= N[row, col]
+        others = np.arange(len(N)) != row
+        N[others] -= np.outer(N[others, col], N[row])
+        pivots.append(col)
+    return N[:len(pivots)], np.array(pivots, dtype=np.int64)
+
+
+def _supports(N: np.ndarray, tol: float = _NULL_TOL) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """``N``'s reduced row echelon form with entries up to ``tol`` times their row's largest set to 0
+    (rounding), its pivot columns, and the groups of columns its rows tie together."""
+    N, pivots = _rref(N, tol)
+    small = np.abs(N) <= tol * np.abs(N).max(axis=1, initial=0.0, keepdims=True)
+    small[np.arange(len(pivots)), pivots] = False
+    N[small] = 0.0
     groups: list[set[int]] = []
-    for row in N[:pivot_row]:
-        support = set(np.flatnonzero(np.abs(row) > _NULL_TOL * np.abs(row).max()).tolist())
+    for row in N:
+        support = set(np.flatnonzero(row).tolist())
         for g in [g for g in groups if g & support]:
             support |= g
             groups.remove(g)
         groups.append(support)
-    return sorted(sorted(g) for g in groups)
+    return N, pivots, sorted(sorted(g) for g in groups)
+
+
+def _dependent_groups(N: np.ndarray) -> list[list[int]]:
+    """Groups of columns tied together by the null vectors (rows of ``N``), via the reduced row echelon form."""
+    return _supports(N)[2]
+
+
+def _null_groups(null: np.ndarray, scale: np.ndarray, tol: float) -> list[_MinNormGroup]:
+    """The features tied together by the null space (columns of ``null``, scaled units), group by group.
+
+    The null space is put in reduced row echelon form with the features in order of scale, the
+    smallest first; what is left below ``tol`` (the null space's rounding) is taken as exactly
+    0: features of large scale that depend on each other alone (1e13 duplicates next to 1e-3
+    columns) keep exactly that, while a dependency that reaches a small-scale column only by
+    the ratio of the scales (1e-9 for 1e-150 next to 1e-141) is kept whole.
+    """
+    if null.shape[1] == 0:
+        return []
+    order = np.argsort(scale, kind="stable")
+    rows, pivots, groups = _supports(null.T[:, order], tol)
+    out = []
+    for group in groups:
+        cols = np.array(group)  # positions in `order`, ascending
+        mine = np.abs(rows[:, cols]).sum(axis=1) > 0
+        out.append(_MinNormGroup(order[cols], rows[mine][:, cols], np.searchsorted(cols, pivots[mine]),
+                                 scale[order[cols]]))
+    return out
+
+
+class _MinNormGroup:
+    """Minimum-norm coefficients, in data units, of a group of features tied together by the null space.
+
+    In scaled units ``u = D w`` (``D``: the column scales, powers of two) the equivalent solutions
+    are ``u + Σ c_i a_i`` over the echelon rows ``a_i = e_{p_i} + Σ_j a_ij e_j`` (``j``: the free
+    features, of scale at least the pivot's ``s_{p_i}``); ``τ_j = u_j - Σ_i a_ij u_{p_i}`` is the
+    same for all. With the pivots' coefficients ``t`` as the unknowns the norm to minimise is
+    ``‖t‖² + ‖A t + τ / s‖²``, ``A_ji = a_ij s_{p_i} / s_j`` (at most ``|a_ij|``): least squares
+    on ``[I; A]``, by Householder QR. Each reflection starts at its pivot's row and reaches a
+    free row ``j`` by ``s_{p_i} / s_j`` only, so rounding stays at each row's own scale: every
+    ``u_j`` is accurate to the rounding of ``u``, for a 1e13 column as for a 1e-3 one, and a
+    small pivot's coefficient comes out directly, not as a difference. (A projection in data
+    units is accurate to the largest coefficient only; ``x̄ · w`` then multiplies a 1e-60 error
+    in a 1e147 column's coefficient by that column's mean.)
+    """
+
+    def __init__(self, cols: np.ndarray, rows: np.ndarray, pivots: np.ndarray, scale: np.ndarray):
+        self.cols, self.pivots = cols, pivots
+        self.free = np.setdiff1d(np.arange(len(cols)), pivots)
+        self.a = rows[:, self.free]  # (k, free)
+        self.free_scale = scale[self.free]
+        exponent = np.frexp(scale)[1]
+        # [I; A], A exact: a_ij times a power of two (0 where it underflows: a negligible term)
+        self.B = np.vstack([np.eye(len(pivots)),
+                            np.ldexp(self.a, exponent[pivots][:, None] - exponent[self.free][None, :]).T])
+
+    def solve(self, u: np.ndarray) -> np.ndarray:
+        """The minimum-norm ``w`` (|g|, m), data units, equivalent to ``u`` (|g|, m), scaled units."""
+        from scipy.linalg import solve_triangular
+
+        k, free = len(self.pivots), len(self.free)
+        c = -(u[self.free] - self.a.T @ u[self.pivots]) / self.free_scale[:, None]  # -τ / s
+        if not np.isfinite(c).all():  # beyond float64: refused by _check_range (LAPACK must not see an inf)
+            t = np.full((k, u.shape[1]), np.nan)
+        elif free:
+            R = np.linalg.qr(np.hstack([self.B, np.vstack([np.zeros((k, u.shape[1])), c])]), mode="r")
+            t = solve_triangular(R[:k, :k], R[:k, k:], check_finite=False)
+        else:  # the data do not reach these features: their coefficients are 0
+            t = np.zeros((k, u.shape[1]))
+        w = np.empty_like(u)
+        w[self.pivots] = t
+        w[self.free] = self.B[k:] @ t - c
+        return w
 
 
 def _join(names: list[str], limit: int = 8) -> str:
@@ -639,11 +807,14 @@ def _condition_number(R: np.ndarray) -> float:
     """
     if not np.all(np.diagonal(R)):
         return np.inf
-    scale = _power_of_two(np.linalg.norm(R, axis=0))
+    scale = _power_of_two(_norms(R))
+    R, scale = R / scale.max(), scale / scale.max()  # the same condition number; tiny columns do not overflow R⁻¹
     with np.errstate(all="ignore"):
         try:
             inverse = np.linalg.inv(R / scale) / scale[:, None]
         except np.linalg.LinAlgError:
+            return np.inf
+        if not np.isfinite(inverse).all():  # beyond float64 (LAPACK must not see an inf: it prints to stderr)
             return np.inf
         cond = float(np.linalg.norm(R, 2) * np.linalg.norm(inverse, 2))
     return cond if np.isfinite(cond) else np.inf
@@ -737,6 +908,17 @@ def _split(a):
     return hi, a - hi
 
 
+def _split_wide(a):
+    """``_split`` for values up to float64's largest (coefficients of tiny columns): those above 2^995,
+    where ``_SPLITTER * a`` overflows, are split 2^54 lower and scaled back (exact)."""
+    big = np.abs(a) > 2.0 ** 995
+    if not big.any():
+        return _split(a)
+    unit = np.where(big, 2.0 ** 54, 1.0)
+    hi, lo = _split(a / unit)
+    return hi * unit, lo * unit
+
+
 def _two_sum(a, b):
     """``s + e == a + b`` exactly (Knuth)."""
     s = a + b
@@ -769,10 +951,11 @@ def _dd_sum(h, l):
     return h[0], l[0]
 
 
-def _block_sums(X, y, W, W_split, b, w=None):
+def _block_sums(X, y, W, W_split, b, w=None, exponents=None):
     """Double-double ``Σ w r²`` (m,) and ``[X, 1]ᵀ W r`` (d + 1, m) over a block of rows, ``r = y - X W - b``.
 
-    ``w`` (k,) are the rows' sample weights (all 1 when None).
+    ``w`` (k,) are the rows' sample weights (all 1 when None). With ``exponents`` (d,), the
+    gradient is of the columns scaled by ``2^-exponents``: ``[X 2^-e, 1]ᵀ W r``.
     """
     X1 = np.hstack([X, np.ones((len(X), 1))])[:, :, None]  # (k, d + 1, 1); the 1 gives Σ r
     Xs = _split(X1)
@@ -786,6 +969,9 @@ def _block_sums(X, y, W, W_split, b, w=None):
         w = w[:, None]
         gh, e = _two_prod(w, _split(w), rh, r_split)  # w r, exactly, plus w times the low part
         gl, g_split = e + w * rl, _split(gh)
+    if exponents is not None:  # exact, and no product x r of a tiny column underflows
+        X1 = np.ldexp(X1, -np.append(exponents, 0)[None, :, None])
+        Xs = _split(X1)
     p, e = _two_prod(X1, Xs, gh[:, None], (g_split[0][:, None], g_split[1][:, None]))  # (k, d + 1, m)
     return _dd_sum(*_two_prod(rh, r_split, gh, g_split)), _dd_sum(p, e + X1 * gl[:, None])
 
@@ -798,12 +984,15 @@ def add_pass_sums(a: PassSums, b: PassSums) -> PassSums:
     return (a[0] + b[0], a[1] + b[1], a[2] + b[2], _dd_add(*a[3], *b[3]), _dd_add(*a[4], *b[4]))
 
 
-def _residual_pass(W, b, chunks: Iterable, d: int, m: int) -> PassSums:
-    """One pass: rows, ``Σ w``, ``Σ w r²`` (m,), then ``Xᵀ W r`` (d, m) and ``Σ w r`` (m,) as double-doubles."""
+def _residual_pass(W, b, chunks: Iterable, d: int, m: int, exponents=None) -> PassSums:
+    """One pass: rows, ``Σ w``, ``Σ w r²`` (m,), then ``Xᵀ W r`` (d, m) and ``Σ w r`` (m,) as double-doubles.
+
+    With ``exponents``, ``Xᵀ W r`` is of the columns scaled by ``2^-exponents`` (see ``_block_sums``).
+    """
     n, sum_w = 0, 0.0
     sse = (np.zeros(m), np.zeros(m))
     G = (np.zeros((d + 1, m)), np.zeros((d + 1, m)))
-    W_split = _split(W)
+    W_split = _split_wide(W)
     rows = max(64, _BLOCK_ENTRIES // ((d + 1) * m))  # rows per block: the temporaries stay in cache
     for chunk in chunks:
         X, y, w = _unpack(chunk)
@@ -811,7 +1000,8 @@ def _residual_pass(W, b, chunks: Iterable, d: int, m: int) -> PassSums:
         w = None if w is None else _weights(w, len(X))
         for start in range(0, len(X), rows):
             block = slice(start, start + rows)
-            block_sse, block_G = _block_sums(X[block], y[block], W, W_split, b, None if w is None else w[block])
+            block_sse, block_G = _block_sums(X[block], y[block], W, W_split, b, None if w is None else w[block],
+                                             exponents)
             sse, G = _dd_add(*sse, *block_sse), _dd_add(*G, *block_G)
         n += len(X)
         sum_w += len(X) if w is None else float(w.sum())
@@ -862,7 +1052,7 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
     d, m = W.shape
     previous, done = np.inf, False
     for k in range(max_passes):
-        sums = _residual_pass(W, b, source(), d, m)
+        sums = _residual_pass(W, b, source(), d, m, factor.exponents)
         n, sum_w, sse, G, gb = sums if combine is None else combine(sums)
         if n != solution.n_samples:
             raise ValueError(f"the chunks hold {n} rows but the solution was fitted on {solution.n_samples}; "
@@ -872,7 +1062,7 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
                              f"weights summing to {factor.sum_weights:.12g}; refine on the same (X, y, "
                              f"sample_weight) chunks")
         if factor.fit_intercept:  # (X - x̄)ᵀ r = Xᵀ r - x̄ Σ r, still in double-double
-            xbar = factor.xbar[:, None]
+            xbar = (factor.xbar if factor.exponents is None else np.ldexp(factor.xbar, -factor.exponents))[:, None]
             p, e = _two_prod(xbar, _split(xbar), gb[0][None, :], _split(gb[0][None, :]))
             gc = np.add(*_dd_add(*G, -p, -(e + xbar * gb[1][None, :])))
         else:
@@ -890,6 +1080,7 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
                     or step > 0.5 * previous or step <= 2 * _EPS * scale)
         if step <= previous and (done or k + 1 < max_passes):  # else the loss of the last pass would not match
             W, b = W + dW, b + db  # a last, tiny correction moves the loss by less than its rounding
+            _check_range(W, b, solution.feature_names, factor.raw_norms)
         if done:
             break
         previous = step
@@ -924,6 +1115,7 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
     Returns
     -------
     LstsqSolution; rank deficiency gives the minimum-norm solution and a ``RankDeficiencyWarning``.
+    A solution beyond float64's range (a column of values far below the targets') raises ``DataError``.
     """
     X, y = _as_array(X, "X"), _as_array(y, "y")
     if X.ndim != 2:
