@@ -240,14 +240,16 @@ def test_a_bad_value_far_into_a_csv_stops_with_its_row_and_no_result(tmp_path, l
     assert rows == 2 * 65_536
 
 
-def test_a_bad_value_in_a_later_parquet_part_names_that_file_and_its_row(tmp_path, long_rows):
+@pytest.mark.parametrize("bad, shown", [(np.nan, "NaN"), (-np.inf, "-inf")])
+def test_a_bad_value_in_a_later_parquet_part_names_that_file_and_its_row(tmp_path, long_rows, bad, shown):
+    # accumulate finds it from the block's Gram matrix, then converts the chunk again for the message
     X, y = long_rows
     b = X[:, 1].copy()
-    b[BAD_ROW - 1] = np.nan
+    b[BAD_ROW - 1] = bad
     table = pa.table({"a": X[:, 0], "b": b, "t": y})
     _write(table.slice(0, 100), tmp_path / "part-0.parquet")
     _write(table.slice(100), tmp_path / "part-1.parquet", row_group_size=50_000)
-    with pytest.raises(DataError, match=rf"part-1.parquet: column 'b' holds NaN in row {BAD_ROW - 100}; replace it"):
+    with pytest.raises(DataError, match=rf"part-1.parquet: column 'b' holds {shown} in row {BAD_ROW - 100}; replace it"):
         accumulate(tmp_path)
 
 

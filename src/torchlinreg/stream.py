@@ -20,6 +20,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,11 +99,18 @@ class StreamSource:
 
     def _chunks(self, chunk_rows: int, part: int, n_parts: int):
         """Chunks number ``part``, ``part + n_parts``, ...; the others are read but not converted or checked."""
+        for _, chunk in self._converted(chunk_rows, part, n_parts):
+            yield chunk
+
+    def _converted(self, chunk_rows: int, part: int, n_parts: int, finite: bool = True):
+        """``(pieces, (X, y, w))`` for the chunks of :meth:`_chunks`; with ``finite=False`` float64
+        columns are not scanned for NaN and inf (the caller finds them, e.g. from a Gram matrix,
+        and converts the pieces again to have the message)."""
         seen = 0
         for index, pieces in enumerate(_read_ahead(_group(self._pieces(chunk_rows), chunk_rows), READ_AHEAD)):
             seen += sum(len(batch) for _, _, batch in pieces)
             if index % n_parts == part:
-                yield self._convert(pieces)
+                yield pieces, self._convert(pieces, finite)
         if seen == 0:
             raise DataError(f"{_where(self)}: has no data rows; add rows of values")
         if self.n_rows is None and n_parts == 1:
@@ -125,8 +133,8 @@ class StreamSource:
         return {name: _ROLE_FIX["feature" if j < d else "target" if j < d + m else "weight"]
                 for j, name in enumerate(self.columns)}
 
-    def _convert(self, pieces) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """One chunk's pieces as checked float64 arrays, written once into their place."""
+    def _convert(self, pieces, finite: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One chunk's pieces as checked float64 arrays, written once into their place (``finite``: see _converted)."""
         k = sum(len(batch) for _, _, batch in pieces)
         d, m = len(self.feature_names), len(self.target_names)
         fixes = list(self._fixes().values())
@@ -139,7 +147,7 @@ class StreamSource:
                 column = batch.column(j)
                 values = column.to_numpy() if column.type == pa.float64() and not column.null_count else None
                 # a NaN or inf makes the sum non-finite (as can a sum that overflows: then each value is looked at)
-                if values is None or not np.isfinite(values.sum()) and not np.isfinite(values).all():
+                if values is None or finite and not np.isfinite(values.sum()) and not np.isfinite(values).all():
                     # the checks and messages of read_dataset
                     values = files._column_values(path, name, pa.chunked_array([column]), first_row, fixes[j])
                 if j < d:
@@ -332,6 +340,7 @@ def _text_head(path: Path, fmt: str) -> tuple[pa.Schema, pa.Table]:
 def _parquet_batches(path: Path, columns: Sequence[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
     # pre_buffer=False with a buffered stream reads pages as needed: one row group of any
     # size never has to sit in memory whole (measured: a 264 MB row group read at +80 MB).
+    # (pyarrow's dataset scanner, tried too, holds two whole row groups and took as much CPU here.)
     row = 1
     try:
         with pq.ParquetFile(str(path), pre_buffer=False, buffer_size=_PARQUET_BUFFER) as pf:
@@ -512,12 +521,36 @@ def accumulate(source: StreamSource | str | os.PathLike, *, chunk_rows: int = CH
     """
     source = _as_source(source)
     acc = QRAccumulator(len(source.feature_names), len(source.target_names), fit_intercept=fit_intercept)
-    for X, y, w in source.chunks(chunk_rows):
-        acc.update(X, y, w)  # blocked inside: one Gram pass per block while the data are well conditioned
+    _check_positive("chunk_rows", chunk_rows)
+    with _sharing_cores():
+        for pieces, (X, y, w) in source._converted(chunk_rows, 0, 1, finite=False):
+            try:
+                acc.update(X, y, w)  # blocked inside: one Gram pass per block; a NaN or inf makes it non-finite
+            except DataError:
+                source._convert(pieces)  # raises naming the file, column and row of a NaN or inf
+                raise  # a magnitude beyond the solver's range
     if acc.weighted and acc.sum_weights == 0:
         raise DataError(f"{_where(source)}: weight column {source.weight_name!r} is all zero; "
                         "give some rows a positive weight")
     return acc
+
+
+@contextmanager
+def _sharing_cores():
+    """PyTorch on one thread fewer while the read-ahead thread decodes the next chunks.
+
+    pyarrow's decoding and PyTorch's threads otherwise contend for the same cores (PyTorch's
+    spin while they wait), and the pass runs slower than on fewer threads. Restored after.
+    """
+    threads = torch.get_num_threads()
+    if READ_AHEAD <= 0 or threads <= 1:
+        yield
+        return
+    torch.set_num_threads(threads - 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def solve_source(
