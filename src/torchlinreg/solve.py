@@ -113,7 +113,7 @@ def _check_values(X: np.ndarray, y: np.ndarray, first_row: int = 0) -> None:
             raise DataError(f"{name} has NaN or infinite values in {count} row{'s' * (count > 1)} (the first is "
                             f"row {first_row + int(np.argmax(bad))} of the chunk); drop or impute them before "
                             "fitting")
-        if a.size and max(a.max(), -a.min()) > MAX_MAGNITUDE:  # no |a| temporary the size of the data
+        if a.size and float(max(a.max(), -a.min())) > MAX_MAGNITUDE:  # no |a| temporary; float: no float32 overflow
             column = int(np.argmax(np.abs(a).max(axis=0))) + 1
             raise DataError(f"{name} column {column} holds values up to {np.abs(a).max():.3g}, whose squares "
                             f"overflow float64 (the limit is {MAX_MAGNITUDE:.0e}); rescale that column, "
