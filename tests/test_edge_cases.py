@@ -262,22 +262,29 @@ def test_minimum_norm_is_exact_with_columns_of_very_different_scales(tmp_path, c
     _exact_fit_matches(X, y, json.loads(out), names)
 
 
-# ---- a known solver bug (fuzzing found it; see known_solver_gap in fuzzing.py) ---------------------
+# ---- subnormal values (fuzzing of damaged files found them) ----------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "solver bug: QRAccumulator keeps R in the data's units (it is merged, checkpointed and stacked as "
-    "such), so a column of values below 2.2e-308, float64's subnormal range, enters R with the few "
-    "digits such values have there (1e-319 has 14 bits): coefficients off from the 4th to 7th digit. Fix: keep "
-    "R with a power-of-two exponent per column, as each block already scales such columns before its "
-    "Gram matrix (solve._shifted_gram), or rescale those columns in lstsq before the pass"))
-@pytest.mark.parametrize("X, y", [
-    ([[0.0], [0.0], [0.0], [8.087e-320]], [0.0, 0.0, 0.0, 2.42764e-319]),  # a damaged .npy the fuzz made
-    ([[1.0, 3e-320], [2.0, -1e-319], [-1.0, 5e-320], [0.5, 0.0]], [1e-319, -2e-320, 3e-320, 0.0]),
-], ids=["one-column", "next-to-an-ordinary-column"])
-def test_solver_bug_subnormal_values_lose_digits(tmp_path, X, y):
+@pytest.mark.parametrize("X, y, refused", [
+    ([[0.0], [0.0], [0.0], [8.087e-320]], [0.0, 0.0, 0.0, 2.42764e-319], "feature 'x0'"),  # a damaged .npy
+    ([[1.0, 3e-320], [2.0, -1e-319], [-1.0, 5e-320], [0.5, 0.0]], [1.0, -2.0, 3.0, 0.0], "feature 'x1'"),
+    ([[1.0], [2.0], [-1.0], [0.5]], [1e-319, -2e-320, 3e-320, 0.0], "target 'y'"),
+], ids=["one-column", "next-to-an-ordinary-column", "target"])
+def test_columns_of_subnormal_values_are_refused_with_one_line(tmp_path, X, y, refused):
+    # Below 2.2e-308 a float64 keeps a few significant bits (1e-319 has 14): a fit would lose
+    # digits from the 4th on, so such a column is refused like one above 1e150, naming it.
     X, y = np.array(X), np.array(y)
     names = tuple(f"x{i}" for i in range(X.shape[1]))
     path = write_table(tmp_path / "subnormal.csv", {**dict(zip(names, X.T)), "y": y})
     code, out, err = run_cli("solve", path, "--json")
+    assert code != 0 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and refused in lines[0] and "2.2e-308" in lines[0] and "rescale" in lines[0], err
+
+
+def test_a_column_with_some_subnormal_values_and_a_normal_norm_fits_exactly(tmp_path):
+    X = np.array([[1.0, 3e-300], [2.0, -1e-319], [-1.0, 5e-301], [0.5, 0.0], [3.0, 1e-300]])
+    y = np.array([1.0, -2.0, 3.0, 0.0, 0.5])
+    path = write_table(tmp_path / "partly.csv", {"x0": X[:, 0], "x1": X[:, 1], "y": y})
+    code, out, err = run_cli("solve", path, "--json")
     assert code == 0, err
-    _exact_fit_matches(X, y, json.loads(out), names)
+    _exact_fit_matches(X, y, json.loads(out), ("x0", "x1"))

@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import strategies as st
 
-from fuzzing import (assert_clean_stderr, assert_matches_reference, assert_refused, files_under,
-                     least_squares_reference, profiles, run_cli, run_property)
+from fuzzing import (SMALLEST_NORMAL, _norm, assert_clean_stderr, assert_matches_reference, assert_refused,
+                     files_under, least_squares_reference, profiles, run_cli, run_property)
 from torchlinreg import load_model
 from torchlinreg.files import SUPPORTED_SUFFIXES
 from torchlinreg.persistence import SavedModel, save_model
@@ -373,13 +373,16 @@ def default_columns(path: Path, parquet_values=None) -> tuple[list[str], list[st
 
 
 def exact_solution_overflows(path: Path, parquet_values=None) -> bool:
-    """Whether the exact coefficients of the file's default design overflow float64, as values far
-    below 1e-150 next to ordinary targets make them: the solver then refuses, naming the column."""
+    """Whether the solver rightly refuses the file's default design, naming a column but not the file:
+    its exact coefficients overflow float64 (as values far below 1e-150 next to ordinary targets
+    make them), or a feature or target has a norm below 2.2e-308 (only subnormal values)."""
     try:
         features, targets = default_columns(path, parquet_values)
         X, Y = reference_columns(path, features, parquet_values), reference_columns(path, targets, parquet_values)
     except Exception:  # noqa: BLE001 (a file the reference cannot read: the refusal must name it)
         return False
+    if any(0 < _norm(column) < SMALLEST_NORMAL for column in [*X.T, *Y.T]):
+        return True
     ref = least_squares_reference(X, Y)
     return ref.coef is None or ref.intercept is None
 

@@ -524,6 +524,7 @@ class QRAccumulator:
             raise ValueError(f"rtol must be in [0, 1), got {rtol!r}")
         features = _names(feature_names, self.n_features, "x", "feature_names")
         targets = _names(target_names, self.n_targets, "y", "target_names")
+        _check_normal(self.R, self.n_features, self.fit_intercept, features, targets)
         factor = _Factorization(self, rtol)
         W, b, sse = factor.minimizer()
         _check_range(W, b, features, factor.raw_norms)
@@ -536,6 +537,25 @@ class QRAccumulator:
             singular_values=factor.singular_values, condition_number=factor.condition_number,
             feature_names=features, target_names=targets, unidentified=unidentified,
             warnings=tuple(messages), sum_weights=self.sum_weights if self.weighted else None, _factor=factor)
+
+
+def _check_normal(R: np.ndarray, d: int, fit_intercept: bool, features: tuple[str, ...],
+                  targets: tuple[str, ...]) -> None:
+    """Refuse a feature or target whose values all lie below float64's normal range (2.2e-308).
+
+    Such subnormal numbers carry only a few significant bits (1e-319 has 14), and R, kept in the
+    data's units, would hold the column with no more: the coefficients would lose digits. A
+    column whose norm is normal loses nothing that counts (its subnormal values are below eps
+    of its norm).
+    """
+    norms = _norms(R) if len(R) else np.zeros(R.shape[1])
+    columns = [("feature", name, j) for j, name in enumerate(features)]
+    columns += [("target", name, d + fit_intercept + t) for t, name in enumerate(targets)]
+    for role, name, j in columns:
+        if 0 < norms[j] < np.finfo(np.float64).tiny:
+            raise DataError(f"{role} {name!r} holds only values below 2.2e-308 (norm {norms[j]:.3g}), float64's "
+                            "subnormal range, where numbers keep a few significant bits; rescale it, e.g. "
+                            "multiply it by 1e300, or check that the data are not damaged")
 
 
 def _check_range(W: np.ndarray, b: np.ndarray, features: tuple[str, ...], raw_norms: np.ndarray) -> None:
