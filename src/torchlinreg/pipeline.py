@@ -35,7 +35,7 @@ from .report import PrintReport, format_comparison, format_metrics
 from .tensorboard import TensorBoardLogger
 from .scaling import Standardizer
 from .gram import GramObjective, select_engine, train_gram
-from .solve import LstsqSolution, QRAccumulator, needs_refinement, refine
+from .solve import LstsqSolution, QRAccumulator, _norms, needs_refinement, refine
 from .training import train
 
 HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON = "history.json", "history.csv", "summary.json"
@@ -678,18 +678,12 @@ def _json_safe(value):
     return value
 
 
-def _norm(v: np.ndarray) -> float:
-    """The 2-norm without overflow (coefficients may be near float64's range)."""
-    scale = float(np.abs(v).max(initial=0.0))
-    return scale * float(np.linalg.norm(v / scale)) if 0 < scale < math.inf else scale
-
-
 def _gap(weight, bias, trained_loss: float, solution: LstsqSolution, mean_square_y: float) -> dict:
     """How far the trained model is from the optimum; ``exact_fit`` when the optimum's loss is rounding noise."""
     theta = np.concatenate([weight.ravel(), bias.ravel()])
     best = np.concatenate([np.asarray(solution.coef).ravel(), np.asarray(solution.intercept).ravel()])
-    distance = _norm(theta - best)
-    norm = _norm(best)
+    distance = float(_norms((theta - best)[:, None])[0])  # no overflow: coefficients may be near float64's range
+    norm = float(_norms(best[:, None])[0])
     excess = trained_loss - solution.loss
     return {
         "trained_loss": trained_loss,

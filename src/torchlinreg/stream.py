@@ -455,26 +455,23 @@ def _read_ahead(items: Iterator, depth: int) -> Iterator:
     stop = threading.Event()
     done = object()
 
+    def put(entry) -> bool:  # False once the consumer has stopped
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce():
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((item, None)):
                     return
-            outcome = (done, None)
+            put((done, None))
         except BaseException as exc:  # handed to the consumer, raised there
-            outcome = (done, exc)
-        while not stop.is_set():
-            try:
-                slots.put(outcome, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+            put((done, exc))
 
     thread = threading.Thread(target=produce, name="torchlinreg-read-ahead", daemon=True)
     thread.start()
