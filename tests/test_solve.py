@@ -327,6 +327,33 @@ def test_chunked_merged_and_one_shot_agree():
         np.testing.assert_allclose(refined.coef, lstsq(X, Y).coef, rtol=1e-13)
 
 
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("offset", [0.0, 1e6])  # 1e6: means far from zero, so the shift decides the accuracy
+def test_columns_given_one_by_one_give_the_same_r_as_the_matrix(weighted, offset):
+    X, Y = random_problem(3000, 5, 2, seed=11)
+    X, Y = np.asfortranarray(X + offset), np.asfortranarray(Y)
+    w = np.random.default_rng(3).uniform(0, 2, 3000) if weighted else None
+    matrix, columns = QRAccumulator(5, 2), QRAccumulator(5, 2)
+    for rows in (slice(0, 1000), slice(1000, 1001), slice(1001, 3000)):  # the same blocks both ways
+        matrix.update(X[rows], Y[rows], None if w is None else w[rows])
+        columns.update_columns([*X[rows].T, *Y[rows].T], None if w is None else w[rows])
+    np.testing.assert_allclose(columns.R, matrix.R, rtol=0, atol=1e-13 * np.abs(matrix.R).max())
+    assert (columns.n_samples, columns.sum_weights) == (matrix.n_samples, matrix.sum_weights)
+    reference = lstsq(X, Y, sample_weight=w)
+    np.testing.assert_allclose(refine(columns.solve(), [(X, Y, w)]).coef, reference.coef, rtol=1e-12)
+
+
+def test_columns_are_checked_like_a_matrix():
+    acc = QRAccumulator(2, 1)
+    with pytest.raises(ValueError, match="expected 3 columns"):
+        acc.update_columns([np.ones(4), np.ones(4)])
+    with pytest.raises(ValueError, match="1-D arrays of one length"):
+        acc.update_columns([np.ones(4), np.ones(3), np.ones(4)])
+    with pytest.raises(DataError, match="NaN or infinite values in 1 row .* row 2 of the chunk"):
+        acc.update_columns([np.arange(4.0), np.array([0.0, 1.0, np.nan, 3.0]), np.arange(4.0) ** 2])
+    assert acc.n_samples == 0
+
 def test_refine_reads_chunks_from_a_function_and_rejects_a_one_shot_iterator():
     X, y = random_problem(300, 4, 1, seed=8)
     chunks = [(X[:100], y[:100]), (X[100:], y[100:])]

@@ -40,6 +40,7 @@ from torch import nn
 
 from .errors import ConfigError, DataError, DistributedError, TorchlinregError
 from .solve import QRAccumulator, add_pass_sums
+from .stream import fold
 
 T = TypeVar("T")
 
@@ -287,8 +288,7 @@ def accumulate_shard(source, dist: Dist, *, chunk_rows: int) -> tuple[QRAccumula
     accumulator (the same on every rank) and the rows of every rank's part, in rank order.
     """
     acc = QRAccumulator(len(source.feature_names), len(source.target_names))
-    for X, y, w in source._chunks(chunk_rows, dist.rank, dist.world_size):  # noqa: SLF001 - the parts of ShuffledBatches
-        acc.update(X, y, w)
+    fold(source, acc, chunk_rows, dist.rank, dist.world_size)  # the parts of ShuffledBatches
     counts = [int(v[0]) for v in gather_vectors([acc.n_samples], dist)]
     merged = merge_accumulators(acc, dist)
     if merged.weighted and merged.sum_weights == 0:

@@ -44,7 +44,7 @@ whose norm is at most ``rtol`` times its raw norm is constant.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 from warnings import catch_warnings, simplefilter, warn
 
 import numpy as np
@@ -209,6 +209,56 @@ def _triangularize(M: np.ndarray) -> np.ndarray:
 # block's R factor, and such a block always takes the R route (the running Gram matrix holds
 # unscaled blocks only). Ordinary data never get here: the test is on the diagonal alone.
 
+class _Rows:
+    """A block of rows of ``[X, y]``: the matrices ``X`` (k, d) and ``y`` (k, m), or one 1-D array
+    per column (a streamed chunk's columns, which go into the shifted block without first being
+    copied into a matrix)."""
+
+    def __init__(self, X: np.ndarray | None = None, y: np.ndarray | None = None,
+                 columns: Sequence[np.ndarray] | None = None, n_features: int | None = None):
+        self.X, self.y, self.columns = X, y, columns
+        self.n_features = X.shape[1] if columns is None else n_features
+
+    def __len__(self) -> int:
+        return len(self.X) if self.columns is None else len(self.columns[0])
+
+    def column(self, j: int) -> np.ndarray:
+        if self.columns is not None:
+            return self.columns[j]
+        return self.X[:, j] if j < self.n_features else self.y[:, j - self.n_features]
+
+    def rows(self, block: slice) -> _Rows:
+        if self.columns is None:
+            return _Rows(self.X[block], self.y[block])
+        return _Rows(columns=[c[block] for c in self.columns], n_features=self.n_features)
+
+    def matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """``X`` and ``y`` (for the checks, which run only on a block that needs them)."""
+        if self.columns is None:
+            return self.X, self.y
+        d = self.n_features
+        return np.column_stack(self.columns[:d]), np.column_stack(self.columns[d:])
+
+    def means(self, w: np.ndarray | None) -> np.ndarray:
+        if self.columns is None:
+            X, y = self.X, self.y
+            return (np.concatenate([X.mean(axis=0, dtype=np.float64), y.mean(axis=0, dtype=np.float64)])
+                    if w is None else np.concatenate([w @ X, w @ y]) / w.sum())
+        return np.array([c.mean(dtype=np.float64) if w is None else (w @ c) / w.sum() for c in self.columns])
+
+    def shift_into(self, out, mu: np.ndarray) -> None:
+        """``out[:, :q] = [X, y] - mu`` (``out`` a tensor of shape (k, q + 1))."""
+        import torch
+
+        if self.columns is None:
+            d, q = self.n_features, len(mu)
+            torch.sub(_tensor(self.X), torch.from_numpy(mu[:d]), out=out[:, :d])
+            torch.sub(_tensor(self.y), torch.from_numpy(mu[d:]), out=out[:, d:q])
+        else:
+            for j, column in enumerate(self.columns):
+                torch.sub(_tensor(column), float(mu[j]), out=out[:, j])
+
+
 def _tensor(a: np.ndarray):
     """A tensor sharing ``a``'s memory (only read), or a copy when PyTorch cannot view it."""
     import torch
@@ -221,7 +271,7 @@ def _tensor(a: np.ndarray):
 
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")  # overflow and NaN are diagnosed from the Gram
-def _shifted_gram(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, mu: np.ndarray, first_row: int,
+def _shifted_gram(rows: _Rows, w: np.ndarray | None, mu: np.ndarray, first_row: int,
                   work: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``B = [C, s]`` written into ``work``, its Gram matrix, and the exponents its columns were scaled by.
 
@@ -231,12 +281,10 @@ def _shifted_gram(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, mu: np.nda
     """
     import torch  # PyTorch's BLAS runs these narrow passes about twice as fast as NumPy's
 
-    k, d = X.shape
-    q = d + y.shape[1]
+    k, q = len(rows), len(mu)
     B = work[:k]
     Bt = torch.from_numpy(B)  # the same memory
-    torch.sub(_tensor(X), torch.from_numpy(mu[:d]), out=Bt[:, :d])
-    torch.sub(_tensor(y), torch.from_numpy(mu[d:]), out=Bt[:, d:q])
+    rows.shift_into(Bt, mu)
     if w is None:
         B[:, q] = 1.0
     else:
@@ -246,7 +294,7 @@ def _shifted_gram(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, mu: np.nda
     G = (Bt.T @ Bt).numpy()  # (q + 1, q + 1)
     diag = np.diagonal(G)
     if not np.isfinite(G).all() or w is not None or (np.abs(mu) + np.sqrt(diag[:q])).max() > MAX_MAGNITUDE:
-        _check_values(X, y, first_row)  # raises naming the row or column, or finds the values fine
+        _check_values(*rows.matrices(), first_row)  # raises naming the row or column, or finds the values fine
     exponents = None
     low = np.flatnonzero(diag < k * _TINY_GRAM)
     if low.size:  # all-zero columns (constant in the block) too: only these columns are read
@@ -261,7 +309,7 @@ def _shifted_gram(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, mu: np.nda
     return B, G, exponents
 
 
-def _exact_shift(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, G: np.ndarray | None,
+def _exact_shift(rows: _Rows, w: np.ndarray | None, G: np.ndarray | None,
                  mu: np.ndarray | None, exponents: np.ndarray | None = None) -> np.ndarray:
     """The block's (weighted) column means of ``[X, y]``, from its Gram matrix when there is one
     (whose columns were scaled by ``2^exponents``, see ``_shifted_gram``).
@@ -269,18 +317,16 @@ def _exact_shift(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, G: np.ndarr
     A column constant in the block takes its value exactly, so that its ``C_j`` is exactly zero
     (a column of rounding errors parallel to ``s`` would make ``[C, s]`` singular).
     """
-    d, q = X.shape[1], X.shape[1] + y.shape[1]
     if G is None:
         with np.errstate(over="ignore", invalid="ignore"):
-            means = (np.concatenate([X.mean(axis=0, dtype=np.float64), y.mean(axis=0, dtype=np.float64)])
-                     if w is None else np.concatenate([w @ X, w @ y]) / w.sum())
-    elif exponents is None:
-        means = mu + G[:q, q] / G[q, q]
+            means = rows.means(w)
     else:
-        means = mu + np.ldexp(G[:q, q] / G[q, q], exponents[q] - exponents[:q])
-    rows = np.flatnonzero(w) if w is not None else slice(None)
-    for j in range(q):
-        column = (X[:, j] if j < d else y[:, j - d])[rows]
+        q = len(G) - 1
+        means = mu + G[:q, q] / G[q, q] if exponents is None else \
+            mu + np.ldexp(G[:q, q] / G[q, q], exponents[q] - exponents[:q])
+    taken = np.flatnonzero(w) if w is not None else slice(None)
+    for j in range(len(means)):
+        column = rows.column(j)[taken]
         if len(column) and column[0] == column[-1] and (column == column[0]).all():
             means[j] = column[0]
     return means
@@ -429,42 +475,59 @@ class QRAccumulator:
         (default 1 each); their rows of ``[X, 1, y]`` enter R scaled by ``√w``.
         """
         X, y = _shaped(X, y, self.n_features, self.n_targets, keep_float32=True)
-        w = None if sample_weight is None else _weights(sample_weight, len(X))
-        if len(X):
+        layout = "F" if X.flags.f_contiguous and not X.flags.c_contiguous else "C"  # X's, for contiguous passes
+        return self._add(_Rows(X, y), sample_weight, layout)
+
+    def update_columns(self, columns: Sequence, sample_weight=None) -> QRAccumulator:
+        """Add rows given column by column: the ``n_features`` feature columns, then the
+        ``n_targets`` target columns, 1-D arrays of one length (as ``update``, without first
+        copying them into a matrix: a streamed chunk's columns go straight into the shifted block).
+        """
+        columns = [_as_array(c, f"column {j}") for j, c in enumerate(columns)]
+        if len(columns) != self.n_features + self.n_targets:
+            raise ValueError(f"expected {self.n_features + self.n_targets} columns (n_features + n_targets), "
+                             f"got {len(columns)}")
+        if any(c.ndim != 1 or len(c) != len(columns[0]) for c in columns):
+            raise ValueError(f"columns must be 1-D arrays of one length, got shapes {[c.shape for c in columns]}")
+        return self._add(_Rows(columns=columns, n_features=self.n_features), sample_weight, "F")
+
+    def _add(self, data: _Rows, sample_weight, layout: str) -> QRAccumulator:
+        n = len(data)
+        w = None if sample_weight is None else _weights(sample_weight, n)
+        if n:
             rows = max(UPDATE_BLOCK_ENTRIES // (self.n_columns + 1), 4 * self.n_columns)
-            layout = "F" if X.flags.f_contiguous and not X.flags.c_contiguous else "C"  # X's, for contiguous passes
-            work = np.empty((min(rows, len(X)), self.n_features + self.n_targets + 1), order=layout)  # for every block
-            for start in range(0, len(X), rows):
+            work = np.empty((min(rows, n), self.n_features + self.n_targets + 1), order=layout)  # for every block
+            for start in range(0, n, rows):
                 block = slice(start, start + rows)
-                self._absorb(X[block], y[block], None if w is None else w[block], start, work)
+                self._absorb(data.rows(block), None if w is None else w[block], start, work)
             self.weighted = self.weighted or w is not None
-            self.n_samples += len(X)
-            self.sum_weights += len(X) if w is None else float(w.sum())
-            self.n_positive += len(X) if w is None else int(np.count_nonzero(w))
+            self.n_samples += n
+            self.sum_weights += n if w is None else float(w.sum())
+            self.n_positive += n if w is None else int(np.count_nonzero(w))
         return self
 
-    def _absorb(self, X, y, w, first_row: int, work: np.ndarray) -> None:
+    def _absorb(self, rows: _Rows, w, first_row: int, work: np.ndarray) -> None:
         """One block of rows into the running Gram matrix or, when ill-conditioned, into R (see above)."""
         if w is not None and not w.any():  # rows of weight 0 change nothing, but must still be numbers
-            _check_values(X, y, first_row)
+            _check_values(*rows.matrices(), first_row)
             return
         if self._shift is None:
-            self._shift = _exact_shift(X, y, w, None, None)
-        B, G, exponents = _shifted_gram(X, y, w, self._shift, first_row, work)
+            self._shift = _exact_shift(rows, w, None, None)
+        B, G, exponents = _shifted_gram(rows, w, self._shift, first_row, work)
         cols, scale, R1, rcond = _scaled_cholesky(G)
         if rcond * CHOLESKY_ONCE_BELOW < 1 and _drifted(G):  # shift by this block's own means and look again
-            shift = _exact_shift(X, y, w, G, self._shift, exponents)
+            shift = _exact_shift(rows, w, G, self._shift, exponents)
             if np.any(shift != self._shift):
                 self.R  # fold the Gram matrix of the old shift
                 self._shift = shift
-                B, G, exponents = _shifted_gram(X, y, w, shift, first_row, work)
+                B, G, exponents = _shifted_gram(rows, w, shift, first_row, work)
                 cols, scale, R1, rcond = _scaled_cholesky(G)
         if rcond * CHOLESKY_ONCE_BELOW >= 1 and exponents is None:
             self._G = G if self._G is None else self._G + G
         else:
-            rows = _shift_map(_block_r(B, cols, scale, R1, rcond), cols, scale, self._shift, self.n_features,
-                              self.fit_intercept, exponents)
-            self._R = _triangularize(np.vstack([self._R, rows]))
+            block_rows = _shift_map(_block_r(B, cols, scale, R1, rcond), cols, scale, self._shift, self.n_features,
+                                    self.fit_intercept, exponents)
+            self._R = _triangularize(np.vstack([self._R, block_rows]))
 
     def merge(self, other: QRAccumulator) -> QRAccumulator:
         """Add the rows another accumulator has seen (from another chunk range or process)."""

@@ -99,18 +99,17 @@ class StreamSource:
 
     def _chunks(self, chunk_rows: int, part: int, n_parts: int):
         """Chunks number ``part``, ``part + n_parts``, ...; the others are read but not converted or checked."""
-        for _, chunk in self._converted(chunk_rows, part, n_parts):
-            yield chunk
+        for pieces in self._groups(chunk_rows, part, n_parts):
+            yield self._convert(pieces)
 
-    def _converted(self, chunk_rows: int, part: int, n_parts: int, finite: bool = True):
-        """``(pieces, (X, y, w))`` for the chunks of :meth:`_chunks`; with ``finite=False`` float64
-        columns are not scanned for NaN and inf (the caller finds them, e.g. from a Gram matrix,
-        and converts the pieces again to have the message)."""
+    def _groups(self, chunk_rows: int, part: int, n_parts: int):
+        """The pieces of chunks number ``part``, ``part + n_parts``, ... (see :func:`_group`), unconverted."""
         seen = 0
-        for index, pieces in enumerate(_read_ahead(_group(self._pieces(chunk_rows), chunk_rows), READ_AHEAD)):
+        batches = _read_ahead(self._pieces(chunk_rows), READ_AHEAD)
+        for index, pieces in enumerate(_group(batches, chunk_rows)):
             seen += sum(len(batch) for _, _, batch in pieces)
             if index % n_parts == part:
-                yield pieces, self._convert(pieces, finite)
+                yield pieces
         if seen == 0:
             raise DataError(f"{_where(self)}: has no data rows; add rows of values")
         if self.n_rows is None and n_parts == 1:
@@ -133,35 +132,51 @@ class StreamSource:
         return {name: _ROLE_FIX["feature" if j < d else "target" if j < d + m else "weight"]
                 for j, name in enumerate(self.columns)}
 
-    def _convert(self, pieces, finite: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """One chunk's pieces as checked float64 arrays, written once into their place (``finite``: see _converted)."""
+    def _values(self, path: Path, first_row: int, column: pa.Array, j: int, finite: bool = True) -> np.ndarray:
+        """Column ``j`` of one piece as float64 values, checked (``finite=False``: NaN and inf are let through)."""
+        values = column.to_numpy() if column.type == pa.float64() and not column.null_count else None
+        # a NaN or inf makes the sum non-finite (as can a sum that overflows: then each value is looked at)
+        if values is None or finite and not np.isfinite(values.sum()) and not np.isfinite(values).all():
+            # the checks and messages of read_dataset
+            name = self.columns[j]
+            values = files._column_values(path, name, pa.chunked_array([column]), first_row, self._fixes()[name])
+        if self.weight_name and j == len(self.columns) - 1:
+            negative = np.flatnonzero(values < 0)
+            if negative.size:
+                raise DataError(f"{path}: weight column {self.weight_name!r} row {first_row + int(negative[0])} is "
+                                "negative; weights must be >= 0")
+        return values
+
+    def _convert(self, pieces) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One chunk's pieces as checked float64 arrays, written once into their place."""
         k = sum(len(batch) for _, _, batch in pieces)
         d, m = len(self.feature_names), len(self.target_names)
-        fixes = list(self._fixes().values())
         X, y = np.empty((k, d), order="F"), np.empty((k, m), order="F")  # (k, d), (k, m); column by column
         w = np.empty(k) if self.weight_name else None  # (k,)
         start = 0
         for path, first_row, batch in pieces:
             rows = slice(start, start + len(batch))
-            for j, name in enumerate(self.columns):
-                column = batch.column(j)
-                values = column.to_numpy() if column.type == pa.float64() and not column.null_count else None
-                # a NaN or inf makes the sum non-finite (as can a sum that overflows: then each value is looked at)
-                if values is None or finite and not np.isfinite(values.sum()) and not np.isfinite(values).all():
-                    # the checks and messages of read_dataset
-                    values = files._column_values(path, name, pa.chunked_array([column]), first_row, fixes[j])
+            for j in range(len(self.columns)):
+                values = self._values(path, first_row, batch.column(j), j)
                 if j < d:
                     X[rows, j] = values
                 elif j < d + m:
                     y[rows, j - d] = values
                 else:
-                    negative = np.flatnonzero(values < 0)
-                    if negative.size:
-                        raise DataError(f"{path}: weight column {name!r} row {first_row + int(negative[0])} is "
-                                        "negative; weights must be >= 0")
                     w[rows] = values
             start += len(batch)
         return X, y, w
+
+    def _columns(self, pieces) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """One chunk's feature and target columns, and its weights: views of the read batches where
+        a column is float64 without nulls in one piece (no copy), NaN and inf not looked for."""
+        columns = []
+        for j in range(len(self.columns)):
+            weights = self.weight_name is not None and j == len(self.columns) - 1  # always checked: one column
+            parts = [self._values(path, first_row, batch.column(j), j, finite=weights)
+                     for path, first_row, batch in pieces]
+            columns.append(parts[0] if len(parts) == 1 else np.concatenate(parts))
+        return (columns[:-1], columns[-1]) if self.weight_name else (columns, None)
 
     def __repr__(self) -> str:
         where = str(self.paths[0]) if len(self.paths) == 1 else f"{self.paths[0].parent} ({len(self.paths)} files)"
@@ -519,17 +534,27 @@ def accumulate(source: StreamSource | str | os.PathLike, *, chunk_rows: int = CH
     source = _as_source(source)
     acc = QRAccumulator(len(source.feature_names), len(source.target_names), fit_intercept=fit_intercept)
     _check_positive("chunk_rows", chunk_rows)
-    with _sharing_cores():
-        for pieces, (X, y, w) in source._converted(chunk_rows, 0, 1, finite=False):
-            try:
-                acc.update(X, y, w)  # blocked inside: one Gram pass per block; a NaN or inf makes it non-finite
-            except DataError:
-                source._convert(pieces)  # raises naming the file, column and row of a NaN or inf
-                raise  # a magnitude beyond the solver's range
+    fold(source, acc, chunk_rows)
     if acc.weighted and acc.sum_weights == 0:
         raise DataError(f"{_where(source)}: weight column {source.weight_name!r} is all zero; "
                         "give some rows a positive weight")
     return acc
+
+
+def fold(source: StreamSource, acc: QRAccumulator, chunk_rows: int, part: int = 0, n_parts: int = 1) -> None:
+    """Chunks number ``part``, ``part + n_parts``, ... of ``source`` into ``acc``, column by column.
+
+    NaN and inf are found from each block's Gram matrix, not by scanning the values; only then
+    is the chunk converted again with the checks, whose message names the file, column and row.
+    """
+    with _sharing_cores():
+        for pieces in source._groups(chunk_rows, part, n_parts):
+            columns, w = source._columns(pieces)
+            try:
+                acc.update_columns(columns, w)  # blocked inside: one Gram pass per block
+            except DataError:
+                source._convert(pieces)  # raises naming the file, column and row of a NaN or inf
+                raise  # a magnitude beyond the solver's range
 
 
 @contextmanager
