@@ -463,3 +463,22 @@ def test_closing_a_read_ahead_early_stops_its_thread_and_closes_the_source():
     reader.close()
     assert closed.is_set()
     assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_read_ahead_keeps_at_most_depth_plus_one_items_alive(depth):
+    # a record batch can be a whole row group: the items alive are the memory the pass holds
+    import time
+
+    from torchlinreg.stream import _read_ahead
+
+    started = []
+
+    def items():
+        for k in range(8):
+            started.append(k)
+            yield k
+
+    for item in _read_ahead(items(), depth):
+        time.sleep(0.05)  # time enough for the thread to run ahead as far as it may
+        assert len(started) == min(item + depth + 1, 8), (item, started)
