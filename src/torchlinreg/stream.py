@@ -1,9 +1,11 @@
 """Streaming input: CSV, TSV and Parquet files, or a folder of them, read chunk by chunk.
 
-Memory stays bounded by the chunk size, not the file size: Parquet is read page by page
-(``pyarrow.parquet.ParquetFile`` with ``pre_buffer=False`` and a buffered stream, which
-unlike a ``pyarrow.dataset`` scan does not hold whole row groups or read ahead), CSV block by
-block (``pyarrow.csv.open_csv``), and only the selected columns are decoded. Columns are
+Memory stays bounded by the chunk size and the read size, not the file size: Parquet is
+read page by page in record batches of at most ``_READ_BYTES`` of values (a whole row group
+when it fits; ``pyarrow.parquet.ParquetFile`` with ``pre_buffer=False`` and a buffered
+stream, which unlike a ``pyarrow.dataset`` scan does not read several row groups ahead),
+CSV block by block (``pyarrow.csv.open_csv``), and only the selected columns are decoded;
+a background thread reads one batch ahead (:func:`_read_ahead`). Columns are
 chosen, and every value is checked, as :func:`torchlinreg.files.read_dataset` does; an error
 found in a late chunk names the file and its data row (1-based, the header not counted).
 
