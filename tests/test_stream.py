@@ -482,3 +482,44 @@ def test_read_ahead_keeps_at_most_depth_plus_one_items_alive(depth):
     for item in _read_ahead(items(), depth):
         time.sleep(0.05)  # time enough for the thread to run ahead as far as it may
         assert len(started) == min(item + depth + 1, 8), (item, started)
+
+
+# ---- how much is read at once -------------------------------------------------------------------
+
+def test_parquet_is_read_in_whole_row_groups_up_to_read_bytes_and_never_less_than_a_chunk(tmp_path):
+    names = ["a", "b", "y"]
+    path = tmp_path / "groups.parquet"
+    rng = np.random.default_rng(4)
+    values = rng.standard_normal((250_000, 3))
+    pq.write_table(pa.table(dict(zip(names, values.T))), path, row_group_size=100_000)  # 100k, 100k, 50k rows
+
+    def batch_rows(read_bytes, chunk_rows):
+        source = open_source(path, target="y", read_bytes=read_bytes)
+        return [len(batch) for _, _, batch in source._pieces(chunk_rows)]
+
+    row_bytes = 8 * len(names)
+    assert batch_rows(192 << 20, 65_536) == [100_000, 100_000, 50_000]  # whole row groups
+    assert max(batch_rows(30_000 * row_bytes, 1_000)) == 30_000  # row groups over read_bytes: as many rows as fit
+    assert max(batch_rows(30_000 * row_bytes, 40_000)) == 40_000  # but never fewer than a chunk
+    for read_bytes in (192 << 20, 30_000 * row_bytes):  # whatever is read at once, the chunks are the same
+        source = open_source(path, target="y", read_bytes=read_bytes)
+        chunks = list(source.chunks(7_000))
+        assert [len(X) for X, _, _ in chunks] == [7_000] * 35 + [5_000]
+        np.testing.assert_array_equal(np.vstack([X for X, _, _ in chunks]), values[:, :2])
+    with pytest.raises(ValueError, match="read_bytes must be a positive integer"):
+        open_source(path, target="y", read_bytes=0)
+
+
+def test_the_command_reads_less_at_once_under_a_small_memory_budget(tmp_path):
+    from argparse import Namespace
+
+    from torchlinreg.cli import _open_source
+    from torchlinreg.memory import STREAM_READ_BYTES, stream_read_bytes
+
+    assert stream_read_bytes(64 << 30) == STREAM_READ_BYTES == 192 << 20
+    assert stream_read_bytes(200 << 20) == 25 << 20  # an eighth: a pass holds about 3.5 batches at its peak
+    assert stream_read_bytes(1 << 20) == 1 << 20  # never below 1 MiB (and never below a chunk: see above)
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"x": np.arange(10.0), "y": np.arange(10.0)}), path)
+    args = Namespace(data=str(path), target=None, features=None, weights=None, max_memory=80 << 20)
+    assert _open_source(args).read_bytes == 10 << 20

@@ -383,9 +383,11 @@ def _reading(args, copies: int):
 
 
 def _open_source(args):
+    from .memory import stream_read_bytes
     from .stream import open_source
 
-    return open_source(args.data, target=args.target, features=args.features, weights=args.weights)
+    return open_source(args.data, target=args.target, features=args.features, weights=args.weights,
+                       read_bytes=stream_read_bytes(args.max_memory))
 
 
 def _solve_streamed(args, job) -> int:

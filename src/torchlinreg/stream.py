@@ -1,7 +1,7 @@
 """Streaming input: CSV, TSV and Parquet files, or a folder of them, read chunk by chunk.
 
 Memory stays bounded by the chunk size and the read size, not the file size: Parquet is
-read page by page in record batches of at most ``_READ_BYTES`` of values (a whole row group
+read page by page in record batches of at most ``read_bytes`` of values (a whole row group
 when it fits; ``pyarrow.parquet.ParquetFile`` with ``pre_buffer=False`` and a buffered
 stream, which unlike a ``pyarrow.dataset`` scan does not read several row groups ahead),
 CSV block by block (``pyarrow.csv.open_csv``), and only the selected columns are decoded;
@@ -36,6 +36,7 @@ import torch
 from . import files
 from .config import check_seed
 from .errors import DataError
+from .memory import STREAM_READ_BYTES
 from .solve import MAX_PASSES, RANK_RTOL, LstsqSolution, QRAccumulator
 from .solve import needs_refinement
 from .solve import refine as refine_solution
@@ -45,7 +46,6 @@ CHUNK_ROWS = 65_536  # rows per chunk: 5 MiB of float64 at 10 columns; amortises
 READ_AHEAD = 1  # record batches read by a background thread while the caller works on one
 BUFFER_ROWS = 262_144  # rows in the shuffle buffer: rows mix with the ~4 chunks around them
 _PARQUET_BUFFER = 1 << 20  # bytes read at a time from a Parquet column chunk, instead of whole row groups
-_READ_BYTES = 192 << 20  # values per Parquet record batch at most (or one chunk): a whole row group when it fits
 _CSV_BLOCK = 1 << 20  # bytes of text parsed at a time (pyarrow's default; larger blocks only cost memory)
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
 _FLOAT64 = pa.float64()
@@ -66,6 +66,8 @@ class StreamSource:
     weight_name : the sample-weight column, or None
     n_rows : data rows in all files; known from the metadata for Parquet, None for CSV/TSV
         until a complete pass of :meth:`chunks` has counted them
+    read_bytes : values per Parquet record batch read at once, at most (a whole row group when
+        it fits, never less than a chunk); see :func:`torchlinreg.memory.stream_read_bytes`
     """
 
     paths: tuple[Path, ...]
@@ -74,6 +76,7 @@ class StreamSource:
     target_names: tuple[str, ...]
     weight_name: str | None = None
     n_rows: int | None = field(default=None, compare=False)
+    read_bytes: int = field(default=STREAM_READ_BYTES, compare=False, repr=False)
     _bool_columns: tuple[str, ...] = field(default=(), repr=False)  # CSV columns of true/false text
 
     @property
@@ -123,8 +126,10 @@ class StreamSource:
         """Every file's record batches of the selected columns, with the file row of their first row."""
         for path in self.paths:
             row = 1
-            batches = _parquet_batches(path, self.columns, chunk_rows) if self.format == "parquet" else \
-                _text_batches(path, self.format, self._fixes(), self._bool_columns)
+            if self.format == "parquet":
+                batches = _parquet_batches(path, self.columns, chunk_rows, self.read_bytes)
+            else:
+                batches = _text_batches(path, self.format, self._fixes(), self._bool_columns)
             for batch in batches:
                 if len(batch):
                     yield path, row, batch
@@ -197,6 +202,7 @@ def open_source(
     target: Sequence[str] | str | None = None,
     features: Sequence[str] | None = None,
     weights: str | None = None,
+    read_bytes: int = STREAM_READ_BYTES,
 ) -> StreamSource:
     """Resolve a CSV, TSV or Parquet file, or a folder of them, for streaming.
 
@@ -208,6 +214,8 @@ def open_source(
     target, features, weights : as in :func:`torchlinreg.files.read_dataset`: by default the
         target is the last column and the features every other numeric column (a text column
         is left out with a warning; a text column holding some numbers is an error naming the row).
+    read_bytes : values per Parquet record batch read at once, at most (see
+        :func:`torchlinreg.memory.stream_read_bytes` for one within a memory budget)
 
     Returns
     -------
@@ -221,6 +229,7 @@ def open_source(
         The path is missing or unreadable, a folder holds no data files or files that differ
         in format or columns, or a named column is missing or unusable.
     """
+    _check_positive("read_bytes", read_bytes)
     path = Path(path)
     paths = _data_files(path)
     fmt = FORMATS[paths[0].suffix.lower()]
@@ -246,7 +255,7 @@ def open_source(
             files._column_values(sample_path, name, sample.column(name), fix=_ROLE_FIX[role])
     bools = tuple(n for _, n in roles if fmt != "parquet" and pa.types.is_boolean(schema.field(n).type))
     return StreamSource(tuple(paths), fmt, feats, targets, weight_col[0] if weight_col else None,
-                        n_rows if fmt == "parquet" else None, bools)
+                        n_rows if fmt == "parquet" else None, read_bytes=read_bytes, _bool_columns=bools)
 
 
 def _data_files(path: Path) -> list[Path]:
@@ -323,7 +332,7 @@ def _parquet_schema(path: Path) -> tuple[pa.Schema, int]:
 
 def _parquet_sample(path: Path, schema: pa.Schema) -> pa.Table:
     """The first rows of a Parquet file, for deciding which columns are text (as read_dataset does)."""
-    batch = next(_parquet_batches(path, schema.names, CHUNK_ROWS), None)
+    batch = next(_parquet_batches(path, schema.names, CHUNK_ROWS, read_bytes=0), None)  # one chunk's rows
     return pa.Table.from_batches([batch]) if batch is not None else schema.empty_table()
 
 
@@ -356,8 +365,8 @@ def _text_head(path: Path, fmt: str) -> tuple[pa.Schema, pa.Table]:
 
 # ---- reading batches ----------------------------------------------------------------------------
 
-def _parquet_batches(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
-    # Record batches of whole row groups when one holds at most _READ_BYTES of values (fewer,
+def _parquet_batches(path: Path, columns: Sequence[str], chunk_rows: int, read_bytes: int) -> Iterator[pa.RecordBatch]:
+    # Record batches of whole row groups when one holds at most read_bytes of values (fewer,
     # larger batches decode with less overhead: measured 10% less CPU than chunk-sized ones),
     # else of as many rows as fit, and never fewer than a chunk. pre_buffer=False with a
     # buffered stream reads pages as needed: a row group of any size never has to sit in
@@ -368,7 +377,7 @@ def _parquet_batches(path: Path, columns: Sequence[str], chunk_rows: int) -> Ite
         with pq.ParquetFile(str(path), pre_buffer=False, buffer_size=_PARQUET_BUFFER) as pf:
             meta = pf.metadata
             largest = max((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), default=0)
-            batch_rows = max(chunk_rows, min(largest, _READ_BYTES // (8 * len(columns))))
+            batch_rows = max(chunk_rows, min(largest, read_bytes // (8 * len(columns))))
             for batch in pf.iter_batches(batch_size=batch_rows, columns=list(columns)):
                 yield batch
                 row += len(batch)
