@@ -354,6 +354,28 @@ def test_columns_are_checked_like_a_matrix():
         acc.update_columns([np.arange(4.0), np.array([0.0, 1.0, np.nan, 3.0]), np.arange(4.0) ** 2])
     assert acc.n_samples == 0
 
+
+@pytest.mark.parametrize("weighted", [False, True])  # with weights every block is scanned, column by column
+@pytest.mark.parametrize("bad", ["nan_in_y", "inf_in_x", "huge_in_x"])
+def test_bad_values_given_as_columns_get_the_matrix_message(weighted, bad):
+    X, Y = random_problem(50, 3, 1, seed=5)
+    if bad == "nan_in_y":
+        Y[[7, 30], 0] = np.nan
+    elif bad == "inf_in_x":
+        X[12, 2] = -np.inf
+    else:
+        X[40, 1] = 3e200
+    w = np.linspace(0.0, 2.0, 50) if weighted else None
+    messages = []
+    for give in (lambda acc: acc.update(X, Y, w), lambda acc: acc.update_columns([*X.T, *Y.T], w)):
+        with pytest.raises(DataError) as error:
+            give(QRAccumulator(3, 1))
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert {"nan_in_y": "y has NaN or infinite values in 2 rows (the first is row 7",
+            "inf_in_x": "X has NaN or infinite values in 1 row (the first is row 12",
+            "huge_in_x": "X column 2 holds values up to 3e+200"}[bad] in messages[1]
+
 def test_refine_reads_chunks_from_a_function_and_rejects_a_one_shot_iterator():
     X, y = random_problem(300, 4, 1, seed=8)
     chunks = [(X[:100], y[:100]), (X[100:], y[100:])]

@@ -67,7 +67,8 @@ def _add_reading(p, command: str) -> None:
     copies = FIT_COPIES if command == "fit" else SOLVE_COPIES
     r = p.add_argument_group("large data")
     r.add_argument("--stream", action="store_true",
-                   help="read DATA in chunks instead of whole (memory bounded by the chunk, not the file); "
+                   help="read DATA in chunks instead of whole (memory bounded by the chunk and the read size, "
+                        "not the file); "
                         "automatic for a folder of files and for files too large for --max-memory")
     r.add_argument("--max-memory", type=_size, metavar="SIZE",
                    help="memory DATA may take when read whole, e.g. 2G or 500M (K, M, G, T: powers of 1024); "

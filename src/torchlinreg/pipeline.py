@@ -311,7 +311,7 @@ def run_fit_source(
     checkpoint_every: int | None = None,
     resume: bool = False,
 ) -> FitResult:
-    """:func:`run_fit` for data streamed from files, in memory bounded by the chunk, not the file.
+    """:func:`run_fit` for data streamed from files, in memory bounded by the chunk and the read size, not the file.
 
     ``source`` is a :class:`torchlinreg.stream.StreamSource` (see :func:`torchlinreg.stream.open_source`),
     read in chunks of ``chunk_rows`` rows (default ``stream.CHUNK_ROWS``). The data is read in passes:

@@ -101,23 +101,34 @@ def _shaped(X, y, n_features: int, n_targets: int, keep_float32: bool = False) -
     return X, y
 
 
-def _check_values(X: np.ndarray, y: np.ndarray, first_row: int = 0) -> None:
-    """Raise ``DataError`` naming the first row with NaN/inf, or a column whose squares would overflow."""
+def _check_values(X, y, first_row: int = 0) -> None:
+    """Raise ``DataError`` naming the first row with NaN/inf, or a column whose squares would overflow.
+
+    ``X`` and ``y`` are 2-D arrays, or lists of 1-D columns (checked one by one, not stacked).
+    """
     for name, a in (("X", X), ("y", y)):
-        if np.isfinite(a.max()) and np.isfinite(a.min()):  # NaN propagates to max/min: no n×d mask needed
-            bad = np.zeros(len(a), dtype=bool)
+        columns = a if isinstance(a, list) else None
+        if columns is None:  # NaN propagates to max/min: no n×d mask unless one is there
+            finite = bool(np.isfinite(a.max()) and np.isfinite(a.min())) if a.size else True
         else:
-            bad = ~np.isfinite(a).all(axis=1)
-        if bad.any():
+            finite = all(np.isfinite(c.max()) and np.isfinite(c.min()) for c in columns if c.size)
+        if not finite:
+            bad = ~np.isfinite(a).all(axis=1) if columns is None else \
+                np.logical_or.reduce([~np.isfinite(c) for c in columns])
             count = int(bad.sum())
             raise DataError(f"{name} has NaN or infinite values in {count} row{'s' * (count > 1)} (the first is "
                             f"row {first_row + int(np.argmax(bad))} of the chunk); drop or impute them before "
                             "fitting")
-        if a.size and float(max(a.max(), -a.min())) > MAX_MAGNITUDE:  # no |a| temporary; float: no float32 overflow
-            column = int(np.argmax(np.abs(a).max(axis=0))) + 1
-            raise DataError(f"{name} column {column} holds values up to {np.abs(a).max():.3g}, whose squares "
-                            f"overflow float64 (the limit is {MAX_MAGNITUDE:.0e}); rescale that column, "
-                            "e.g. divide it by a power of ten")
+        if columns is None:
+            if not a.size or float(max(a.max(), -a.min())) <= MAX_MAGNITUDE:  # float: no float32 overflow
+                continue
+            peaks = np.abs(a).max(axis=0)
+        else:
+            peaks = np.array([float(max(c.max(), -c.min())) if c.size else 0.0 for c in columns])
+        if peaks.max() > MAX_MAGNITUDE:
+            raise DataError(f"{name} column {int(np.argmax(peaks)) + 1} holds values up to {peaks.max():.3g}, "
+                            f"whose squares overflow float64 (the limit is {MAX_MAGNITUDE:.0e}); rescale that "
+                            "column, e.g. divide it by a power of ten")
 
 
 def _chunk(X, y, n_features: int, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
@@ -232,12 +243,11 @@ class _Rows:
             return _Rows(self.X[block], self.y[block])
         return _Rows(columns=[c[block] for c in self.columns], n_features=self.n_features)
 
-    def matrices(self) -> tuple[np.ndarray, np.ndarray]:
-        """``X`` and ``y`` (for the checks, which run only on a block that needs them)."""
+    def parts(self) -> tuple:
+        """``X`` and ``y`` as given: matrices, or lists of columns (for ``_check_values``)."""
         if self.columns is None:
             return self.X, self.y
-        d = self.n_features
-        return np.column_stack(self.columns[:d]), np.column_stack(self.columns[d:])
+        return list(self.columns[:self.n_features]), list(self.columns[self.n_features:])
 
     def means(self, w: np.ndarray | None) -> np.ndarray:
         if self.columns is None:
@@ -294,7 +304,7 @@ def _shifted_gram(rows: _Rows, w: np.ndarray | None, mu: np.ndarray, first_row: 
     G = (Bt.T @ Bt).numpy()  # (q + 1, q + 1)
     diag = np.diagonal(G)
     if not np.isfinite(G).all() or w is not None or (np.abs(mu) + np.sqrt(diag[:q])).max() > MAX_MAGNITUDE:
-        _check_values(*rows.matrices(), first_row)  # raises naming the row or column, or finds the values fine
+        _check_values(*rows.parts(), first_row)  # raises naming the row or column, or finds the values fine
     exponents = None
     low = np.flatnonzero(diag < k * _TINY_GRAM)
     if low.size:  # all-zero columns (constant in the block) too: only these columns are read
@@ -509,7 +519,7 @@ class QRAccumulator:
     def _absorb(self, rows: _Rows, w, first_row: int, work: np.ndarray) -> None:
         """One block of rows into the running Gram matrix or, when ill-conditioned, into R (see above)."""
         if w is not None and not w.any():  # rows of weight 0 change nothing, but must still be numbers
-            _check_values(*rows.matrices(), first_row)
+            _check_values(*rows.parts(), first_row)
             return
         if self._shift is None:
             self._shift = _exact_shift(rows, w, None, None)

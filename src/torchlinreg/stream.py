@@ -1,8 +1,8 @@
 """Streaming input: CSV, TSV and Parquet files, or a folder of them, read chunk by chunk.
 
 Memory stays bounded by the chunk size and the read size, not the file size: Parquet is
-read page by page in record batches of at most ``read_bytes`` of values (a whole row group
-when it fits; ``pyarrow.parquet.ParquetFile`` with ``pre_buffer=False`` and a buffered
+read page by page in record batches of at most ``read_bytes`` of values (as large as the
+largest row group when it fits; ``pyarrow.parquet.ParquetFile`` with ``pre_buffer=False`` and a buffered
 stream, which unlike a ``pyarrow.dataset`` scan does not read several row groups ahead),
 CSV block by block (``pyarrow.csv.open_csv``), and only the selected columns are decoded;
 a background thread reads one batch ahead (:func:`_read_ahead`). Columns are
@@ -480,8 +480,9 @@ def _read_ahead(items: Iterator, depth: int) -> Iterator:
 
     pyarrow decodes without holding Python's lock, so the next items are read while the
     caller works on this one. The thread starts item ``n + depth + 1`` only once the caller
-    has asked for item ``n + 1`` (and so is done with item ``n``): at most ``depth + 1`` items
-    are alive at a time. An exception from ``items`` is raised here, in order; closing this
+    has asked for item ``n + 1``: at most ``depth + 1`` items are made and not yet passed.
+    A caller that keeps part of an earlier item holds it too (``_group`` keeps the last rows
+    of a record batch for the chunk they start, and so the whole batch until then). An exception from ``items`` is raised here, in order; closing this
     generator early stops the thread.
     """
     if depth <= 0:
@@ -521,7 +522,7 @@ def _read_ahead(items: Iterator, depth: int) -> Iterator:
                     raise exc
                 return
             yield item
-            item = None  # the caller is done with it: one more may be made
+            item = None  # the caller has asked for the next one: one more may be made
             free.release()
     finally:
         stop.set()
@@ -554,7 +555,8 @@ def accumulate(source: StreamSource | str | os.PathLike, *, chunk_rows: int = CH
     """One pass over a source into a :class:`~torchlinreg.solve.QRAccumulator`.
 
     ``source`` is a :class:`StreamSource` or a path opened with the default columns.
-    Memory: one chunk, its QR workspace, and the small R factor.
+    Memory: about three record batches of ``source.read_bytes`` at most (see :func:`_read_ahead`),
+    one chunk's QR workspace, and the small R factor.
     """
     source = _as_source(source)
     acc = QRAccumulator(len(source.feature_names), len(source.target_names), fit_intercept=fit_intercept)
@@ -580,6 +582,7 @@ def fold(source: StreamSource, acc: QRAccumulator, chunk_rows: int, part: int = 
             except DataError:
                 source._convert(pieces)  # raises naming the file, column and row of a NaN or inf
                 raise  # a magnitude beyond the solver's range
+            del pieces, columns, w  # not held while the next chunk is read
 
 
 @contextmanager
