@@ -523,3 +523,26 @@ def test_the_command_reads_less_at_once_under_a_small_memory_budget(tmp_path):
     pq.write_table(pa.table({"x": np.arange(10.0), "y": np.arange(10.0)}), path)
     args = Namespace(data=str(path), target=None, features=None, weights=None, max_memory=80 << 20)
     assert _open_source(args).read_bytes == 10 << 20
+
+
+def test_the_readmes_streaming_calls(tmp_path):
+    # the lines of the README's "The library" example that stream and accumulate
+    import torchlinreg as tl
+
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((3000, 3)) * [1.0, 5.0, 0.1] + [0.0, 100.0, -2.0]
+    y = X @ np.array([1.5, -0.2, 7.0]) + 4.0 + 0.01 * rng.standard_normal(3000)
+    (tmp_path / "parts").mkdir()
+    for k, rows in enumerate((slice(0, 1200), slice(1200, 3000))):
+        pq.write_table(pa.table({"x1": X[rows, 0], "x2": X[rows, 1], "x3": X[rows, 2], "y": y[rows]}),
+                       tmp_path / "parts" / f"{k}.parquet")
+    reference = lstsq(X, y)
+    src = tl.open_source(tmp_path / "parts", target="y")
+    big = tl.solve_source(src)
+    acc = tl.QRAccumulator(n_features=3)
+    acc.update(X[:1000], y[:1000])
+    acc.update_columns([X[1000:, 0], X[1000:, 1], X[1000:, 2], y[1000:]])
+    for solution in (big, acc.solve()):
+        np.testing.assert_allclose(solution.coef, reference.coef, rtol=1e-10)
+        np.testing.assert_allclose(solution.intercept, reference.intercept, rtol=1e-10)
+    assert acc.loss(reference.coef, reference.intercept) == pytest.approx(reference.loss, rel=1e-9)

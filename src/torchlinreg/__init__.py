@@ -44,6 +44,7 @@ _EXPORTS = {
     "run_fit": "pipeline",
     "run_fit_source": "pipeline",
     "open_source": "stream",
+    "solve_source": "stream",
     "FitResult": "pipeline",
     "save_plots": "plots",
     "TorchlinregError": "errors",
