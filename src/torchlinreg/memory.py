@@ -32,7 +32,7 @@ SOLVE_COPIES = 6
 FACTOR_COPIES = 6  # (columns + 1)² float64 matrices the solver holds: R, the Gram sum, a 4-column-deep block
 FALLBACK_BUDGET = 2 << 30  # bytes, when the machine's memory cannot be read at all
 STREAM_READ_BYTES = 192 << 20  # values per record batch a streamed pass reads at most (a whole row group if it fits)
-STREAM_READ_SHARE = 8  # ... and at most this fraction of the budget: a pass holds ~3.5 batches at its peak (measured)
+STREAM_READ_SHARE = 8  # ... and at most this fraction of the budget: a pass holds about 3 batches (measured)
 STREAMABLE = (".csv", ".tsv", ".parquet", ".pq")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(I?B)?\s*$", re.IGNORECASE)
@@ -194,7 +194,7 @@ def stream_read_bytes(budget: int | None = None) -> int:
     (default :func:`default_budget`): ``STREAM_READ_BYTES``, less under a small budget, at least 1 MiB.
 
     Larger batches decode with less overhead (a whole row group costs 10% less CPU than
-    chunks of 65,536 rows); a pass holds about 3.5 of them at its peak, with its read-ahead.
+    chunks of 65,536 rows); a pass holds about 3 of them at its peak, with its read-ahead.
     """
     budget = default_budget() if budget is None else int(budget)
     return max(1 << 20, min(STREAM_READ_BYTES, budget // STREAM_READ_SHARE))

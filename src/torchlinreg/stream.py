@@ -2,10 +2,10 @@
 
 Memory stays bounded by the chunk size and the read size, not the file size: Parquet is
 read page by page in record batches of at most ``read_bytes`` of values (as large as the
-largest row group when it fits; ``pyarrow.parquet.ParquetFile`` with ``pre_buffer=False`` and a buffered
-stream, which unlike a ``pyarrow.dataset`` scan does not read several row groups ahead),
-CSV block by block (``pyarrow.csv.open_csv``), and only the selected columns are decoded;
-a background thread reads one batch ahead (:func:`_read_ahead`). Columns are
+largest row group when it fits; ``pyarrow.parquet.ParquetFile`` with ``pre_buffer=False``
+and a buffered stream, which unlike a ``pyarrow.dataset`` scan does not read several row
+groups ahead), CSV block by block (``pyarrow.csv.open_csv``), and only the selected columns
+are decoded; a background thread reads one batch ahead (:func:`_read_ahead`). Columns are
 chosen, and every value is checked, as :func:`torchlinreg.files.read_dataset` does; an error
 found in a late chunk names the file and its data row (1-based, the header not counted).
 
@@ -157,32 +157,22 @@ class StreamSource:
         return values
 
     def _convert(self, pieces) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """One chunk's pieces as checked float64 arrays, written once into their place."""
-        k = sum(len(batch) for _, _, batch in pieces)
-        d, m = len(self.feature_names), len(self.target_names)
-        X, y = np.empty((k, d), order="F"), np.empty((k, m), order="F")  # (k, d), (k, m); column by column
-        w = np.empty(k) if self.weight_name else None  # (k,)
-        start = 0
-        for path, first_row, batch in pieces:
-            rows = slice(start, start + len(batch))
-            for j in range(len(self.columns)):
-                values = self._values(path, first_row, batch.column(j), j)
-                if j < d:
-                    X[rows, j] = values
-                elif j < d + m:
-                    y[rows, j - d] = values
-                else:
-                    w[rows] = values
-            start += len(batch)
+        """One chunk's pieces as checked float64 arrays ``X`` (k, d) and ``y`` (k, m), F-ordered, and ``w``."""
+        columns, w = self._columns(pieces, finite=True)
+        d = len(self.feature_names)
+        X, y = (np.empty((len(columns[0]), n), order="F") for n in (d, len(self.target_names)))
+        for j, values in enumerate(columns):
+            (X[:, j] if j < d else y[:, j - d])[:] = values
         return X, y, w
 
-    def _columns(self, pieces) -> tuple[list[np.ndarray], np.ndarray | None]:
+    def _columns(self, pieces, finite: bool = False) -> tuple[list[np.ndarray], np.ndarray | None]:
         """One chunk's feature and target columns, and its weights: views of the read batches where
-        a column is float64 without nulls in one piece (no copy), NaN and inf not looked for."""
+        a column is float64 without nulls in one piece (no copy). NaN and inf are looked for only
+        with ``finite`` (the weights always: one column)."""
         columns = []
         for j in range(len(self.columns)):
-            weights = self.weight_name is not None and j == len(self.columns) - 1  # always checked: one column
-            parts = [self._values(path, first_row, batch.column(j), j, finite=weights)
+            check = finite or self.weight_name is not None and j == len(self.columns) - 1
+            parts = [self._values(path, first_row, batch.column(j), j, finite=check)
                      for path, first_row, batch in pieces]
             columns.append(parts[0] if len(parts) == 1 else np.concatenate(parts))
         return (columns[:-1], columns[-1]) if self.weight_name else (columns, None)
@@ -366,8 +356,8 @@ def _text_head(path: Path, fmt: str) -> tuple[pa.Schema, pa.Table]:
 # ---- reading batches ----------------------------------------------------------------------------
 
 def _parquet_batches(path: Path, columns: Sequence[str], chunk_rows: int, read_bytes: int) -> Iterator[pa.RecordBatch]:
-    # Record batches of whole row groups when one holds at most read_bytes of values (fewer,
-    # larger batches decode with less overhead: measured 10% less CPU than chunk-sized ones),
+    # Record batches as large as the largest row group when it holds at most read_bytes of
+    # values (fewer, larger batches decode with less overhead: 10% less CPU than chunk-sized ones),
     # else of as many rows as fit, and never fewer than a chunk. pre_buffer=False with a
     # buffered stream reads pages as needed: a row group of any size never has to sit in
     # memory whole, compressed or decoded (measured: a 264 MB row group read at +80 MB).
@@ -482,8 +472,9 @@ def _read_ahead(items: Iterator, depth: int) -> Iterator:
     caller works on this one. The thread starts item ``n + depth + 1`` only once the caller
     has asked for item ``n + 1``: at most ``depth + 1`` items are made and not yet passed.
     A caller that keeps part of an earlier item holds it too (``_group`` keeps the last rows
-    of a record batch for the chunk they start, and so the whole batch until then). An exception from ``items`` is raised here, in order; closing this
-    generator early stops the thread.
+    of a record batch for the chunk they start, and so the whole batch until then). An
+    exception from ``items`` is raised here, in order; closing this generator early stops
+    the thread.
     """
     if depth <= 0:
         yield from items
@@ -587,7 +578,7 @@ def fold(source: StreamSource, acc: QRAccumulator, chunk_rows: int, part: int = 
 
 @contextmanager
 def _sharing_cores():
-    """PyTorch on one thread fewer while the read-ahead thread decodes the next chunks.
+    """PyTorch on one thread fewer while the read-ahead thread decodes the next record batch.
 
     pyarrow's decoding and PyTorch's threads otherwise contend for the same cores (PyTorch's
     spin while they wait), and the pass runs slower than on fewer threads. Restored after.
