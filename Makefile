@@ -1,7 +1,10 @@
 # Two entry points, each setting up its own virtual environment in .venv when needed:
 #   make demo   install the pinned run-time packages and run the tutorial (torchlinreg fit)
 #   make test   install the pinned test packages (and Chromium, for the report's browser test),
-#               then run the whole test suite
+#               then run the whole test suite, and the numeric tests again on two other BLAS code
+#               paths (MKL_CBWR), which stand in for other CPUs
+#   make fuzz   random exploration: SEED=<seed> (default: a fresh one, printed), EXAMPLES=<cases
+#               per property> (default 1000); rerun a failure with the SEED and EXAMPLES it printed
 # A second run skips the installs: each is redone only when its requirements file changes.
 
 PYTHON ?= python3
@@ -9,7 +12,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= torchlinreg-output
 
-.PHONY: demo test clean
+# The tests whose results depend on how BLAS/LAPACK round (QR, Gram, statistics, streaming).
+NUMERIC_TESTS := tests/test_solve.py tests/test_solve_blocks.py tests/test_gram.py tests/test_statistics.py \
+	tests/test_stream.py tests/test_estimator.py tests/test_diagnostics.py
+# MKL's code paths besides the native one: another CPU takes another path (AMD vs Intel, AVX2 vs AVX-512).
+OTHER_BLAS_PATHS ?= COMPATIBLE AVX2
+SEED ?=
+EXAMPLES ?= 1000
+
+.PHONY: demo test fuzz clean
 
 demo: $(VENV)/.run-installed
 	$(VENV)/bin/torchlinreg fit --out $(OUT)
@@ -17,6 +28,13 @@ demo: $(VENV)/.run-installed
 test: $(VENV)/.test-installed
 	@bash scripts/install-chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@for path in $(OTHER_BLAS_PATHS); do \
+		echo "numeric tests on MKL's $$path code path (MKL_CBWR=$$path):"; \
+		MKL_CBWR=$$path $(PY) -m pytest -q -m "not slow" $(NUMERIC_TESTS) || exit 1; \
+	done
+
+fuzz: $(VENV)/.test-installed
+	TORCHLINREG_FUZZ_SEED=$(SEED) TORCHLINREG_FUZZ_EXAMPLES=$(EXAMPLES) $(PY) -m pytest --fuzz $(PYTEST_ARGS)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -1,3 +1,5 @@
+import os
+import platform
 import re
 from pathlib import Path
 
@@ -19,3 +21,70 @@ def tutorial_table():
         "epochs": [(int(e), loss, w, b) for e, loss, w, b in epochs],
         "current_line": lines[-1],
     }
+
+
+# ---- where the run happened, and which fuzz profiles it runs ------------------------------------
+
+# Settings that choose kernels (and so rounding): a failure report must say which were in force.
+KERNEL_ENV = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+              "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def cpu_model() -> str:
+    """The model name, with family and model numbers (which tell CPU generations apart)."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                      if ":" in line)
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    return f"{fields.get('model name', platform.machine())} (family {fields.get('cpu family', '?')}, " \
+           f"model {fields.get('model', '?')})"
+
+
+def run_header() -> str:
+    """One line: the CPU, PyTorch's CPU capability and BLAS, NumPy's BLAS, the thread counts."""
+    import numpy as np
+    import threadpoolctl
+    import torch
+
+    mkl = re.search(r"Math Kernel Library Version ([0-9.]+)", torch.__config__.show())
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    pools = {p["internal_api"]: p for p in threadpoolctl.threadpool_info()}
+    numpy_blas = f"{blas['name']} {blas.get('version', '')}".strip()
+    if "openblas" in pools:
+        numpy_blas += f" ({pools['openblas'].get('architecture')} kernels, {pools['openblas']['num_threads']} threads)"
+    settings = " ".join(f"{k}={os.environ[k]}" for k in KERNEL_ENV if k in os.environ) or "none"
+    return (f"cpu: {cpu_model()}, {os.cpu_count()} cores | torch {torch.__version__}: capability "
+            f"{torch.backends.cpu.get_cpu_capability()}, BLAS {'MKL ' + mkl.group(1) if mkl else 'not MKL'}, "
+            f"{torch.get_num_threads()} threads | numpy {np.__version__}: BLAS {numpy_blas} | kernel settings: {settings}")
+
+
+def pytest_sessionstart(session):
+    """The run's first line, whatever the verbosity (-q hides pytest's own header)."""
+    config = session.config
+    lines = [run_header()]
+    if config.getoption("fuzz"):
+        import fuzzing
+        lines.append(f"fuzz: seed {fuzzing.explore_seed()}, {fuzzing.explore_examples()} examples per property "
+                     f"(rerun: make fuzz SEED={fuzzing.explore_seed()} EXAMPLES={fuzzing.explore_examples()})")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for line in lines:
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz", action="store_true",
+                     help="run only the random fuzz exploration (tests marked fuzz; see tests/fuzzing.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``fuzz`` tests run only under --fuzz, and then alone: make test never draws a fresh seed."""
+    fuzz = config.getoption("fuzz")
+    keep = [item for item in items if (item.get_closest_marker("fuzz") is not None) == fuzz]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep

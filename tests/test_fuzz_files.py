@@ -433,7 +433,22 @@ def test_parquet_files(tmp_path, profile, command):
         check_fit_or_solve(tmp_path, command, "data.parquet", None, case.expected_ok, table=case.table,
                            row_group_size=case.row_group_size, parquet_values=(header, case.values))
 
-    run_property(check, parquet_files(), profile)
+    run_property(check, parquet_files(), profile, examples=FOUND_PARQUET)
+
+
+def _found_parquet(columns: dict) -> ParquetFile:
+    """A float64 table that exploration found, as an explicit example."""
+    table = pa.table({name: pa.array(values, type=pa.float64()) for name, values in columns.items()})
+    return ParquetFile(table, [list(v) for v in columns.values()], True, table.num_rows)
+
+
+FOUND_PARQUET = [
+    # Seed 2330719984699 (issue 12): b = 1.27e96 * y + 7.06e-63 at row 6 alone. Exactly, the design
+    # has rank 3 and its solution overflows float64; to working precision b and y are collinear
+    # (the 7.06e-63 is 1e-158 of b's norm), so the answer is rank 2 with a warning, as numpy's.
+    _found_parquet({"x": [0.0] * 7, "y": [0.0] * 6 + [1.0], "a": [0.0] * 7,
+                    "b": [0.0] * 5 + [7.06e-63, 1.27e96], "t": [0.0] * 5 + [1e150, 0.0]}),
+]
 
 
 @st.composite
