@@ -674,7 +674,7 @@ class _Factorization:
         self.r = int(np.sum(self.S > rtol * sv[0])) if sv[0] > 0 else 0
         self.rank = self.r + self.fit_intercept
         self.ybar = ybar
-        null = self.Vt[self.r:].T  # (d, d - r), scaled units
+        null = _split_constant(self.Vt[self.r:].T, self.constant)  # (d, d - r), scaled units
         self.null_scaled = null
         self.groups = self._groups(null)
         q = d + self.fit_intercept
@@ -691,7 +691,8 @@ class _Factorization:
         1e13 column's 1e-10 fine structure standing in for a 1e-140 column) is as good as exact
         for the minimum norm in theory, but the moves it asks for are too large for the fit to
         survive their rounding: each candidate is tried on the row space (one solve) and kept
-        only if the fit moves by at most 1e-6; else the scaled minimum norm ``u / scale``.
+        only if the fit moves by at most 1e-5 (the refinement puts it back; the norm, flat at its
+        minimum, moves by the square of that); else the scaled minimum norm ``u / scale``.
         """
         if self.r == len(self.scale):
             return []
@@ -701,7 +702,7 @@ class _Factorization:
             with np.errstate(all="ignore"):
                 moved = self.min_norm(V) * self.scale[:, None] - V  # the null-space moves, scaled units
                 fit = np.abs(self.S[:, None] * (self.Vt @ moved)).max(initial=0.0)
-            if fit <= 1e-6 * self.S[0]:  # (False for NaN)
+            if fit <= 1e-5 * self.S[0]:  # (False for NaN)
                 return self.groups
         return []
 
@@ -793,6 +794,27 @@ def _rref(N: np.ndarray, tol: float = _NULL_TOL) -> tuple[np.ndarray, np.ndarray
         N[others] -= np.outer(N[others, col], N[row])
         pivots.append(col)
     return N[:len(pivots)], np.array(pivots, dtype=np.int64)
+
+
+def _split_constant(null: np.ndarray, constant: np.ndarray) -> np.ndarray:
+    """The null space ``null`` (d, k; orthonormal columns) with the constant columns' unit vectors
+    split off exactly.
+
+    A constant column is zeroed, so ``e_j`` lies in the null space, but the SVD returns any
+    orthonormal basis of it: rounding mixes the constant columns into the other null vectors
+    (1e-7 seen), and the minimum-norm groups then tie a constant column to the dependent ones.
+    The other null vectors are the live rows' leading left singular vectors.
+    """
+    n_constant = int(constant.sum())
+    if not n_constant or null.shape[1] == 0:
+        return null
+    live = ~constant
+    k = null.shape[1] - n_constant  # the live columns' own dependencies
+    out = np.zeros_like(null)
+    if k > 0:
+        out[live, :k] = np.linalg.svd(null[live], full_matrices=False)[0][:, :k]
+    out[np.flatnonzero(constant), k + np.arange(n_constant)] = 1.0
+    return out
 
 
 def _supports(N: np.ndarray, tol: float = _NULL_TOL) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
