@@ -317,7 +317,7 @@ class LinearRegression(RegressorMixin, BaseEstimator):
     def _init_module(self, X, Y, w, config: TrainConfig, *, start) -> None:
         """``scaler_``, ``module_`` (seeded, or from ``start`` = (coef, intercept) in data units) and ``optimizer_``."""
         device = _device(self.device, config.dtype)
-        self.scaler_ = _standardizer(X, Y, w) if self.standardize else None
+        self.scaler_ = Standardizer.fit(X, Y, sample_weight=w) if self.standardize else None
         module = build_model(X.shape[1], Y.shape[1], seed=config.seed)
         module.to(device=device, dtype=getattr(torch, config.dtype))  # before loading: float32 would round ``start``
         if start is not None:
@@ -374,20 +374,6 @@ def _weights(sample_weight, X) -> np.ndarray | None:
     if not np.any(w):
         raise ValueError("Sample weights must contain at least one non-zero number")
     return w
-
-
-def _standardizer(X, Y, w) -> Standardizer:
-    """Column statistics of the training data, weighted by ``w`` when given (so that the
-    standardised problem is well scaled for the loss actually minimised)."""
-    if w is None:
-        return Standardizer.fit(X, Y)
-    stats = []
-    for a in (np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)):
-        mean = np.average(a, axis=0, weights=w)
-        scale = np.sqrt(np.average((a - mean) ** 2, axis=0, weights=w))
-        scale[(np.ptp(a[w > 0], axis=0) == 0) | (scale == 0)] = 1.0  # constant where it counts: only centred
-        stats += [mean, scale]
-    return Standardizer(*stats)
 
 
 @torch.no_grad()

@@ -221,7 +221,7 @@ def run_fit(
         solution = acc.solve(feature_names=data.feature_names, target_names=data.target_names)
         if needs_refinement(solution):  # ill-conditioned: passes in double-double restore the digits
             solution = refine(solution, [(X, y) if w is None else (X, y, w)])
-    scaler = Standardizer.fit(X, y) if standardize else None
+    scaler = Standardizer.fit(X, y, sample_weight=w) if standardize else None  # the streamed fit's rule
     Xt, yt = (scaler.transform_X(X), scaler.transform_y(y)) if scaler else (X, y)
     Xv, yv = (scaler.transform_X(X_val), scaler.transform_y(y_val)) if scaler and X_val is not None else (X_val, y_val)
 

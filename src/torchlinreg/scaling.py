@@ -35,27 +35,39 @@ class Standardizer:
     y_scale: np.ndarray
 
     @classmethod
-    def fit(cls, X, y, *, scale_y: bool = True) -> Standardizer:
-        """Statistics of ``X`` of shape (n_samples, n_features) and ``y`` of shape (n_samples, n_targets)."""
+    def fit(cls, X, y, *, sample_weight=None, scale_y: bool = True) -> Standardizer:
+        """Statistics of ``X`` of shape (n_samples, n_features) and ``y`` of shape (n_samples, n_targets).
+
+        With ``sample_weight`` (n_samples,) they are weighted, ``Σ w x / Σ w`` and
+        ``√(Σ w (x - x̄)² / Σ w)``, so that the standardised problem is well scaled for the loss
+        actually minimised; a column is constant when it is on the rows of positive weight. The
+        streamed fit computes the same statistics from R (``GramObjective.standardizer``).
+        """
         X, y = _as_float64(X), _as_float64(y)
         if X.ndim != 2 or y.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
             raise ValueError(f"X and y must be 2-D with the same, non-zero number of rows; "
                              f"got shapes {X.shape} and {y.shape}")
         if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
             raise ValueError("X or y contains inf or NaN; remove or impute those rows before standardising")
-        x_mean, x_scale = cls.column_stats(X)
+        w = None if sample_weight is None else _as_float64(sample_weight).reshape(-1)
+        x_mean, x_scale = cls.column_stats(X, w)
         if scale_y:
-            y_mean, y_scale = cls.column_stats(y)
+            y_mean, y_scale = cls.column_stats(y, w)
         else:
             y_mean, y_scale = np.zeros(y.shape[1]), np.ones(y.shape[1])
         return cls(x_mean, x_scale, y_mean, y_scale)
 
     @staticmethod
-    def column_stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Column means and population standard deviations of ``a`` (n, k), scale 1 where a column is constant."""
-        mean = a.mean(axis=0)
-        scale = a.std(axis=0)
-        constant = np.ptp(a, axis=0) == 0  # exactly constant; its computed std may be rounding, not 0
+    def column_stats(a: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Column means and population standard deviations of ``a`` (n, k), weighted by ``w`` (n,)
+        when given; scale 1 where a column is constant (on the rows of positive weight)."""
+        if w is None:
+            mean, scale, counted = a.mean(axis=0), a.std(axis=0), a
+        else:
+            mean = np.average(a, axis=0, weights=w)
+            scale = np.sqrt(np.average((a - mean) ** 2, axis=0, weights=w))
+            counted = a[w > 0]
+        constant = np.ptp(counted, axis=0) == 0  # exactly constant; its computed std may be rounding, not 0
         scale[constant | (scale == 0)] = 1.0
         return mean, scale
 
