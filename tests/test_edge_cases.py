@@ -101,13 +101,16 @@ def test_rank_deficient_files_give_the_minimum_norm_solution(tmp_path, make, war
     w, b = centred_min_norm(X, y)
     exact = least_squares_reference(X, y[:, None])
     ours = coefficients(solution, names)
+    # Minimum-norm solutions of tiny, well-conditioned kept parts (κ ≲ 10, ≤ 40 rows): SVD/pinv error
+    # ≲ m·n·u·κ² ≈ 1e-12; 1e-9 is loose (the values pass through CSV at 17 digits, exactly). atol: coefficients
+    # that are 0 up to that rounding.
     for ref_w, ref_b in ((w, b), (exact.coef[0], exact.intercept[0])):
         np.testing.assert_allclose(ours, ref_w, rtol=1e-9, atol=1e-12)
         assert solution["intercept"]["y"] == pytest.approx(ref_b, rel=1e-9, abs=1e-12)
     if len(X) < X.shape[1]:  # PyTorch's SVD driver agrees on the under-determined case
         Xc = torch.from_numpy(X - X.mean(0))
         gelsd = torch.linalg.lstsq(Xc, torch.from_numpy(y - y.mean())[:, None], driver="gelsd").solution[:, 0]
-        np.testing.assert_allclose(ours, gelsd.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ours, gelsd.numpy(), rtol=1e-9, atol=1e-12)  # gelsd: SVD, the same bound
     assert solution["rank"] == exact.rank
     assert any(line.startswith(warning) for line in warnings), warnings
     assert sorted(solution["unidentified"]) == sorted(n for n in unidentified if n != "intercept")
@@ -127,6 +130,8 @@ def test_gradient_descent_on_rank_deficient_files_stays_finite(tmp_path, make):
     assert code == 0
     assert "minimum-norm optimum" in out  # the gap is measured from the minimum-norm solution, and says so
     exact = least_squares_reference(X, y[:, None])
+    # the optimum's loss vs exact rationals: ≲ γ_m·‖y‖²/‖r‖² (loss_rtol of test_solve, ≤ 1e-11 for these
+    # ≤ 40-row sets); abs for the interpolated ones, whose residuals are rounding (≲ (m·u·‖y‖)² ≈ 1e-28)
     assert summary["optimum"]["loss"] == pytest.approx(exact.loss, rel=1e-9, abs=1e-12)
     model = load_model(tmp_path / "model")
     assert np.array_equal(model.weight, summary["weight"])
@@ -148,6 +153,7 @@ def test_solve_on_1e13_next_to_1e_minus_3_is_exact(mixed_scales):
     solution, warnings = solve_json(path)
     exact = least_squares_reference(X, y[:, None])
     ours = np.append(coefficients(solution, ("big", "small")), solution["intercept"]["y"])
+    # refined (raw κ ~1e16): a couple of ulps in the scaled norm; 1e-12 leaves room for the intercept, small in it
     np.testing.assert_allclose(ours, np.append(exact.coef[0], exact.intercept[0]), rtol=1e-12)
     assert not warnings and solution["rank"] == 3
 
@@ -218,6 +224,8 @@ def test_all_zero_targets(tmp_path):
 def _exact_fit_matches(X: np.ndarray, y: np.ndarray, solution: dict, names) -> None:
     """Every coefficient to 1e-9 of the exact one; the fitted values to 1e-9 of the largest (the intercept
     of an exact fit carries the rounding of the targets, as on data of ordinary size)."""
+    # exact power-of-two scaling and the minimum norm group by group (solve._MinNormGroup): rounding of tiny,
+    # well-conditioned problems, ≲ 1e-13, so 1e-9 is loose; atol only for coefficients that are exactly 0
     exact = least_squares_reference(X, y[:, None])
     ours = coefficients(solution, names)
     np.testing.assert_allclose(ours, exact.coef[0], rtol=1e-9, atol=1e-300)
