@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import torch
 
+import torchlinreg as tl
+from bounds import U64
 from fuzzing import assert_clean_stderr, least_squares_reference, run_cli
 from torchlinreg import load_model, write_table
 
@@ -296,3 +298,25 @@ def test_a_column_with_some_subnormal_values_and_a_normal_norm_fits_exactly(tmp_
     code, out, err = run_cli("solve", path, "--json")
     assert code == 0, err
     _exact_fit_matches(X, y, json.loads(out), ("x0", "x1"))
+
+
+def test_a_constant_column_does_not_spoil_the_minimum_norm_of_a_dependency():
+    """Fuzzing found it (seed 185091702871953): c = 8.951653070e-4 a + 2 d exactly, columns 1e13 apart
+    in scale, beside a constant column b. Rounding mixed b into the null space, the minimum-norm
+    groups tied it in, and the answer fell back to the scaled minimum norm: ‖w‖ = 1 for 0.447."""
+    X = np.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1e13, 0.0, 8951653070.0, 0.0], [0.0, 0.0, 2.0, 1.0]])
+    y = np.array([[0.0], [0.0], [0.0], [1.0]])
+    ref = least_squares_reference(X, y)  # exact rationals: rank 3, loss 0, ‖w‖ = 0.4472
+    with pytest.warns(UserWarning, match="minimum-norm"):
+        solution = tl.lstsq(X, y, feature_names=("a", "b", "c", "d"))
+    assert solution.rank == ref.rank and solution.coef[0, 1] == 0.0  # the constant column: exactly 0
+    # The null vector's entry for d is 1.7e-10 of it (the scales' ratio) and carries an error of about
+    # u·κ ≈ 2e-16, so the minimum-norm move is accurate to ~1e-6 relative; the norm is stationary at its
+    # minimum, so it is off by the square of that (1e-12); 1e-10 leaves a margin of 100.
+    assert np.linalg.norm(solution.coef) == pytest.approx(np.linalg.norm(ref.coef), rel=1e-10)
+    # The fit is exact (loss 0), and refinement restores it to rounding after the minimum-norm move: each
+    # residual within a few roundings of its row's terms and of the intercept's, b = ȳ - x̄·w:
+    # 10·u·(|X||w| + |x̄||w| + |y| + |ȳ|) (3.58e9 - 3.58e9 in row 2).
+    w, b = solution.coef[0], solution.intercept[0]
+    terms = np.abs(X) @ np.abs(w) + np.abs(X.mean(axis=0)) @ np.abs(w) + np.abs(y[:, 0]) + abs(y.mean())
+    assert np.all(np.abs(X @ w + b - y[:, 0]) <= 10 * U64 * terms)
