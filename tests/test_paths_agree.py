@@ -49,3 +49,34 @@ def test_weights_and_standardize_train_the_same_model_read_whole_or_streamed(cap
     X = np.column_stack([columns["x1"], columns["x2"]])
     weighted = Standardizer.fit(X, columns["y"][:, None], sample_weight=columns["w"])
     assert weighted.x_mean[1] != pytest.approx(X[:, 1].mean(), rel=1e-3)  # the weights do move the statistics
+
+
+def test_solve_streams_a_file_it_could_read_whole_and_answers_as_the_whole_read(capsys, tmp_path, weighted_csv):
+    """solve needs only passes over the rows: a CSV is streamed even within --max-memory; a .npy file,
+    which cannot be streamed, is read whole. Both give the same solution and statistics."""
+    from torchlinreg.memory import plan_reading
+
+    path, columns = weighted_csv
+    assert plan_reading(path, 1 << 40, copies=6, command="solve", one_pass=True).stream
+    assert not plan_reading(path, 1 << 40, copies=6, command="fit").stream
+    npy = tmp_path / "w.npy"  # columns c1, c2, c3, c4
+    np.save(npy, np.column_stack([columns["x1"], columns["x2"], columns["w"], columns["y"]]))
+    answers = []
+    for data, extra in ((path, ["--target", "y", "--weights", "w"]),
+                        (npy, ["--target", "c4", "--weights", "c3", "--features", "c1", "c2"])):
+        code = main([str(a) for a in ["solve", data, *extra, "--summary", "--cov-type", "HC3", "--json"]])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        answers.append(json.loads(out))
+    streamed, whole = answers
+    coef = lambda a: np.array([list(a["coef"][t].values()) for t in a["coef"]])  # noqa: E731 (names differ)
+    # Two computations of one well-conditioned weighted problem (κ of [1, x1, x2] under 10, n = 400):
+    # the normal-equation bound n·γ_{m+n}·κ² (n = 3 columns, m = 400 rows) on the scaled solution, within 1e-10.
+    assert 3 * gamma(403) * 10 ** 2 < 1e-10
+    np.testing.assert_allclose(coef(streamed), coef(whole), rtol=1e-10)
+    np.testing.assert_allclose(list(streamed["intercept"].values()), list(whole["intercept"].values()), rtol=1e-10)
+    for s, w in zip(streamed["statistics"], whole["statistics"]):  # HC3 needs a second pass when streamed
+        # HC3 standard errors: sums of n squared residuals times leverages, each from the solution
+        # above (γ_n·κ² more than it); 1e-9 relative is ten times that bound's 1e-10.
+        np.testing.assert_allclose(s["cov_params"], w["cov_params"], rtol=1e-9)
+        assert s["cov_type"] == w["cov_type"] == "HC3" and s["n_obs"] == w["n_obs"] == 400

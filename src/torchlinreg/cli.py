@@ -66,10 +66,11 @@ def _add_reading(p, command: str) -> None:
 
     copies = FIT_COPIES if command == "fit" else SOLVE_COPIES
     r = p.add_argument_group("large data")
+    automatic = ("always, for CSV/TSV/Parquet files: the solve needs only passes over the rows" if command == "solve"
+                 else "automatic for a folder of files and for files too large for --max-memory")
     r.add_argument("--stream", action="store_true",
                    help="read DATA in chunks instead of whole (memory bounded by the chunk and the read size, "
-                        "not the file); "
-                        "automatic for a folder of files and for files too large for --max-memory")
+                        f"not the file); {automatic}")
     r.add_argument("--max-memory", type=_size, metavar="SIZE",
                    help="memory DATA may take when read whole, e.g. 2G or 500M (K, M, G, T: powers of 1024); "
                         f"DATA is streamed when reading it whole would take more ({command} holds about "
@@ -380,7 +381,8 @@ def _reading(args, copies: int):
     if args.data is None:
         check_fits(args.n_samples, 2, args.max_memory, copies=copies, what="the tutorial's data")
         return None
-    return plan_reading(args.data, args.max_memory, copies=copies, stream=args.stream, command=args.command_name)
+    return plan_reading(args.data, args.max_memory, copies=copies, stream=args.stream, command=args.command_name,
+                        one_pass=args.command_name == "solve")
 
 
 def _open_source(args):
@@ -399,10 +401,9 @@ def _solve_streamed(args, job) -> int:
     if job.dist.is_distributed:
         if args.summary:
             raise ConfigError("--summary needs every row in one process; run solve --summary without torchrun")
-        from .distributed import accumulate_shard
+        from .distributed import solve_shard
 
-        solution = job.run(lambda: accumulate_shard(source, job.dist, chunk_rows=args.chunk_rows)[0].solve(
-            feature_names=source.feature_names, target_names=source.target_names), "the solve")
+        solution = job.run(lambda: solve_shard(source, job.dist, chunk_rows=args.chunk_rows), "the solve")
         return _print_solution(args, solution, None) if job.is_main else EXIT_OK
     from .stream import solve_source
 

@@ -296,6 +296,21 @@ def accumulate_shard(source, dist: Dist, *, chunk_rows: int) -> tuple[QRAccumula
     return merged, counts
 
 
+def solve_shard(source, dist: Dist, *, chunk_rows: int):
+    """The exact least-squares solution of a streamed source whose chunks the ranks share (see
+    :func:`accumulate_shard`), refined as ``stream.solve_source`` refines it: when the design is
+    ill-conditioned, passes in double-double over each rank's chunks, the sums added across the
+    ranks, so that every rank takes the same steps. The same on every rank."""
+    from .solve import needs_refinement, refine
+
+    acc, _ = accumulate_shard(source, dist, chunk_rows=chunk_rows)
+    solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
+    if needs_refinement(solution):
+        solution = refine(solution, lambda: source._chunks(chunk_rows, dist.rank, dist.world_size),
+                          combine=sum_pass(dist))
+    return solution
+
+
 # --- the same data on every rank ---------------------------------------------------------------------
 
 def _exchange(dist: Dist, tag: str, text: str, what: str) -> list[str]:

@@ -227,11 +227,7 @@ def _open_text(path: Path, suffix: str, head: bytes) -> _Table:
         raise _text_parse_error(path, kind, delimiter, convert, exc, head, block_size) from None
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot be read as {kind} ({_clean(exc)}); check the file") from None
-    if len(names) == 1:  # one column of text is never a data set; say why if another delimiter is likely
-        other = next((d for d in (",", "\t", ";", "|") if d != delimiter and d in names[0]), None)
-        if other is not None and not _is_numeric(table.schema.field(0).type):  # numbers: a one-column file
-            raise DataError(f"{path}: has one column, {_show(names[0])}; its values seem separated by {other!r}, "
-                            f"not {delimiter!r}; save it with {delimiter!r} between values")
+    check_delimiter(path, table.schema, delimiter)
     return _Table(table.schema, table.num_rows, table.select, (names[-1],))
 
 
@@ -559,9 +555,15 @@ def check_magnitudes(path: str | os.PathLike, data: Dataset) -> None:
         big = values.abs() > MAX_MAGNITUDE  # (n, k)
         if bool(big.any()):
             row, col = (int(i) for i in torch.nonzero(big)[0])
-            raise DataError(f"{path}: column {_show(names[col])} row {row + 1} holds {float(values[row, col]):.3g}, "
-                            f"whose square overflows float64 (the limit is {MAX_MAGNITUDE:.0e}); rescale that "
-                            "column, e.g. divide it by a power of ten")
+            raise magnitude_error(path, names[col], row + 1, float(values[row, col]))
+
+
+def magnitude_error(path, name: str, row: int, value: float) -> DataError:
+    """The message for a value whose square overflows float64, read whole or streamed."""
+    from .solve import MAX_MAGNITUDE
+
+    return DataError(f"{path}: column {_show(name)} row {row} holds {value:.3g}, whose square overflows float64 "
+                     f"(the limit is {MAX_MAGNITUDE:.0e}); rescale that column, e.g. divide it by a power of ten")
 
 
 def _first_non_number(column: pa.ChunkedArray, first_row: int) -> str:
@@ -624,6 +626,18 @@ def _arrow_table(columns: Mapping[str, np.ndarray | Sequence[float]]) -> pa.Tabl
 
 def _suffix_text(path: Path) -> str:
     return repr(path.suffix) if path.suffix else "extension-less"
+
+
+def check_delimiter(path: Path, schema: pa.Schema, delimiter: str) -> None:
+    """One column of text is never a data set: refuse it, saying which delimiter is likely, when
+    its name holds one (a column of numbers is a one-column file)."""
+    if len(schema.names) != 1:
+        return
+    name = schema.names[0]
+    other = next((d for d in (",", "\t", ";", "|") if d != delimiter and d in name), None)
+    if other is not None and not _is_numeric(schema.field(0).type):
+        raise DataError(f"{path}: has one column, {_show(name)}; its values seem separated by {other!r}, "
+                        f"not {delimiter!r}; save it with {delimiter!r} between values")
 
 
 def _show(value, limit: int = 60) -> str:

@@ -214,12 +214,14 @@ class Reading:
 
 
 def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: int = FIT_COPIES,
-                 stream: bool = False, command: str = "fit") -> Reading:
+                 stream: bool = False, command: str = "fit", one_pass: bool = False) -> Reading:
     """Whether ``command`` should stream ``path`` within ``budget`` bytes (default :func:`default_budget`).
 
-    A folder, or ``stream=True``, always streams. A file streams when ``copies`` times its
-    estimated float64 size exceeds the budget. A ``.npy``/``.npz`` file cannot be streamed:
-    over the budget it is refused.
+    A folder, or ``stream=True``, always streams, and so does a CSV/TSV/Parquet file when the
+    command needs only passes over the rows (``one_pass``: the exact solve, its statistics):
+    streaming is then faster and smaller than reading whole. Otherwise a file streams when
+    ``copies`` times its estimated float64 size exceeds the budget. A ``.npy``/``.npz`` file
+    cannot be streamed: over the budget it is refused.
 
     Raises
     ------
@@ -247,6 +249,8 @@ def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: 
         return Reading(True, f"{path.name or path} is a folder of files", data_bytes, budget)
     if stream:
         return Reading(True, "--stream was asked for", data_bytes, budget)
+    if one_pass and not array:
+        return Reading(True, f"{command} needs only passes over the rows", data_bytes, budget)
     if need > budget:
         return Reading(True, over, data_bytes, budget)
     return Reading(False, f"read whole: about {format_size(need)} within the {format_size(budget)} of --max-memory",

@@ -165,6 +165,17 @@ class StreamSource:
             (X[:, j] if j < d else y[:, j - d])[:] = values
         return X, y, w
 
+    def _check_magnitudes(self, pieces) -> None:
+        """Refuse, naming the file, column and row, a feature or target whose square overflows float64."""
+        from .solve import MAX_MAGNITUDE
+
+        for path, first_row, batch in pieces:
+            for j, name in enumerate(self.columns[:len(self.feature_names) + len(self.target_names)]):
+                values = self._values(path, first_row, batch.column(j), j)
+                big = np.flatnonzero(np.abs(values) > MAX_MAGNITUDE)
+                if big.size:
+                    raise files.magnitude_error(path, name, first_row + int(big[0]), float(values[big[0]]))
+
     def _columns(self, pieces, finite: bool = False) -> tuple[list[np.ndarray], np.ndarray | None]:
         """One chunk's feature and target columns, and its weights: views of the read batches where
         a column is float64 without nulls in one piece (no copy). NaN and inf are looked for only
@@ -326,11 +337,19 @@ def _parquet_sample(path: Path, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_batches([batch]) if batch is not None else schema.empty_table()
 
 
+def _csv_read_options(path: Path, **options) -> pa_csv.ReadOptions:
+    """pyarrow's read options with a block that holds the whole header line (files._block_size):
+    a header longer than a block (a wide file) would otherwise read as no header at all."""
+    with open(path, "rb") as f:
+        head = f.read(files._SNIFF_BYTES)
+    return pa_csv.ReadOptions(block_size=max(_CSV_BLOCK, files._block_size(path, head)), **options)
+
+
 def _text_head(path: Path, fmt: str) -> tuple[pa.Schema, pa.Table]:
     """A CSV/TSV file's header and the types pyarrow infers from its first block, and that block."""
     delimiter = _DELIMITERS[fmt]
     try:
-        reader = pa_csv.open_csv(str(path), read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK),
+        reader = pa_csv.open_csv(str(path), read_options=_csv_read_options(path),
                                  parse_options=pa_csv.ParseOptions(delimiter=delimiter),
                                  convert_options=pa_csv.ConvertOptions(null_values=files._NULL_VALUES,
                                                                        strings_can_be_null=True))
@@ -343,12 +362,7 @@ def _text_head(path: Path, fmt: str) -> tuple[pa.Schema, pa.Table]:
         raise _locate(path, fmt, {}, 1, exc) from None
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot be read as {fmt.upper()} ({files._clean(exc)}); check the file") from None
-    names = reader.schema.names
-    if len(names) == 1:  # one column is never a data set; say why if another delimiter is likely
-        other = next((d for d in (",", "\t", ";", "|") if d != delimiter and d in names[0]), None)
-        if other is not None:
-            raise DataError(f"{path}: has one column, {names[0]!r}; its values seem separated by {other!r}, "
-                            f"not {delimiter!r}; save it with {delimiter!r} between values")
+    files.check_delimiter(path, reader.schema, delimiter)
     sample = pa.Table.from_batches([first]) if first is not None else reader.schema.empty_table()
     return reader.schema, sample
 
@@ -385,7 +399,7 @@ def _text_batches(path: Path, fmt: str, fixes: dict[str, str], bools: Sequence[s
                                     null_values=files._NULL_VALUES, strings_can_be_null=True)
     row = 1
     try:
-        reader = pa_csv.open_csv(str(path), read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK),
+        reader = pa_csv.open_csv(str(path), read_options=_csv_read_options(path),
                                  parse_options=pa_csv.ParseOptions(delimiter=_DELIMITERS[fmt]),
                                  convert_options=convert)
         while True:
@@ -423,7 +437,7 @@ def _locate(path: Path, fmt: str, fixes: dict[str, str], row: int, exc: Exceptio
                                     strings_can_be_null=True)
     first_row = 1
     try:
-        reader = pa_csv.open_csv(str(path), read_options=pa_csv.ReadOptions(use_threads=False, block_size=_CSV_BLOCK),
+        reader = pa_csv.open_csv(str(path), read_options=_csv_read_options(path, use_threads=False),
                                  parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=note),
                                  convert_options=convert)
         for batch in reader:
@@ -572,7 +586,8 @@ def fold(source: StreamSource, acc: QRAccumulator, chunk_rows: int, part: int = 
                 acc.update_columns(columns, w)  # blocked inside: one Gram pass per block
             except DataError:
                 source._convert(pieces)  # raises naming the file, column and row of a NaN or inf
-                raise  # a magnitude beyond the solver's range
+                source._check_magnitudes(pieces)  # ... or of a value whose square overflows
+                raise
             del pieces, columns, w  # not held while the next chunk is read
 
 
