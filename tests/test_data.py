@@ -36,7 +36,9 @@ def test_parameters_shape_the_data():
     assert data.n_samples == 400
     assert data.X[0, 0].item() == -2.0 and data.X[-1, 0].item() == 3.0
     noise = data.y - (-0.5 * data.X + 4.0)
-    assert torch.allclose(noise, noise.round(), atol=1e-5)  # integer noise (up to float32 rounding)
+    # integer noise up to float32 rounding: y = w·x + b + e and -0.5·x + 4 round ≤ 5 times in all, each by
+    # ≤ U32·(|w x| + |b| + |e|) ≤ 6e-8·7.5, so |noise − round(noise)| ≤ γ_5·7.5 ≈ 2.2e-6 < atol = 1e-5
+    assert torch.allclose(noise, noise.round(), atol=1e-5)
     assert set(noise.flatten().round().int().tolist()) == {-1, 0, 1, 2}  # both bounds inclusive
 
 

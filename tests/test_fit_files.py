@@ -9,6 +9,7 @@ import pytest
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
+from bounds import U64, cond, gamma
 from torchlinreg import load_model, make_regression, read_dataset, tutorial_data, write_table
 from torchlinreg.cli import main
 from torchlinreg.data import dataset_columns
@@ -31,6 +32,53 @@ def sklearn_fit(X, y):
     return LinearRegression().fit(X, y)
 
 
+def sklearn_error(X, y) -> tuple[float, float]:
+    """Bounds on |scikit-learn's coefficients − the exact least-squares ones| (normwise, one target) and on its
+    intercept's error. scikit-learn centres X and y and calls a backward-stable solver (gelsd): its solution is
+    exact for Xc + ΔX with ‖ΔX‖_F ≤ γ_{md}·‖Xc‖_F (Higham Thm 20.3; the centring's own rounding is ≤ γ_m·‖X‖_F,
+    hence the ‖X‖/‖Xc‖ factor, √d for the 2-norm), so ‖Δcoef‖ ≤ ε·κ·(2‖coef‖ + κ·‖r‖/‖Xc‖₂) (Higham 20.1) with
+    κ = cond(X) of the centred columns; intercept = ȳ − x̄·coef adds |x̄|·‖Δcoef‖ and a few roundings. ×10 for
+    the constants. The library's solution is refined in double-double to a few ulps, so this bounds the gap."""
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    m, d = X.shape
+    Xc, yc = X - X.mean(axis=0), y - y.mean()
+    coef = np.linalg.lstsq(Xc, yc, rcond=None)[0]
+    kappa = cond(X)
+    eps = 10 * gamma(m * d) * np.sqrt(d) * np.linalg.norm(X) / np.linalg.norm(Xc)
+    d_coef = eps * kappa * (2 * np.linalg.norm(coef) + kappa * np.linalg.norm(yc - Xc @ coef) / np.linalg.norm(Xc, 2))
+    x_bar = np.abs(X.mean(axis=0))
+    d_intercept = np.linalg.norm(x_bar) * d_coef + 10 * gamma(m + d) * (abs(y.mean()) + x_bar @ np.abs(coef))
+    return d_coef, d_intercept
+
+
+def ols_error(A, b) -> dict:
+    """Bounds for comparing the library's statistics with statsmodels' for the design A (with its constant column)
+    and target b. Both solve backward stably: exact for A + ΔA, ‖ΔA‖_F ≤ ε‖A‖_F, ε = γ_{mn}·√n (Higham Thm 20.3, √n
+    for the 2-norm), ×10 for the constants. Then (Higham 20.1) ‖Δθ‖ ≤ ε·κ·(2‖θ‖ + κ‖r‖/‖A‖₂), the residuals
+    ‖Δr‖ ≤ ε·(1 + 2κ)·‖b‖; a diagonal entry of (AᵀA)⁻¹ moves by ≤ 2κε relative (its first-order change is
+    −2 zᵀΔA(AᵀA)⁻¹e_i with ‖z‖² the entry), twice in the HC1 sandwich, and the r_i² in its middle by ≤ 2‖Δr‖/‖r‖;
+    a standard error is the square root. κ is the larger of the centred and uncentred condition numbers (the
+    library centres, statsmodels does not). Twice each bound, for the two programs."""
+    A, b = np.asarray(A, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    m, n = A.shape
+    theta = np.linalg.lstsq(A, b, rcond=None)[0]
+    r = b - A @ theta
+    kappa = max(np.linalg.cond(A), cond(A[:, 1:]))
+    eps = 10 * gamma(m * n) * np.sqrt(n)
+    residual = eps * (1 + 2 * kappa) * np.linalg.norm(b) / np.linalg.norm(r)  # ‖Δr‖/‖r‖
+    return {"params": 2 * eps * kappa * (2 * np.linalg.norm(theta) + kappa * np.linalg.norm(r) / np.linalg.norm(A, 2)),
+            "std_err": 2 * (2 * kappa * eps + residual),  # relative
+            "residual": 2 * residual}
+
+
+def product_error(X, W, b) -> np.ndarray:
+    """How far two float64 evaluations of X @ W.T + b (different BLAS, order or blocking) may be apart: each is
+    within γ_{d+1}·(|X||W|ᵀ + |b|) of the exact value (Higham 3.5)."""
+    X, W, b = (np.asarray(a, dtype=np.float64) for a in (X, W, b))
+    return 2 * gamma(X.shape[1] + 1) * (np.abs(X) @ np.abs(W).T + np.abs(b))
+
+
 def test_make_data_writes_the_tutorial_data_by_default(capsys, tmp_path):
     code, _, _ = run(capsys, "make-data", "-o", tmp_path / "t.csv")
     assert code == 0
@@ -47,8 +95,10 @@ def test_make_data_multivariate_with_given_coefficients(capsys, tmp_path):
     table = pq.read_table(tmp_path / "m.parquet")
     assert table.column_names == ["x1", "x2", "y1", "y2"] and table.num_rows == 40
     X = np.column_stack([table["x1"].to_numpy(), table["x2"].to_numpy()])
-    np.testing.assert_allclose(table["y1"].to_numpy(), X @ [1, 2] + 5, rtol=1e-12)
-    np.testing.assert_allclose(table["y2"].to_numpy(), X @ [3, 4] + 6, rtol=1e-12)
+    # PyTorch's X @ W.T + b (+ 0·noise) against NumPy's: a few ulps of |X||W| + |b| (product_error)
+    bound = product_error(X, [[1, 2], [3, 4]], [5, 6])
+    assert (np.abs(table["y1"].to_numpy() - (X @ [1, 2] + 5)) <= bound[:, 0]).all()
+    assert (np.abs(table["y2"].to_numpy() - (X @ [3, 4] + 6)) <= bound[:, 1]).all()
     code, _, err = run(capsys, "make-data", "-o", tmp_path / "m.parquet")
     assert code == 2 and "--force" in err
 
@@ -60,10 +110,14 @@ def test_fit_a_csv_reaches_the_optimum_and_reports_the_gap(capsys, tmp_path, csv
     assert code == 0, err
     ref = sklearn_fit(data.X.numpy(), data.y.numpy())
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    np.testing.assert_allclose(summary["weight"], ref.coef_, atol=1e-7)
-    np.testing.assert_allclose(summary["optimum"]["intercept"]["y2"], ref.intercept_[1], rtol=1e-10)
-    assert summary["gap"]["relative_excess_loss"] < 1e-10
+    np.testing.assert_allclose(summary["weight"], ref.coef_, atol=1e-7)  # L-BFGS's convergence, not rounding
+    # the refined optimum (a few ulps) against scikit-learn's: sklearn_error's bound
+    np.testing.assert_allclose(summary["optimum"]["intercept"]["y2"], ref.intercept_[1], rtol=0,
+                               atol=sklearn_error(data.X.numpy(), data.y[:, 1].numpy())[1])
+    assert summary["gap"]["relative_excess_loss"] < 1e-10  # convergence: rounding of the two losses is ~γ_n ≈ 1e-13
     assert "Trained model and the exact least-squares optimum" in out and "weight x3 -> y2" in out
+    # R² at the trained (1e-7 from the optimum: second order there) and at sklearn's parameters: rel 1e-6 is slack
+    # over ~‖ΔW‖²·‖X‖²/SS_tot plus the sums' γ_n ≈ 1e-13
     assert summary["metrics"]["train"]["r2"] == pytest.approx(r2_score(data.y.numpy(), ref.predict(data.X.numpy())))
 
 
@@ -75,10 +129,15 @@ def test_tutorial_run_says_why_50_epochs_stop_short(capsys, tmp_path):
     assert any("divergence limit 0.00116" in n for n in notes)
     assert any("10,520 epochs" in n and "will stop short" in n for n in notes)
     assert any("--standardize" in n for n in notes)
-    ref = sklearn_fit(tutorial_data().X.double().numpy(), tutorial_data().y.double().numpy())
+    X, y = tutorial_data().X.double().numpy(), tutorial_data().y.double().numpy()
+    ref = sklearn_fit(X, y)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["optimum"]["coef"]["y"]["x"] == pytest.approx(ref.coef_[0, 0], rel=1e-10)
-    assert summary["optimum"]["intercept"]["y"] == pytest.approx(ref.intercept_[0], rel=1e-10)
+    d_coef, d_intercept = sklearn_error(X, y)  # the refined optimum against scikit-learn's
+    assert summary["optimum"]["coef"]["y"]["x"] == pytest.approx(ref.coef_[0, 0], rel=0, abs=d_coef)
+    assert summary["optimum"]["intercept"]["y"] == pytest.approx(ref.intercept_[0], rel=0, abs=d_intercept)
+    # the float32 run's loss (21.0580) and the optimum (20.5321) printed to 4 decimals: half a unit each moves the
+    # ratio by ≤ 5e-5·(1/20.53 + 21.06/20.53²) ≈ 5e-6; the float32 training bound on the final loss
+    # (test_reproduction.tutorial_float32_error: ≈ 3.2e-4), twice for the two runs, by ≈ 3.2e-5: ≈ 3.7e-5 < 1e-4
     assert summary["gap"]["relative_excess_loss"] == pytest.approx(21.0580 / 20.5321 - 1, abs=1e-4)
 
 
@@ -91,8 +150,12 @@ def test_standardize_reports_and_saves_coefficients_in_original_units(capsys, tm
     assert code == 0, err
     model = load_model(tmp_path / "model")
     ref = sklearn_fit(X, data.y[:, :1].numpy())
+    # 200 epochs of gradient descent on the standardised problem: convergence error, not rounding (the solve's
+    # rounding, κ·u with κ = 1e5 of the raw columns, is ≈ 1e-11 and sklearn's the same)
     np.testing.assert_allclose(model.weight, ref.coef_, rtol=1e-8)
     np.testing.assert_allclose(model.predict(X), ref.predict(X), rtol=1e-9)
+    # the library's column means against NumPy's: sums of n = 300 terms, ≤ 2γ_n·mean|x| apart ≈ 7e-14 of mean|x|,
+    # relative to |mean| ≤ 7e-14·mean|x|/|mean| (≤ 3e-12 here) ≪ pytest.approx's 1e-6
     assert model.metadata["standardize"]["x_mean"] == pytest.approx(list(X.mean(axis=0)))
 
 
@@ -107,6 +170,8 @@ def test_validation_split_metrics_match_sklearn(capsys, tmp_path, csv_file):
     ref = sklearn_fit(X[train_rows], y[train_rows])
     pred = ref.predict(X[val_rows])
     val = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]["validation"]
+    # the L-BFGS-trained model's metrics against the optimum's: its convergence, not rounding (the metrics' own
+    # rounding is ≤ 2γ_{n+3} ≈ 3e-14 relative, the optimum's κ·u ≈ 1e-14)
     assert val["mse"] == pytest.approx(mean_squared_error(y[val_rows], pred), rel=1e-8)
     assert val["mae"] == pytest.approx(mean_absolute_error(y[val_rows], pred), rel=1e-8)
     assert val["r2"] == pytest.approx(r2_score(y[val_rows], pred), rel=1e-8)
@@ -129,7 +194,9 @@ def test_save_then_predict_writes_the_models_predictions(capsys, tmp_path, csv_f
     table = pacsv.read_csv(tmp_path / "pred.csv")
     assert table.column_names == ["predicted_y1", "predicted_y2"]
     got = np.column_stack([table[name].to_numpy() for name in table.column_names])
-    np.testing.assert_allclose(got, data.X.numpy() @ saved.weight.T + saved.bias, rtol=1e-12)
+    # the same product, perhaps blocked differently (chunks): a few ulps of |X||W| + |b| (product_error)
+    bound = product_error(data.X.numpy(), saved.weight, saved.bias)
+    assert (np.abs(got - (data.X.numpy() @ saved.weight.T + saved.bias)) <= bound).all()
     # a file without the model's features is refused with one line
     write_table(tmp_path / "other.csv", {"x1": [1.0], "zz": [2.0]})
     code, _, err = run(capsys, "predict", tmp_path / "m", tmp_path / "other.csv", "-o", tmp_path / "p2.csv")
@@ -152,11 +219,13 @@ def test_solve_json_matches_sklearn_and_names_columns(capsys, tmp_path, csv_file
     assert code == 0
     result = json.loads(out)
     ref = sklearn_fit(data.X.numpy()[:, [2, 0]], data.y[:, 1].numpy())
-    assert result["coef"]["y2"]["x3"] == pytest.approx(ref.coef_[0], rel=1e-10)
-    assert result["coef"]["y2"]["x1"] == pytest.approx(ref.coef_[1], rel=1e-10)
-    assert result["intercept"]["y2"] == pytest.approx(ref.intercept_, rel=1e-10)
+    d_coef, d_intercept = sklearn_error(data.X.numpy()[:, [2, 0]], data.y[:, 1].numpy())  # refined vs sklearn
+    assert result["coef"]["y2"]["x3"] == pytest.approx(ref.coef_[0], rel=0, abs=d_coef)
+    assert result["coef"]["y2"]["x1"] == pytest.approx(ref.coef_[1], rel=0, abs=d_coef)
+    assert result["intercept"]["y2"] == pytest.approx(ref.intercept_, rel=0, abs=d_intercept)
     assert result["rank"] == 3 and result["warnings"] == []
     code, out, _ = run(capsys, "solve")
+    # printed to 6 decimals from the refined solution (a few ulps): the same digits on every CPU
     assert "weight x" in out and "1.940072" in out and "2.528163" in out
 
 
@@ -168,8 +237,10 @@ def test_rank_deficient_file_gives_the_minimum_norm_solution_and_names_columns(c
     assert code == 0
     result = json.loads(out)
     ref = sklearn_fit(np.column_stack([a, a]), 3 * a)  # sklearn's minimum-norm split of the weight
+    # the minimum-norm split of one weight over two identical columns: both halves come from the same values by the
+    # same operations (equal here); rel=1e-10 leaves room for a few ulps of rounding in the split
     assert result["coef"]["y"]["a"] == pytest.approx(result["coef"]["y"]["a_copy"], rel=1e-10)
-    assert ref.coef_[0] == pytest.approx(ref.coef_[1])
+    assert ref.coef_[0] == pytest.approx(ref.coef_[1])  # sklearn's SVD split: equal to ~u·‖coef‖, ≪ rel 1e-6
     assert result["rank"] == 2
     assert "'a'" in err and "'a_copy'" in err and "warning" in err
 
@@ -216,10 +287,15 @@ def test_summary_agrees_with_statsmodels(capsys, tmp_path, csv_file):
     assert list(terms) == ["intercept", "x1", "x2", "x3", "y2"]  # --target y1 leaves y2 among the features
     ref = sm.OLS(data.y[:, 0].numpy(), sm.add_constant(np.column_stack([data.X.numpy(), data.y[:, 1].numpy()]))).fit(
         cov_type="HC1")
-    np.testing.assert_allclose(stats["params"], ref.params, rtol=1e-8)
-    np.testing.assert_allclose(stats["std_err"], ref.bse, rtol=1e-8)
-    np.testing.assert_allclose(stats["conf_int"], ref.conf_int(alpha=0.1), rtol=1e-8)
-    assert stats["r2"] == pytest.approx(ref.rsquared, rel=1e-8)
+    bound = ols_error(ref.model.exog, ref.model.endog)  # backward-stable solves and their statistics (ols_error)
+    np.testing.assert_allclose(stats["params"], ref.params, rtol=0, atol=bound["params"])
+    np.testing.assert_allclose(stats["std_err"], ref.bse, rtol=bound["std_err"])
+    t = ref.conf_int(alpha=0.1)[:, 1] - ref.params  # t·se
+    gap = np.abs(np.asarray(stats["conf_int"]) - ref.conf_int(alpha=0.1))
+    assert (gap <= (bound["params"] + bound["std_err"] * np.abs(t))[:, None]).all()
+    # R² = 1 − ‖r‖²/SS_tot: |ΔR²| ≤ (1 − R²)·(2‖Δr‖/‖r‖ + γ_n) + a rounding
+    r2_bound = (1 - ref.rsquared) * (2 * bound["residual"] + gamma(300)) + 4 * U64
+    assert stats["r2"] == pytest.approx(ref.rsquared, rel=0, abs=r2_bound)
     code, out, _ = run(capsys, "fit", path, "--target", "y1", "--summary", "--quiet", "--no-plots", "--out", tmp_path)
     assert code == 0 and "P>|t|" in out and "AIC" in out
 
@@ -236,15 +312,16 @@ def test_weights_column_fits_weighted_least_squares(capsys, tmp_path):
     result = json.loads(out)
     ref = sm.WLS(y, sm.add_constant(x), weights=w).fit()
     assert list(result["coef"]["y"]) == ["x"]  # the weight column is not a feature
-    assert result["coef"]["y"]["x"] == pytest.approx(ref.params[1], rel=1e-10)
+    bound = ols_error(ref.model.wexog, ref.model.wendog)  # the whitened (√w-scaled) problem both solve
+    assert result["coef"]["y"]["x"] == pytest.approx(ref.params[1], rel=0, abs=bound["params"])
     terms = result["statistics"][0]["terms"]
-    assert [terms["intercept"]["std_err"], terms["x"]["std_err"]] == pytest.approx(list(ref.bse), rel=1e-8)
+    assert [terms["intercept"]["std_err"], terms["x"]["std_err"]] == pytest.approx(list(ref.bse), rel=bound["std_err"])
     code, _, err = run(capsys, "fit", tmp_path / "w.csv", "--weights", "w", "--optimizer", "lbfgs", "--epochs", "30",
                        "--dtype", "float64", "--no-plots", "--quiet", "--out", tmp_path / "o")
     assert code == 0, err
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
-    assert summary["weight"][0][0] == pytest.approx(ref.params[1], rel=1e-7)
-    assert summary["gap"]["relative_excess_loss"] < 1e-10
+    assert summary["weight"][0][0] == pytest.approx(ref.params[1], rel=1e-7)  # L-BFGS's convergence, not rounding
+    assert summary["gap"]["relative_excess_loss"] < 1e-10  # convergence: rounding of the two losses is ~γ_n ≈ 1e-14
     w[5] = -1
     write_table(tmp_path / "neg.csv", {"x": x, "w": w, "y": y})
     code, _, err = run(capsys, "solve", tmp_path / "neg.csv", "--weights", "w")
@@ -341,7 +418,7 @@ def test_a_loss_exploding_without_overflow_counts_as_divergence(capsys, tmp_path
 
 
 def test_engines_agree_and_the_choice_is_printed_and_recorded(capsys, tmp_path, csv_file):
-    path, _ = csv_file
+    path, dataset = csv_file
     runs = {}
     for engine in ("gram", "data"):
         code, out, _ = run(capsys, "fit", path, "--target", "y1", "y2", "--lr", "0.2", "--epochs", "200",
@@ -351,7 +428,8 @@ def test_engines_agree_and_the_choice_is_printed_and_recorded(capsys, tmp_path, 
         runs[engine] = json.loads((tmp_path / engine / "history.json").read_text())
         assert json.loads((tmp_path / engine / "summary.json").read_text())["engine"] == engine
     gram, data = ([r["loss"] for r in runs[e]["records"]] for e in ("gram", "data"))
-    assert gram == pytest.approx(data, rel=1e-10)
+    bounds = engine_gap(dataset, runs["data"]["records"], 0.2, 0.5)
+    assert all(abs(g - v) <= bound for g, v, bound in zip(gram, data, bounds, strict=True))
     _, out, _ = run(capsys, "fit", path, "--target", "y1", "--epochs", "3", "--no-plots", "--out", tmp_path / "a")
     assert "engine: gram" in out  # auto: full-batch MSE on a file
     _, out, _ = run(capsys, "fit", path, "--target", "y1", "--epochs", "3", "--batch-size", "32", "--no-plots",
@@ -361,6 +439,52 @@ def test_engines_agree_and_the_choice_is_printed_and_recorded(capsys, tmp_path, 
     assert "engine: data (the tutorial run" in out
     code, _, err = run(capsys, "fit", path, "--engine", "gram", "--batch-size", "8", "--out", tmp_path / "d")
     assert code == 2 and "--engine gram" in err
+
+
+def engine_gap(dataset, records, lr, mu) -> list[float]:
+    """First-order bounds on |loss_gram − loss_data| per epoch of the same float64 heavy-ball run.
+
+    B = [X, 1, y] (n × p), z = [θ; −I], r = B z, L = ‖r‖²/(n m). The gram engine works from R, the exact R factor of
+    B + Δ with ‖Δ‖_F ≤ ε‖B‖_F, ε = γ_{np} (backward-stable QR, Higham 19.4): its loss is off by ≤ (2‖r‖ε‖B‖‖z‖ +
+    γ_p‖R‖²‖z‖²)/(n m), its gradient by ≤ 2(ε‖B‖(‖r‖ + ‖B‖‖z‖) + γ_p‖R‖²‖z‖)/(n m). The data engine's residuals
+    are off by γ_{d+2}·(|x||W| + |b| + |y|) each: loss ≤ (γ_{nm}‖r‖² + 2|r|·Δr)/(n m), gradient ≤ 2(γ_{n+2}|A|ᵀ|r| +
+    |A|ᵀΔr)/(n m). The two trajectories then part by e_k ≤ Σ_j ‖M^{k−1−j}‖₂·‖δ_j‖, M = [[I − lr·H, −lr·μ], [H, μ]]
+    the heavy ball's step on (θ, buffer), δ_j both engines' gradient errors (×(1 + lr)) and the steps' roundings;
+    a loss moves by ‖∇L‖·e + λmax·e²/2. ×10 on all for the constants."""
+    X, y = dataset.X.numpy(), dataset.y.numpy()
+    n, d = X.shape
+    m = y.shape[1]
+    A = np.hstack([X, np.ones((n, 1))])
+    B = np.hstack([A, y])
+    norm_B, p, nm = np.linalg.norm(B), B.shape[1], n * m
+    eps = gamma(n * p)
+    H = np.kron(np.eye(m), 2 / nm * A.T @ A)  # the Hessian in θ stacked by target
+    q = len(H)
+    M = np.block([[np.eye(q) - lr * H, -lr * mu * np.eye(q)], [H, mu * np.eye(q)]])
+    lam = np.linalg.eigvalsh(H)[-1]
+    powers = [np.eye(2 * q)]
+    for _ in records:
+        powers.append(M @ powers[-1])
+    norms = [np.linalg.norm(P, 2) for P in powers]
+    deltas, bounds, buffer = [], [], np.zeros(q)
+    for k, rec in enumerate(records):
+        W, b = np.array(rec["params"]["linear.weight"]), np.array(rec["params"]["linear.bias"])
+        theta = np.vstack([W.T, b])  # (d + 1, m)
+        z = np.vstack([theta, -np.eye(m)])
+        r = B @ z  # (n, m)
+        dr = gamma(d + 2) * (np.abs(X) @ np.abs(W).T + np.abs(b) + np.abs(y))
+        norm_r, norm_z = np.linalg.norm(r), np.linalg.norm(z)
+        loss_gram = (2 * norm_r * eps * norm_B * norm_z + gamma(p) * norm_B**2 * norm_z**2) / nm
+        loss_data = (gamma(nm) * norm_r**2 + 2 * np.sum(np.abs(r) * dr)) / nm
+        grad_gram = 2 * (eps * norm_B * (norm_r + norm_B * norm_z) + gamma(p) * norm_B**2 * norm_z) / nm
+        grad_data = 2 * np.linalg.norm(gamma(n + 2) * np.abs(A).T @ np.abs(r) + np.abs(A).T @ dr) / nm
+        g = (2 / nm * A.T @ r).T.ravel()  # ∇L stacked by target
+        e = sum(norms[k - 1 - j] * deltas[j] for j in range(k))
+        bounds.append(10 * (loss_gram + loss_data + np.linalg.norm(g) * e + lam * e**2 / 2))
+        buffer = mu * buffer + g if k else g
+        steps = gamma(3) * (np.linalg.norm(theta) + (1 + lr) * (mu * np.linalg.norm(buffer) + np.linalg.norm(g)))
+        deltas.append((1 + lr) * (grad_gram + grad_data) + 2 * steps)
+    return bounds
 
 
 def test_solve_streams_a_folder_of_parts_and_on_request(capsys, tmp_path):
@@ -375,7 +499,8 @@ def test_solve_streams_a_folder_of_parts_and_on_request(capsys, tmp_path):
     code, out, _ = run(capsys, "solve", parts, "--json")
     assert code == 0
     got = json.loads(out)
-    assert [got["coef"]["y"][f] for f in ("x1", "x2", "x3")] == pytest.approx(list(ref.coef_[0]), rel=1e-10)
+    d_coef, _ = sklearn_error(X, y)  # the refined, streamed optimum against scikit-learn's
+    assert [got["coef"]["y"][f] for f in ("x1", "x2", "x3")] == pytest.approx(list(ref.coef_[0]), rel=0, abs=d_coef)
     assert got["n_samples"] == 5000
     code, out, _ = run(capsys, "solve", parts / "part-0.parquet", "--stream", "--chunk-rows", "7", "--json")
     assert code == 0 and json.loads(out)["n_samples"] == 3000

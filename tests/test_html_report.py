@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bounds import U64, gamma
 from torchlinreg.config import TrainConfig
 from torchlinreg.data import Dataset, tutorial_data
 from torchlinreg.errors import OutputError
@@ -150,14 +151,24 @@ def test_the_numbers_shown_are_the_results(fitted):
     result, _, page = fitted
     data = tutorial_data()
     X, y = data.X.double().numpy(), data.y.double().numpy()
-    (w_ref, b_ref), *_ = np.linalg.lstsq(np.hstack([X, np.ones_like(X)]), y[:, 0], rcond=None)
+    A = np.hstack([X, np.ones_like(X)])
+    (w_ref, b_ref), *_ = np.linalg.lstsq(A, y[:, 0], rcond=None)
+    # the page shows the refined optimum (a few ulps) to 8 decimals: half a unit (5e-9) and the parse back
+    # (≤ u·|v|), plus NumPy's lstsq error: backward stable (gelsd), ‖Δθ‖ ≤ ε·κ·(2‖θ‖ + κ‖r‖/‖A‖₂) with
+    # ε = γ_{mn}·√n (Higham Thm 20.3, 20.1), ×10 for the constants; κ([x, 1]) ≈ 60: ≈ 1e-10 in all
+    r = y[:, 0] - A @ [w_ref, b_ref]
+    kappa, eps = np.linalg.cond(A), 10 * gamma(A.size) * np.sqrt(2)
+    shown = 0.5e-8 + eps * kappa * (2 * np.hypot(w_ref, b_ref) + kappa * np.linalg.norm(r) / np.linalg.norm(A, 2))
 
     model = page.table("model")
     assert model["parameter"] == ["trained", "optimum", "difference"]
     assert model["weight x"][:2] == [f"{result.weight[0][0]:.8f}", f"{result.solution.coef[0][0]:.8f}"]
     assert model["bias"][:2] == [f"{result.bias[0]:.8f}", f"{result.solution.intercept[0]:.8f}"]
-    assert float(model["weight x"][1]) == pytest.approx(w_ref, abs=1e-8)
-    assert float(model["bias"][1]) == pytest.approx(b_ref, abs=1e-8)
+    assert float(model["weight x"][1]) == pytest.approx(w_ref, abs=shown + 4 * U64 * abs(w_ref))
+    assert float(model["bias"][1]) == pytest.approx(b_ref, abs=shown + 4 * U64 * abs(b_ref))
+    # the optimum's loss, shown to 8 decimals (≈ 2.4e-10 relative at 20.5): at the optimum the loss is flat (the
+    # parameter gap moves it second order, ≈ 1e-20) and evaluating it rounds by ≤ γ_n + 2γ_3·(|wx| + |b| + |y|)/|r|
+    # ≈ 1e-14 relative; pytest.approx's 1e-6 is far above
     assert float(model["loss (MSE)"][1]) == pytest.approx(np.mean((X[:, 0] * w_ref + b_ref - y[:, 0]) ** 2))
 
     epochs = page.tables["epochs"][0]
@@ -165,18 +176,22 @@ def test_the_numbers_shown_are_the_results(fitted):
     assert len(epochs) == 1 + 20
     for row, record in zip(epochs[1:], result.history.records):
         assert row[:2] == [str(record.epoch), f"{record.loss:.8f}"]
-        assert float(row[4]) == pytest.approx(record.params["linear.weight"][0][0], abs=5e-9)
-        assert float(row[5]) == pytest.approx(record.params["linear.bias"][0], abs=5e-9)
+        # the same values shown to 8 decimals: half a unit (5e-9) plus the parse back (≤ u·|v|, |v| < 8)
+        assert float(row[4]) == pytest.approx(record.params["linear.weight"][0][0], abs=5e-9 + 8 * U64)
+        assert float(row[5]) == pytest.approx(record.params["linear.bias"][0], abs=5e-9 + 8 * U64)
         assert row[2] == "—" and float(row[3]) == 0.001
 
     columns = page.table("data", 1)
     for name, values in [("x", X[:, 0]), ("y", y[:, 0])]:
         shown = [float(v) for v in columns[name][1:]]
         reference = [values.mean(), values.std(ddof=1), values.min(), values.max()]
+        # shown to 6 significant digits: half a unit is ≤ 5e-6 relative; the library's and NumPy's sums of 50
+        # terms differ by ≤ 2γ_50 ≈ 1e-14 (the data's means are far from 0): rtol 1e-5 is above both
         np.testing.assert_allclose(shown, reference, rtol=1e-5)
     assert page.table("data")["rows"] == ["50"]
 
     metrics = page.table("metrics")
+    # the same values shown to 6 significant digits: ≤ 5e-6 relative
     assert [float(v) for v in metrics["train"]] == pytest.approx(
         [result.metrics["train"][k] for k in ("mse", "rmse", "mae", "r2")], rel=1e-5)
 
@@ -278,9 +293,11 @@ def test_statistics_become_a_table(fitted, tmp_path):
     assert coef["term"] == ["coefficient", "std. error", "t", "P>|t|", "95% confidence interval"]
     for k, term in enumerate(["intercept", "x"]):
         shown = coef[term]
+        # the same values shown to 6 significant digits: ≤ 5e-6 relative (the interval's ends too)
         assert [float(v) for v in shown[:2]] == pytest.approx([ols.params[k], ols.bse[k]], rel=1e-5)
         low, high = (float(v) for v in shown[4].strip("[]").split(","))
         assert (low, high) == pytest.approx(tuple(ols.conf_int(0.05)[k]), rel=1e-5)
+    # R² ≈ 0.97 shown to 6 significant digits: half a unit 5e-7, ≈ 5.2e-7 relative < pytest.approx's 1e-6
     assert float(page.table("statistics", 1)["r_squared"][0]) == pytest.approx(ols.rsquared)
 
 

@@ -3,6 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
+from bounds import U64, gamma
+from test_reproduction import tutorial_float32_error
 from torchlinreg import TrainConfig, build_model, make_regression, save_plots, train, tutorial_data
 from torchlinreg.plots import PLOT_FILES, loss_figure, model_figure, predicted_figure, residuals_figure
 
@@ -38,14 +40,22 @@ def test_model_lines_are_the_tutorials(fitted):
     data, history = fitted
     initial = model_figure(data, history.initial_params, "Initial Model")
     current = model_figure(data, history.final_params, "Current Model")
-    for fig, title, expected in [(initial, "Initial Model", [1.0697743, 6.2627025]),
-                                 (current, "Current Model", [3.0395708, 100.246704])]:
+    # the tutorial's y1 = w·x + b at x = 1 and 50, printed to 7 and 6 decimals (half a unit: 5e-8, 5e-7). The initial
+    # parameters are exact float32 values (w·x + b in float64 adds ~U64); the trained ones come from float32 runs
+    # (the tutorial's and ours) each within e of the exact run (test_reproduction.tutorial_float32_error), which
+    # moves w·x + b by ≤ e·√(x² + 1).
+    e = tutorial_float32_error()[0][50]
+    printed = np.array([5e-8, 5e-7])
+    for fig, title, expected, err in [(initial, "Initial Model", [1.0697743, 6.2627025], 0.0),
+                                      (current, "Current Model", [3.0395708, 100.246704], 2 * e)]:
         ax = fig.axes[0]
         assert ax.get_title() == title
         assert ax.get_xlabel() and ax.get_ylabel()
         line = ax.get_lines()[0]
-        np.testing.assert_allclose(line.get_xdata(), [1.0, 50.0])
-        np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-6)  # the tutorial's y1
+        np.testing.assert_allclose(line.get_xdata(), [1.0, 50.0])  # exact: the data's smallest and largest x
+        x = np.array([1.0, 50.0])
+        atol = printed + err * np.sqrt(x**2 + 1) + 4 * U64 * np.abs(expected)
+        assert (np.abs(line.get_ydata() - expected) <= atol).all(), (line.get_ydata(), atol)
 
 
 def test_loss_plot_shows_every_epoch(fitted):
@@ -53,7 +63,7 @@ def test_loss_plot_shows_every_epoch(fitted):
     ax = loss_figure(history).axes[0]
     x, y = ax.get_lines()[0].get_data()
     assert list(x) == list(range(1, 51))
-    np.testing.assert_allclose(y, history.losses)
+    np.testing.assert_allclose(y, history.losses)  # exact: matplotlib keeps the same float64 values
     assert ax.get_xlabel() == "epoch" and "loss" in ax.get_ylabel()
 
 
@@ -65,8 +75,9 @@ def test_loss_plot_shows_the_excess_over_the_optimum(fitted, tmp_path):
     optimum = float(np.mean((LinearRegression().fit(X, y).predict(X) - y) ** 2))
     fig = loss_figure(history, optimum)
     top, bottom = fig.axes
-    assert top.get_lines()[1].get_ydata()[0] == pytest.approx(optimum)  # the dashed optimum line
-    np.testing.assert_allclose(bottom.get_lines()[0].get_ydata(), np.array(history.losses) - optimum, rtol=1e-9)
+    assert top.get_lines()[1].get_ydata()[0] == pytest.approx(optimum)  # the dashed optimum line: the same value
+    # bit-identical: the same float64 subtraction loss − optimum, in the plot and here
+    np.testing.assert_array_equal(bottom.get_lines()[0].get_ydata(), np.array(history.losses) - optimum)
     assert bottom.get_yscale() == "log"
     files = save_plots(data, history, tmp_path, optimum_loss=optimum)
     with Image.open(files["loss"]) as img:
@@ -91,37 +102,65 @@ def _expected(data, params) -> np.ndarray:
     return (data.X.double() @ W.T + b).numpy()  # (n, m)
 
 
+def _prediction_bound(data, params, y=None) -> np.ndarray:
+    """How far the plot's float64 predictions X @ W.T + b (NumPy's BLAS) may be from ``_expected``'s (PyTorch's):
+    each evaluation of a d-term dot plus the bias is within γ_{d+1}·(|X||W|ᵀ + |b|) of the exact value (Higham
+    3.5), so they differ by at most twice that; with ``y``, for the residuals y − ŷ (one more rounding each)."""
+    X = data.X.double().numpy()
+    W, b = np.asarray(params["linear.weight"], dtype=np.float64), np.asarray(params["linear.bias"], dtype=np.float64)
+    magnitude = np.abs(X) @ np.abs(W).T + np.abs(b)
+    if y is None:
+        return 2 * gamma(X.shape[1] + 1) * magnitude
+    return 2 * gamma(X.shape[1] + 2) * (magnitude + np.abs(y))
+
+
 def test_residuals_are_y_minus_the_prediction(fitted, two_targets):
     for data, params in [(fitted[0], fitted[1].final_params), (two_targets, _least_squares_params(two_targets))]:
         ax = residuals_figure(data, params).axes[0]
-        y_hat = _expected(data, params)
+        y_hat, y = _expected(data, params), data.y.double().numpy()
+        on_x, on_y = _prediction_bound(data, params), _prediction_bound(data, params, y)  # a few ulps of |X||W| + |b|
         assert len(ax.collections) == data.n_targets
         for j, points in enumerate(ax.collections):
             offsets = points.get_offsets()
-            np.testing.assert_allclose(offsets[:, 0], y_hat[:, j], rtol=1e-12)
-            np.testing.assert_allclose(offsets[:, 1], data.y[:, j].double().numpy() - y_hat[:, j], rtol=1e-9, atol=1e-9)
+            assert (np.abs(offsets[:, 0] - y_hat[:, j]) <= on_x[:, j]).all()
+            assert (np.abs(offsets[:, 1] - (y[:, j] - y_hat[:, j])) <= on_y[:, j]).all()
         colours = {tuple(c.get_facecolor()[0]) for c in ax.collections}
         assert len(colours) == data.n_targets  # one colour per target
         assert list(ax.get_lines()[0].get_ydata()) == [0, 0]  # the zero line
         assert ax.get_title() == "Residuals" and "residual" in ax.get_ylabel()
-    # at the least-squares optimum (with an intercept) the residuals of each target sum to zero
-    ax = residuals_figure(two_targets, _least_squares_params(two_targets)).axes[0]
-    for points in ax.collections:
-        assert abs(points.get_offsets()[:, 1].sum()) < 1e-9
+    # at the least-squares optimum (with an intercept) the residuals of each target sum to zero. gelsd is backward
+    # stable: θ̂ solves the problem of A + ΔA, y + Δy with ‖ΔA‖_F ≤ γ_{mn}‖A‖_F, ‖Δy‖ ≤ γ_{mn}‖y‖ (Higham 20.3),
+    # so |1ᵀr̂| ≤ ‖Aᵀr̂‖ ≤ γ_{mn}‖A‖_F·(‖r̂‖ + ‖y‖ + ‖A‖_F‖θ̂‖) to first order; forming the residuals and their sum
+    # adds ≤ the residual bound per row + γ_n·Σ|r̂_i|. ×10 for the constant of the backward error.
+    params = _least_squares_params(two_targets)
+    A = np.hstack([two_targets.X.double().numpy(), np.ones((two_targets.n_samples, 1))])
+    y = two_targets.y.double().numpy()
+    theta = np.vstack([np.array(params["linear.weight"]).T, [params["linear.bias"]]])  # (d + 1, m)
+    m, n = A.shape
+    norm_A = np.linalg.norm(A)
+    ax = residuals_figure(two_targets, params).axes[0]
+    for j, points in enumerate(ax.collections):
+        r = points.get_offsets()[:, 1]
+        sizes = np.linalg.norm(r) + np.linalg.norm(y[:, j]) + norm_A * np.linalg.norm(theta[:, j])
+        solve = gamma(m * n) * norm_A * sizes
+        form = _prediction_bound(two_targets, params, y)[:, j].sum() / 2 + gamma(m) * np.abs(r).sum()
+        assert abs(r.sum()) <= 10 * (solve + form)
 
 
 def test_predicted_against_actual_with_the_diagonal(fitted, two_targets):
     for data, params in [(fitted[0], fitted[1].final_params), (two_targets, _least_squares_params(two_targets))]:
         ax = predicted_figure(data, params).axes[0]
         y, y_hat = data.y.double().numpy(), _expected(data, params)
+        bound = _prediction_bound(data, params)  # a few ulps of |X||W| + |b|: NumPy's and PyTorch's products
         for j, points in enumerate(ax.collections):
             offsets = points.get_offsets()
-            np.testing.assert_allclose(offsets[:, 0], y[:, j])
-            np.testing.assert_allclose(offsets[:, 1], y_hat[:, j], rtol=1e-12)
+            np.testing.assert_allclose(offsets[:, 0], y[:, j])  # exact: the data
+            assert (np.abs(offsets[:, 1] - y_hat[:, j]) <= bound[:, j]).all()
         diagonal = ax.get_lines()[0]
-        np.testing.assert_allclose(diagonal.get_xdata(), diagonal.get_ydata())
+        np.testing.assert_allclose(diagonal.get_xdata(), diagonal.get_ydata())  # exact: the same two values
         lo, hi = min(y.min(), y_hat.min()), max(y.max(), y_hat.max())
-        np.testing.assert_allclose(diagonal.get_xdata(), [lo, hi])  # spans every point
+        # spans every point: the ends are the data's or the plot's predictions, which are within the bound of ours
+        np.testing.assert_allclose(diagonal.get_xdata(), [lo, hi], rtol=0, atol=bound.max())
         assert ax.get_title() == "Predicted vs actual"
 
 
