@@ -92,7 +92,7 @@ def run_breakdown(_, p):
     t = time.perf_counter()
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
-    import torchlinreg.plots as plots
+    import torchlinreg.pictures as pictures
     stamp("import matplotlib (what the plots draw with)", t)
 
     import torchlinreg.data as data
@@ -121,7 +121,7 @@ def run_breakdown(_, p):
             (pipeline, "diagnose", "diagnostics (diagnose)"),
             (pipeline, "train", "training, 50 epochs (train / train_gram)"),
             (pipeline, "train_gram", "training, 50 epochs (train / train_gram)"),
-            (plots, "save_plots", "plots (save_plots)")]
+            (pictures, "save_plots", "plots (save_plots)")]
     for owner, attr, label in wrap:
         if hasattr(owner, attr):
             setattr(owner, attr, timed(label, getattr(owner, attr)))

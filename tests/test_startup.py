@@ -17,7 +17,7 @@ import pytest
 from conftest import EPOCH_LINE
 from test_reproduction import PRINTED, current_line_agrees, tutorial_float32_error
 from torchlinreg import OutputError, TrainConfig, build_model, plot_process, train, tutorial_data
-from torchlinreg.plots import PLOT_FILES, save_plots
+from torchlinreg.pictures import PLOT_FILES, save_plots
 
 FIT = """
 import os, sys

@@ -46,7 +46,7 @@ _EXPORTS = {
     "open_source": "stream",
     "solve_source": "stream",
     "FitResult": "pipeline",
-    "save_plots": "plots",
+    "save_plots": "pictures",
     "TorchlinregError": "errors",
     "ConfigError": "errors",
     "OutputError": "errors",

@@ -609,7 +609,7 @@ def _publish(result: FitResult, trained_loss: float, *, stream, statistics: bool
         result.files["summary"] = atomic_write_text(out / SUMMARY_JSON,
                                                     json.dumps(_json_safe(result.summary()), indent=1) + "\n")
         if plots:
-            from .plots import save_plots  # matplotlib only when plots are asked for
+            from .pictures import save_plots  # matplotlib only when plots are asked for
 
             result.files.update(save_plots(data, history, out, optimum_loss=solution.loss, animation=animation))
         if report:

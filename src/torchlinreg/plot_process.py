@@ -3,7 +3,7 @@
 Importing matplotlib and drawing the six PNG files of the tutorial run takes about as long
 as importing PyTorch. So ``torchlinreg fit`` first starts a second Python process, which
 imports matplotlib and NumPy (never PyTorch) while the command imports PyTorch and trains;
-:func:`torchlinreg.plots.save_plots` then sends it the data as NumPy arrays and the
+:func:`torchlinreg.pictures.save_plots` then sends it the data as NumPy arrays and the
 history, and it writes the files with the same code (:func:`torchlinreg.plots.save_pngs`,
 atomically) and answers with their paths. The command itself never imports matplotlib.
 

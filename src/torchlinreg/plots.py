@@ -9,8 +9,9 @@ them is saved with the tight layout instead (:func:`save_figure`).
 
 matplotlib is imported by the first figure, not by this module, and the figures need only
 NumPy arrays (a :class:`~torchlinreg.data.Dataset` or a :class:`PlotData`): so
-:func:`save_plots` can hand the drawing to the command's plotting process
-(:mod:`torchlinreg.plot_process`) without loading matplotlib or PyTorch there.
+:func:`torchlinreg.pictures.save_plots` can hand the drawing to the command's plotting process
+(:mod:`torchlinreg.plot_process`) without loading matplotlib or PyTorch there. This module
+imports neither of those two: they are built on it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import plot_process
 from .history import History, Params
 from .outputs import atomic_write_bytes
 
@@ -40,7 +40,7 @@ PLOT_FILES = {  # plot name -> file name in the output folder
     "residuals": "residuals.png",
     "predicted": "predicted_vs_actual.png",
 }
-ANIMATION_FILE = "fit.gif"  # written by save_plots(..., animation=True) under the name "animation"
+ANIMATION_FILE = "fit.gif"  # written by pictures.save_plots(..., animation=True) under the name "animation"
 
 
 # Inches from each edge of the figure to the axes: room for the tutorial's tick labels, axis
@@ -275,33 +275,9 @@ def _clipped(fig: Figure) -> bool:
     return False
 
 
-def save_plots(data: Dataset | PlotData, history: History, out_dir: str | os.PathLike,
-               optimum_loss: float | None = None, *, animation: bool = False) -> dict[str, Path]:
-    """Write the plots into ``out_dir`` and return their paths by name (see ``PLOT_FILES``).
-
-    The loss, residuals and predicted-vs-actual plots are written for any number of
-    features; the tutorial's data and line plots need a model with one input feature.
-    With ``animation`` the fit is also written as ``fit.gif`` (name ``"animation"``), see
-    :func:`torchlinreg.animation.save_animation`.
-
-    In the ``torchlinreg`` command the PNG files are drawn by its plotting process when it
-    has one (:mod:`torchlinreg.plot_process`); if that fails, they are drawn here, so any
-    error is raised here as it would be without it.
-    """
-    out_dir = Path(out_dir)
-    files = plot_process.draw(data, history, out_dir, optimum_loss)  # None: no plotting process, or it failed
-    if files is None:
-        files = save_pngs(data, history, out_dir, optimum_loss)
-    if animation:
-        from .animation import save_animation
-
-        files["animation"] = save_animation(data, history, out_dir / ANIMATION_FILE)
-    return files
-
-
 def save_pngs(data: Dataset | PlotData, history: History, out_dir: Path,
               optimum_loss: float | None = None) -> dict[str, Path]:
-    """The PNG files of :func:`save_plots`, drawn in this process."""
+    """The PNG files of :func:`torchlinreg.pictures.save_plots`, drawn in this process."""
     figures = {"loss": loss_figure(history, optimum_loss)}
     if data.n_features == 1:
         figures["data"] = data_figure(data)
