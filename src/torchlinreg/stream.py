@@ -354,6 +354,7 @@ def _text_head(path: Path, fmt: str) -> tuple[pa.Schema, pa.Table]:
                                  convert_options=pa_csv.ConvertOptions(null_values=files._NULL_VALUES,
                                                                        strings_can_be_null=True))
         first = next(iter(reader), None)
+        reader.schema.names  # noqa: B018 (decodes the header: not UTF-8 raises here)
     except UnicodeDecodeError:
         raise DataError(f"{path}: the header is not UTF-8 text; save the file as UTF-8") from None
     except pa.ArrowInvalid as exc:
@@ -426,23 +427,14 @@ def _locate(path: Path, fmt: str, fixes: dict[str, str], row: int, exc: Exceptio
     """
     kind, delimiter = fmt.upper(), _DELIMITERS[fmt]
     fallback = DataError(f"{path}: cannot be read as {kind} from row {row} on ({files._clean(exc)}); check the file")
-    invalid = []
-
-    def note(bad):
-        invalid.append(bad)
-        return "skip"
-
     convert = pa_csv.ConvertOptions(column_types={name: pa.string() for name in fixes},
                                     include_columns=list(fixes), null_values=files._NULL_VALUES,
                                     strings_can_be_null=True)
     first_row = 1
-    try:
+    try:  # a value that is not a number, in the blocks before the one that failed
         reader = pa_csv.open_csv(str(path), read_options=_csv_read_options(path, use_threads=False),
-                                 parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=note),
-                                 convert_options=convert)
+                                 parse_options=pa_csv.ParseOptions(delimiter=delimiter), convert_options=convert)
         for batch in reader:
-            if invalid:
-                break
             for name, fix in fixes.items():
                 message = _non_number(path, name, batch.column(name), first_row, fix, name in bools)
                 if message:
@@ -450,12 +442,40 @@ def _locate(path: Path, fmt: str, fixes: dict[str, str], row: int, exc: Exceptio
             first_row += len(batch)
     except (pa.ArrowException, OSError, UnicodeDecodeError):
         pass
+    width = _wrong_width(path, delimiter)
+    return width if width is not None else fallback
+
+
+def _wrong_width(path: Path, delimiter: str) -> DataError | None:
+    """The first row with another number of fields than the header, as read_dataset words it, or None.
+
+    Read on one thread (only then does pyarrow know the row number) and as Latin-1, which any bytes
+    are: pyarrow cannot hand a row that is not UTF-8 to the handler (it prints a traceback).
+    """
+    invalid = []
+
+    def note(bad):
+        invalid.append(bad)
+        return "error"
+
+    options = _csv_read_options(path, use_threads=False, encoding="latin1")
+    try:  # one column as text: nothing to convert that could stop the read before the row
+        first = pa_csv.open_csv(str(path), read_options=options, parse_options=pa_csv.ParseOptions(
+            delimiter=delimiter, invalid_row_handler=lambda bad: "skip")).schema.names[0]
+        reader = pa_csv.open_csv(str(path), read_options=options,
+                                 parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=note),
+                                 convert_options=pa_csv.ConvertOptions(include_columns=[first],
+                                                                       column_types={first: pa.string()}))
+        for _ in reader:
+            pass
+    except (pa.ArrowException, OSError):
+        pass
     if not invalid:
-        return fallback
+        return None
     bad = invalid[0]
     where = f"row {bad.number - 1}" if bad.number else "a row"  # pyarrow counts the header as row 1
     return DataError(f"{path}: {where} has {bad.actual_columns} field(s) but the header has "
-                     f"{bad.expected_columns} (the row reads {files._show(bad.text)}); "
+                     f"{bad.expected_columns} (the row reads {files._show(files._utf8(bad.text))}); "
                      f"give every row one value per column, separated by {delimiter!r}")
 
 
