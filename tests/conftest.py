@@ -76,6 +76,17 @@ def pytest_sessionstart(session):
             print(line)
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Under --fuzz: how many cases each property ran, so a run's size is a count, not an assumption."""
+    if not config.getoption("fuzz"):
+        return
+    import fuzzing
+
+    total = sum(fuzzing.CASES_RUN.values())
+    per = ", ".join(f"{name} {count:,}" for name, count in fuzzing.CASES_RUN.items())
+    terminalreporter.write_line(f"fuzz: seed {fuzzing.explore_seed()}, {total:,} cases run ({per})")
+
+
 def pytest_addoption(parser):
     parser.addoption("--fuzz", action="store_true",
                      help="run only the random fuzz exploration (tests marked fuzz; see tests/fuzzing.py)")

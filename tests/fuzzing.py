@@ -75,6 +75,9 @@ def explore_examples() -> int:
     return int(os.environ.get(EXAMPLES_ENV) or EXPLORE_EXAMPLES)
 
 
+CASES_RUN: dict[str, int] = {}  # cases each property ran in this process (shrinking included); conftest prints them
+
+
 @dataclass(frozen=True)
 class Profile:
     """How a property draws its cases: hypothesis settings, and a fixed seed or None (derandomized)."""
@@ -103,7 +106,14 @@ def run_property(check, strategy, profile: Profile | None, examples=()) -> None:
     if profile is None:
         profile = Profile("explore", settings(max_examples=explore_examples(), derandomize=False, **_COMMON),
                           explore_seed())
-    test = given(strategy)(check)
+    name = check.__qualname__.split(".")[0]
+    CASES_RUN.setdefault(name, 0)
+
+    def counted(case):
+        CASES_RUN[name] += 1
+        return check(case)
+
+    test = given(strategy)(counted)
     for case in examples:
         test = example(case)(test)
     test = settings(profile.settings)(test)
