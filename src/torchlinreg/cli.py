@@ -356,7 +356,11 @@ def _cmd_solve(args) -> int:
         if dist.dist.is_distributed:
             if args.summary:
                 raise ConfigError("--summary needs every row in one process; run solve --summary without torchrun")
-            solution = dist.run(lambda: _solve_merged(data, dist.dist), "the solve")
+            from .distributed import solve_rows
+
+            solution = dist.run(lambda: solve_rows(data.X, data.y, data.sample_weight, dist.dist,
+                                                   feature_names=data.feature_names,
+                                                   target_names=data.target_names)[1], "the solve")
             if not dist.is_main:
                 return EXIT_OK
         else:
@@ -403,7 +407,7 @@ def _solve_streamed(args, job) -> int:
             raise ConfigError("--summary needs every row in one process; run solve --summary without torchrun")
         from .distributed import solve_shard
 
-        solution = job.run(lambda: solve_shard(source, job.dist, chunk_rows=args.chunk_rows), "the solve")
+        solution = job.run(lambda: solve_shard(source, job.dist, chunk_rows=args.chunk_rows)[2], "the solve")
         return _print_solution(args, solution, None) if job.is_main else EXIT_OK
     from .stream import solve_source
 
@@ -433,21 +437,6 @@ def _print_solution(args, solution, stats) -> int:
             print()
             print(table.summary())
     return EXIT_OK
-
-
-def _solve_merged(data, dist):
-    """Each rank's shard of the rows into the R factor, one collective to merge, then solve."""
-    from .distributed import merge_accumulators, shard, sum_pass
-    from .solve import QRAccumulator, needs_refinement, refine
-
-    mine = shard(data.n_samples, dist)
-    w = None if data.sample_weight is None else data.sample_weight[mine]
-    acc = QRAccumulator(data.n_features, data.n_targets).update(data.X[mine], data.y[mine], sample_weight=w)
-    solution = merge_accumulators(acc, dist).solve(feature_names=data.feature_names, target_names=data.target_names)
-    if needs_refinement(solution):  # every rank its rows, the sums of each pass added across the ranks
-        rows = (data.X[mine], data.y[mine]) if w is None else (data.X[mine], data.y[mine], w)
-        solution = refine(solution, [rows], combine=sum_pass(dist))
-    return solution
 
 
 class _job:

@@ -296,19 +296,37 @@ def accumulate_shard(source, dist: Dist, *, chunk_rows: int) -> tuple[QRAccumula
     return merged, counts
 
 
+def solve_rows(X, y, sample_weight, dist: Dist, *, feature_names=None, target_names=None):
+    """The exact solution of rows every rank holds whole: each rank folds its :func:`shard` into
+    an R factor, one collective merges them, and an ill-conditioned design is refined by passes
+    over each rank's rows with the sums added across the ranks. Returns the merged accumulator
+    and the solution, the same on every rank."""
+    from .solve import needs_refinement, refine
+
+    mine = shard(len(X), dist)
+    w = None if sample_weight is None else sample_weight[mine]
+    acc = merge_accumulators(QRAccumulator(X.shape[1], y.shape[1]).update(X[mine], y[mine], sample_weight=w), dist)
+    solution = acc.solve(feature_names=feature_names, target_names=target_names)
+    if needs_refinement(solution):  # every rank its rows, the sums of each pass added across the ranks
+        rows = (X[mine], y[mine]) if w is None else (X[mine], y[mine], w)
+        solution = refine(solution, [rows], combine=sum_pass(dist))
+    return acc, solution
+
+
 def solve_shard(source, dist: Dist, *, chunk_rows: int):
     """The exact least-squares solution of a streamed source whose chunks the ranks share (see
     :func:`accumulate_shard`), refined as ``stream.solve_source`` refines it: when the design is
     ill-conditioned, passes in double-double over each rank's chunks, the sums added across the
-    ranks, so that every rank takes the same steps. The same on every rank."""
+    ranks, so that every rank takes the same steps. Returns the merged accumulator, the rows of
+    every rank's part (see :func:`accumulate_shard`) and the solution, the same on every rank."""
     from .solve import needs_refinement, refine
 
-    acc, _ = accumulate_shard(source, dist, chunk_rows=chunk_rows)
+    acc, counts = accumulate_shard(source, dist, chunk_rows=chunk_rows)
     solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
     if needs_refinement(solution):
         solution = refine(solution, lambda: source._chunks(chunk_rows, dist.rank, dist.world_size),
                           combine=sum_pass(dist))
-    return solution
+    return acc, counts, solution
 
 
 # --- the same data on every rank ---------------------------------------------------------------------

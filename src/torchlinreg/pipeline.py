@@ -206,16 +206,10 @@ def run_fit(
         raise ConfigError("checkpoints need an output folder (--out) and one process (not torchrun)")
 
     if dist is not None and dist.is_distributed:
-        from .distributed import merge_accumulators, shard, sum_pass
+        from .distributed import solve_rows
 
-        mine = shard(len(X), dist)  # this rank's rows; one collective merges the ranks' R factors
-        acc = merge_accumulators(QRAccumulator(data.n_features, data.n_targets).update(
-            X[mine], y[mine], sample_weight=None if w is None else w[mine]), dist)
+        acc, solution = solve_rows(X, y, w, dist, feature_names=data.feature_names, target_names=data.target_names)
         why += f"; R merged from {dist.world_size} processes"
-        solution = acc.solve(feature_names=data.feature_names, target_names=data.target_names)
-        if needs_refinement(solution):  # every rank its rows, the sums of each pass added across the ranks
-            rows = (X[mine], y[mine]) if w is None else (X[mine], y[mine], w[mine])
-            solution = refine(solution, [rows], combine=sum_pass(dist))
     else:
         acc = QRAccumulator(data.n_features, data.n_targets).update(X, y, sample_weight=w)  # one pass: R of [X, 1, y]
         solution = acc.solve(feature_names=data.feature_names, target_names=data.target_names)
@@ -247,8 +241,10 @@ def run_fit(
             history = train_gram(model, objective, config, every, scaler=scaler, val_objective=val_objective,
                                  checkpoint=checkpoint)
         elif several:  # DDP: every rank steps on its shard of each batch; the loss on all rows comes from the merged R
+            from .distributed import shard
             from .minibatch import shard_steps, train_minibatches
 
+            mine = shard(len(X), dist)  # this rank's rows, as solve_rows folded them
             steps = shard_steps(Xt[mine], yt[mine], None if w is None else w[mine], len(X), config.batch_size,
                                 config.seed, dist)
             history = train_minibatches(model, GramObjective.from_accumulator(acc), steps, config, every,
@@ -348,7 +344,7 @@ def run_fit_source(
     resuming costs no extra pass; the refusals that need no data (no checkpoint to resume,
     a checkpoint there without ``resume`` or ``force``) come before that pass.
     """
-    from .distributed import Dist, accumulate_shard
+    from .distributed import Dist, solve_shard
     from .minibatch import stream_steps, train_minibatches
     from .stream import BUFFER_ROWS, CHUNK_ROWS, accumulate
 
@@ -374,19 +370,13 @@ def run_fit_source(
     dist = dist if several else Dist()  # one process: rank 0 of 1
     d, m = len(source.feature_names), len(source.target_names)
 
-    if several:  # each rank its chunks; one collective merges the R factors
-        acc, counts = accumulate_shard(source, dist, chunk_rows=chunk_rows)
+    if several:  # each rank its chunks; one collective merges the R factors, refinement sums across ranks
+        acc, counts, solution = solve_shard(source, dist, chunk_rows=chunk_rows)
     else:
         acc = accumulate(source, chunk_rows=chunk_rows)  # one pass: R of [X, 1, y]
         counts = [acc.n_samples]
-    solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
-    if needs_refinement(solution):  # ill-conditioned: passes in double-double restore the digits
-        if several:  # every rank its chunks, the sums of each pass added across the ranks
-            from .distributed import sum_pass
-
-            solution = refine(solution, lambda: source._chunks(chunk_rows, dist.rank, dist.world_size),  # noqa: SLF001
-                              combine=sum_pass(dist))
-        else:
+        solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
+        if needs_refinement(solution):  # ill-conditioned: passes in double-double restore the digits
             solution = refine(solution, lambda: source.chunks(chunk_rows))
     n_rows = acc.n_samples
     chosen, why = select_engine(config, requested=engine, n_samples=n_rows)
