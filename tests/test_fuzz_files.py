@@ -508,6 +508,9 @@ FOUND_DAMAGED = [
     # traceback from the invalid-row handler).
     (".csv", b"\x80a,b,y\n0,0,0\n1,2,3\n4,5,6\n"),
     (".csv", b"a,b,y\n0,-1,-10\n-10,-10,-10\n-10\x800,0\n0,0,0\n"),
+    # Seed 20261207002: a Parquet column name that is not UTF-8 (a raw 'utf-8 codec' message when streamed).
+    (".parquet", (lambda sink: (pq.write_table(pa.table({"a": [1.0, 2.0], "b": [2.0, 1.0], "\x01": [3.0, 5.0]}), sink),
+                                sink.getvalue().replace(b"\x18\x01\x01", b"\x18\x01\xf9"))[1])(io.BytesIO())),
 ]
 
 

@@ -292,15 +292,24 @@ def _utf8(latin1: str) -> str:
     return latin1.encode("latin1").decode("utf-8", "backslashreplace")
 
 
-def _open_parquet(path: Path, suffix: str, head: bytes) -> _Table:
-    # A damaged file can make pyarrow raise more than ArrowException and OSError (UnicodeDecodeError
-    # for a column name, ValueError, MemoryError for a size): any of them means the file is unusable.
+def parquet_schema(path: Path) -> tuple[pa.Schema, int]:
+    """A Parquet file's schema and row count from its footer, read whole or streamed.
+
+    A damaged file can make pyarrow raise more than ArrowException and OSError (UnicodeDecodeError
+    for a column name, ValueError, MemoryError for a size): any of them means the file is unusable.
+    """
     try:
         with pq.ParquetFile(str(path)) as pf:
             schema, num_rows = pf.schema_arrow, pf.metadata.num_rows
+            schema.names  # noqa: B018 (decodes the column names: not UTF-8 raises here)
     except Exception as exc:
         raise DataError(f"{path}: is not a readable Parquet file ({_clean(exc)}); "
                         "check that it is a Parquet file") from None
+    return schema, num_rows
+
+
+def _open_parquet(path: Path, suffix: str, head: bytes) -> _Table:
+    schema, num_rows = parquet_schema(path)
 
     def read(names: list[str]) -> pa.Table:
         try:

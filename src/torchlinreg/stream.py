@@ -293,7 +293,7 @@ def _open_all(where: Path, paths: list[Path], fmt: str) -> tuple[pa.Schema, pa.T
     names, sample, sample_path, n_rows = None, None, paths[0], 0
     for path in paths:
         if fmt == "parquet":
-            schema, file_rows = _parquet_schema(path)
+            schema, file_rows = files.parquet_schema(path)
             n_rows += file_rows
             file_sample = _parquet_sample(path, schema) if sample is None and file_rows else None
         else:
@@ -320,15 +320,6 @@ def _differs(names: list[str], first: list[str], first_name: str) -> str:
     if extra:
         return f"has column {extra[0]!r}, which {first_name} lacks"
     return f"has the columns of {first_name} in another order"
-
-
-def _parquet_schema(path: Path) -> tuple[pa.Schema, int]:
-    try:
-        with pq.ParquetFile(str(path)) as pf:
-            return pf.schema_arrow, pf.metadata.num_rows
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path}: is not a readable Parquet file ({files._clean(exc)}); "
-                        "check that it is a Parquet file") from None
 
 
 def _parquet_sample(path: Path, schema: pa.Schema) -> pa.Table:
