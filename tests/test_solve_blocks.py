@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import torchlinreg.solve as solve
+import torchlinreg.solve.accumulator as accumulator  # where update() looks up what the tests patch
 from torchlinreg.errors import DataError, RankDeficiencyWarning
 from torchlinreg.solve import QRAccumulator, lstsq
 
@@ -23,7 +24,7 @@ from test_solve import exact_lstsq, scaled_cond, shifted
 @pytest.fixture
 def small_blocks(monkeypatch):
     """About 64 rows per block for 3 features and one target, and a log of the blocks' routes."""
-    monkeypatch.setattr(solve, "UPDATE_BLOCK_ENTRIES", 64 * 6)  # 3 features, 1, y and the shift column
+    monkeypatch.setattr(accumulator, "UPDATE_BLOCK_ENTRIES", 64 * 6)  # 3 features, 1, y and the shift column
     routes = []
     real = solve._block_r
 
@@ -31,7 +32,7 @@ def small_blocks(monkeypatch):
         routes.append("twice" if R1 is not None and rcond * solve.CHOLESKY_TWICE_BELOW >= 1 else "householder")
         return real(B, cols, scale, R1, rcond)
 
-    monkeypatch.setattr(solve, "_block_r", spy)
+    monkeypatch.setattr(accumulator, "_block_r", spy)
     return routes
 
 
@@ -116,7 +117,7 @@ def test_drifting_means_shift_the_blocks_again(small_blocks, monkeypatch):
     y = 0.25 * x - X[:, 1] + 3 + rng.standard_normal(640)
     shifts = []
     real = solve._exact_shift
-    monkeypatch.setattr(solve, "_exact_shift", lambda *a: shifts.append(1) or real(*a))
+    monkeypatch.setattr(accumulator, "_exact_shift", lambda *a: shifts.append(1) or real(*a))
     _, s = solved(X, y)
     assert len(shifts) > 2  # the first block's means, then re-shifts as the data drift
     # the re-shifted blocks are well conditioned (κ ≈ 1): the Gram-route bound, ≈ 2e-10 with x̄ = 5e3 (observed 2e-13)

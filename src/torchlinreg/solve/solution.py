@@ -1,0 +1,86 @@
+"""``LstsqSolution``: a least-squares solution in the layout of ``nn.Linear``, as
+``QRAccumulator.solve``, ``refine`` and ``lstsq`` return it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .numerics import _as_array
+from .rank import _Factorization
+
+
+# --- the solution ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class LstsqSolution:
+    """A least-squares solution, in the layout of ``nn.Linear``.
+
+    Attributes
+    ----------
+    coef : ndarray of shape (n_targets, n_features), like ``nn.Linear.weight``
+    intercept : ndarray of shape (n_targets,), zeros without an intercept
+    loss : MSE over all ``n * m`` entries, as ``nn.MSELoss`` reports at these parameters; with
+        sample weights the weighted MSE ``Σ w r² / (Σ w · n_targets)``
+    loss_per_target : ndarray of shape (n_targets,)
+    rank : rank of the design (features, plus the intercept)
+    n_samples : rows fitted
+    singular_values : of the design with every column scaled to unit norm, centred when
+        there is an intercept (whose column then gives 1), largest first; the rank counts
+        those above ``rtol`` times the largest
+    condition_number : 2-norm condition number of the raw design ``[X, 1]`` (``√w [X, 1]`` with
+        sample weights); inf when rank-deficient
+    feature_names, target_names : column names
+    unidentified : features whose coefficient the data do not determine
+    warnings : one line per problem found
+    sum_weights : ``Σ w`` of the sample weights; None when fitted without them
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    loss: float
+    loss_per_target: np.ndarray
+    rank: int
+    n_samples: int
+    singular_values: np.ndarray
+    condition_number: float
+    feature_names: tuple[str, ...]
+    target_names: tuple[str, ...]
+    unidentified: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    sum_weights: float | None = None
+    _factor: _Factorization | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        coef = {t: dict(zip(self.feature_names[:5], np.round(row[:5], 6).tolist()))
+                for t, row in zip(self.target_names[:3], self.coef)}
+        return (f"LstsqSolution(coef={coef}{' ...' if self.coef.shape[1] > 5 else ''}, "
+                f"intercept={np.round(self.intercept[:3], 6).tolist()}, loss={self.loss:.6g}, rank={self.rank}, "
+                f"n_samples={self.n_samples}, condition_number={self.condition_number:.3g}, "
+                f"warnings={len(self.warnings)})")
+
+    def predict(self, X) -> np.ndarray:
+        """Fitted values of shape (n, n_targets) for ``X`` of shape (n, n_features)."""
+        X = _as_array(X, "X")
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
+            raise ValueError(f"X must have shape (n_samples, {len(self.feature_names)}), got {X.shape}")
+        return X @ self.coef.T + self.intercept
+
+    def to_dict(self) -> dict:
+        """Plain data for JSON; an infinite condition number becomes ``None``."""
+        record = {
+            "coef": {t: dict(zip(self.feature_names, row.tolist())) for t, row in zip(self.target_names, self.coef)},
+            "intercept": dict(zip(self.target_names, self.intercept.tolist())),
+            "loss": float(self.loss),
+            "loss_per_target": dict(zip(self.target_names, self.loss_per_target.tolist())),
+            "rank": int(self.rank),
+            "n_samples": int(self.n_samples),
+            "condition_number": float(self.condition_number) if np.isfinite(self.condition_number) else None,
+            "singular_values": self.singular_values.tolist(),
+            "unidentified": list(self.unidentified),
+            "warnings": list(self.warnings),
+        }
+        if self.sum_weights is not None:
+            record["sum_weights"] = float(self.sum_weights)
+        return record
