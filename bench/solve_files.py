@@ -12,7 +12,8 @@ as they do for a user; the file is read into the page cache first (``cat``). Two
 Peers: pyarrow → pandas → scikit-learn's ``LinearRegression.fit``; pyarrow's bare read plus
 one float64 ``XᵀX`` (the least any exact solver must do); pandas ``read_csv`` + scikit-learn;
 pyarrow's ``csv.read_csv`` alone; statsmodels' ``OLS(...).fit().summary()`` for ``--summary``.
-"peak RSS" is the command's own maximum resident memory (``ru_maxrss`` of the child process).
+"peak RSS" is the command's own maximum resident memory (``ru_maxrss`` of the child process); the
+table's "extra peak MB" is the harness child's, which only starts the command, and means nothing here.
 
 Targets (issue 13, item 7): Parquet: ``solve`` ≥ 8× faster than pyarrow → pandas →
 scikit-learn, ≤ 1.5× the bare read + XᵀX, peak RSS ≤ a quarter of scikit-learn's. CSV: ≤ 1.3×
