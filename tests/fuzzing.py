@@ -406,9 +406,18 @@ def assert_matches_reference(solution: dict, X: np.ndarray, Y: np.ndarray, featu
              f"intercept={intercept.tolist()} loss={loss!r} rank={solution['rank']}\nexact: coef={exact_coef} "
              f"intercept={exact_intercept} loss={ref.loss!r} rank={ref.rank} clear={ref.clear} kappa={ref.kappa:.3g}")
     assert np.isfinite(coef).all() and np.isfinite(intercept).all() and math.isfinite(loss), where
-    variance = float(np.mean((Y - Y.mean(0)) ** 2))
+    assert np.all(coef[:, list(ref.constant)] == 0.0), where  # constant columns: exactly 0, whatever the rank
+    with np.errstate(over="ignore"):
+        variance = float(np.mean((Y - Y.mean(0)) ** 2))
     slack = 1e3 * EPS * ref.mean_square_y * max(ref.kappa, 1.0) + SMALLEST_NORMAL  # below: 0
-    assert ref.loss - slack <= loss <= variance + slack, where
+    # The reported loss and the loss of the returned coefficients (in exact rationals, so that garbage
+    # coefficients cannot hide behind a loss read from R): no lower than the optimum, no higher than the
+    # intercept-only fit, and the two within the slack of each other.
+    actual = _exact_loss(X, Y, coef, intercept)
+    low, high = Fraction(ref.loss) - Fraction(slack), Fraction(slack) + (Fraction(variance) if math.isfinite(variance)
+                                                                        else actual)
+    assert low <= Fraction(loss) <= high and low <= actual <= high, where
+    assert abs(actual - Fraction(loss)) <= Fraction(slack), where
     if ref.coef is None or ref.intercept is None:
         # The exact solution overflows float64. A clear design must then be refused. A design that
         # is rank-deficient to working precision but not exactly (what tells the ranks apart lies
@@ -451,6 +460,18 @@ def assert_matches_reference(solution: dict, X: np.ndarray, Y: np.ndarray, featu
     if ref.rank < X.shape[1] + 1:
         assert solution["warnings"], where
     return ref
+
+
+def _exact_loss(X: np.ndarray, Y: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> Fraction:
+    """Σ (y - x·w - b)² / (n m) of the given coefficients, in exact rationals."""
+    n, m = Y.shape
+    total = Fraction(0)
+    for t in range(m):
+        w, b = [Fraction(v) for v in coef[t].tolist()], Fraction(float(intercept[t]))
+        for i in range(n):
+            r = Fraction(Y[i, t]) - b - sum((Fraction(x) * c for x, c in zip(X[i].tolist(), w)), Fraction(0))
+            total += r * r
+    return total / (n * m)
 
 
 def known_solver_gap(X: np.ndarray, Y: np.ndarray) -> str | None:

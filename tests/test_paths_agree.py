@@ -10,7 +10,7 @@ from torchlinreg.cli import main
 from torchlinreg.data import dataset_columns
 from torchlinreg.scaling import Standardizer
 
-from bounds import U64, gamma
+from bounds import gamma
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,6 @@ def test_weights_and_standardize_train_the_same_model_read_whole_or_streamed(cap
     np.testing.assert_allclose(streamed_losses, whole_losses, rtol=bound)
     np.testing.assert_allclose(streamed["weight"], whole["weight"], rtol=bound, atol=bound)
     np.testing.assert_allclose(streamed["bias"], whole["bias"], rtol=bound)
-    assert bound < 1e-11 and U64 < bound
     X = np.column_stack([columns["x1"], columns["x2"]])
     weighted = Standardizer.fit(X, columns["y"][:, None], sample_weight=columns["w"])
     assert weighted.x_mean[1] != pytest.approx(X[:, 1].mean(), rel=1e-3)  # the weights do move the statistics
@@ -72,7 +71,6 @@ def test_solve_streams_a_file_it_could_read_whole_and_answers_as_the_whole_read(
     coef = lambda a: np.array([list(a["coef"][t].values()) for t in a["coef"]])  # noqa: E731 (names differ)
     # Two computations of one well-conditioned weighted problem (κ of [1, x1, x2] under 10, n = 400):
     # the normal-equation bound n·γ_{m+n}·κ² (n = 3 columns, m = 400 rows) on the scaled solution, within 1e-10.
-    assert 3 * gamma(403) * 10 ** 2 < 1e-10
     np.testing.assert_allclose(coef(streamed), coef(whole), rtol=1e-10)
     np.testing.assert_allclose(list(streamed["intercept"].values()), list(whole["intercept"].values()), rtol=1e-10)
     for s, w in zip(streamed["statistics"], whole["statistics"]):  # HC3 needs a second pass when streamed

@@ -563,3 +563,24 @@ def test_the_readmes_streaming_calls(tmp_path):
     # a loss read from R with a residual 1e-3 of ‖y‖: loss_rtol ≈ 3e-5 (the old 1e-9 was below it)
     assert acc.loss(reference.coef, reference.intercept) == pytest.approx(
         reference.loss, rel=loss_rtol(X, y, reference.coef, reference.intercept))
+
+
+@pytest.mark.parametrize("header, late_row, message", [
+    # Review of session 5: pyarrow's words for the failed block, 0-based column number and all.
+    (b"a,b,y", b"5,\x806,7", "column 'b' row 250000 holds '\\\\x806', which is not UTF-8 text"),
+    # Review of session 5: "holds only blank lines" where the whole read names the quote.
+    (b'a,"b,y', None, 'the header has a quote (") that is never closed'),
+])
+def test_solve_streams_damaged_text_with_the_whole_reads_precision(tmp_path, capsys, header, late_row, message):
+    """solve streams every CSV; a damaged value deep in the file, or a damaged header, is named as
+    precisely as a whole read names it: the file, the column and the row."""
+    from torchlinreg.cli import main
+
+    rows = [b"%d,%d,%d" % (i % 7, i % 5, i % 3) for i in range(300_000)]
+    if late_row is not None:
+        rows[249_999] = late_row  # data row 250,000: beyond the first read block (1 MiB)
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"\n".join([header, *rows]) + b"\n")
+    assert main(["solve", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert not out and err.count("\n") == 1 and f"{path}: " in err and message in err, err

@@ -71,11 +71,14 @@ def _add_reading(p, command: str) -> None:
     r.add_argument("--stream", action="store_true",
                    help="read DATA in chunks instead of whole (memory bounded by the chunk and the read size, "
                         f"not the file); {automatic}")
+    budget = ("memory solve may use, e.g. 2G or 500M (K, M, G, T: powers of 1024): it bounds the streamed "
+              "read size and the solver's factor; a .npy/.npz file, read whole (about "
+              f"{copies} copies of rows x columns x 8 bytes), is refused over it" if command == "solve" else
+              "memory DATA may take when read whole, e.g. 2G or 500M (K, M, G, T: powers of 1024); "
+              f"DATA is streamed when reading it whole would take more ({command} holds about "
+              f"{copies} copies of rows x columns x 8 bytes)")
     r.add_argument("--max-memory", type=_size, metavar="SIZE",
-                   help="memory DATA may take when read whole, e.g. 2G or 500M (K, M, G, T: powers of 1024); "
-                        f"DATA is streamed when reading it whole would take more ({command} holds about "
-                        f"{copies} copies of rows x columns x 8 bytes) (default: half of the available memory, "
-                        "shared by the processes of one machine)")
+                   help=f"{budget} (default: half of the available memory, shared by the processes of one machine)")
     r.add_argument("--chunk-rows", type=int, default=65_536, metavar="N", help="rows per chunk when streaming")
 
 

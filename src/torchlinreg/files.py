@@ -256,13 +256,7 @@ def _text_parse_error(path: Path, kind: str, delimiter: str, convert, exc: Excep
                       block_size: int) -> DataError:
     """Turn pyarrow's parse error into one line; a row with the wrong number of fields gets its row number."""
     if "Empty CSV" in str(exc):  # pyarrow found no complete first line
-        if not head.removeprefix(b"\xef\xbb\xbf").strip() and len(head) < _SNIFF_BYTES:
-            return DataError(f"{path}: holds only blank lines, no header; write a header and data rows into it")
-        header = head.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n").splitlines()[0]
-        if header.count(b'"') % 2:
-            return DataError(f"{path}: the header has a quote (\") that is never closed, so the whole file reads "
-                             f"as one value; close the quote or remove it")
-        return DataError(f"{path}: cannot be read as {kind} ({_clean(exc)}); check the file")
+        return no_header_error(path, kind, exc, head)
     invalid = []
 
     def note(row):
@@ -285,6 +279,18 @@ def _text_parse_error(path: Path, kind: str, delimiter: str, convert, exc: Excep
     return DataError(f"{path}: {where} has {row.actual_columns} field(s) but the header has "
                      f"{row.expected_columns} (the row reads {_show(_utf8(row.text))}); "
                      f"give every row one value per column, separated by {delimiter!r}")
+
+
+def no_header_error(path: Path, kind: str, exc: Exception, head: bytes) -> DataError:
+    """The message for pyarrow's "Empty CSV" (no complete first line), read whole or streamed:
+    blank lines only, or a header whose quote is never closed, or pyarrow's own words."""
+    if not head.removeprefix(b"\xef\xbb\xbf").strip() and len(head) < _SNIFF_BYTES:
+        return DataError(f"{path}: holds only blank lines, no header; write a header and data rows into it")
+    header = head.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n").splitlines()[0]
+    if header.count(b'"') % 2:
+        return DataError(f"{path}: the header has a quote (\") that is never closed, so the whole file reads "
+                         f"as one value; close the quote or remove it")
+    return DataError(f"{path}: cannot be read as {kind} ({_clean(exc)}); check the file")
 
 
 def _utf8(latin1: str) -> str:

@@ -9,7 +9,9 @@ A file's size in memory is estimated from its metadata before anything is read: 
 columns times 8 bytes (float64). Loading a file whole holds several copies of that at once
 (the table read, ``X`` and ``y``, the training copy, the diagnostics' design, predictions),
 measured at about :data:`FIT_COPIES` for ``fit`` and :data:`SOLVE_COPIES` for ``solve``;
-:func:`plan_reading` streams the file when those copies would not fit in the budget.
+:func:`plan_reading` streams the file when those copies would not fit in the budget, and
+always for a command that needs only passes over the rows (``solve``) when the format can be
+streamed (:data:`STREAM_FORMATS`).
 
 Imports nothing heavy at module level: the command line parses ``--max-memory`` before
 loading PyTorch.
@@ -213,6 +215,10 @@ class Reading:
         return f"Reading(stream={self.stream}, reason={self.reason!r})"
 
 
+# The formats stream.open_source reads in chunks (suffix: format); here, so that choosing costs no import.
+STREAM_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+
+
 def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: int = FIT_COPIES,
                  stream: bool = False, command: str = "fit", one_pass: bool = False) -> Reading:
     """Whether ``command`` should stream ``path`` within ``budget`` bytes (default :func:`default_budget`).
@@ -249,7 +255,7 @@ def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: 
         return Reading(True, f"{path.name or path} is a folder of files", data_bytes, budget)
     if stream:
         return Reading(True, "--stream was asked for", data_bytes, budget)
-    if one_pass and not array:
+    if one_pass and path.suffix.lower() in STREAM_FORMATS:
         return Reading(True, f"{command} needs only passes over the rows", data_bytes, budget)
     if need > budget:
         return Reading(True, over, data_bytes, budget)

@@ -36,12 +36,12 @@ import torch
 from . import files
 from .config import check_seed
 from .errors import DataError
-from .memory import STREAM_READ_BYTES
+from .memory import STREAM_FORMATS, STREAM_READ_BYTES
 from .solve import MAX_PASSES, RANK_RTOL, LstsqSolution, QRAccumulator
 from .solve import needs_refinement
 from .solve import refine as refine_solution
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = STREAM_FORMATS  # suffix: format
 CHUNK_ROWS = 65_536  # rows per chunk: 5 MiB of float64 at 10 columns; amortises reading and checking a chunk
 READ_AHEAD = 1  # record batches read by a background thread while the caller works on one
 BUFFER_ROWS = 262_144  # rows in the shuffle buffer: rows mix with the ~4 chunks around them
@@ -169,12 +169,18 @@ class StreamSource:
         """Refuse, naming the file, column and row, a feature or target whose square overflows float64."""
         from .solve import MAX_MAGNITUDE
 
-        for path, first_row, batch in pieces:
-            for j, name in enumerate(self.columns[:len(self.feature_names) + len(self.target_names)]):
-                values = self._values(path, first_row, batch.column(j), j)
-                big = np.flatnonzero(np.abs(values) > MAX_MAGNITUDE)
-                if big.size:
-                    raise files.magnitude_error(path, name, first_row + int(big[0]), float(values[big[0]]))
+        d = len(self.feature_names)
+        for path, first_row, batch in pieces:  # as files.check_magnitudes: the first row, features before targets
+            for columns in (range(d), range(d, d + len(self.target_names))):
+                found = []  # (row, column, value) of each column's first value out of range
+                for j in columns:
+                    values = self._values(path, first_row, batch.column(j), j)
+                    big = np.flatnonzero(np.abs(values) > MAX_MAGNITUDE)
+                    if big.size:
+                        found.append((int(big[0]), j, float(values[big[0]])))
+                if found:
+                    row, j, value = min(found)
+                    raise files.magnitude_error(path, self.columns[j], first_row + row, value)
 
     def _columns(self, pieces, finite: bool = False) -> tuple[list[np.ndarray], np.ndarray | None]:
         """One chunk's feature and target columns, and its weights: views of the read batches where
@@ -350,7 +356,8 @@ def _text_head(path: Path, fmt: str) -> tuple[pa.Schema, pa.Table]:
         raise DataError(f"{path}: the header is not UTF-8 text; save the file as UTF-8") from None
     except pa.ArrowInvalid as exc:
         if "Empty CSV" in str(exc):
-            raise DataError(f"{path}: holds only blank lines, no header; write a header and data rows into it") from None
+            with open(path, "rb") as f:
+                raise files.no_header_error(path, fmt.upper(), exc, f.read(files._SNIFF_BYTES)) from None
         raise _locate(path, fmt, {}, 1, exc) from None
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot be read as {fmt.upper()} ({files._clean(exc)}); check the file") from None
@@ -418,7 +425,8 @@ def _locate(path: Path, fmt: str, fixes: dict[str, str], row: int, exc: Exceptio
     """
     kind, delimiter = fmt.upper(), _DELIMITERS[fmt]
     fallback = DataError(f"{path}: cannot be read as {kind} from row {row} on ({files._clean(exc)}); check the file")
-    convert = pa_csv.ConvertOptions(column_types={name: pa.string() for name in fixes},
+    # As bytes: a value that is not UTF-8 is then a value like any other, found by its row.
+    convert = pa_csv.ConvertOptions(column_types={name: pa.binary() for name in fixes},
                                     include_columns=list(fixes), null_values=files._NULL_VALUES,
                                     strings_can_be_null=True)
     first_row = 1
@@ -427,7 +435,8 @@ def _locate(path: Path, fmt: str, fixes: dict[str, str], row: int, exc: Exceptio
                                  parse_options=pa_csv.ParseOptions(delimiter=delimiter), convert_options=convert)
         for batch in reader:
             for name, fix in fixes.items():
-                message = _non_number(path, name, batch.column(name), first_row, fix, name in bools)
+                message = _non_text(path, name, batch.column(name), first_row, fix) or \
+                    _non_number(path, name, batch.column(name).cast(pa.string()), first_row, fix, name in bools)
                 if message:
                     return DataError(message)
             first_row += len(batch)
@@ -468,6 +477,19 @@ def _wrong_width(path: Path, delimiter: str) -> DataError | None:
     return DataError(f"{path}: {where} has {bad.actual_columns} field(s) but the header has "
                      f"{bad.expected_columns} (the row reads {files._show(files._utf8(bad.text))}); "
                      f"give every row one value per column, separated by {delimiter!r}")
+
+
+def _non_text(path: Path, name: str, raw: pa.Array, first_row: int, fix: str) -> str | None:
+    """The message for the first value of a column that is not UTF-8 text, or None."""
+    for i, value in enumerate(raw.to_pylist()):
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                shown = files._show(value.decode("utf-8", "backslashreplace"))
+                return (f"{path}: column {files._show(name)} row {first_row + i} holds {shown}, "
+                        f"which is not UTF-8 text, let alone a number; correct it, {fix}")
+    return None
 
 
 def _non_number(path: Path, name: str, text: pa.Array, first_row: int, fix: str, boolean: bool = False) -> str | None:

@@ -133,7 +133,7 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
     factor = solution._factor
     W, b = solution.coef.T.copy(), solution.intercept.copy()
     d, m = W.shape
-    previous, done = np.inf, False
+    previous, done, moved = np.inf, False, False
     for k in range(max_passes):
         sums = _residual_pass(W, b, source(), d, m, factor.exponents)
         n, sum_w, sse, G, gb = sums if combine is None else combine(sums)
@@ -164,9 +164,13 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
         if step <= previous and (done or k + 1 < max_passes):  # else the loss of the last pass would not match
             W, b = W + dW, b + db  # a last, tiny correction moves the loss by less than its rounding
             _check_range(W, b, solution.feature_names, factor.raw_norms)
+            moved = step > 2 * _EPS * scale  # not tiny: the loss of this pass is not that of the new W, b
         if done:
             break
         previous = step
+    if moved:  # one more pass, for the loss of the coefficients returned (every rank takes it alike)
+        sums = _residual_pass(W, b, source(), d, m, factor.exponents)
+        sse = (sums if combine is None else combine(sums))[2]
     messages = solution.warnings
     if not done or step > 1e-8 * scale:
         message = (f"iterative refinement did not converge in {max_passes} passes; the coefficients may "
