@@ -370,7 +370,7 @@ def least_squares_reference(X: np.ndarray, Y: np.ndarray) -> Reference:
         spread = scales[live] / raw[live]  # ‖x - x̄‖ / ‖x‖: 1e-10 and below reads as constant
         need = 1e-4 if k < len(live) else RANK_CLEAR  # an exact dependency must survive centring's rounding
         clear = bool(k >= 1 and s[k - 1] / top > RANK_CLEAR and np.all(spread > need))
-        kappa = float(top / s[k - 1]) if k else 1.0
+        kappa = float(top / s[k - 1]) if k and s[k - 1] > 0 else (1.0 if not k else math.inf)
         if clear and k < len(live):
             _, _, vt = np.linalg.svd(unit)
             reach = np.linalg.norm(vt[k:].T, axis=1)  # how far the null space reaches each column
@@ -409,15 +409,18 @@ def assert_matches_reference(solution: dict, X: np.ndarray, Y: np.ndarray, featu
     assert np.all(coef[:, list(ref.constant)] == 0.0), where  # constant columns: exactly 0, whatever the rank
     with np.errstate(over="ignore"):
         variance = float(np.mean((Y - Y.mean(0)) ** 2))
-    slack = 1e3 * EPS * ref.mean_square_y * max(ref.kappa, 1.0) + SMALLEST_NORMAL  # below: 0
+    # eps κ of the targets' scale (0 for zero targets, whatever κ; infinite: no bound on the loss)
+    slack = 1e3 * EPS * ref.mean_square_y * max(ref.kappa, 1.0) if ref.mean_square_y > 0 else 0.0
+    slack += SMALLEST_NORMAL  # below: 0
     # The reported loss and the loss of the returned coefficients (in exact rationals, so that garbage
     # coefficients cannot hide behind a loss read from R): no lower than the optimum, no higher than the
     # intercept-only fit, and the two within the slack of each other.
     actual = _exact_loss(X, Y, coef, intercept)
-    low, high = Fraction(ref.loss) - Fraction(slack), Fraction(slack) + (Fraction(variance) if math.isfinite(variance)
-                                                                        else actual)
-    assert low <= Fraction(loss) <= high and low <= actual <= high, where
-    assert abs(actual - Fraction(loss)) <= Fraction(slack), where
+    if math.isfinite(slack):
+        low = Fraction(ref.loss) - Fraction(slack)
+        high = Fraction(slack) + (Fraction(variance) if math.isfinite(variance) else actual)
+        assert low <= Fraction(loss) <= high and low <= actual <= high, where
+        assert abs(actual - Fraction(loss)) <= Fraction(slack), where
     if ref.coef is None or ref.intercept is None:
         # The exact solution overflows float64. A clear design must then be refused. A design that
         # is rank-deficient to working precision but not exactly (what tells the ranks apart lies

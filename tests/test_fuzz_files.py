@@ -457,6 +457,12 @@ FOUND_PARQUET = [
     # (the 7.06e-63 is 1e-158 of b's norm), so the answer is rank 2 with a warning, as numpy's.
     _found_parquet({"x": [0.0] * 7, "y": [0.0] * 6 + [1.0], "a": [0.0] * 7,
                     "b": [0.0] * 5 + [7.06e-63, 1.27e96], "t": [0.0] * 5 + [1e150, 0.0]}),
+    # Seed 20261207004: a design of infinite κ (x ≈ 9.3e16 · y), targets 1 or 0 in one row, or all 0 (the
+    # oracle's loss slack, eps·κ·mean(y²), was inf or NaN, and exact rationals cannot hold either).
+    _found_parquet({"x": [9.278518826717272e+16, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0], "y": [1.0] + [0.0] * 6,
+                    "a": [0.0] * 6 + [1.0], "b": [0.0] * 6 + [1.0]}),
+    _found_parquet({"x": [9.278518826717272e+16, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0], "y": [1.0] + [0.0] * 6,
+                    "a": [0.0] * 6 + [1.0], "b": [0.0] * 7}),
 ]
 
 
