@@ -1,5 +1,7 @@
 """--max-memory: sizes, the estimate of a file's size in memory, and the choice to stream it."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -103,3 +105,21 @@ def test_too_many_columns_for_the_factor_are_refused_whatever_the_rows(tmp_path,
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and "columns need about" in err[-1] and "--features" in err[-1]
         assert not (tmp_path / "out").exists()
+
+
+def test_the_factor_counts_the_columns_chosen_with_features_not_the_files_width(tmp_path, capsys):
+    """The refusal above says "choose fewer columns with --features": doing so must then work."""
+    from torchlinreg.cli import main
+    from torchlinreg.memory import FACTOR_COPIES, plan_reading
+
+    wide = tmp_path / "wide.csv"
+    columns = 3000
+    rows = np.random.default_rng(2).integers(-9, 10, (20, columns))
+    wide.write_text(",".join(f"x{j}" for j in range(columns)) + "\n" + "\n".join(",".join(map(str, r)) for r in rows)
+                    + "\n")
+    need = (columns + 1) ** 2 * 8 * FACTOR_COPIES
+    assert plan_reading(wide, budget=need - 1, n_selected=3, command="solve", one_pass=True).stream
+    code = main(["solve", str(wide), "--max-memory", "100M", "--features", "x1", "x2", "--target", "x3", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert list(json.loads(out)["coef"]["x3"]) == ["x1", "x2"]

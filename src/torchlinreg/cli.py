@@ -388,8 +388,11 @@ def _reading(args, copies: int):
     if args.data is None:
         check_fits(args.n_samples, 2, args.max_memory, copies=copies, what="the tutorial's data")
         return None
+    chosen = None  # the columns used, when --features names them (else every numeric column may be)
+    if args.features:
+        chosen = len(args.features) + len(args.target or [None]) + (args.weights is not None)
     return plan_reading(args.data, args.max_memory, copies=copies, stream=args.stream, command=args.command_name,
-                        one_pass=args.command_name == "solve")
+                        one_pass=args.command_name == "solve", n_selected=chosen)
 
 
 def _open_source(args):

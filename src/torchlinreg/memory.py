@@ -220,7 +220,8 @@ STREAM_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "p
 
 
 def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: int = FIT_COPIES,
-                 stream: bool = False, command: str = "fit", one_pass: bool = False) -> Reading:
+                 stream: bool = False, command: str = "fit", one_pass: bool = False,
+                 n_selected: int | None = None) -> Reading:
     """Whether ``command`` should stream ``path`` within ``budget`` bytes (default :func:`default_budget`).
 
     A folder, or ``stream=True``, always streams, and so does a CSV/TSV/Parquet file when the
@@ -228,6 +229,9 @@ def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: 
     streaming is then faster and smaller than reading whole. Otherwise a file streams when
     ``copies`` times its estimated float64 size exceeds the budget. A ``.npy``/``.npz`` file
     cannot be streamed: over the budget it is refused.
+
+    ``n_selected``: the columns the command will use (features, targets and weights), when they
+    were chosen by name; the solver's factor grows with those, not with the file's width.
 
     Raises
     ------
@@ -246,9 +250,10 @@ def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: 
         why = "--stream was asked for" if stream else over
         raise ConfigError(f"{path}: {path.suffix} files are read whole, but {why}; save the data as Parquet "
                           f"(or CSV) to stream it, or raise --max-memory")
-    factor = (columns + 1) ** 2 * 8 * FACTOR_COPIES  # R of [X, 1, y], the Gram matrix and the block workspace
+    used = columns if n_selected is None else min(columns, n_selected)
+    factor = (used + 1) ** 2 * 8 * FACTOR_COPIES  # R of [X, 1, y], the Gram matrix and the block workspace
     if factor > budget:
-        raise ConfigError(f"{path}: {columns:,} columns need about {format_size(factor)} for the exact solver's "
+        raise ConfigError(f"{path}: {used:,} columns need about {format_size(factor)} for the exact solver's "
                           f"factor (it grows as columns squared, whatever the rows), over the {format_size(budget)} "
                           "of --max-memory; choose fewer columns with --features, or raise --max-memory")
     if path.is_dir():
