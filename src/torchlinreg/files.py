@@ -274,7 +274,11 @@ def _text_parse_error(path: Path, kind: str, delimiter: str, convert, exc: Excep
         pass
     if not invalid:
         return DataError(f"{path}: cannot be read as {kind} ({_clean(exc)}); check the file")
-    row = invalid[0]
+    return wrong_width_error(path, invalid[0], delimiter)
+
+
+def wrong_width_error(path: Path, row, delimiter: str) -> DataError:
+    """The message for pyarrow's invalid row ``row`` (read as Latin-1), read whole or streamed."""
     where = f"row {row.number - 1}" if row.number else "a row"  # pyarrow counts the header as row 1
     return DataError(f"{path}: {where} has {row.actual_columns} field(s) but the header has "
                      f"{row.expected_columns} (the row reads {_show(_utf8(row.text))}); "

@@ -435,8 +435,8 @@ def _locate(path: Path, fmt: str, fixes: dict[str, str], row: int, exc: Exceptio
                                  parse_options=pa_csv.ParseOptions(delimiter=delimiter), convert_options=convert)
         for batch in reader:
             for name, fix in fixes.items():
-                message = _non_text(path, name, batch.column(name), first_row, fix) or \
-                    _non_number(path, name, batch.column(name).cast(pa.string()), first_row, fix, name in bools)
+                text, message = _as_text(path, name, batch.column(name), first_row, fix)
+                message = message or _non_number(path, name, text, first_row, fix, name in bools)
                 if message:
                     return DataError(message)
             first_row += len(batch)
@@ -472,24 +472,24 @@ def _wrong_width(path: Path, delimiter: str) -> DataError | None:
         pass
     if not invalid:
         return None
-    bad = invalid[0]
-    where = f"row {bad.number - 1}" if bad.number else "a row"  # pyarrow counts the header as row 1
-    return DataError(f"{path}: {where} has {bad.actual_columns} field(s) but the header has "
-                     f"{bad.expected_columns} (the row reads {files._show(files._utf8(bad.text))}); "
-                     f"give every row one value per column, separated by {delimiter!r}")
+    return files.wrong_width_error(path, invalid[0], delimiter)
 
 
-def _non_text(path: Path, name: str, raw: pa.Array, first_row: int, fix: str) -> str | None:
-    """The message for the first value of a column that is not UTF-8 text, or None."""
+def _as_text(path: Path, name: str, raw: pa.Array, first_row: int, fix: str) -> tuple[pa.Array | None, str | None]:
+    """A column read as bytes, as text; or None and the message for its first value that is not UTF-8."""
+    try:
+        return raw.cast(pa.string()), None  # pyarrow checks the UTF-8; only a failure is looked at value by value
+    except pa.ArrowInvalid:
+        pass
     for i, value in enumerate(raw.to_pylist()):
         if value is not None:
             try:
                 value.decode("utf-8")
             except UnicodeDecodeError:
                 shown = files._show(value.decode("utf-8", "backslashreplace"))
-                return (f"{path}: column {files._show(name)} row {first_row + i} holds {shown}, "
-                        f"which is not UTF-8 text, let alone a number; correct it, {fix}")
-    return None
+                return None, (f"{path}: column {files._show(name)} row {first_row + i} holds {shown}, "
+                              f"which is not UTF-8 text, let alone a number; correct it, {fix}")
+    return None, f"{path}: column {files._show(name)} is not UTF-8 text; save the file as UTF-8"
 
 
 def _non_number(path: Path, name: str, text: pa.Array, first_row: int, fix: str, boolean: bool = False) -> str | None:
