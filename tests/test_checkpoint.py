@@ -360,9 +360,9 @@ def stream_references(tmp_path_factory, stream_data):
 
 def with_callbacks(monkeypatch, *callbacks):
     """The command's streamed fits run with ``callbacks`` (the CLI takes none)."""
-    from torchlinreg import pipeline
+    from torchlinreg import fit
 
-    monkeypatch.setattr(pipeline, "run_fit_source", functools.partial(pipeline.run_fit_source, callbacks=callbacks))
+    monkeypatch.setattr(fit, "run_fit", functools.partial(fit.run_fit, callbacks=callbacks))
 
 
 @pytest.mark.parametrize("case, signum, stop", [("gram-sgd-momentum-step", signal.SIGINT, 10),
@@ -394,7 +394,7 @@ def test_streamed_fit_signalled_then_resumed_is_byte_identical(tmp_path, capsys,
 
 _KILL_AT = """
 import functools, os, signal, sys
-from torchlinreg import Callback, pipeline
+from torchlinreg import Callback, fit
 from torchlinreg.cli import main
 
 class KillAt(Callback):
@@ -402,7 +402,7 @@ class KillAt(Callback):
         if record.epoch == int(sys.argv[1]):
             os.kill(os.getpid(), signal.SIGKILL)  # no handler runs, nothing is cleaned up
 
-pipeline.run_fit_source = functools.partial(pipeline.run_fit_source, callbacks=[KillAt()])
+fit.run_fit = functools.partial(fit.run_fit, callbacks=[KillAt()])
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -469,17 +469,15 @@ def test_streamed_checkpoint_refusals_come_before_the_first_pass(tmp_path, capsy
 
 
 def test_streamed_checkpoints_need_one_process_and_an_output_folder(tmp_path, stream_data):
-    import argparse
     from types import SimpleNamespace
 
-    from torchlinreg.cli import _check_streamed_fit
-    from torchlinreg.pipeline import run_fit_source
+    from torchlinreg.fit import run_fit
     from torchlinreg.stream import open_source
 
-    args = argparse.Namespace(validation_fraction=0.0, chunk_rows=500, checkpoint_every=3, resume=False)
-    torchrun = SimpleNamespace(is_distributed=True, world_size=2)
+    source = open_source(stream_data)
+    torchrun = SimpleNamespace(is_distributed=True, world_size=2)  # refused before the job is used
     with pytest.raises(ConfigError, match="under torchrun across 2 processes.*without torchrun"):
-        _check_streamed_fit(args, "--stream was asked for", torchrun)
-    _check_streamed_fit(args, "--stream was asked for", SimpleNamespace(is_distributed=False))  # one process: fine
+        run_fit(source, TrainConfig(epochs=3), tmp_path / "out", dist=torchrun, checkpoint_every=3, quiet=True)
+    assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError, match=r"output folder \(--out\) and one process"):
-        run_fit_source(open_source(stream_data), TrainConfig(epochs=3), None, checkpoint_every=2, quiet=True)
+        run_fit(source, TrainConfig(epochs=3), None, checkpoint_every=2, quiet=True)

@@ -401,7 +401,7 @@ def test_stopping_rule_that_stops_far_from_the_optimum_warns(tmp_path):
     import io
 
     from torchlinreg import ConvergenceWarning, TrainConfig
-    from torchlinreg.pipeline import run_fit
+    from torchlinreg.fit import run_fit
 
     with pytest.warns(ConvergenceWarning, match="still .* above the optimum"):
         result = run_fit(tutorial_data(), TrainConfig(epochs=20000, tol=1e-6), stream=io.StringIO(), progress=False)

@@ -256,7 +256,7 @@ def _load_data(args):
 
 
 @plot_process.alongside(lambda args: not args.no_plots)  # PNGs drawn by a second process, see plot_process.py
-@startup.fast_start("torchlinreg.pipeline")  # no GC of the imports, no torch._dynamo: see startup.py
+@startup.fast_start("torchlinreg.fit")  # no GC of the imports, no torch._dynamo: see startup.py
 def _cmd_fit(args) -> int:
     from .config import TrainConfig
 
@@ -268,14 +268,13 @@ def _cmd_fit(args) -> int:
                          nesterov=args.nesterov, weight_decay=args.weight_decay, batch_size=args.batch_size,
                          tol=args.tol, patience=args.patience, schedule=args.schedule, step_size=args.step_size,
                          gamma=args.gamma, dtype=args.dtype, device=args.device, seed=args.seed)
-    if not 0 <= args.validation_fraction < 1:
-        raise ConfigError(f"--validation-fraction must be in [0, 1), got {args.validation_fraction}; pass e.g. 0.2")
     if args.log_every < 1:
         raise ConfigError(f"--log-every must be a positive integer, got {args.log_every}; pass e.g. --log-every 100")
     from pathlib import Path
 
+    from .fit import run_fit
     from .memory import FIT_COPIES
-    from .pipeline import OUTPUT_FILES, run_fit
+    from .publish import OUTPUT_FILES
 
     if args.data is not None and Path(args.data).name in OUTPUT_FILES and \
             Path(args.data).resolve().parent == Path(args.out).resolve():
@@ -285,48 +284,21 @@ def _cmd_fit(args) -> int:
     with _job(args) as dist:
         main = dist.is_main
         if dist.agree_any(reading is not None and reading.stream):  # every rank streams if one must
-            from .pipeline import run_fit_source
-
             why = reading.reason if reading.stream else "another process of the job cannot hold it whole"
-            dist.run(lambda: _check_streamed_fit(args, why, dist.dist), "checking the settings")
-            source = dist.load_source(lambda: _open_source(args))
-            result = dist.run(lambda: run_fit_source(
-                source, config, args.out if main else None, standardize=args.standardize,
-                save=args.save if main else None, force=args.force, plots=main and not args.no_plots,
-                log_every=args.log_every, quiet=args.quiet or not main,
-                tensorboard=args.tensorboard if main else None, animation=args.animate, statistics=args.summary,
-                conf_level=args.conf_level, cov_type=args.cov_type, report=args.report and main,
-                engine=args.engine, dist=dist.dist, chunk_rows=args.chunk_rows, reading=why,
-                checkpoint_every=args.checkpoint_every, resume=args.resume), "the fit")
-            if not main:
-                return EXIT_DIVERGED if result.history.diverged else EXIT_OK
-            return _fit_done(args, result)
-        data = dist.load(lambda: _load_data(args))
+            data = dist.load_source(lambda: _open_source(args))
+        else:
+            why, data = "", dist.load(lambda: _load_data(args))
         result = dist.run(lambda: run_fit(
-            data, config, args.out if main else None, standardize=args.standardize,
-            validation_fraction=args.validation_fraction, split_seed=args.split_seed,
+            data, config, args.out if main else None, dist=dist.dist, standardize=args.standardize,
+            validation_fraction=args.validation_fraction, split_seed=args.split_seed, engine=args.engine,
+            tutorial=args.data is None, statistics=args.summary, conf_level=args.conf_level, cov_type=args.cov_type,
+            chunk_rows=args.chunk_rows, reading=why, checkpoint_every=args.checkpoint_every, resume=args.resume,
             save=args.save if main else None, force=args.force, plots=main and not args.no_plots,
-            log_every=args.log_every, quiet=args.quiet or not main, tensorboard=args.tensorboard if main else None,
-            animation=args.animate, statistics=args.summary, conf_level=args.conf_level, cov_type=args.cov_type,
-            report=args.report and main, engine=args.engine, tutorial=args.data is None, dist=dist.dist,
-            checkpoint_every=args.checkpoint_every, resume=args.resume), "the fit")
+            animation=args.animate, report=args.report and main, log_every=args.log_every,
+            quiet=args.quiet or not main, tensorboard=args.tensorboard if main else None), "the fit")
         if not main:
             return EXIT_DIVERGED if result.history.diverged else EXIT_OK
     return _fit_done(args, result)
-
-
-def _check_streamed_fit(args, why: str, dist=None) -> None:
-    """The fit flags that need every row in memory, refused when DATA is streamed; checkpoints under torchrun."""
-    if args.validation_fraction:
-        raise ConfigError(f"--validation-fraction draws a random split of rows held in memory, but DATA is "
-                          f"streamed ({why}); hold out rows in a file of their own, or read DATA whole (without "
-                          "--stream, within --max-memory)")
-    if args.chunk_rows < 1:
-        raise ConfigError(f"--chunk-rows must be a positive integer, got {args.chunk_rows}; pass e.g. 65536")
-    if (args.checkpoint_every is not None or args.resume) and dist is not None and dist.is_distributed:
-        raise ConfigError(f"checkpoints need one process, but this fit runs under torchrun across "
-                          f"{dist.world_size} processes; drop --checkpoint-every/--resume, or run the fit without "
-                          "torchrun (streamed data fits in one process too)")
 
 
 def _fit_done(args, result) -> int:

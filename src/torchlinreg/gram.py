@@ -13,32 +13,30 @@ of a (d + 1 + m) square matrix with an (d + 1 + m, m) one, whatever the number o
 Forming the residual through R (not ``θᵀAᵀAθ - 2θᵀAᵀy + yᵀy``) avoids the cancellation of
 that expansion when the fit is good.
 
-:func:`train_gram` is :func:`torchlinreg.training.train` with the data replaced by such an
-objective: the same records, statuses, optimizers (the analytic gradient goes into
-``p.grad`` and ``optimizer.step()`` does the rest), schedules and callbacks. The
-tutorial's loop stays in ``training.py``; :func:`select_engine` decides which one runs.
+:func:`train_gram` runs the one training loop (:func:`torchlinreg.loop.train`) on such an
+objective (:class:`torchlinreg.objectives.Gram`): the same records, statuses, optimizers (the
+analytic gradient goes into ``p.grad`` and ``optimizer.step()`` does the rest), schedules and
+callbacks as on the rows; :func:`select_engine` decides which objective a fit trains on.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import numpy as np
 import torch
 
+from . import loop
 from .callbacks import Callback
 from .config import TrainConfig
 from .errors import ConfigError
-from .history import EpochRecord, History
+from .history import History
 from .model import LinearModel
+from .objectives import Gram
 from .scaling import Standardizer
 from .solve import RANK_RTOL, QRAccumulator, _triangularize
-from .training import (_divergence_guard, _end_epoch, _finish, _Plateau, _state, _Units, make_optimizer,
-                       make_scheduler)
 
 ENGINES = ("auto", "gram", "data")
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class GramObjective:
@@ -241,117 +239,15 @@ def train_gram(
     are a ``ConfigError``: they need the data loop (see :func:`select_engine`).
     ``checkpoint``: as in ``training.train``.
     """
-    callbacks = list(callbacks)
     objective = _resolve(objective, scaler, "objective")
     select_engine(config, requested="gram", n_samples=objective.n_samples)  # refuses mini-batches, other losses
     val_objective = None if val_objective is None else _resolve(val_objective, scaler, "val_objective")
     if (model.in_features, model.out_features) != (objective.n_features, objective.n_targets):
         raise ValueError(f"the model maps {model.in_features} features to {model.out_features} targets, the "
                          f"objective has {objective.n_features} and {objective.n_targets}")
-    dtype = getattr(torch, config.dtype)
-    model.to(dtype)
-    optimizer = optimizer if optimizer is not None else make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)
-    units = _Units(scaler)
-    evaluate = _Evaluator(model, units)
-    plateau = _Plateau(config.tol, config.patience)
-    history = History(initial_params=units.params(model))
-    last_state = _state(model)  # model-unit parameters of the last epoch with a finite loss
-    start, first_loss = 1, None
-    if checkpoint is not None:  # when resuming, the state after the checkpoint's epoch comes back
-        start, first_loss = checkpoint.bind(model, optimizer, scheduler, plateau, history, last_state)
-    for cb in callbacks:
-        cb.on_train_begin(model, config, history)
-
-    def closure() -> torch.Tensor:  # L-BFGS: the loss, with the gradient set
-        sse = evaluate(objective, gradient=True)
-        evaluate.set_grad()
-        return torch.tensor(evaluate.model_loss(sse, objective), dtype=dtype)
-
-    epoch = start - 1  # the last epoch run, also when a resumed run had run them all
-    for epoch in range(start, config.epochs + 1):
-        sse = evaluate(objective, gradient=config.optimizer != "lbfgs")  # per target, at the current parameters
-        loss = evaluate.model_loss(sse, objective)  # in the model's units, as train's loss.item()
-        diverged, first_loss = _divergence_guard(model, history, last_state, loss, first_loss, epoch)
-        if diverged:
-            break
-        evaluate.keep(last_state)
-        val_loss = None if val_objective is None else evaluate.data_loss(evaluate(val_objective), val_objective)
-        record = EpochRecord(epoch, evaluate.data_loss(sse, objective), evaluate.params(),
-                             lr=optimizer.param_groups[0]["lr"], val_loss=val_loss)
-        if _end_epoch(history, record, callbacks, plateau, config):
-            break
-
-        if config.optimizer == "lbfgs":
-            optimizer.step(closure)
-        else:
-            evaluate.set_grad()  # the gradient of the loss just recorded, as loss.backward() would leave it
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        if checkpoint is not None:
-            checkpoint.epoch_end(epoch, last_state, first_loss)  # saves every few epochs; stops on SIGINT/SIGTERM
-
-    return _finish(model, history, last_state, units, callbacks, epoch)
-
-
-class _Evaluator:
-    """The float64 arithmetic of the loop at the model's current parameters, in buffers made once.
-
-    ``evaluate(obj)`` copies ``[Wᵀ; b]`` into a float64 buffer and returns the sums of squared
-    residuals per target; with ``gradient=True`` it also keeps the gradient for ``set_grad``.
-    """
-
-    def __init__(self, model: LinearModel, units: _Units):
-        self.model, self.units = model, units
-        self.weight, self.bias = model.linear.weight, model.linear.bias
-        self.named = list(model.named_parameters())
-        self.dtype = self.weight.dtype
-        self.device = torch.device("cpu") if self.weight.device.type == "mps" else self.weight.device  # MPS: no float64
-        self.d, self.m = self.weight.shape[1], self.weight.shape[0]
-        self.theta = torch.empty(self.d + 1, self.m, dtype=torch.float64, device=self.device)  # [Wᵀ; b]
-        self.grad_weight, self.grad_bias = torch.zeros_like(self.weight), torch.zeros_like(self.bias)
-        self.G = None  # the last gradient, (d + 1, m)
-        self.y_scale2 = None if units.scaler is None else units.y_scale2.tolist()
-
-    def __call__(self, obj: GramObjective, *, gradient: bool = False) -> list[float]:
-        self.theta[:self.d].copy_(self.weight.detach().T)
-        self.theta[self.d].copy_(self.bias.detach())
-        U = obj._residual(self.theta)  # (p, m)
-        if gradient:
-            self.G = obj._gradient(U)  # (d + 1, m)
-        return U.square().sum(0).tolist()
-
-    def set_grad(self) -> None:
-        """Put the last gradient into ``p.grad`` (in the parameters' dtype), replacing what was there."""
-        self.grad_weight.copy_(self.G[:self.d].T)
-        self.grad_bias.copy_(self.G[self.d])
-        if self.weight.grad is not self.grad_weight or self.bias.grad is not self.grad_bias:
-            self.weight.grad, self.bias.grad = self.grad_weight, self.grad_bias
-
-    def model_loss(self, sse: list[float], obj: GramObjective) -> float:
-        """The loss in the model's units, rounded as the model's dtype would hold it (float32: inf past its range)."""
-        value = sum(sse) / (obj.sum_weights * self.m)
-        if self.dtype == torch.float64 or math.isnan(value):
-            return value
-        return float(np.float32(value)) if abs(value) <= _FLOAT32_MAX else math.copysign(math.inf, value)
-
-    def data_loss(self, sse: list[float], obj: GramObjective) -> float:
-        """The loss in the data's units (as ``training._Units.loss``)."""
-        if self.y_scale2 is None:
-            return self.model_loss(sse, obj)
-        return sum(s * c for s, c in zip(sse, self.y_scale2)) / (obj.sum_weights * self.m)
-
-    def keep(self, state: dict[str, torch.Tensor]) -> None:
-        """Copy the parameters into ``state`` (made by ``training._state``)."""
-        for name, p in self.named:
-            state[name].copy_(p.detach())
-
-    def params(self) -> dict[str, list]:
-        """``training._Units.params``, without looking the parameters up again when there is no scaler."""
-        if self.units.scaler is None:
-            return {name: p.detach().tolist() for name, p in self.named}
-        return self.units.params(self.model)
+    model.to(getattr(torch, config.dtype))
+    gram = Gram(model, objective, scaler=scaler, val_objective=val_objective)
+    return loop.train(model, gram, config, callbacks, optimizer=optimizer, checkpoint=checkpoint)
 
 
 def select_engine(config: TrainConfig, *, requested: str = "auto", tutorial: bool = False,

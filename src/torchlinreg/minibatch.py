@@ -1,7 +1,8 @@
 """Mini-batch training when the rows are not one tensor in this process: streamed from files, or
 shared among the processes of a torchrun job (``DistributedDataParallel``).
 
-:func:`train_minibatches` is the mini-batch branch of :func:`torchlinreg.training.train`: each
+:func:`train_minibatches` runs the one training loop (:func:`torchlinreg.loop.train`) on a
+:class:`torchlinreg.objectives.Batches` objective, as mini-batches of rows in memory do: each
 epoch records the loss on all rows at the parameters it starts from, then takes one
 ``zero_grad``, forward, ``backward``, ``step`` per batch. Two things differ, because no
 process holds all rows: the loss on all rows comes from the R factor of ``[X, 1, y]``
@@ -27,20 +28,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 
-import numpy as np
 import torch
 
+from . import loop
 from .callbacks import Callback
 from .config import TrainConfig
-from .distributed import Dist, ddp_mse, epoch_batches, wrap_ddp
+from .distributed import Dist, epoch_batches, wrap_ddp
 from .errors import ConfigError, DataError
 from .gram import GramObjective
-from .history import EpochRecord, History
+from .history import History
 from .model import LinearModel
-from .training import (_divergence_guard, _end_epoch, _finish, _Plateau, _state, _Units, make_optimizer,
-                       make_scheduler, mse)
-
-Step = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None", int]  # X, y, w, rows of the step in all processes
+from .objectives import Batches, Step
 Steps = Callable[[int], Iterable[Step]]  # epoch (from 0) -> this process's part of every step
 
 
@@ -84,58 +82,13 @@ def train_minibatches(
     History, as :func:`torchlinreg.training.train` records it (status, message, final
     parameters; the stopping rule and the divergence guard work the same).
     """
-    callbacks = list(callbacks)
-    dtype = getattr(torch, config.dtype)
-    model.to(_device(config, dist), dtype)
-    net = wrap_ddp(model, dist) if dist is not None else model  # DDP: rank 0's parameters on every rank
+    model.to(_device(config, dist), getattr(torch, config.dtype))
     several = dist is not None and dist.is_distributed
     if several and checkpoint is not None:
         raise ConfigError("checkpoints need an output folder (--out) and one process (not torchrun)")
-    device = next(model.parameters()).device
-    optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)
-    in_model_units = objective.standardized(scaler) if scaler is not None else objective
-    units = _Units(scaler)
-    plateau = _Plateau(config.tol, config.patience)
-    history = History(initial_params=units.params(model))
-    last_state = _state(model)  # model-unit parameters of the last epoch with a finite loss
-    start, first_loss = 1, None
-    if checkpoint is not None:  # when resuming, the state after the checkpoint's epoch comes back
-        start, first_loss = checkpoint.bind(model, optimizer, scheduler, plateau, history, last_state)
-    for cb in callbacks:
-        cb.on_train_begin(model, config, history)
-
-    epoch = start - 1  # the last epoch run, also when a resumed run had run them all
-    for epoch in range(start, config.epochs + 1):
-        weight, bias = model.linear.weight.detach(), model.linear.bias.detach()
-        loss = float(in_model_units.loss(weight, bias))  # on all rows of all processes, from R
-        diverged, first_loss = _divergence_guard(model, history, last_state, loss, first_loss, epoch)
-        if diverged:
-            break
-        last_state = _state(model)
-        params = units.params(model)
-        data_weight = np.asarray(params["linear.weight"], dtype=np.float64)  # (m, d): not a list, which torch
-        data_bias = np.asarray(params["linear.bias"], dtype=np.float64)  # would read as float32
-        data_loss = loss if scaler is None else float(objective.loss(data_weight, data_bias))
-        val_loss = None if val_objective is None else float(val_objective.loss(data_weight, data_bias))
-        record = EpochRecord(epoch, data_loss, params, lr=optimizer.param_groups[0]["lr"], val_loss=val_loss)
-        if _end_epoch(history, record, callbacks, plateau, config):
-            break
-
-        for X, y, w, batch_rows in steps(epoch - 1):
-            X, y = X.to(device, dtype), y.to(device, dtype)
-            w = None if w is None else w.to(device, dtype)
-            optimizer.zero_grad()
-            y_pred = net(X)  # (k, n_targets); k may be 0 on a process with no rows in this step
-            batch_loss = ddp_mse(y_pred, y, batch_rows, dist, w) if several else mse(y_pred, y, w)
-            batch_loss.backward()
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        if checkpoint is not None:
-            checkpoint.epoch_end(epoch, last_state, first_loss)  # saves every few epochs; stops on SIGINT/SIGTERM
-
-    return _finish(model, history, last_state, units, callbacks, epoch)
+    net = wrap_ddp(model, dist) if dist is not None else model  # DDP: rank 0's parameters on every rank
+    objective = Batches(objective, steps, scaler=scaler, net=net, dist=dist, val_objective=val_objective)
+    return loop.train(model, objective, config, callbacks, checkpoint=checkpoint)
 
 
 def _device(config: TrainConfig, dist: Dist | None) -> torch.device:

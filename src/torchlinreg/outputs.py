@@ -42,6 +42,26 @@ def prepare_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), 
     return out
 
 
+def check_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), force: bool = False) -> None:
+    """The refusals of :func:`prepare_output_dir`, creating nothing: before any data is read."""
+    out = Path(path)
+    if out.exists():
+        if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write to output folder {str(out)!r} (no permission); "
+                              "pass --out with a folder you can write to")
+        prepare_output_dir(out, owned=owned, force=force)  # there already: checks it, makes nothing
+        return
+    probe = Path(os.path.abspath(out)).parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot make output folder {str(out)!r}: {str(probe)!r} is a file; "
+                          "pass --out with a folder path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot make output folder {str(out)!r}: no permission to write in {str(probe)!r}; "
+                          "pass --out with a folder you can write to")
+
+
 def is_run_folder(folder: Path) -> bool:
     """Whether ``folder`` holds the summary of a torchlinreg run, or the checkpoint of an interrupted one."""
     summary = read_json_object(folder / RUN_MARKER)

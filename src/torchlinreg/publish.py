@@ -1,0 +1,167 @@
+"""A fit's results made public: the printed report, the files of the output folder, the model files.
+
+:class:`Publish` holds where and how a run reports (``out_dir``, ``save``, ``plots``, ...). It
+checks the outputs before any data is read (:meth:`Publish.check`), gives the training loop
+its reporting callbacks (:meth:`Publish.reporters`: the epoch lines, the progress bar,
+TensorBoard) and, after training, prints the comparison with the optimum and writes the
+history, summary, plots, report and model files (:meth:`Publish.write`). Nothing here
+computes a figure; everything comes from the :class:`torchlinreg.fit.FitResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from .callbacks import Callback
+from .errors import ConfigError, OutputError
+from .outputs import (CHECKPOINT_DIR, atomic_write_text, check_output_dir, check_writable_path, prepare_output_dir,
+                      remove_stale)
+from .report import PrintReport, format_comparison, format_metrics
+
+HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON = "history.json", "history.csv", "summary.json"
+# Every file a run may write into its output folder (plots.PLOT_FILES, the GIF, the report and the
+# checkpoint folder too).
+OUTPUT_FILES = (HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON, "data.png", "initial_model.png", "loss.png",
+                "current_model.png", "residuals.png", "predicted_vs_actual.png", "fit.gif", "report.html",
+                CHECKPOINT_DIR)
+
+
+@dataclass
+class Publish:
+    """Where and how a fit reports.
+
+    ``out_dir``: the folder for the history (JSON and CSV), the summary and, with ``plots``,
+    the plots (``animation``: also ``fit.gif``; ``report``: also ``report.html``). An
+    ``out_dir`` of an earlier run is replaced whole (files this run does not write are
+    removed); any other folder holding files of the same names needs ``force``, and so do
+    existing model files at ``save``. ``stream``: where the report is printed (stdout);
+    ``log_every`` thins the epoch lines; ``quiet`` drops them and the progress bar;
+    ``progress`` True/False forces the bar on or off (None: when stderr is a terminal and the
+    run takes a moment); ``tensorboard``: a folder for TensorBoard logs; ``callbacks`` run too.
+    """
+
+    out_dir: str | os.PathLike | None = None
+    save: str | os.PathLike | None = None
+    force: bool = False
+    plots: bool = True
+    animation: bool = False
+    report: bool = False
+    stream: TextIO | None = None
+    log_every: int = 1
+    quiet: bool = False
+    progress: bool | None = None
+    tensorboard: str | os.PathLike | None = None
+    callbacks: Sequence[Callback] = ()
+    out: Path | None = field(default=None, init=False, repr=False)  # the folder, once prepared
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in fields(cls) if f.init)
+
+    def check(self, *, claim: bool = False) -> None:
+        """Refuse outputs that could not be written, without creating anything (no data is read yet).
+
+        ``claim`` (resuming): ``out_dir`` is this run's, as ``force`` would make it; model files still
+        need ``force``.
+        """
+        from .persistence import model_paths
+
+        if self.report and self.out_dir is None:
+            raise ConfigError("report.html needs an output folder; pass out_dir")
+        for path in model_paths(self.save) if self.save is not None else ():
+            check_writable_path(path)
+            if path.exists() and not self.force:
+                raise OutputError(f"{str(path)!r} exists; pass --force to replace it or choose another --save path")
+        if self.out_dir is not None:
+            check_output_dir(self.out_dir, owned=OUTPUT_FILES, force=self.force or claim)
+
+    def prepare(self, *, claim: bool = False) -> Path | None:
+        """Make (or claim) the output folder, once the data has been read without error."""
+        if self.out_dir is not None:
+            self.out = prepare_output_dir(self.out_dir, owned=OUTPUT_FILES, force=self.force or claim)
+        return self.out
+
+    def reporters(self, notes: list[str]) -> list[Callback]:
+        """The training loop's reporting callbacks: progress bar, epoch lines (after ``notes``), TensorBoard."""
+        from .progress import ProgressBar
+
+        bar = ProgressBar(force=False if self.quiet else self.progress)
+        printer = PrintReport(self.stream, notes, every=0 if self.quiet else self.log_every, write=bar.write)
+        extra = []
+        if self.tensorboard is not None:
+            from .tensorboard import TensorBoardLogger
+
+            extra.append(TensorBoardLogger(self.tensorboard))
+        return [bar, printer, *extra, *self.callbacks]
+
+    def write(self, result, trained_loss: float, lines: Sequence[str] = (), *, statistics: bool = False) -> None:
+        """Print the comparison with the optimum, the metrics, ``lines`` and (``statistics``) the statistics
+        tables; write the files."""
+        solution = result.solution
+        self.print("")
+        self.print(format_comparison(result.data.feature_names, result.data.target_names,
+                                     {"weight": result.weight, "bias": result.bias, "loss": trained_loss},
+                                     {"weight": solution.coef, "bias": solution.intercept, "loss": solution.loss},
+                                     result.gap))
+        self.print(format_metrics(result.metrics))
+        for line in lines:
+            self.print(line)
+        if statistics:
+            for table in result.statistics:
+                self.print("")
+                self.print(table.summary())
+        if self.out is not None:
+            self._write_folder(result)
+        if self.save is not None:
+            self._save_model(result)
+
+    def _write_folder(self, result) -> None:
+        out, history = self.out, result.history
+        result.files["history"] = atomic_write_text(out / HISTORY_JSON, history.to_json() + "\n")
+        result.files["history_csv"] = atomic_write_text(out / HISTORY_CSV, history.to_csv())
+        result.files["summary"] = atomic_write_text(out / SUMMARY_JSON,
+                                                    json.dumps(json_safe(result.summary()), indent=1) + "\n")
+        if self.plots:
+            from .pictures import save_plots  # matplotlib only when plots are asked for
+
+            result.files.update(save_plots(result.data, history, out, optimum_loss=result.solution.loss,
+                                           animation=self.animation))
+        if self.report:
+            from .html_report import write_report
+
+            result.files["report"] = write_report(out, result, statistics=result.statistics)
+        remove_stale(out, OUTPUT_FILES, result.files.values())
+
+    def _save_model(self, result) -> None:
+        from .persistence import SavedModel, save_model
+
+        scaler, history = result.scaler, result.history
+        saved = SavedModel(result.weight, result.bias, result.data.feature_names, result.data.target_names,
+                           {"settings": result.config.to_dict(), "standardize": scaler.to_dict() if scaler else None,
+                            "metrics": json_safe(result.metrics), "status": history.status,
+                            "epochs_run": len(history), "optimum_loss": json_safe(result.solution.loss)})
+        result.files["model"], result.files["model_json"] = save_model(self.save, saved, force=self.force)
+
+    def print(self, text: str) -> None:
+        print(text, file=self.stream or sys.stdout, flush=True)
+
+
+def json_safe(value):
+    """``value`` with every inf and NaN float replaced by None: strict JSON has neither (metrics of a
+    model trained on huge values can overflow)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    return value
