@@ -87,8 +87,8 @@ def run_breakdown(_, p):
     stamp("import torch", t)
     t = time.perf_counter()
     import torchlinreg.cli as cli
-    import torchlinreg.pipeline as pipeline
-    stamp("import torchlinreg (cli, pipeline and what they import)", t)
+    import torchlinreg.fit as fit
+    stamp("import torchlinreg (cli, fit and what they import)", t)
     t = time.perf_counter()
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
@@ -96,7 +96,10 @@ def run_breakdown(_, p):
     stamp("import matplotlib (what the plots draw with)", t)
 
     import torchlinreg.data as data
+    import torchlinreg.diagnostics as diagnostics
+    import torchlinreg.gram as gram
     import torchlinreg.solve as solve
+    import torchlinreg.training as training
 
     depth = [0]  # only the outermost wrapped call is timed: lstsq calling QRAccumulator.update counts once
 
@@ -114,13 +117,13 @@ def run_breakdown(_, p):
 
     # Whatever of these the library has today; a name that is gone is skipped, not an error.
     wrap = [(data, "tutorial_data", "data (tutorial_data)"),
-            *((owner, attr, "exact solve (QR, solve, refinement)") for owner in (pipeline, solve)
+            *((owner, attr, "exact solve (QR, solve, refinement)") for owner in (fit, solve)
               for attr in ("lstsq", "refine")),
             (solve.QRAccumulator, "update", "exact solve (QR, solve, refinement)"),
             (solve.QRAccumulator, "solve", "exact solve (QR, solve, refinement)"),
-            (pipeline, "diagnose", "diagnostics (diagnose)"),
-            (pipeline, "train", "training, 50 epochs (train / train_gram)"),
-            (pipeline, "train_gram", "training, 50 epochs (train / train_gram)"),
+            (diagnostics, "diagnose", "diagnostics (diagnose)"),
+            (training, "train", "training, 50 epochs (train / train_gram)"),
+            (gram, "train_gram", "training, 50 epochs (train / train_gram)"),
             (pictures, "save_plots", "plots (save_plots)")]
     for owner, attr, label in wrap:
         if hasattr(owner, attr):

@@ -180,3 +180,48 @@ def test_two_process_solve_refines_an_ill_conditioned_design_across_the_ranks(tm
     got = np.array([result["coef"]["y"][name] for name in names] + [result["intercept"]["y"]])
     # refined in double-double (κ·u ≪ 1): correctly rounded, or 1 ulp, whatever κ and the chunks' order
     assert np.max(np.abs(got - exact) / np.abs(exact)) <= 2 * np.finfo(float).eps
+
+
+@pytest.fixture(scope="module")
+def weighted_csv(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dist-weighted")
+    data = make_regression(1500, 3, 2, noise=0.5, seed=21)
+    columns = dataset_columns(data)
+    columns["w"] = np.random.default_rng(22).uniform(0.5, 2.0, data.n_samples)
+    M = np.column_stack([columns[name] for name in ("x1", "x2", "x3", "y1", "y2")])
+    M = (M - M.mean(axis=0)) / M.std(axis=0)  # κ as the accumulator sees the design: shifted and scaled
+    kappa = np.linalg.cond(np.column_stack([M[:, :3], np.ones(len(M)), M[:, 3:]]) * np.sqrt(columns["w"])[:, None])
+    return write_table(folder / "w.csv", columns), kappa
+
+
+@pytest.mark.parametrize("reading", [[], ["--stream", "--chunk-rows", "200"]], ids=["whole", "streamed"])
+def test_two_processes_give_one_process_answer_with_weights_standardize_and_hc_statistics(
+        weighted_csv, tmp_path, capsys, reading):
+    """The differential test of issue 13 under torchrun: weights, standardisation and HC1 statistics, full-batch
+    training on the merged R, read whole or streamed; 1 and 2 processes agree.
+
+    Two processes fold their parts of the rows into R and merge them: R differs from one process's by rounding,
+    n^1.5·γ_n·κ² relative to its column norms (κ of the shifted, scaled design, about 30 here); every figure
+    after is a function of R, or sums over rows added in another order; ×10 for the two sides and the steps.
+    """
+    path, kappa = weighted_csv
+    bound = 10 * 1500 ** 1.5 * gamma(1500) * kappa ** 2
+    args = ["fit", path, "--target", "y1", "y2", "--weights", "w", "--standardize", "--summary", "--cov-type",
+            "HC1", "--epochs", "5", "--dtype", "float64", "--no-plots", *reading]
+    fitted = torchrun(*args, "--out", tmp_path / "two", cwd=tmp_path)
+    assert fitted.returncode == 0, fitted.stderr[-2000:]
+    assert "R merged from 2 processes" in fitted.stdout
+    assert main([str(a) for a in args] + ["--out", str(tmp_path / "one")]) == 0  # the reference: one process
+    capsys.readouterr()
+    (two, two_losses), (one, one_losses) = _summary_and_losses(tmp_path / "two"), _summary_and_losses(tmp_path / "one")
+    assert two["engine"] == one["engine"] == "gram"
+    np.testing.assert_allclose(two_losses, one_losses, rtol=bound)
+    np.testing.assert_allclose(two["weight"], one["weight"], rtol=bound, atol=bound)
+    np.testing.assert_allclose(two["bias"], one["bias"], rtol=bound, atol=bound)
+    for key in ("mse", "rmse", "mae", "r2"):
+        assert two["metrics"]["train"][key] == pytest.approx(one["metrics"]["train"][key], rel=bound)
+    for ours, theirs in zip(two["statistics"], one["statistics"]):
+        for term in theirs["term_names"]:
+            for key in ("param", "std_err"):
+                assert ours["terms"][term][key] == pytest.approx(theirs["terms"][term][key], rel=bound, abs=bound)
+        assert ours["r2"] == pytest.approx(theirs["r2"], rel=bound)
