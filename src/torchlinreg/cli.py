@@ -283,11 +283,7 @@ def _cmd_fit(args) -> int:
     reading = _reading(args, FIT_COPIES)
     with _job(args) as dist:
         main = dist.is_main
-        if dist.agree_any(reading is not None and reading.stream):  # every rank streams if one must
-            why = reading.reason if reading.stream else "another process of the job cannot hold it whole"
-            data = dist.load_source(lambda: _open_source(args))
-        else:
-            why, data = "", dist.load(lambda: _load_data(args))
+        data, why = dist.open(args, reading)
         result = dist.run(lambda: run_fit(
             data, config, args.out if main else None, dist=dist.dist, standardize=args.standardize,
             validation_fraction=args.validation_fraction, split_seed=args.split_seed, engine=args.engine,
@@ -317,40 +313,16 @@ def _fit_done(args, result) -> int:
 
 
 def _cmd_solve(args) -> int:
-    if args.summary:
-        from .statistics import check_settings
-
-        check_settings(args.conf_level, args.cov_type)
+    from .exact import run_solve
     from .memory import SOLVE_COPIES
 
     reading = _reading(args, SOLVE_COPIES)
-    with _job(args) as dist:
-        if dist.agree_any(reading is not None and reading.stream):  # every rank streams if one must
-            return _solve_streamed(args, dist)
-        data = dist.load(lambda: _load_data(args))
-        if dist.dist.is_distributed:
-            if args.summary:
-                raise ConfigError("--summary needs every row in one process; run solve --summary without torchrun")
-            from .distributed import solve_rows
-
-            solution = dist.run(lambda: solve_rows(data.X, data.y, data.sample_weight, dist.dist,
-                                                   feature_names=data.feature_names,
-                                                   target_names=data.target_names)[1], "the solve")
-            if not dist.is_main:
-                return EXIT_OK
-        else:
-            from .solve import solve_dataset
-
-            solution = solve_dataset(data)
-    stats = None
-    if args.summary:
-        from .statistics import regression_statistics
-
-        w = None if data.sample_weight is None else data.sample_weight.numpy()
-        stats = regression_statistics(data.X.double().numpy(), data.y.double().numpy(), sample_weight=w,
-                                      conf_level=args.conf_level, cov_type=args.cov_type,
-                                      feature_names=data.feature_names, target_names=data.target_names)
-    return _print_solution(args, solution, stats)
+    with _job(args) as job:
+        data, _ = job.open(args, reading)
+        solution, stats = job.run(lambda: run_solve(data, statistics=args.summary, conf_level=args.conf_level,
+                                                    cov_type=args.cov_type, dist=job.dist, chunk_rows=args.chunk_rows),
+                                  "the solve")
+    return _print_solution(args, solution, stats) if job.is_main else EXIT_OK
 
 
 def _reading(args, copies: int):
@@ -373,30 +345,6 @@ def _open_source(args):
 
     return open_source(args.data, target=args.target, features=args.features, weights=args.weights,
                        read_bytes=stream_read_bytes(args.max_memory))
-
-
-def _solve_streamed(args, job) -> int:
-    """solve on data read in chunks: one pass (and refinement passes), a second one for --summary when needed."""
-    if args.chunk_rows < 1:
-        raise ConfigError(f"--chunk-rows must be a positive integer, got {args.chunk_rows}; pass e.g. 65536")
-    source = job.load_source(lambda: _open_source(args))
-    if job.dist.is_distributed:
-        if args.summary:
-            raise ConfigError("--summary needs every row in one process; run solve --summary without torchrun")
-        from .distributed import solve_shard
-
-        solution = job.run(lambda: solve_shard(source, job.dist, chunk_rows=args.chunk_rows)[2], "the solve")
-        return _print_solution(args, solution, None) if job.is_main else EXIT_OK
-    from .stream import solve_source
-
-    solution = solve_source(source, chunk_rows=args.chunk_rows)
-    stats = None
-    if args.summary:
-        from .statistics import streamed_statistics
-
-        stats = streamed_statistics(solution, lambda: source.chunks(args.chunk_rows), conf_level=args.conf_level,
-                                    cov_type=args.cov_type)
-    return _print_solution(args, solution, stats)
 
 
 def _print_solution(args, solution, stats) -> int:
@@ -449,6 +397,14 @@ class _job:
     @property
     def is_main(self) -> bool:
         return self.dist.is_main
+
+    def open(self, args, reading):
+        """DATA on every rank, and why it is streamed ("" when read whole): streamed when it must be on any rank
+        (the ranks' memory may differ)."""
+        if self.agree_any(reading is not None and reading.stream):  # every rank streams if one must
+            why = reading.reason if reading.stream else "another process of the job cannot hold it whole"
+            return self.load_source(lambda: _open_source(args)), why
+        return self.load(lambda: _load_data(args)), ""
 
     def load(self, read):
         data = self.run(read, "reading the data")

@@ -29,11 +29,11 @@ from .judge import PLOT_SAMPLE_ROWS, divergence_advice, gap, last_pass, warn_if_
 from .model import LinearModel, build_model
 from .publish import OUTPUT_FILES, Publish
 from .scaling import Standardizer
-from .solve import LstsqSolution, QRAccumulator, needs_refinement, refine
+from .exact import CHUNK_ROWS, solve
+from .solve import LstsqSolution, QRAccumulator
 from .sources import ArraySource, as_source
 
 __all__ = ["OUTPUT_FILES", "PLOT_SAMPLE_ROWS", "FitOptions", "FitResult", "run_fit"]
-CHUNK_ROWS = 65_536  # rows per chunk of a pass (stream.CHUNK_ROWS), without importing the file readers
 
 
 @dataclass
@@ -182,7 +182,7 @@ class _Run:
             self.source, self.val = ArraySource(_rows(data, train_rows)), _rows(data, val_rows)
 
     def solve(self) -> None:
-        self.acc, self.counts, self.solution = _solve(self.source, self.dist, self.options.chunk_rows)
+        self.acc, self.counts, self.solution = solve(self.source, self.dist, self.options.chunk_rows)
         self.n_rows = self.acc.n_samples
         self.engine, self.why = _engine(self)
 
@@ -266,35 +266,6 @@ def _rows(data: Dataset, rows) -> Dataset:
     rows = torch.as_tensor(rows)
     w = None if data.sample_weight is None else data.sample_weight[rows]
     return Dataset(data.X[rows], data.y[rows], data.feature_names, data.target_names, sample_weight=w)
-
-
-def _solve(source, dist, chunk_rows: int) -> tuple[QRAccumulator, list[int], LstsqSolution]:
-    """One pass over ``source`` (each process its part): the R factor, each process's rows, the optimum.
-
-    An ill-conditioned design is refined by passes in double-double over the same chunks.
-    """
-    if dist is not None:
-        from .distributed import solve_rows, solve_shard
-
-        if isinstance(source, ArraySource):
-            X, y, w = (t if t is None else t.double() for t in (source.dataset.X, source.dataset.y,
-                                                                 source.dataset.sample_weight))
-            acc, solution = solve_rows(X, y, w, dist, feature_names=source.feature_names,
-                                       target_names=source.target_names)
-            return acc, [], solution  # the rows of each process: only streamed mini-batches need them
-        return solve_shard(source, dist, chunk_rows=chunk_rows)
-    if isinstance(source, ArraySource):
-        acc = QRAccumulator(len(source.feature_names), len(source.target_names))
-        for X, y, w in source.chunks(chunk_rows):
-            acc.update(X, y, sample_weight=w)
-    else:
-        from .stream import accumulate
-
-        acc = accumulate(source, chunk_rows=chunk_rows)
-    solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
-    if needs_refinement(solution):  # ill-conditioned: passes in double-double restore the digits
-        solution = refine(solution, lambda: source.chunks(chunk_rows))
-    return acc, [acc.n_samples], solution
 
 
 def _engine(run: _Run) -> tuple[str, str]:

@@ -19,6 +19,7 @@ import numpy as np
 from .config import TrainConfig
 from .errors import ConvergenceWarning
 from .history import History
+from .sources import part_chunks
 
 PLOT_SAMPLE_ROWS = 10_000  # rows of streamed data the plots draw: enough to show the fit, few enough to draw fast
 
@@ -51,7 +52,7 @@ def last_pass(source, chunk_rows: int, dist, weight: np.ndarray, bias: np.ndarra
     pick = _sampler(sample_from, PLOT_SAMPLE_ROWS, seed) if sample_from else None
     sample = []
     several = dist is not None and dist.is_distributed
-    for X, y, w in _chunks(source, chunk_rows, dist if several else None):
+    for X, y, w in part_chunks(source, chunk_rows, dist):
         y_pred = X @ weight.T + bias  # (k, m)
         sums.update(y, y_pred)
         squared = (y - y_pred) ** 2
@@ -66,14 +67,6 @@ def last_pass(source, chunk_rows: int, dist, weight: np.ndarray, bias: np.ndarra
     if several:
         sums, sse, sum_y2, residuals = _gathered(sums, sse, sum_y2, residuals, solution, cov_type, dist)
     return LastPass(sums, sse, sum_y2, residuals, sample)
-
-
-def _chunks(source, chunk_rows: int, dist):
-    if dist is None:
-        return source.chunks(chunk_rows)
-    if hasattr(source, "_chunks"):
-        return source._chunks(chunk_rows, dist.rank, dist.world_size)  # noqa: SLF001 - as accumulate_shard read them
-    return source.chunks(chunk_rows, dist.rank, dist.world_size)
 
 
 def _gathered(sums, sse, sum_y2, residuals, solution, cov_type, dist):

@@ -35,3 +35,12 @@ class ArraySource:
 def as_source(data):
     """``data`` as a source: a Dataset is wrapped in an :class:`ArraySource`; a source is returned as it is."""
     return ArraySource(data) if isinstance(data, Dataset) else data
+
+
+def part_chunks(source, rows: int, dist=None):
+    """The chunks of ``source`` that are this process's part under ``dist`` (all of them without one)."""
+    if dist is None or not dist.is_distributed:
+        return source.chunks(rows)
+    if hasattr(source, "_chunks"):  # a streamed source: its part as accumulate_shard reads it
+        return source._chunks(rows, dist.rank, dist.world_size)  # noqa: SLF001
+    return source.chunks(rows, dist.rank, dist.world_size)
