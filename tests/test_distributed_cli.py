@@ -225,3 +225,20 @@ def test_two_processes_give_one_process_answer_with_weights_standardize_and_hc_s
             for key in ("param", "std_err"):
                 assert ours["terms"][term][key] == pytest.approx(theirs["terms"][term][key], rel=bound, abs=bound)
         assert ours["r2"] == pytest.approx(theirs["r2"], rel=bound)
+
+
+def test_two_process_solve_summary_equals_one_process(weighted_csv, tmp_path, capsys):
+    """solve --summary under torchrun: the residual pass (HC1, weights) of each process's rows, gathered."""
+    path, kappa = weighted_csv
+    bound = 10 * 1500 ** 1.5 * gamma(1500) * kappa ** 2  # as the fit above: R merged from two parts
+    args = ["solve", path, "--target", "y1", "y2", "--weights", "w", "--summary", "--cov-type", "HC1", "--json"]
+    solved = torchrun(*args, cwd=tmp_path)
+    assert solved.returncode == 0, solved.stderr[-2000:]
+    capsys.readouterr()
+    assert main([str(a) for a in args]) == 0
+    two, one = json.loads(solved.stdout), json.loads(capsys.readouterr().out)
+    for ours, theirs in zip(two["statistics"], one["statistics"]):
+        assert ours["cov_type"] == theirs["cov_type"] == "HC1" and ours["weighted"]
+        for term in theirs["term_names"]:
+            for key in ("param", "std_err", "t_value"):
+                assert ours["terms"][term][key] == pytest.approx(theirs["terms"][term][key], rel=bound, abs=bound)
