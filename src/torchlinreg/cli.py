@@ -10,13 +10,20 @@ written; 3 training diverged (the report and plots of the finite epochs are stil
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
 
 from . import __version__, defaults, plot_process, startup
+from .config import COV_TYPES, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, FitOptions, TrainConfig
 from .errors import ConfigError, DataError, Interrupted, ModelFileError, OutputError, TorchlinregError
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
+
+
+def _default(settings, name: str):
+    """The library's default of a setting (a field of TrainConfig or FitOptions): written once, there."""
+    return next(f.default for f in dataclasses.fields(settings) if f.name == name)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,15 +86,17 @@ def _add_reading(p, command: str) -> None:
               f"{copies} copies of rows x columns x 8 bytes)")
     r.add_argument("--max-memory", type=_size, metavar="SIZE",
                    help=f"{budget} (default: half of the available memory, shared by the processes of one machine)")
-    r.add_argument("--chunk-rows", type=int, default=65_536, metavar="N", help="rows per chunk when streaming")
+    r.add_argument("--chunk-rows", type=int, default=_default(FitOptions, "chunk_rows"), metavar="N",
+                   help="rows per chunk of each pass over the data")
 
 
 def _add_statistics(p) -> None:
     s = p.add_argument_group("statistics of the exact solution")
     s.add_argument("--summary", action="store_true",
                    help="print standard errors, t and p values, confidence intervals, R², F, AIC, BIC, ...")
-    s.add_argument("--conf-level", type=float, default=0.95, metavar="L", help="level of the confidence intervals")
-    s.add_argument("--cov-type", default="nonrobust", choices=("nonrobust", "HC0", "HC1", "HC2", "HC3"),
+    s.add_argument("--conf-level", type=float, default=_default(FitOptions, "conf_level"), metavar="L",
+                   help="level of the confidence intervals")
+    s.add_argument("--cov-type", default=_default(FitOptions, "cov_type"), choices=COV_TYPES,
                    help="covariance of the coefficients: classical, or heteroscedasticity-robust HC0-HC3")
 
 
@@ -119,34 +128,42 @@ def _add_fit_parser(commands) -> None:
     )
     _add_columns(p)
     t = p.add_argument_group("training")
-    t.add_argument("--optimizer", default="sgd", choices=("sgd", "adam", "adamw", "lbfgs"), help="optimizer")
-    t.add_argument("--epochs", type=int, default=defaults.EPOCHS, metavar="N", help="most full passes over the data")
+    t.add_argument("--optimizer", default=_default(TrainConfig, "optimizer"), choices=OPTIMIZERS, help="optimizer")
+    t.add_argument("--epochs", type=int, default=_default(TrainConfig, "epochs"), metavar="N",
+                   help="most full passes over the data")
     t.add_argument("--lr", type=float, metavar="LR",
                    help=f"learning rate (default: {defaults.LR} for sgd, adam and adamw; 1 for lbfgs)")
-    t.add_argument("--momentum", type=float, default=defaults.MOMENTUM, metavar="MU", help="SGD momentum, in [0, 1)")
+    t.add_argument("--momentum", type=float, default=_default(TrainConfig, "momentum"), metavar="MU",
+                   help="SGD momentum, in [0, 1)")
     t.add_argument("--nesterov", action="store_true", help="use Nesterov momentum (needs --momentum > 0)")
-    t.add_argument("--weight-decay", type=float, default=defaults.WEIGHT_DECAY, metavar="WD", help="L2 penalty")
+    t.add_argument("--weight-decay", type=float, default=_default(TrainConfig, "weight_decay"), metavar="WD",
+                   help="L2 penalty")
     t.add_argument("--batch-size", type=int, metavar="N", help="rows per step, shuffled with --seed (default: full batch)")
     t.add_argument("--tol", type=float, metavar="TOL",
                    help="stop when the loss improves by less than TOL (relative) for --patience epochs (default: off)")
-    t.add_argument("--patience", type=int, default=5, metavar="N", help="epochs without improvement before stopping")
-    t.add_argument("--schedule", default="constant", choices=("constant", "step", "cosine"), help="learning-rate schedule")
-    t.add_argument("--step-size", type=int, default=30, metavar="N", help="step schedule: epochs between decays")
-    t.add_argument("--gamma", type=float, default=0.1, metavar="G", help="step schedule: decay factor")
-    t.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="precision of training")
-    t.add_argument("--engine", default="auto", choices=("auto", "data", "gram"),
+    t.add_argument("--patience", type=int, default=_default(TrainConfig, "patience"), metavar="N",
+                   help="epochs without improvement before stopping")
+    t.add_argument("--schedule", default=_default(TrainConfig, "schedule"), choices=SCHEDULES,
+                   help="learning-rate schedule")
+    t.add_argument("--step-size", type=int, default=_default(TrainConfig, "step_size"), metavar="N",
+                   help="step schedule: epochs between decays")
+    t.add_argument("--gamma", type=float, default=_default(TrainConfig, "gamma"), metavar="G",
+                   help="step schedule: decay factor")
+    t.add_argument("--dtype", default=_default(TrainConfig, "dtype"), choices=DTYPES, help="precision of training")
+    t.add_argument("--engine", default=_default(FitOptions, "engine"), choices=ENGINES,
                    help="training loop: data (every epoch reads the rows: the tutorial's loop), gram (one pass "
                         "builds the R factor of [X, 1, y], then each epoch costs O(d²)); auto picks gram for "
                         "full-batch MSE on your data, data for the tutorial run and mini-batches")
     t.add_argument("--device", default="cpu", metavar="DEV",
                    help="where to train: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    t.add_argument("--seed", type=int, default=defaults.MODEL_SEED, metavar="SEED",
+    t.add_argument("--seed", type=int, default=_default(TrainConfig, "seed"), metavar="SEED",
                    help="seed of the initial weights and of the mini-batch order")
     t.add_argument("--standardize", action="store_true",
                    help="train on standardised features and targets; results are reported in the data's units")
-    t.add_argument("--validation-fraction", type=float, default=0.0, metavar="F",
+    t.add_argument("--validation-fraction", type=float, default=_default(FitOptions, "validation_fraction"), metavar="F",
                    help="hold out this fraction of the rows (seeded split) and report metrics on it")
-    t.add_argument("--split-seed", type=int, default=defaults.DATA_SEED, metavar="SEED", help="seed of the split")
+    t.add_argument("--split-seed", type=int, default=_default(FitOptions, "split_seed"), metavar="SEED",
+                   help="seed of the split")
     _add_statistics(p)
     _add_reading(p, "fit")
     _add_dist_timeout(p)
@@ -258,8 +275,6 @@ def _load_data(args):
 @plot_process.alongside(lambda args: not args.no_plots)  # PNGs drawn by a second process, see plot_process.py
 @startup.fast_start("torchlinreg.fit")  # no GC of the imports, no torch._dynamo: see startup.py
 def _cmd_fit(args) -> int:
-    from .config import TrainConfig
-
     if args.threads is not None:
         from .devices import set_threads
 

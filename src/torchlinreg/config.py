@@ -15,6 +15,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "lbfgs")
 SCHEDULES = ("constant", "step", "cosine")
 DTYPES = ("float32", "float64")
 DEFAULT_LR = {"sgd": defaults.LR, "adam": 0.001, "adamw": 0.001, "lbfgs": 1.0}
+ENGINES = ("auto", "gram", "data")  # the training loop's objective: see gram.select_engine
+COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")  # covariances of the coefficients: see statistics.py
+CHUNK_ROWS = 65_536  # rows per chunk of a pass: 5 MiB of float64 at 10 columns; amortises reading and checking a chunk
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,35 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self) | {"lr": self.learning_rate}
+
+
+@dataclass
+class FitOptions:
+    """What a fit computes besides training (``config``); every field has the command's default.
+
+    ``standardize``: train on standardised columns, report in the data's units.
+    ``validation_fraction`` of the rows (a split seeded with ``split_seed``) is held out and
+    scored; rows in memory only. ``engine``: "auto", "data" (every epoch passes over the rows:
+    the tutorial's loop) or "gram" (each epoch O(d²) from the R factor), see
+    :func:`torchlinreg.gram.select_engine`. ``statistics``: the inference tables of the optimum
+    (``conf_level``, ``cov_type``), printed. ``chunk_rows``: rows per chunk of every pass.
+    ``checkpoint_every``/``resume``: checkpoints (one process, with an output folder; see
+    :mod:`torchlinreg.checkpoint`). ``tutorial`` marks the tutorial's own run, which keeps the
+    tutorial's loop. ``reading`` says why the data is streamed, for the notes before epoch 1.
+    """
+
+    standardize: bool = False
+    validation_fraction: float = 0.0
+    split_seed: int = defaults.DATA_SEED
+    engine: str = "auto"
+    statistics: bool = False
+    conf_level: float = 0.95
+    cov_type: str = "nonrobust"
+    chunk_rows: int = CHUNK_ROWS
+    checkpoint_every: int | None = None
+    resume: bool = False
+    tutorial: bool = False
+    reading: str = ""
 
 
 MAX_SEED = 2**63 - 1  # PyTorch's generators take a signed 64-bit seed

@@ -8,10 +8,10 @@ is :func:`run_solve`.
 
 from __future__ import annotations
 
+from .config import CHUNK_ROWS
 from .solve import LstsqSolution, QRAccumulator, needs_refinement, refine
 from .sources import ArraySource, part_chunks
 
-CHUNK_ROWS = 65_536  # rows per chunk of a pass (stream.CHUNK_ROWS), without importing the file readers
 
 
 def solve(source, dist=None, chunk_rows: int = CHUNK_ROWS) -> tuple[QRAccumulator, list[int], LstsqSolution]:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
-from . import __version__, defaults
+from . import __version__
 from .checks import FULL_BATCH_STREAMED, check_fit, checkpointer
-from .config import TrainConfig
+from .config import FitOptions, TrainConfig
 from .data import Dataset
 from .errors import ConfigError
 from .gram import GramObjective, select_engine
@@ -29,40 +29,11 @@ from .judge import PLOT_SAMPLE_ROWS, divergence_advice, gap, last_pass, warn_if_
 from .model import LinearModel, build_model
 from .publish import OUTPUT_FILES, Publish
 from .scaling import Standardizer
-from .exact import CHUNK_ROWS, solve
+from .exact import solve
 from .solve import LstsqSolution, QRAccumulator
 from .sources import ArraySource, as_source
 
 __all__ = ["OUTPUT_FILES", "PLOT_SAMPLE_ROWS", "FitOptions", "FitResult", "run_fit"]
-
-
-@dataclass
-class FitOptions:
-    """What a fit computes besides training (``config``); every field has the command's default.
-
-    ``standardize``: train on standardised columns, report in the data's units.
-    ``validation_fraction`` of the rows (a split seeded with ``split_seed``) is held out and
-    scored; rows in memory only. ``engine``: "auto", "data" (every epoch passes over the rows:
-    the tutorial's loop) or "gram" (each epoch O(d²) from the R factor), see
-    :func:`torchlinreg.gram.select_engine`. ``statistics``: the inference tables of the optimum
-    (``conf_level``, ``cov_type``), printed. ``chunk_rows``: rows per chunk of every pass.
-    ``checkpoint_every``/``resume``: checkpoints (one process, with an output folder; see
-    :mod:`torchlinreg.checkpoint`). ``tutorial`` marks the tutorial's own run, which keeps the
-    tutorial's loop. ``reading`` says why the data is streamed, for the notes before epoch 1.
-    """
-
-    standardize: bool = False
-    validation_fraction: float = 0.0
-    split_seed: int = defaults.DATA_SEED
-    engine: str = "auto"
-    statistics: bool = False
-    conf_level: float = 0.95
-    cov_type: str = "nonrobust"
-    chunk_rows: int = CHUNK_ROWS
-    checkpoint_every: int | None = None
-    resume: bool = False
-    tutorial: bool = False
-    reading: str = ""
 
 
 @dataclass

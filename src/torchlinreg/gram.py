@@ -28,7 +28,7 @@ import torch
 
 from . import loop
 from .callbacks import Callback
-from .config import TrainConfig
+from .config import ENGINES, TrainConfig
 from .errors import ConfigError
 from .history import History
 from .model import LinearModel
@@ -36,7 +36,6 @@ from .objectives import Gram
 from .scaling import Standardizer
 from .solve import RANK_RTOL, QRAccumulator, _triangularize
 
-ENGINES = ("auto", "gram", "data")
 
 
 class GramObjective:
