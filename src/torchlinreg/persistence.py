@@ -27,6 +27,7 @@ import safetensors.numpy
 
 from .errors import ModelFileError, OutputError
 from .outputs import atomic_write_bytes
+from .shapes import dimension
 
 FORMAT = "torchlinreg-model"
 FORMAT_VERSION = 1
@@ -93,13 +94,8 @@ class SavedModel:
         if not isinstance(self.metadata, dict):
             raise ValueError(f"metadata must be a dict, got {type(self.metadata).__name__}")
 
-    @property
-    def n_features(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def n_targets(self) -> int:
-        return self.weight.shape[0]
+    n_features = dimension("weight", 1)
+    n_targets = dimension("weight", 0)
 
     def predict(self, X) -> np.ndarray:
         """Predictions for ``X`` of shape (n_samples, n_features): an ndarray (n_samples, n_targets), float64."""

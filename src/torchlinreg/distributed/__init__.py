@@ -12,13 +12,8 @@ training wraps the model in ``DistributedDataParallel`` (:func:`wrap_ddp`); :fun
 and :func:`ddp_mse` make its steps those of single-process training with the same seed and
 batch size (see :mod:`torchlinreg.minibatch` for the loop).
 
-Failures. A collective waits for every rank, so one rank that raises would leave the others
-waiting until the timeout with a message that names nobody. :func:`run_guarded` runs a phase
-and then checks in with the other ranks through the job's key-value store (outside the process
-group; torchrun's agent keeps it, so it outlives a crashed rank): a rank that fails writes
-why and closes its connections (peers blocked in a collective get an error at once); a rank
-that finishes waits for the others' word at most ``timeout_s``. Either way every rank ends
-with a :class:`DistributedError` that names the rank that failed or did not arrive.
+Failures end every rank: a phase run by :func:`run_guarded` that fails or hangs on one rank
+ends with a :class:`DistributedError` on every rank, naming the rank at fault (how: ``guarded``).
 
 A command runs all this through :class:`Job`: its place in the job, with every phase guarded.
 
