@@ -1,4 +1,4 @@
-"""distributed.py: shards, the merge of R factors, DDP, and failures that end every rank.
+"""torchlinreg.distributed: shards, the merge of R factors, DDP, and failures that end every rank.
 
 The end-to-end tests launch two real processes with torchrun on loopback (tests/dist_worker.py)
 and compare what they write with references computed here, in one process: ``lstsq`` on the
@@ -21,9 +21,10 @@ import torch
 import dist_worker as worker
 import torch.distributed
 from torchlinreg.config import TrainConfig
-from torchlinreg.distributed import (Dist, DistributedError, _pack, _schema_difference, _unpack,
-                                     check_same_schema, ddp_mse, epoch_batches, from_env, merge_accumulators,
-                                     quiet_unless_main, run_guarded, shard, wrap_ddp)
+from torchlinreg.distributed import (Dist, DistributedError, check_same_schema, ddp_mse, epoch_batches, from_env,
+                                     merge_accumulators, quiet_unless_main, run_guarded, shard, wrap_ddp)
+from torchlinreg.distributed.merge import _pack, _unpack
+from torchlinreg.distributed.schema import _schema_difference
 from torchlinreg.errors import TorchlinregError
 from torchlinreg.model import build_model
 from torchlinreg.solve import QRAccumulator, lstsq

@@ -298,7 +298,7 @@ def _cmd_fit(args) -> int:
     reading = _reading(args, FIT_COPIES)
     with _job(args) as dist:
         main = dist.is_main
-        data, why = dist.open(args, reading)
+        data, why = _open_data(dist, args, reading)
         result = dist.run(lambda: run_fit(
             data, config, args.out if main else None, dist=dist.dist, standardize=args.standardize,
             validation_fraction=args.validation_fraction, split_seed=args.split_seed, engine=args.engine,
@@ -333,7 +333,7 @@ def _cmd_solve(args) -> int:
 
     reading = _reading(args, SOLVE_COPIES)
     with _job(args) as job:
-        data, _ = job.open(args, reading)
+        data, _ = _open_data(job, args, reading)
         solution, stats = job.run(lambda: run_solve(data, statistics=args.summary, conf_level=args.conf_level,
                                                     cov_type=args.cov_type, dist=job.dist, chunk_rows=args.chunk_rows),
                                   "the solve")
@@ -380,91 +380,21 @@ def _print_solution(args, solution, stats) -> int:
     return EXIT_OK
 
 
-class _job:
-    """The command's place in a torchrun job (one process when not launched by torchrun).
+def _job(args):
+    """The command's place in a torchrun job (``distributed.Job``), from its --dist-timeout, --device and --dtype."""
+    from .distributed import Job
 
-    Every rank reads the data and checks that all ranks see the same columns; each phase
-    runs guarded, so a rank that fails or hangs stops every rank with a message naming it;
-    only rank 0 prints.
-    """
-
-    def __init__(self, args):
-        self.args = args
-
-    def __enter__(self):
-        import os
-
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            self.dist, self._quiet = _SingleProcess(), None
-            return self
-        from .distributed import from_env, quiet_unless_main
-
-        device = getattr(self.args, "device", "cpu") or "cpu"
-        if device == "auto":  # NCCL when auto means a GPU
-            from .devices import resolve_device
-
-            device = resolve_device("auto", getattr(self.args, "dtype", "float32")).type
-        self.dist = from_env(timeout_s=self.args.dist_timeout, device=device)
-        self._quiet = quiet_unless_main(self.dist)
-        self._quiet.__enter__()
-        return self
-
-    @property
-    def is_main(self) -> bool:
-        return self.dist.is_main
-
-    def open(self, args, reading):
-        """DATA on every rank, and why it is streamed ("" when read whole): streamed when it must be on any rank
-        (the ranks' memory may differ)."""
-        if self.agree_any(reading is not None and reading.stream):  # every rank streams if one must
-            why = reading.reason if reading.stream else "another process of the job cannot hold it whole"
-            return self.load_source(lambda: _open_source(args)), why
-        return self.load(lambda: _load_data(args)), ""
-
-    def load(self, read):
-        data = self.run(read, "reading the data")
-        if self.dist.is_distributed:
-            from .distributed import check_same_schema
-
-            names = data.feature_names + data.target_names
-            check_same_schema(names, (str(data.X.dtype),) * len(names), self.dist, n_rows=data.n_samples)
-        return data
-
-    def agree_any(self, flag: bool) -> bool:
-        """Whether ``flag`` holds on any rank (the ranks' memory may differ): one all_gather."""
-        if not self.dist.is_distributed:
-            return flag
-        from .distributed import gather_vectors
-
-        return any(v[0] for v in gather_vectors([float(flag)], self.dist))
-
-    def load_source(self, open_):
-        """A StreamSource opened on every rank; the ranks must see the same columns (and Parquet rows)."""
-        source = self.run(open_, "opening the data")
-        if self.dist.is_distributed:
-            from .distributed import check_same_schema
-
-            check_same_schema(source.columns, ("float64",) * len(source.columns), self.dist, n_rows=source.n_rows)
-        return source
-
-    def run(self, fn, what: str):
-        if not self.dist.is_distributed:
-            return fn()
-        from .distributed import run_guarded
-
-        return run_guarded(fn, self.dist, what=what)
-
-    def __exit__(self, *exc):
-        if self._quiet is not None:
-            self._quiet.__exit__(*exc)
-            from .distributed import shutdown
-
-            shutdown(self.dist)
-        return False
+    return Job(timeout_s=args.dist_timeout, device=getattr(args, "device", "cpu") or "cpu",
+               dtype=getattr(args, "dtype", "float32"))
 
 
-class _SingleProcess:
-    is_main, is_distributed = True, False
+def _open_data(job, args, reading):
+    """DATA on every rank of ``job``, and why it is streamed ("" when read whole): streamed when it must be on
+    any rank (the ranks' memory may differ)."""
+    if job.agree_any(reading is not None and reading.stream):  # every rank streams if one must
+        why = reading.reason if reading.stream else "another process of the job cannot hold it whole"
+        return job.load_source(lambda: _open_source(args)), why
+    return job.load(lambda: _load_data(args)), ""
 
 
 def _cmd_make_data(args) -> int:

@@ -9,6 +9,7 @@ import torch
 from . import defaults
 from .config import check_seed
 from .errors import ConfigError
+from .shapes import dimension
 
 
 def default_names(prefix: str, n: int) -> tuple[str, ...]:
@@ -46,17 +47,9 @@ class Dataset:
         if not self.target_names:
             object.__setattr__(self, "target_names", default_names("y", self.n_targets))
 
-    @property
-    def n_samples(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.X.shape[1]
-
-    @property
-    def n_targets(self) -> int:
-        return self.y.shape[1]
+    n_samples = dimension("X", 0)
+    n_features = dimension("X", 1)
+    n_targets = dimension("y", 1)
 
     def __repr__(self) -> str:
         weighted = ", weighted" if self.sample_weight is not None else ""

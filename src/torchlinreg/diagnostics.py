@@ -150,21 +150,9 @@ class GDDiagnostics:
                 f"{self.epochs_needed_standardized:,} epochs (or use --optimizer lbfgs)")
 
 
-def diagnose(
-    X,
-    y,
-    *,
-    lr: float,
-    initial_weight,
-    initial_bias,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-    weight_decay: float = 0.0,
-    tol: float = 1e-6,
-    max_epochs: int = 10**9,
-    epochs: int | None = None,
-    standardized: bool = False,
-) -> GDDiagnostics:
+def diagnose(X, y, *, lr: float, initial_weight, initial_bias, momentum: float = 0.0, nesterov: bool = False,
+             weight_decay: float = 0.0, tol: float = 1e-6, max_epochs: int = 10**9, epochs: int | None = None,
+             standardized: bool = False) -> GDDiagnostics:
     """How full-batch gradient descent (``torch.optim.SGD``) will fare on ``(X, y)``.
 
     Parameters
@@ -191,16 +179,36 @@ def diagnose(
 
     Notes
     -----
-    The counts are computed, not simulated. Without momentum the excess after ``s``
-    steps is ``sum_k c_k (1 - lr lambda_k)^(2s)``, non-increasing when stable, so the first
-    ``s`` below ``tol * F*`` is found by bisection. With momentum each eigencomponent
-    follows a 2x2 linear recurrence and the excess can oscillate; its first crossing is
-    found by walking the epochs in vectorised blocks up to a proven bound (a decreasing
-    envelope from the Schur form of each 2x2 matrix). Past ``_SCAN_BUDGET``
-    component-epochs the remaining stretch is bisected with matrix powers, which is exact
-    once the oscillating components (they shrink at least as fast as ``sqrt(momentum)``
-    per step) have died out.
+    The counts are computed, not simulated: see ``_epochs_needed``.
     """
+    X64, y64, theta0 = _checked_arrays(X, y, initial_weight, initial_bias)
+    _check_settings(lr, momentum, weight_decay, tol, max_epochs)
+
+    limit = max_stable_lr(torch.from_numpy(X64), y64.shape[1], momentum=momentum, nesterov=nesterov,
+                          weight_decay=weight_decay)
+    problem = _Quadratic(X64, y64, weight_decay)
+    c, thr = problem.excess_terms(theta0, tol)
+    eig = problem.eigenvalues
+
+    std_X, std_y = _standardize(X64), _standardize(y64)
+    standardized_problem = _Quadratic(std_X, std_y, 0.0)
+    c_s, thr_s = standardized_problem.excess_terms(theta0, tol)
+
+    slowest, fastest = problem.dominant_parameters()
+    return GDDiagnostics(
+        max_stable_lr=limit, best_lr=problem.best_lr, condition_number=problem.condition_number, lr=float(lr),
+        epochs_needed=_epochs_needed(eig, c, thr, lr, momentum, nesterov, max_epochs),
+        epochs_needed_best_lr=_epochs_needed(eig, c, thr, problem.best_lr, 0.0, False, max_epochs),
+        epochs_needed_standardized=_epochs_needed(standardized_problem.eigenvalues, c_s, thr_s,
+                                                  standardized_problem.best_lr, 0.0, False, max_epochs),
+        tol=float(tol), max_epochs=max_epochs, best_lr_standardized=standardized_problem.best_lr,
+        standardized=standardized, momentum=float(momentum), nesterov=bool(nesterov),
+        weight_decay=float(weight_decay), epochs=epochs, slowest_parameter=slowest, fastest_parameter=fastest,
+    )
+
+
+def _checked_arrays(X, y, initial_weight, initial_bias) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``X`` (n, d) and ``y`` (n, m) in float64, and the initial ``[W, b]`` of shape (m, d+1); refuses bad shapes."""
     X64, y64 = _as_float64(X, "X"), _as_float64(y, "y")
     if X64.ndim != 2 or y64.ndim != 2 or X64.shape[0] != y64.shape[0] or X64.shape[0] == 0:
         raise ValueError(f"X and y must be 2-D with the same, non-zero number of rows; "
@@ -211,40 +219,7 @@ def diagnose(
         raise ValueError(f"initial_weight must have shape ({n_targets}, {n_features}) and initial_bias "
                          f"({n_targets},) for this X and y; got {W0.shape} and {b0.shape}")
     W0, b0 = W0.reshape(n_targets, n_features), b0.reshape(n_targets)
-    _check_settings(lr, momentum, weight_decay, tol, max_epochs)
-
-    limit = max_stable_lr(torch.from_numpy(X64), n_targets, momentum=momentum, nesterov=nesterov,
-                          weight_decay=weight_decay)
-    problem = _Quadratic(X64, y64, weight_decay)
-    theta0 = np.hstack([W0, b0[:, None]])  # (m, d+1)
-    c, thr = problem.excess_terms(theta0, tol)
-    eig = problem.eigenvalues
-
-    std_X, std_y = _standardize(X64), _standardize(y64)
-    standardized_problem = _Quadratic(std_X, std_y, 0.0)
-    c_s, thr_s = standardized_problem.excess_terms(theta0, tol)
-
-    slowest, fastest = problem.dominant_parameters()
-    return GDDiagnostics(
-        max_stable_lr=limit,
-        best_lr=problem.best_lr,
-        condition_number=problem.condition_number,
-        lr=float(lr),
-        epochs_needed=_epochs_needed(eig, c, thr, lr, momentum, nesterov, max_epochs),
-        epochs_needed_best_lr=_epochs_needed(eig, c, thr, problem.best_lr, 0.0, False, max_epochs),
-        epochs_needed_standardized=_epochs_needed(standardized_problem.eigenvalues, c_s, thr_s,
-                                                  standardized_problem.best_lr, 0.0, False, max_epochs),
-        tol=float(tol),
-        max_epochs=max_epochs,
-        best_lr_standardized=standardized_problem.best_lr,
-        standardized=standardized,
-        momentum=float(momentum),
-        nesterov=bool(nesterov),
-        weight_decay=float(weight_decay),
-        epochs=epochs,
-        slowest_parameter=slowest,
-        fastest_parameter=fastest,
-    )
+    return X64, y64, np.hstack([W0, b0[:, None]])  # (m, d+1)
 
 
 class _Quadratic:
@@ -300,7 +275,17 @@ class _Quadratic:
 
 
 def _epochs_needed(eig, c, thr, lr, momentum, nesterov, max_epochs) -> int | None:
-    """The first epoch t <= max_epochs whose excess (after t - 1 steps) is <= thr, else None."""
+    """The first epoch t <= max_epochs whose excess (after t - 1 steps) is <= thr, else None.
+
+    Computed, not simulated. Without momentum the excess after ``s`` steps is
+    ``sum_k c_k (1 - lr lambda_k)^(2s)``, non-increasing when stable, so the first ``s`` below
+    ``tol * F*`` is found by bisection. With momentum each eigencomponent follows a 2x2 linear
+    recurrence and the excess can oscillate; its first crossing is found by walking the epochs
+    in vectorised blocks up to a proven bound (a decreasing envelope from the Schur form of each
+    2x2 matrix). Past ``_SCAN_BUDGET`` component-epochs the remaining stretch is bisected with
+    matrix powers, which is exact once the oscillating components (they shrink at least as fast
+    as ``sqrt(momentum)`` per step) have died out.
+    """
     keep = c > 0  # components already at the optimum, or flat directions, never matter
     eig, c = eig[keep], c[keep]
     if c.sum() <= thr:

@@ -27,6 +27,7 @@ import safetensors.numpy
 
 from .errors import ModelFileError, OutputError
 from .outputs import atomic_write_bytes
+from .shapes import dimension
 
 FORMAT = "torchlinreg-model"
 FORMAT_VERSION = 1
@@ -93,13 +94,8 @@ class SavedModel:
         if not isinstance(self.metadata, dict):
             raise ValueError(f"metadata must be a dict, got {type(self.metadata).__name__}")
 
-    @property
-    def n_features(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def n_targets(self) -> int:
-        return self.weight.shape[0]
+    n_features = dimension("weight", 1)
+    n_targets = dimension("weight", 0)
 
     def predict(self, X) -> np.ndarray:
         """Predictions for ``X`` of shape (n_samples, n_features): an ndarray (n_samples, n_targets), float64."""
@@ -160,24 +156,10 @@ def _version(package: str) -> str | None:
         return None
 
 
-def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = False) -> tuple[Path, Path]:
-    """Write ``model`` to ``<path>.safetensors`` and ``<path>.json``; return the two paths.
-
-    Each file is written to a temporary file and renamed into place, tensors first. If the
-    JSON cannot be written, the previous tensors file is put back (or the new one removed),
-    so a failed save leaves the previous model as it was. Should the process die between
-    the two renames, the SHA-256 in the JSON makes :func:`load_model` refuse the mixed pair.
-
-    Raises
-    ------
-    OutputError
-        A file exists and ``force`` is false, or a file cannot be written.
-    ValueError
-        The coefficients are not finite or the metadata is not JSON-serialisable.
-    """
+def _encoded(model: SavedModel) -> tuple[bytes, bytes]:
+    """The bytes of ``model``'s safetensors file and of its JSON description (which holds the tensors' SHA-256)."""
     from . import __version__
 
-    tensors_path, json_path = model_paths(path)
     if not (np.isfinite(model.weight).all() and np.isfinite(model.bias).all()):
         raise ValueError("cannot save a model with non-finite coefficients (inf or NaN); "
                          "train it with a smaller learning rate")
@@ -205,7 +187,11 @@ def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = Fals
         text = json.dumps(description, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"model metadata must be JSON-serialisable with finite numbers ({exc})") from None
+    return tensor_bytes, (text + "\n").encode("utf-8")
 
+
+def _write_pair(tensors_path: Path, json_path: Path, tensor_bytes: bytes, json_bytes: bytes, *, force: bool) -> None:
+    """Write the tensors, then the JSON; if the JSON fails, put the previous tensors file back (or remove the new)."""
     if not force:
         for p in (tensors_path, json_path):
             if p.exists():
@@ -219,7 +205,7 @@ def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = Fals
 
     atomic_write_bytes(tensors_path, tensor_bytes)
     try:
-        atomic_write_bytes(json_path, (text + "\n").encode("utf-8"))
+        atomic_write_bytes(json_path, json_bytes)
     except BaseException:
         try:  # best effort: keep the old pair matching rather than new tensors with old JSON
             if previous is None:
@@ -229,6 +215,26 @@ def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = Fals
         except OSError:
             pass
         raise
+
+
+def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = False) -> tuple[Path, Path]:
+    """Write ``model`` to ``<path>.safetensors`` and ``<path>.json``; return the two paths.
+
+    Each file is written to a temporary file and renamed into place, tensors first. If the
+    JSON cannot be written, the previous tensors file is put back (or the new one removed),
+    so a failed save leaves the previous model as it was. Should the process die between
+    the two renames, the SHA-256 in the JSON makes :func:`load_model` refuse the mixed pair.
+
+    Raises
+    ------
+    OutputError
+        A file exists and ``force`` is false, or a file cannot be written.
+    ValueError
+        The coefficients are not finite or the metadata is not JSON-serialisable.
+    """
+    tensors_path, json_path = model_paths(path)
+    tensor_bytes, json_bytes = _encoded(model)
+    _write_pair(tensors_path, json_path, tensor_bytes, json_bytes, force=force)
     return tensors_path, json_path
 
 

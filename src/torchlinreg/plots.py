@@ -26,6 +26,7 @@ import numpy as np
 
 from .history import History, Params
 from .outputs import atomic_write_bytes
+from .shapes import dimension
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -51,14 +52,8 @@ EDGE_PX = 3  # a title or label closer than this to the figure's edge is clipped
 
 @dataclass(frozen=True)
 class PlotData:
-    """What the plots use of a :class:`~torchlinreg.data.Dataset`, as NumPy arrays (no PyTorch needed).
-
-    Attributes
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-    y : ndarray of shape (n_samples, n_targets)
-    feature_names, target_names : column names, one per column of ``X`` and ``y``.
-    """
+    """What the plots use of a :class:`~torchlinreg.data.Dataset`: its ``X`` (n_samples, n_features),
+    ``y`` (n_samples, n_targets) and column names, with NumPy arrays for tensors (no PyTorch needed)."""
 
     X: np.ndarray
     y: np.ndarray
@@ -69,17 +64,9 @@ class PlotData:
     def of(cls, data: Dataset | PlotData) -> PlotData:
         return cls(np.asarray(data.X), np.asarray(data.y), tuple(data.feature_names), tuple(data.target_names))
 
-    @property
-    def n_samples(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.X.shape[1]
-
-    @property
-    def n_targets(self) -> int:
-        return self.y.shape[1]
+    n_samples = dimension("X", 0)
+    n_features = dimension("X", 1)
+    n_targets = dimension("y", 1)
 
 
 def _figure() -> tuple[Figure, object]:

@@ -384,23 +384,13 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
     classical covariance of unweighted rows needs none.
     """
     conf_level, cov_type = check_settings(conf_level, cov_type)
-    if solution._factor is None:
-        raise ValueError("this solution carries no factorization; make it with QRAccumulator.solve or lstsq")
-    f = solution._factor
-    fit_intercept = f.fit_intercept
-    _check_names(solution.feature_names, fit_intercept)
+    _check_pass(solution, residuals, cov_type)
+    fit_intercept = solution._factor.fit_intercept
     weighted = solution.sum_weights is not None
-    if residuals is None and (cov_type != "nonrobust" or weighted):
-        raise ValueError(f"the {cov_type} covariance of {'weighted ' if weighted else ''}rows needs a pass over "
-                         "them: give a ResidualPass(solution, cov_type) updated with every row")
-    if residuals is not None and (residuals.cov_type != cov_type or residuals.solution is not solution):
-        raise ValueError(f"the ResidualPass is for cov_type {residuals.cov_type!r} of another solution; "
-                         f"make it with ResidualPass(solution, {cov_type!r})")
     use_t = cov_type == "nonrobust" if use_t is None else bool(use_t)
     basis = residuals.basis if residuals is not None else _Basis(solution)
-    n_obs = int(f.n)  # a row of weight 0 is left out
-    k_const = int(fit_intercept)
-    rank = solution.rank
+    n_obs = int(solution._factor.n)  # a row of weight 0 is left out
+    k_const, rank = int(fit_intercept), solution.rank
     df_resid, df_model = np.float64(n_obs - rank), np.float64(rank - k_const)  # NumPy: x / 0 is inf or nan
     log_weights = residuals.log_weights if weighted else 0.0
     middle = None if cov_type == "nonrobust" else residuals.middle
@@ -411,28 +401,18 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
     order = [d, *range(d)] if fit_intercept else list(range(d))  # intercept first
     names = (*solution.feature_names, INTERCEPT)
     terms = tuple(names[i] for i in order)
-    unidentified = tuple(name for name, ok in zip(terms, basis.identified[order]) if not ok)
+    missing = ~basis.identified[order]  # their parameters, covariances and tests are NaN
+    unidentified = tuple(name for name, gone in zip(terms, missing) if gone)
     results = []
     for t, target in enumerate(solution.target_names):
         theta = np.append(solution.coef[t], solution.intercept[t])[:d + k_const]
         ssr = solution.loss_per_target[t] * basis.sum_weights
         tss = basis.tss[t]
+        cov, f_statistic = _covariance(basis, None if middle is None else middle[t], solution.coef[t], ssr, tss,
+                                       hc1, df_resid, df_model)
         with np.errstate(divide="ignore", invalid="ignore"):
-            scale = ssr / df_resid
-            if middle is None:
-                cov = scale * (basis.K @ basis.K.T)
-                f_statistic = (tss - ssr) / df_model / scale
-            else:
-                cov = hc1 * (basis.K @ middle[t] @ basis.K.T)
-                eta = basis.eta_map @ solution.coef[t]  # the slopes in the basis; F tests η = 0
-                f_statistic = _wald(eta, hc1 * middle[t][:basis.r, :basis.r])
-            if df_resid == 0:  # the fit interpolates: the noise, and so every test, is not estimable
-                cov, f_statistic = np.full_like(cov, np.nan), np.nan
-            if df_model == 0:
-                f_statistic = np.nan
             cov = cov[np.ix_(order, order)]
             params = theta[order]
-            missing = ~basis.identified[order]
             params[missing] = np.nan
             cov[missing, :] = np.nan
             cov[:, missing] = np.nan
@@ -451,6 +431,43 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
                 condition_number=float(solution.condition_number), unidentified=unidentified, use_t=use_t,
                 weighted=weighted))
     return results
+
+
+def _check_pass(solution: LstsqSolution, residuals: ResidualPass | None, cov_type: str) -> None:
+    """Refuse a solution without its factorization, and a pass that is missing or made for another fit."""
+    if solution._factor is None:
+        raise ValueError("this solution carries no factorization; make it with QRAccumulator.solve or lstsq")
+    _check_names(solution.feature_names, solution._factor.fit_intercept)
+    weighted = solution.sum_weights is not None
+    if residuals is None and (cov_type != "nonrobust" or weighted):
+        raise ValueError(f"the {cov_type} covariance of {'weighted ' if weighted else ''}rows needs a pass over "
+                         "them: give a ResidualPass(solution, cov_type) updated with every row")
+    if residuals is not None and (residuals.cov_type != cov_type or residuals.solution is not solution):
+        raise ValueError(f"the ResidualPass is for cov_type {residuals.cov_type!r} of another solution; "
+                         f"make it with ResidualPass(solution, {cov_type!r})")
+
+
+@np.errstate(divide="ignore", invalid="ignore")
+def _covariance(basis: _Basis, middle: np.ndarray | None, coef: np.ndarray, ssr, tss, hc1, df_resid,
+                df_model) -> tuple[np.ndarray, float]:
+    """One target's covariance of the parameters (features, then the intercept) and its F statistic.
+
+    ``middle`` is the target's HC middle matrix from the pass, None for the classical covariance;
+    ``coef`` (n_features,) its slopes, ``ssr`` and ``tss`` its residual and total sums of squares.
+    """
+    scale = ssr / df_resid
+    if middle is None:
+        cov = scale * (basis.K @ basis.K.T)
+        f_statistic = (tss - ssr) / df_model / scale
+    else:
+        cov = hc1 * (basis.K @ middle @ basis.K.T)
+        eta = basis.eta_map @ coef  # the slopes in the basis; F tests η = 0
+        f_statistic = _wald(eta, hc1 * middle[:basis.r, :basis.r])
+    if df_resid == 0:  # the fit interpolates: the noise, and so every test, is not estimable
+        cov, f_statistic = np.full_like(cov, np.nan), np.nan
+    if df_model == 0:
+        f_statistic = np.nan
+    return cov, f_statistic
 
 
 def streamed_statistics(solution: LstsqSolution, chunks: Callable[[], Iterable], *, conf_level: float = 0.95,

@@ -203,7 +203,8 @@ class QRAccumulator:
         features = _names(feature_names, self.n_features, "x", "feature_names")
         targets = _names(target_names, self.n_targets, "y", "target_names")
         _check_normal(self.R, self.n_features, self.fit_intercept, features, targets)
-        factor = _Factorization(self, rtol)
+        factor = _Factorization(self.R, self.n_features, fit_intercept=self.fit_intercept, n_samples=self.n_samples,
+                                n_positive=self.n_positive, sum_weights=self.sum_weights, rtol=rtol)
         W, b, sse = factor.minimizer()
         _check_range(W, b, features, factor.raw_norms)
         unidentified, messages = factor.deficiencies(features)

@@ -17,15 +17,10 @@ whose norm is at most ``rtol`` times its raw norm is constant.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ..errors import DataError
 from .numerics import _EPS, _norms, _power_of_two
-
-if TYPE_CHECKING:  # an annotation only: accumulator imports this module, not the other way round
-    from .accumulator import QRAccumulator
 
 # 1e6 x float64's eps: far above the rounding noise of QR over many chunks and of centring
 # columns whose mean is up to ~1e4 times their spread, far below the smallest scaled singular
@@ -67,16 +62,22 @@ def _check_range(W: np.ndarray, b: np.ndarray, features: tuple[str, ...], raw_no
 
 
 class _Factorization:
-    """What the solution and its refinement need from R: centring, column scales, SVD, null space."""
+    """What the solution and its refinement need from R: centring, column scales, SVD, null space.
 
-    def __init__(self, acc: QRAccumulator, rtol: float):
-        d, m, p = acc.n_features, acc.n_targets, acc.n_columns
-        self.fit_intercept = acc.fit_intercept
-        self.n = acc.n_positive  # rows that count: a zero weight leaves its row out
-        self.zero_weight_rows = acc.n_samples - acc.n_positive
-        self.sum_weights = acc.sum_weights  # ‖√w‖²: the squared norm of the column of ones
-        R = np.zeros((p, p))
-        R[:len(acc.R)] = acc.R  # zero rows change nothing while fewer rows than columns were seen
+    ``R`` is a ``QRAccumulator``'s factor of ``[X, 1, y]`` (the 1 column only with ``fit_intercept``),
+    ``n_samples`` its rows, ``n_positive`` those of positive weight and ``sum_weights`` their ``Σ w``.
+    """
+
+    def __init__(self, R: np.ndarray, n_features: int, *, fit_intercept: bool, n_samples: int, n_positive: int,
+                 sum_weights: float, rtol: float):
+        p = R.shape[1]
+        d, m = n_features, p - n_features - fit_intercept
+        self.fit_intercept = fit_intercept
+        self.n = n_positive  # rows that count: a zero weight leaves its row out
+        self.zero_weight_rows = n_samples - n_positive
+        self.sum_weights = sum_weights  # ‖√w‖²: the squared norm of the column of ones
+        R_rows, R = R, np.zeros((p, p))
+        R[:len(R_rows)] = R_rows  # zero rows change nothing while fewer rows than columns were seen
         raw_norms = _norms(R[:, :d])  # ‖X_j‖ (‖√w X_j‖ with weights)
         self.raw_norms = raw_norms
         if self.fit_intercept:
