@@ -15,7 +15,7 @@ import sys
 import warnings
 
 from . import __version__, defaults, plot_process, startup
-from .config import COV_TYPES, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, FitOptions, TrainConfig
+from .config import COV_TYPES, DEFAULT_TIMEOUT_S, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, FitOptions, TrainConfig
 from .errors import ConfigError, DataError, Interrupted, ModelFileError, OutputError, TorchlinregError
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
@@ -53,7 +53,7 @@ def _add_columns(p) -> None:
 
 
 def _add_dist_timeout(p) -> None:
-    p.add_argument("--dist-timeout", type=float, default=300.0, metavar="S",
+    p.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
                    help="under torchrun: seconds a rank waits for the others before every rank stops")
 
 

@@ -33,7 +33,7 @@ import torch
 from . import loop
 from .callbacks import Callback
 from .config import TrainConfig
-from .distributed import Dist, epoch_batches, wrap_ddp
+from .distributed import Dist, ddp_mse, epoch_batches, wrap_ddp
 from .errors import ConfigError, DataError
 from .gram import GramObjective
 from .history import History
@@ -87,7 +87,11 @@ def train_minibatches(
     if several and checkpoint is not None:
         raise ConfigError("checkpoints need an output folder (--out) and one process (not torchrun)")
     net = wrap_ddp(model, dist) if dist is not None else model  # DDP: rank 0's parameters on every rank
-    objective = Batches(objective, steps, scaler=scaler, net=net, dist=dist, val_objective=val_objective)
+    batch_loss = None
+    if several:
+        def batch_loss(y_pred, y, w, step_rows):  # DDP averages gradients: scaled so the mean is the step's
+            return ddp_mse(y_pred, y, step_rows, dist, w)
+    objective = Batches(objective, steps, scaler=scaler, net=net, batch_loss=batch_loss, val_objective=val_objective)
     return loop.train(model, objective, config, callbacks, checkpoint=checkpoint)
 
 

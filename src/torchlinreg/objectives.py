@@ -233,18 +233,19 @@ class Batches:
     ``objective``: the :class:`~torchlinreg.gram.GramObjective` of every process's rows in the
     data's units; ``batches`` yields this process's part of each step, ``(X, y, w, step_rows)``
     in the model's units (standardised with ``scaler``). ``net`` is the model, or its
-    ``DistributedDataParallel`` wrapper when ``dist`` spans several processes: the batch loss is
-    then scaled (:func:`torchlinreg.distributed.ddp_mse`) so DDP's averaged gradient is the step's.
+    ``DistributedDataParallel`` wrapper; ``batch_loss(y_pred, y, w, step_rows)`` is the loss of
+    this process's part of a step (default :func:`mse`; under DDP one scaled so that DDP's
+    averaged gradient is the whole step's, see :func:`torchlinreg.distributed.ddp_mse`).
     """
 
     generator = None  # the batches depend on the epoch alone: a resumed run replays them
 
-    def __init__(self, objective, batches: Callable[[int], Iterable[Step]], *, scaler=None, net=None, dist=None,
-                 val_objective=None):
+    def __init__(self, objective, batches: Callable[[int], Iterable[Step]], *, scaler=None, net=None,
+                 batch_loss: Callable | None = None, val_objective=None):
         self.objective, self.batches, self.val_objective = objective, batches, val_objective
         self.in_model_units = objective.standardized(scaler) if scaler is not None else objective
-        self.scaler, self.units, self.net, self.dist = scaler, Units(scaler), net, dist
-        self.several = dist is not None and dist.is_distributed
+        self.scaler, self.units, self.net = scaler, Units(scaler), net
+        self.batch_loss = batch_loss if batch_loss is not None else (lambda y_pred, y, w, rows: mse(y_pred, y, w))
         self._loss = math.nan
 
     def __repr__(self) -> str:
@@ -275,13 +276,7 @@ class Batches:
     def _closure(self, net, optimizer, X, y, w, step_rows: int) -> Callable[[], torch.Tensor]:
         def closure() -> torch.Tensor:
             optimizer.zero_grad()  # gradients accumulate: clear the last step's
-            y_pred = net(X)  # (k, n_targets); k may be 0 in a process with no rows in this step
-            if self.several:
-                from .distributed import ddp_mse
-
-                loss = ddp_mse(y_pred, y, step_rows, self.dist, w)
-            else:
-                loss = mse(y_pred, y, w)
+            loss = self.batch_loss(net(X), y, w, step_rows)  # forward pass (k may be 0 in a process), loss
             loss.backward()
             return loss
 

@@ -49,10 +49,10 @@ from typing import Callable, Iterable
 import numpy as np
 from scipy import stats
 
+from .config import COV_TYPES
 from .errors import ConfigError
 from .solve import _NULL_TOL, LstsqSolution, _as_array, lstsq
 
-COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")
 INTERCEPT = "intercept"  # the constant term's name
 _BLOCK_ROWS = 8192  # rows per block in the pass for robust covariances
 

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from ..errors import ConfigError, DistributedError
+from ..config import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     import torch
 
-DEFAULT_TIMEOUT_S = 300.0  # a collective or check-in waits this long for the slowest rank
 
 
 @dataclass(frozen=True)
