@@ -40,7 +40,7 @@ from torch import nn
 
 from .errors import ConfigError, DataError, DistributedError, TorchlinregError
 from .solve import QRAccumulator, add_pass_sums
-from .stream import fold
+from .passes import fold
 
 T = TypeVar("T")
 

@@ -346,7 +346,7 @@ def run_fit_source(
     """
     from .distributed import Dist, solve_shard
     from .minibatch import stream_steps, train_minibatches
-    from .stream import BUFFER_ROWS, CHUNK_ROWS, accumulate
+    from .passes import BUFFER_ROWS, CHUNK_ROWS, accumulate
 
     chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
