@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,10 +25,14 @@ from .solve import MAX_PASSES, RANK_RTOL, LstsqSolution, QRAccumulator
 from .solve import needs_refinement
 from .solve import refine as refine_solution
 
+if TYPE_CHECKING:
+    from .sources import Source
+
 BUFFER_ROWS = 262_144  # rows in the shuffle buffer: rows mix with the ~4 chunks around them
 
 
-def accumulate(source, *, chunk_rows: int = CHUNK_ROWS, fit_intercept: bool = True) -> QRAccumulator:
+def accumulate(source: Source | str | os.PathLike, *, chunk_rows: int = CHUNK_ROWS,
+               fit_intercept: bool = True) -> QRAccumulator:
     """One pass over a source into a :class:`~torchlinreg.solve.QRAccumulator`.
 
     ``source`` is a Source (:mod:`torchlinreg.sources`) or a path streamed with the default columns.
@@ -84,7 +89,7 @@ def _sharing_cores():
 
 
 def solve_source(
-    source,
+    source: Source | str | os.PathLike,
     *,
     chunk_rows: int = CHUNK_ROWS,
     refine: bool | None = None,
@@ -114,7 +119,7 @@ def solve_source(
     return refine_solution(solution, lambda: source.chunks(chunk_rows), max_passes=max_passes)
 
 
-def _as_source(source):
+def _as_source(source) -> Source:
     return source if hasattr(source, "chunks") and hasattr(source, "feature_names") else open_files(source)
 
 
@@ -142,7 +147,7 @@ class ShuffledBatches(torch.utils.data.IterableDataset):
     (b, n_targets), (b,) in ``dtype``.
     """
 
-    def __init__(self, source: FileSource, batch_size: int, *, buffer_rows: int = BUFFER_ROWS, seed: int = 0,
+    def __init__(self, source: Source, batch_size: int, *, buffer_rows: int = BUFFER_ROWS, seed: int = 0,
                  chunk_rows: int = CHUNK_ROWS, dtype: torch.dtype = torch.float32,
                  rank: int | None = None, world_size: int | None = None):
         super().__init__()
