@@ -1,8 +1,6 @@
 """The Source interface: rows in memory and files read in chunks give the same rows, shares and messages."""
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -12,33 +10,26 @@ from torchlinreg.formats import read_dataset, write_table
 from torchlinreg.passes import accumulate, solve_source
 from torchlinreg.sources import ArraySource, FileSource, Source, open_source, open_streamed, open_whole
 
-N = 503  # rows: not a multiple of any chunk size below
-FEATURES = ("x1", "x2", "x3")
-COLUMNS = dict(target="y", features=list(FEATURES), weights="w")
+from test_stream import FEATURES, N, _table, data_files  # noqa: F401 - data_files: the rows as CSV, Parquet, a folder
+
+COLUMNS = dict(target="y1", features=list(FEATURES), weights="w")
 NPY_COLUMNS = dict(target="c5", features=["c1", "c2", "c3"], weights="c4")  # a .npy file's columns are c1, c2, ...
 
 
-def _columns(n=N, seed=11) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, 3)) * [1.0, 1e3, 1e-2] + [0.0, 5e3, 1.0]
-    y = X @ [1.5, 1e-3, 40.0] + 0.5 + rng.standard_normal(n)
-    return {**dict(zip(FEATURES, X.T)), "y": y, "w": rng.uniform(0.1, 3.0, n), "id": np.arange(n, dtype=float)}
+def _columns() -> dict[str, np.ndarray]:
+    """test_stream's rows, as writable arrays by column name."""
+    table = _table()
+    return {name: column.to_numpy().copy() for name, column in zip(table.column_names, table.columns)}
 
 
 @pytest.fixture(scope="module")
-def paths(tmp_path_factory):
-    """The same rows as a CSV file, a Parquet file of several row groups, a folder of two Parquet parts, a .npy."""
-    root = tmp_path_factory.mktemp("sources")
+def paths(data_files, tmp_path_factory):
+    """test_stream's files (the same rows as CSV, Parquet of several row groups, a folder of Parquet parts),
+    and those rows as a .npy file."""
     columns = _columns()
-    parts = root / "parts"
-    parts.mkdir()
-    table = pa.table(columns)
-    pq.write_table(table.slice(0, 200), parts / "part-0.parquet")
-    pq.write_table(table.slice(200), parts / "part-1.parquet", row_group_size=64)
-    pq.write_table(table, root / "d.parquet", row_group_size=100)
-    np.save(root / "d.npy", np.column_stack([columns[n] for n in (*FEATURES, "w", "y")]))
-    return {"csv": write_table(root / "d.csv", columns), "parquet": root / "d.parquet", "folder": parts,
-            "npy": root / "d.npy", "whole": root / "d.parquet"}
+    npy = tmp_path_factory.mktemp("sources") / "d.npy"
+    np.save(npy, np.column_stack([columns[n] for n in (*FEATURES, "w", "y1")]))
+    return {**data_files, "npy": npy, "whole": data_files["parquet"]}
 
 
 def _source(paths, kind) -> Source:
@@ -59,7 +50,7 @@ def _stack(chunks):
 def test_chunks_hold_the_rows_that_a_whole_read_holds(paths, kind, rows):
     source = _source(paths, kind)
     assert isinstance(source, Source)
-    assert (source.feature_names, source.target_names, source.weight_name) == (FEATURES, ("y",), "w")
+    assert (source.feature_names, source.target_names, source.weight_name) == (FEATURES, ("y1",), "w")
     chunks = list(source.chunks(rows))
     assert all(len(X) == rows for X, _, _ in chunks[:-1]) and 0 < len(chunks[-1][0]) <= rows
     for X, y, w in chunks:
@@ -159,7 +150,6 @@ def test_open_source_refuses_an_array_file_over_the_budget(paths):
 ])
 def test_one_bad_value_gets_one_message_whole_and_streamed(tmp_path, suffix, bad, message):
     columns = _columns()
-    columns["x2"] = columns["x2"].copy()
     columns["x2"][299] = bad
     path = write_table(tmp_path / f"bad{suffix}", columns)
     messages = []
@@ -173,30 +163,30 @@ def test_one_bad_value_gets_one_message_whole_and_streamed(tmp_path, suffix, bad
     assert messages == [messages[0]] * 3
 
 
-def test_text_in_a_numeric_column_gets_one_message_whole_and_streamed(tmp_path):
-    lines = ["x1,x2,x3,y,w"] + [f"{i},{2 * i},{i % 7},{i + 0.5},1" for i in range(400)]
-    lines[250] = "249,498,4,abc,1"
-    path = tmp_path / "text.csv"
-    path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError) as whole:
-        read_dataset(path, features=list(FEATURES), target="y", weights="w")
-    with pytest.raises(DataError) as streamed:
-        list(open_streamed(path, features=list(FEATURES), target="y", weights="w").chunks(64))
-    assert str(whole.value) == str(streamed.value) == (
-        f"{path}: column 'y' row 250 holds 'abc', not a number; correct it, or choose another target")
-
-
-def test_a_negative_weight_gets_one_message_whole_and_streamed(tmp_path):
-    columns = _columns()
-    columns["w"] = columns["w"].copy()
-    columns["w"][410] = -1.0
-    path = write_table(tmp_path / "neg.parquet", columns)
+def _whole_and_streamed(path) -> tuple[str, str]:
+    """The messages of a whole read and of a streamed pass over ``path``."""
     with pytest.raises(DataError) as whole:
         open_whole(path, **COLUMNS)
     with pytest.raises(DataError) as streamed:
         list(open_streamed(path, **COLUMNS).chunks(64))
-    assert str(whole.value) == str(streamed.value) == (
-        f"{path}: weight column 'w' row 411 is negative; weights must be >= 0")
+    return str(whole.value), str(streamed.value)
+
+
+def test_text_in_a_numeric_column_gets_one_message_whole_and_streamed(tmp_path):
+    lines = ["x1,x2,x3,y1,w"] + [f"{i},{2 * i},{i % 7},{i + 0.5},1" for i in range(400)]
+    lines[250] = "249,498,4,abc,1"
+    path = tmp_path / "text.csv"
+    path.write_text("\n".join(lines) + "\n")
+    message = f"{path}: column 'y1' row 250 holds 'abc', not a number; correct it, or choose another target"
+    assert _whole_and_streamed(path) == (message, message)
+
+
+def test_a_negative_weight_gets_one_message_whole_and_streamed(tmp_path):
+    columns = _columns()
+    columns["w"][410] = -1.0
+    path = write_table(tmp_path / "neg.parquet", columns)
+    message = f"{path}: weight column 'w' row 411 is negative; weights must be >= 0"
+    assert _whole_and_streamed(path) == (message, message)
 
 
 def test_the_tensors_of_an_array_source_are_not_copied_when_float64():
