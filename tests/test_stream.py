@@ -428,7 +428,7 @@ def test_peak_memory_is_bounded_by_the_chunk_not_the_file(tmp_path):
 # ---- reading ahead in a background thread ---------------------------------------------------------
 
 def test_read_ahead_gives_the_same_chunks_as_reading_in_turn(data_files, monkeypatch):
-    import torchlinreg.stream as stream
+    import torchlinreg.filesource as stream  # where the chunks are read
 
     source = open_source(data_files["parquet"], target=list(TARGETS), features=list(FEATURES))
     monkeypatch.setattr(stream, "READ_AHEAD", 0)

@@ -265,11 +265,10 @@ def _load_data(args):
         return tutorial_data(args.n_samples, x_start=args.x_start, x_stop=args.x_stop, weight=args.true_weight,
                              bias=args.true_bias, noise_low=args.noise_low, noise_high=args.noise_high,
                              seed=args.data_seed)
-    from .files import check_magnitudes, read_dataset
+    from .sources import open_whole
 
-    data = read_dataset(args.data, target=args.target, features=args.features, weights=args.weights)
-    check_magnitudes(args.data, data)  # fit and solve sum squares: refuse what overflows, naming the cell
-    return data
+    # every value checked, and none whose square overflows (fit and solve sum squares), naming the cell
+    return open_whole(args.data, target=args.target, features=args.features, weights=args.weights).dataset
 
 
 @plot_process.alongside(lambda args: not args.no_plots)  # PNGs drawn by a second process, see plot_process.py
@@ -356,10 +355,10 @@ def _reading(args, copies: int):
 
 def _open_source(args):
     from .memory import stream_read_bytes
-    from .stream import open_source
+    from .sources import open_streamed
 
-    return open_source(args.data, target=args.target, features=args.features, weights=args.weights,
-                       read_bytes=stream_read_bytes(args.max_memory))
+    return open_streamed(args.data, target=args.target, features=args.features, weights=args.weights,
+                         read_bytes=stream_read_bytes(args.max_memory))
 
 
 def _print_solution(args, solution, stats) -> int:
@@ -399,7 +398,7 @@ def _open_data(job, args, reading):
 
 def _cmd_make_data(args) -> int:
     from .data import dataset_columns, make_regression, tutorial_data
-    from .files import write_table
+    from .formats import write_table
 
     if any(v is not None for v in (args.features, args.targets, args.coef, args.intercept, args.noise)):
         ignored = [name for name, default in TUTORIAL_ONLY.items() if getattr(args, name) != default]
@@ -424,7 +423,7 @@ def _cmd_make_data(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .files import read_columns, write_table
+    from .formats import read_columns, write_table
     from .persistence import load_model
 
     model = load_model(args.model)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from .config import CHUNK_ROWS
 from .solve import LstsqSolution, QRAccumulator, needs_refinement, refine
-from .sources import ArraySource, part_chunks
 
 
 
@@ -21,24 +20,13 @@ def solve(source, dist=None, chunk_rows: int = CHUNK_ROWS) -> tuple[QRAccumulato
     of each pass added across the processes). The rows of each process are given for streamed
     sources under torchrun (their mini-batches need them), else as one count.
     """
-    if dist is not None and dist.is_distributed:
-        from .distributed import solve_rows, solve_shard
+    if dist is not None and dist.is_distributed:  # each process its chunks; one collective merges the R factors
+        from .distributed import solve_shard
 
-        if isinstance(source, ArraySource):
-            data = source.dataset
-            w = None if data.sample_weight is None else data.sample_weight.double()
-            acc, solution = solve_rows(data.X.double(), data.y.double(), w, dist,
-                                       feature_names=source.feature_names, target_names=source.target_names)
-            return acc, [acc.n_samples], solution
         return solve_shard(source, dist, chunk_rows=chunk_rows)
-    if isinstance(source, ArraySource):
-        acc = QRAccumulator(len(source.feature_names), len(source.target_names))
-        for X, y, w in source.chunks(chunk_rows):
-            acc.update(X, y, sample_weight=w)
-    else:
-        from .stream import accumulate
+    from .passes import accumulate
 
-        acc = accumulate(source, chunk_rows=chunk_rows)
+    acc = accumulate(source, chunk_rows=chunk_rows)
     solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
     if needs_refinement(solution):  # ill-conditioned: passes in double-double restore the digits
         solution = refine(solution, lambda: source.chunks(chunk_rows))
@@ -58,9 +46,10 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
     residuals = ResidualPass(solution, cov_type)
     if not residuals.needed:
         return solution_statistics(solution, None, conf_level=conf_level, cov_type=cov_type)
-    for X, y, w in part_chunks(source, chunk_rows, dist):
+    several = dist is not None and dist.is_distributed
+    for X, y, w in source.chunks(chunk_rows, *((dist.rank, dist.world_size) if several else ())):
         residuals.update(X, y, w)
-    if dist is not None and dist.is_distributed:
+    if several:
         from .distributed import gather_vectors
 
         vectors = gather_vectors(residuals.to_vector(), dist)

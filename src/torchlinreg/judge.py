@@ -19,7 +19,6 @@ import numpy as np
 from .config import TrainConfig
 from .errors import ConvergenceWarning
 from .history import History
-from .sources import part_chunks
 
 PLOT_SAMPLE_ROWS = 10_000  # rows of streamed data the plots draw: enough to show the fit, few enough to draw fast
 
@@ -52,7 +51,7 @@ def last_pass(source, chunk_rows: int, dist, weight: np.ndarray, bias: np.ndarra
     pick = _sampler(sample_from, PLOT_SAMPLE_ROWS, seed) if sample_from else None
     sample = []
     several = dist is not None and dist.is_distributed
-    for X, y, w in part_chunks(source, chunk_rows, dist):
+    for X, y, w in source.chunks(chunk_rows, *((dist.rank, dist.world_size) if several else ())):
         y_pred = X @ weight.T + bias  # (k, m)
         sums.update(y, y_pred)
         squared = (y - y_pred) ** 2

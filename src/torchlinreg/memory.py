@@ -215,7 +215,7 @@ class Reading:
         return f"Reading(stream={self.stream}, reason={self.reason!r})"
 
 
-# The formats stream.open_source reads in chunks (suffix: format); here, so that choosing costs no import.
+# The formats filesource.open_files reads in chunks (suffix: format); here, so that choosing costs no import.
 STREAM_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 
 

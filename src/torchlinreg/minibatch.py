@@ -151,7 +151,7 @@ def stream_steps(source, batch_size: int, counts: list[int], dist: Dist, *, seed
     """
     from torch.utils.data import DataLoader
 
-    from .stream import BUFFER_ROWS, ShuffledBatches
+    from .passes import BUFFER_ROWS, ShuffledBatches
 
     world, rank = dist.world_size, dist.rank
     local = local_batch_sizes(batch_size, world)

@@ -1,46 +1,161 @@
-"""TEMPORARY minimal sources (replaced by the sources branch at merge)."""
+"""One Source for the rest of the library: column names, the row count when known, and chunks of rows.
+
+A Source has
+
+- ``feature_names``, ``target_names``: tuples of str; ``weight_name``: str or None;
+- ``n_rows``: int, or None when unknown before a pass (a CSV file streamed);
+- ``chunks(rows, part=0, parts=1)``: ``(X, y, w)`` float64 NumPy arrays of shape (k, d),
+  (k, m) and (k,) or None, in order; with ``parts`` > 1, chunks number ``part``,
+  ``part + parts``, ... only (a torchrun rank's share: the parts partition the rows);
+- ``in_memory``: whether the rows are held in memory (an :class:`ArraySource`, whose
+  ``dataset`` holds them) or read from files in chunks (a :class:`FileSource`).
+
+:func:`open_source` opens a data file or folder and chooses, under a memory budget, whether to
+read it whole or stream it; callers that only pass over the rows never need to know which.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from .columns import check_magnitudes
 from .data import Dataset
+from .filesource import CHUNK_ROWS, FileSource, check_part, check_positive
+from .filesource import open_files as open_streamed
+from .formats import read_dataset
+from .memory import FIT_COPIES, SOLVE_COPIES, plan_reading, stream_read_bytes
+
+__all__ = ["ArraySource", "FileSource", "Source", "as_source", "open_source", "open_streamed", "open_whole"]
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Rows of a regression problem, given chunk by chunk (see the module's docstring)."""
+
+    feature_names: tuple[str, ...]
+    target_names: tuple[str, ...]
+    weight_name: str | None
+    n_rows: int | None
+    in_memory: bool
+
+    def chunks(self, rows: int, part: int = 0,
+               parts: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]: ...
 
 
 class ArraySource:
-    """Rows held in memory (a :class:`torchlinreg.data.Dataset`), given in chunks like any source."""
+    """A Source over rows in memory: a :class:`~torchlinreg.data.Dataset` (NumPy arrays and
+    DataFrames through ``Dataset``, the tutorial's data, a file read whole).
+
+    ``weight_name`` names the weight column when the data set has sample weights (default
+    ``"weight"``). The chunks are float64 copies of the data set's rows (views when it holds
+    float64 rows on the CPU).
+    """
 
     in_memory = True
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: Dataset, weight_name: str | None = None):
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"ArraySource wraps a torchlinreg Dataset, got {type(dataset).__name__}")
         self.dataset = dataset
-        self.feature_names, self.target_names = tuple(dataset.feature_names), tuple(dataset.target_names)
-        self.weight_name = None if dataset.sample_weight is None else "sample_weight"
+        self.feature_names = tuple(dataset.feature_names)
+        self.target_names = tuple(dataset.target_names)
+        weighted = dataset.sample_weight is not None
+        self.weight_name = (weight_name or "weight") if weighted else None
         self.n_rows = dataset.n_samples
+
+    def chunks(self, rows: int = CHUNK_ROWS, part: int = 0,
+               parts: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """Chunks of ``rows`` rows in order (the last may be shorter); chunk ``i`` belongs to part ``i % parts``."""
+        check_positive("rows", rows)
+        check_part(part, parts)
+        return self._chunks(rows, part, parts)
+
+    def _chunks(self, rows: int, part: int, parts: int):
+        data = self.dataset
+        X, y = (_float64(t) for t in (data.X, data.y))  # (n, d), (n, m)
+        w = _float64(data.sample_weight) if data.sample_weight is not None else None  # (n,)
+        for start in range(part * rows, self.n_rows, parts * rows):
+            stop = start + rows
+            yield X[start:stop], y[start:stop], (w[start:stop] if w is not None else None)
 
     def __repr__(self) -> str:
         return f"ArraySource({self.dataset!r})"
 
-    def chunks(self, rows: int, part: int = 0, parts: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-        data = self.dataset
-        for i, start in enumerate(range(0, self.n_rows, rows)):
-            if i % parts == part:
-                stop = start + rows
-                w = None if data.sample_weight is None else data.sample_weight[start:stop].double().numpy()
-                yield data.X[start:stop].double().numpy(), data.y[start:stop].double().numpy(), w
+
+def _float64(tensor) -> np.ndarray:
+    return tensor.detach().cpu().double().numpy()
 
 
-def as_source(data):
-    """``data`` as a source: a Dataset is wrapped in an :class:`ArraySource`; a source is returned as it is."""
-    return ArraySource(data) if isinstance(data, Dataset) else data
+def open_whole(
+    path: str | os.PathLike,
+    *,
+    target: Sequence[str] | str | None = None,
+    features: Sequence[str] | None = None,
+    weights: str | None = None,
+) -> ArraySource:
+    """A data file read whole (:func:`torchlinreg.formats.read_dataset`), every value checked, and none
+    whose square overflows float64 (which least squares sums: :func:`torchlinreg.columns.check_magnitudes`)."""
+    data = read_dataset(path, target=target, features=features, weights=weights)
+    check_magnitudes(path, data)
+    return ArraySource(data, weight_name=weights)
 
 
-def part_chunks(source, rows: int, dist=None):
-    """The chunks of ``source`` that are this process's part under ``dist`` (all of them without one)."""
-    if dist is None or not dist.is_distributed:
-        return source.chunks(rows)
-    if hasattr(source, "_chunks"):  # a streamed source: its part as accumulate_shard reads it
-        return source._chunks(rows, dist.rank, dist.world_size)  # noqa: SLF001
-    return source.chunks(rows, dist.rank, dist.world_size)
+def open_source(
+    path: str | os.PathLike,
+    *,
+    target: Sequence[str] | str | None = None,
+    features: Sequence[str] | None = None,
+    weights: str | None = None,
+    max_memory: int | None = None,
+    passes: Literal["one", "many"] = "one",
+    read_bytes: int | None = None,
+) -> ArraySource | FileSource:
+    """A data file (CSV, TSV, Parquet, ``.npy``, ``.npz``) or a folder of CSV/TSV/Parquet files as a Source.
+
+    Parameters
+    ----------
+    path : the file or folder.
+    target, features, weights : the columns, as :func:`torchlinreg.formats.read_dataset` chooses them.
+    max_memory : the memory budget in bytes (default: :func:`torchlinreg.memory.default_budget`).
+    passes : ``"one"`` when the caller only passes over the rows (the exact solve): a file whose
+        format can stream is then streamed, which is faster and smaller; ``"many"`` (the data loop
+        of a fit): read whole when that fits in ``max_memory``, streamed otherwise.
+    read_bytes : values per Parquet record batch when streamed (default: within ``max_memory``,
+        :func:`torchlinreg.memory.stream_read_bytes`).
+
+    Returns
+    -------
+    An :class:`ArraySource` when read whole, a :class:`FileSource` when streamed; ``in_memory`` says which.
+
+    Raises
+    ------
+    DataError
+        As the readers raise it: a missing file or column, a value that is not a number, ...
+    ConfigError
+        A ``.npy``/``.npz`` file too large for ``max_memory``, or columns too many for the solver's factor.
+    """
+    if passes not in ("one", "many"):
+        raise ValueError(f"passes must be 'one' or 'many', got {passes!r}")
+    one = passes == "one"
+    targets = [target] if isinstance(target, str) else target
+    selected = len(features) + len(targets or [None]) + (weights is not None) if features else None
+    reading = plan_reading(path, max_memory, copies=SOLVE_COPIES if one else FIT_COPIES,
+                           command="solve" if one else "fit", one_pass=one, n_selected=selected)
+    if not reading.stream:
+        return open_whole(path, target=target, features=features, weights=weights)
+    if read_bytes is None:
+        read_bytes = stream_read_bytes(max_memory)
+    return open_streamed(path, target=target, features=features, weights=weights, read_bytes=read_bytes)
+
+
+def as_source(data) -> Source:
+    """``data`` as a Source: a :class:`~torchlinreg.data.Dataset` in an :class:`ArraySource`; a Source as it is."""
+    if isinstance(data, Dataset):
+        return ArraySource(data)
+    if isinstance(data, Source):
+        return data
+    raise TypeError(f"expected a torchlinreg Dataset or a Source (torchlinreg.open_source), got {type(data).__name__}")

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import DataError
 from ..solve import QRAccumulator, add_pass_sums, needs_refinement, refine
-from ..stream import fold
+from ..passes import fold
 from .group import Dist, shard
 
 _HEADER = 8  # n_samples, sum_weights, n_positive, weighted, rows of R, n_features, n_targets, fit_intercept
@@ -154,6 +154,6 @@ def solve_shard(source, dist: Dist, *, chunk_rows: int):
     acc, counts = accumulate_shard(source, dist, chunk_rows=chunk_rows)
     solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
     if needs_refinement(solution):
-        solution = refine(solution, lambda: source._chunks(chunk_rows, dist.rank, dist.world_size),
+        solution = refine(solution, lambda: source.chunks(chunk_rows, dist.rank, dist.world_size),
                           combine=sum_pass(dist))
     return acc, counts, solution
