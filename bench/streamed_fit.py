@@ -95,7 +95,8 @@ def run_pyarrow_numpy(path, p):
 
 
 def run_solve_source(path, p):
-    from torchlinreg.stream import open_source, solve_source
+    from torchlinreg.exact import solve_source
+    from torchlinreg.filesource import open_files as open_source
 
     s = solve_source(open_source(path, target="y"), **p.get("solve", {}))
     return {"rows": int(s.n_samples), "coef0": float(s.coef[0, 0]), "intercept": float(s.intercept[0])}
@@ -107,9 +108,9 @@ def contenders() -> list[h.Contender]:
         C(REFERENCE, run_pyarrow, setup, imports=("pyarrow.dataset",), note="no limit"),
         C("pyarrow to_batches + to_numpy of every column", run_pyarrow_numpy, setup,
           imports=("pyarrow.dataset", "numpy"), note="no limit; every value read as float64", in_quick=False),
-        C("torchlinreg solve_source", run_solve_source, setup, imports=("torchlinreg.stream",),
+        C("torchlinreg solve_source", run_solve_source, setup, imports=("torchlinreg.exact",),
           memory_limit=limit, note=f"RLIMIT_AS +{LIMIT_GB:g} GB; default settings"),
-        C("torchlinreg solve_source(refine=True)", run_solve_source, setup, imports=("torchlinreg.stream",),
+        C("torchlinreg solve_source(refine=True)", run_solve_source, setup, imports=("torchlinreg.exact",),
           memory_limit=limit, in_quick=False, params={"solve": {"refine": True}},
           note=f"RLIMIT_AS +{LIMIT_GB:g} GB; refinement passes forced (each re-reads the file)"),
     ]

@@ -472,7 +472,7 @@ def test_streamed_checkpoints_need_one_process_and_an_output_folder(tmp_path, st
     from types import SimpleNamespace
 
     from torchlinreg.fit import run_fit
-    from torchlinreg.stream import open_source
+    from torchlinreg.filesource import open_files as open_source
 
     source = open_source(stream_data)
     torchrun = SimpleNamespace(is_distributed=True, world_size=2)  # refused before the job is used

@@ -14,7 +14,7 @@ import torch
 
 from torchlinreg.cli import main
 from torchlinreg.data import dataset_columns, make_regression
-from torchlinreg.files import write_table
+from torchlinreg.formats import write_table
 
 from bounds import U32, U64
 

@@ -15,7 +15,8 @@ from torchlinreg import lstsq, make_regression, regression_statistics, write_tab
 from torchlinreg.cli import main
 from torchlinreg.data import dataset_columns
 from torchlinreg.model import build_model
-from torchlinreg.stream import ShuffledBatches, open_source
+from torchlinreg.filesource import open_files as open_source
+from torchlinreg.minibatch import ShuffledBatches
 
 from bounds import gamma
 

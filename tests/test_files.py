@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from torchlinreg.errors import DataError, OutputError
-from torchlinreg.files import SUPPORTED_SUFFIXES, WRITABLE_SUFFIXES, read_dataset, write_table
+from torchlinreg.formats import SUPPORTED_SUFFIXES, WRITABLE_SUFFIXES, read_dataset, write_table
 
 EDGE_FLOATS = [5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -1.7976931348623157e308,
                0.1, 1 / 3, 1e22, 1e-300, 123456789.125, -0.0]

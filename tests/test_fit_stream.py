@@ -18,7 +18,8 @@ from torchlinreg import make_regression, write_table
 from torchlinreg.cli import main
 from torchlinreg.data import dataset_columns
 from torchlinreg.model import build_model
-from torchlinreg.stream import ShuffledBatches, open_source
+from torchlinreg.filesource import open_files as open_source
+from torchlinreg.minibatch import ShuffledBatches
 
 from test_solve import loss_rtol, ls_rtol
 
@@ -205,7 +206,7 @@ def test_plots_and_report_of_streamed_data_draw_a_sample_and_say_so(capsys, tmp_
 
 _MEASURE = textwrap.dedent("""
     import json, resource, sys
-    import torch, torchlinreg.fit, torchlinreg.stream, torchlinreg.minibatch  # the baseline: all loaded
+    import torch, torchlinreg.fit, torchlinreg.filesource, torchlinreg.minibatch  # the baseline: all loaded
     from torchlinreg.cli import main
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     code = main(sys.argv[1:])

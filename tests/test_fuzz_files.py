@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from fuzzing import (SMALLEST_NORMAL, _norm, assert_clean_stderr, assert_matches_reference, assert_refused,
                      files_under, least_squares_reference, profiles, run_cli, run_property)
 from torchlinreg import load_model
-from torchlinreg.files import SUPPORTED_SUFFIXES
+from torchlinreg.formats import SUPPORTED_SUFFIXES
 from torchlinreg.persistence import SavedModel, save_model
 
 LIMIT = 1e150  # solve.MAX_MAGNITUDE: larger values are refused (their squares overflow)

@@ -26,7 +26,7 @@ import safetensors.numpy
 from hypothesis import strategies as st
 
 from fuzzing import assert_clean_stderr, assert_refused, files_under, profiles, run_cli, run_property
-from torchlinreg.files import write_table
+from torchlinreg.formats import write_table
 from torchlinreg.persistence import SavedModel, save_model
 
 NAMES = st.one_of(st.sampled_from(["x", "y", "a b", "é", "predicted", "nan", "1", "q,\"r\""]),

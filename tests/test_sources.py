@@ -7,7 +7,7 @@ import torch
 from torchlinreg import tutorial_data
 from torchlinreg.errors import ConfigError, DataError
 from torchlinreg.formats import read_dataset, write_table
-from torchlinreg.passes import accumulate, solve_source
+from torchlinreg.exact import accumulate, solve_source
 from torchlinreg.sources import ArraySource, FileSource, Source, open_source, open_streamed, open_whole
 
 from test_stream import FEATURES, N, _table, data_files  # noqa: F401 - data_files: the rows as CSV, Parquet, a folder

@@ -17,6 +17,7 @@ import pytest
 from conftest import EPOCH_LINE
 from test_reproduction import PRINTED, current_line_agrees, tutorial_float32_error
 from torchlinreg import OutputError, TrainConfig, build_model, plot_process, train, tutorial_data
+from torchlinreg import pictures
 from torchlinreg.pictures import PLOT_FILES, save_plots
 
 FIT = """
@@ -102,9 +103,10 @@ def fitted():
 
 
 @pytest.mark.parametrize("answer", ["pickle.dump(None, sys.stdout.buffer)", "os._exit(1)"])
-def test_when_the_plotting_process_fails_the_plots_are_drawn_here(answer, fitted, tmp_path):
+def test_when_the_plotting_process_fails_the_plots_are_drawn_here(answer, fitted, tmp_path, monkeypatch):
     """It answers that it failed, or dies: save_plots draws in this process, and its errors are raised here."""
     worker = f"import os, pickle, sys; pickle.load(sys.stdin.buffer); {answer}"
+    monkeypatch.setattr(pictures, "draw_elsewhere", plot_process.draw)  # as plotting_process() installs it
     for out in (tmp_path, tmp_path / "missing"):
         plot_process._waiting = subprocess.Popen([sys.executable, "-c", worker], stdin=subprocess.PIPE,
                                                  stdout=subprocess.PIPE)
@@ -130,6 +132,7 @@ def test_the_plotting_process_writes_what_this_process_would(fitted, tmp_path, m
     plot_process._waiting = subprocess.Popen([sys.executable, "-m", "torchlinreg.plot_process"],
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     monkeypatch.setattr(plots, "save_pngs", None)  # drawing here would fail: the files must come from there
+    monkeypatch.setattr(pictures, "draw_elsewhere", plot_process.draw)  # as plotting_process() installs it
     try:
         files = save_plots(*fitted, there)
     finally:

@@ -14,10 +14,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from torchlinreg import files
+from torchlinreg import formats as files
 from torchlinreg.errors import DataError
 from torchlinreg.solve import lstsq
-from torchlinreg.stream import ShuffledBatches, accumulate, open_source, solve_source
+from torchlinreg.exact import accumulate, solve_source
+from torchlinreg.filesource import open_files as open_source
+from torchlinreg.minibatch import ShuffledBatches
 
 from test_solve import loss_rtol, ls_rtol
 
@@ -258,7 +260,7 @@ def test_a_bad_value_in_a_later_parquet_part_names_that_file_and_its_row(tmp_pat
     _write(table.slice(0, 100), tmp_path / "part-0.parquet")
     _write(table.slice(100), tmp_path / "part-1.parquet", row_group_size=50_000)
     with pytest.raises(DataError, match=rf"part-1.parquet: column 'b' holds {shown} in row {BAD_ROW - 100}; replace it"):
-        accumulate(tmp_path)
+        accumulate(open_source(tmp_path))
 
 
 def test_a_negative_weight_far_into_a_file(tmp_path, long_rows):
@@ -308,7 +310,7 @@ def test_one_pass_without_refinement_and_without_intercept(data_files):
     source = open_source(path, target="y1", features=list(FEATURES))
     _close(solve_source(source, refine=False, chunk_rows=100), lstsq(X, y), X, y)  # neither refines this design
     _close(solve_source(source, fit_intercept=False), lstsq(X, y, fit_intercept=False), X, y, fit_intercept=False)
-    acc = accumulate(data_files["csv"], chunk_rows=100)  # a path, with the default columns
+    acc = accumulate(open_source(data_files["csv"]), chunk_rows=100)  # the default columns
     assert acc.n_samples == N and acc.n_features == 6  # id, x1..x3, y1, y2; target w
 
 
@@ -380,7 +382,8 @@ def test_shuffled_batches_check_their_arguments(id_source):
 _MEASURE = textwrap.dedent("""
     import json, resource, sys, time
     import torch  # the baseline is an interpreter with torch and torchlinreg loaded
-    from torchlinreg.stream import open_source, solve_source
+    from torchlinreg.exact import solve_source
+    from torchlinreg.filesource import open_files as open_source
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     solution = solve_source(open_source(sys.argv[1]), chunk_rows=65_536)
@@ -442,7 +445,7 @@ def test_read_ahead_gives_the_same_chunks_as_reading_in_turn(data_files, monkeyp
 
 
 def test_read_ahead_raises_the_producers_error_after_the_items_before_it():
-    from torchlinreg.stream import _read_ahead
+    from torchlinreg.filesource import _read_ahead
 
     def items():
         yield from range(5)
@@ -458,7 +461,7 @@ def test_read_ahead_raises_the_producers_error_after_the_items_before_it():
 def test_closing_a_read_ahead_early_stops_its_thread_and_closes_the_source():
     import threading
 
-    from torchlinreg.stream import _read_ahead
+    from torchlinreg.filesource import _read_ahead
 
     closed = threading.Event()
 
@@ -481,7 +484,7 @@ def test_read_ahead_keeps_at_most_depth_plus_one_items_alive(depth):
     # a record batch can be a whole row group: the items alive are the memory the pass holds
     import time
 
-    from torchlinreg.stream import _read_ahead
+    from torchlinreg.filesource import _read_ahead
 
     started = []
 

@@ -43,7 +43,7 @@ _EXPORTS = {
     "max_stable_lr": "diagnostics",
     "run_fit": "fit",
     "open_source": "sources",
-    "solve_source": "passes",
+    "solve_source": "exact",
     "ArraySource": "sources",
     "FileSource": "sources",
     "Source": "sources",

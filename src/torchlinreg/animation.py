@@ -17,11 +17,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .data import Dataset
 from .errors import OutputError
 from .history import History, Params
 from .outputs import atomic_write_bytes
-from .plots import predict
+from .shapes import Table, predict
 
 DPI = 80  # 6.4 x 4.8 inches -> 512 x 384 pixels per frame
 HOLD_LAST_S = 1.5  # the final frame stays this long, so the end of the fit can be read
@@ -59,7 +58,7 @@ def frame_epochs(n_epochs: int, max_frames: int = 100) -> list[int]:
 class _FitFrames:
     """One figure whose artists show any epoch's model; axes fixed by the epochs to be shown."""
 
-    def __init__(self, data: Dataset, history: History, epochs: list[int], dpi: float):
+    def __init__(self, data: Table, history: History, epochs: list[int], dpi: float):
         if not history.records:
             raise ValueError("the history has no epochs to animate; train for at least one epoch")
         self.data = data
@@ -175,7 +174,7 @@ def _limits(values: np.ndarray, moving: np.ndarray | None = None) -> tuple[float
     return lo - margin, hi + margin
 
 
-def frame_figure(data: Dataset, history: History, epoch: int, *, max_frames: int = 100, dpi: float = DPI) -> Figure:
+def frame_figure(data: Table, history: History, epoch: int, *, max_frames: int = 100, dpi: float = DPI) -> Figure:
     """The animation's frame for ``epoch``: the figure ``save_animation`` renders, to inspect or save.
 
     With one feature the axes hold the data and the line ``y = w x + b`` of the epoch's
@@ -190,7 +189,7 @@ def frame_figure(data: Dataset, history: History, epoch: int, *, max_frames: int
     return frames.show(epoch)
 
 
-def save_animation(data: Dataset, history: History, path: str | os.PathLike, *, max_frames: int = 100,
+def save_animation(data: Table, history: History, path: str | os.PathLike, *, max_frames: int = 100,
                    fps: float = 10, dpi: float = DPI) -> Path:
     """Write the fit as an animation, one frame per chosen epoch, and return the path.
 
@@ -204,7 +203,7 @@ def save_animation(data: Dataset, history: History, path: str | os.PathLike, *, 
 
     Parameters
     ----------
-    data : Dataset
+    data : Dataset, or anything with ``X``, ``y`` and the columns' names (:class:`torchlinreg.shapes.Table`)
     history : History with at least one record
     path : a ``.gif`` file (Pillow, always available) or ``.mp4`` (needs ffmpeg)
     max_frames : int >= 2, the most frames drawn

@@ -79,13 +79,13 @@ def streamed_data_sha256(acc, source) -> str:
 
     Hashing the rows themselves, as :func:`data_sha256` does for data in memory, would cost a
     pass over files that may be far larger than memory. The first pass (the R factor of
-    ``[X, 1, y]``, :func:`torchlinreg.stream.accumulate`) runs on every fit, resumed or not,
+    ``[X, 1, y]``, :func:`torchlinreg.exact.accumulate`) runs on every fit, resumed or not,
     so the fingerprint comes from it at no extra cost: the bytes of the float64 R factor
     (bit-exact for the same rows read in the same chunks, which ``chunk_rows`` among the
     settings ensures; any changed value, row or order moves its last bits), the row count,
     the sum of the weights, the format, the columns read, and each file's name and size.
     ``acc`` is that pass's :class:`~torchlinreg.solve.QRAccumulator`, ``source`` the
-    :class:`~torchlinreg.stream.StreamSource` it read.
+    :class:`~torchlinreg.filesource.FileSource` it read.
     """
     h = hashlib.sha256()
     R = np.ascontiguousarray(acc.R, dtype=np.float64)

@@ -90,7 +90,7 @@ def checkpointer(run, out):
             (val.X.double(), val.y.double()) if val is not None else (None, None))),
                             every=options.checkpoint_every, resume=options.resume, force=force)
     from .checkpoint import STREAMED_DATA, streamed_data_sha256
-    from .passes import BUFFER_ROWS
+    from .defaults import BUFFER_ROWS
 
     settings = fit_settings(run.config, reading="stream", chunk_rows=options.chunk_rows, buffer_rows=BUFFER_ROWS,
                             weights=source.weight_name, **common)

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .defaults import MAX_MAGNITUDE
 from .errors import DataError
 
 MAX_LISTED = 20  # column names quoted in one message
@@ -256,8 +257,6 @@ def zero_weights_error(where, name: str) -> DataError:
 
 def first_too_large(values: np.ndarray) -> tuple[int, int, float] | None:
     """(row, column, value) of the first value, row by row, whose square overflows float64; or None."""
-    from .solve import MAX_MAGNITUDE
-
     big = np.abs(values) > MAX_MAGNITUDE  # (n, k)
     if not big.any():
         return None
@@ -280,8 +279,6 @@ def check_magnitudes(path: str | os.PathLike, data) -> None:
 
 def magnitude_error(path, name: str, row: int, value: float) -> DataError:
     """The message for a value whose square overflows float64, read whole or streamed."""
-    from .solve import MAX_MAGNITUDE
-
     return DataError(f"{path}: column {show(name)} row {row} holds {value:.3g}, whose square overflows float64 "
                      f"(the limit is {MAX_MAGNITUDE:.0e}); rescale that column, e.g. divide it by a power of ten")
 

@@ -9,7 +9,8 @@ import math
 from dataclasses import asdict, dataclass
 
 from . import defaults
-from .errors import ConfigError
+from .defaults import CHUNK_ROWS
+from .errors import ConfigError, check_seed  # noqa: F401 - check_seed: where callers found it
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lbfgs")
 SCHEDULES = ("constant", "step", "cosine")
@@ -18,7 +19,6 @@ DEFAULT_LR = {"sgd": defaults.LR, "adam": 0.001, "adamw": 0.001, "lbfgs": 1.0}
 ENGINES = ("auto", "gram", "data")  # the training loop's objective: see gram.select_engine
 COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")  # covariances of the coefficients: see statistics.py
 DEFAULT_TIMEOUT_S = 300.0  # under torchrun, a collective or check-in waits this long for the slowest rank
-CHUNK_ROWS = 65_536  # rows per chunk of a pass: 5 MiB of float64 at 10 columns; amortises reading and checking a chunk
 
 
 @dataclass(frozen=True)
@@ -110,14 +110,6 @@ class FitOptions:
     resume: bool = False
     tutorial: bool = False
     reading: str = ""
-
-
-MAX_SEED = 2**63 - 1  # PyTorch's generators take a signed 64-bit seed
-
-
-def check_seed(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
-        raise ConfigError(f"{name} must be an integer from 0 to 2**63-1, got {value!r}; pass e.g. 71")
 
 
 def _check_int(name: str, value, example: str) -> None:

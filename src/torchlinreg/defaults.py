@@ -1,4 +1,4 @@
-"""The tutorial's numbers, named once.
+"""The tutorial's numbers, and the library's limit on data values, named once.
 
 Every default in torchlinreg that comes from "Linear Regression with PyTorch" is defined
 here and nowhere else. This module imports nothing heavy, so the command line can show
@@ -28,3 +28,11 @@ WEIGHT_DECAY = 0.0
 
 # Where `torchlinreg fit` writes plots and the history unless told otherwise.
 OUTPUT_DIR = "torchlinreg-output"
+
+# The library's limit on data values: beyond it, squared residuals and sums of squares can overflow float64.
+MAX_MAGNITUDE = 1e150
+
+# Passes over the data: rows per chunk (5 MiB of float64 at 10 columns; amortises reading and checking a
+# chunk), and rows in the shuffle buffer of streamed mini-batches (rows mix with the ~4 chunks around them).
+CHUNK_ROWS = 65_536
+BUFFER_ROWS = 262_144

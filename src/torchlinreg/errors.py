@@ -1,8 +1,10 @@
-"""The exceptions torchlinreg raises.
+"""The exceptions torchlinreg raises, and the argument checks many modules share (seeds, counts, parts).
 
 Each message names the problem and how to fix it; only ``cli.py`` turns them into a
 line on stderr and an exit code.
 """
+
+import numbers
 
 
 class TorchlinregError(Exception):
@@ -70,3 +72,24 @@ class RankDeficiencyWarning(UserWarning):
 class ConvergenceWarning(UserWarning):
     """An iterative method did not reach what it was asked for: training's stopping rule, or
     the solver's refinement."""
+
+
+MAX_SEED = 2**63 - 1  # PyTorch's generators take a signed 64-bit seed
+
+
+def check_seed(name: str, value) -> None:
+    """Refuse a seed PyTorch's and NumPy's generators cannot take, with a ConfigError saying what can."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name} must be an integer from 0 to 2**63-1, got {value!r}; pass e.g. 71")
+
+
+def check_positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, numbers.Integral)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_part(part: int, parts: int) -> None:
+    """Refuse a part that is not one of ``parts``."""
+    check_positive("parts", parts)
+    if isinstance(part, bool) or not isinstance(part, (int, numbers.Integral)) or not 0 <= part < parts:
+        raise ValueError(f"part must be an integer from 0 to parts - 1 = {parts - 1}, got {part!r}")

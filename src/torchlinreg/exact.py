@@ -1,16 +1,135 @@
-"""The exact least-squares answer of any source: one pass for the R factor, refinement passes when the
+"""The exact least-squares answer of any Source: one pass for the R factor, refinement passes when the
 design is ill-conditioned, and one more pass when the statistics need the residuals.
 
 Rows in memory, files streamed and the processes of a torchrun job (each reading its part of the
-rows, one collective merging the R factors) all go through :func:`solve`; ``torchlinreg solve``
-is :func:`run_solve`.
+rows, one collective merging the R factors) all go through :func:`solve`; :func:`accumulate` and
+:func:`solve_source` are its one-process parts, :func:`solve_shard` its torchrun part;
+``torchlinreg solve`` is :func:`run_solve`. A file source's columns go to the solver without copies.
 """
 
 from __future__ import annotations
 
-from .config import CHUNK_ROWS
-from .solve import LstsqSolution, QRAccumulator, needs_refinement, refine
+from .columns import zero_weights_error
+from .data import Source, as_source
+from .defaults import CHUNK_ROWS
+from .errors import check_positive
+from .solve import MAX_PASSES, RANK_RTOL, LstsqSolution, QRAccumulator, needs_refinement
+from .solve import refine as refine_solution
 
+
+def accumulate(source: Source, *, chunk_rows: int = CHUNK_ROWS,
+               fit_intercept: bool = True) -> QRAccumulator:
+    """One pass over a source into a :class:`~torchlinreg.solve.QRAccumulator`.
+
+    ``source`` is a Source (:mod:`torchlinreg.sources`; a Dataset is taken as its rows).
+    Memory for a file source: about three record batches of ``source.read_bytes`` at most (see
+    :func:`torchlinreg.filesource._read_ahead`), one chunk's QR workspace, and the small R factor.
+    """
+    source = as_source(source)
+    acc = QRAccumulator(len(source.feature_names), len(source.target_names), fit_intercept=fit_intercept)
+    check_positive("chunk_rows", chunk_rows)
+    fold(source, acc, chunk_rows)
+    if acc.weighted and acc.sum_weights == 0:
+        raise zero_weights_error(getattr(source, "where", "the data"), source.weight_name)
+    return acc
+
+
+def fold(source: Source, acc: QRAccumulator, chunk_rows: int, part: int = 0, n_parts: int = 1) -> None:
+    """Chunks number ``part``, ``part + n_parts``, ... of ``source`` into ``acc``.
+
+    A source with a ``fold`` method of its own (a file source: its columns go to the solver as read,
+    without a matrix copy) does it; any other gives its chunks to ``acc.update``.
+    """
+    own = getattr(source, "fold", None)
+    if own is not None:
+        own(acc, chunk_rows, part, n_parts)
+        return
+    for X, y, w in source.chunks(chunk_rows, part, n_parts):
+        acc.update(X, y, w)
+
+
+def solve_source(
+    source: Source,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    refine: bool | None = None,
+    fit_intercept: bool = True,
+    rtol: float = RANK_RTOL,
+    max_passes: int = MAX_PASSES,
+) -> LstsqSolution:
+    """The exact least-squares solution of a Source (or a Dataset): one pass, then refinement passes.
+
+    Equal to :func:`torchlinreg.solve.lstsq` on the whole data read at once (same QR, the rows
+    grouped differently; refinement brings both to float64 accuracy). Each refinement pass
+    re-reads the source; ``refine=None`` (default) refines only an ill-conditioned design
+    (``solve.needs_refinement``), ``refine=False`` makes one pass only.
+
+    Raises
+    ------
+    DataError
+        From the source's chunks, before any solution exists.
+    """
+    source = as_source(source)
+    acc = accumulate(source, chunk_rows=chunk_rows, fit_intercept=fit_intercept)
+    solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names, rtol=rtol)
+    if refine is None:
+        refine = needs_refinement(solution)
+    if not refine:
+        return solution
+    return refine_solution(solution, lambda: source.chunks(chunk_rows), max_passes=max_passes)
+
+
+def accumulate_shard(source, dist, *, chunk_rows: int) -> tuple[QRAccumulator, list[int]]:
+    """The R factor of a streamed source, each rank reading its own chunks, merged; and each rank's rows.
+
+    Chunk ``i`` of ``source`` (a :class:`torchlinreg.filesource.FileSource`, chunks of
+    ``chunk_rows`` rows) belongs to rank ``i % world_size``: the parts
+    :class:`torchlinreg.minibatch.ShuffledBatches` gives the ranks with the same ``chunk_rows``.
+    Every rank reads the file but converts and checks only its chunks. Returns the merged
+    accumulator (the same on every rank) and the rows of every rank's part, in rank order.
+    """
+    from .distributed import gather_vectors, merge_accumulators
+
+    acc = QRAccumulator(len(source.feature_names), len(source.target_names))
+    fold(source, acc, chunk_rows, dist.rank, dist.world_size)  # the parts of ShuffledBatches
+    counts = [int(v[0]) for v in gather_vectors([acc.n_samples], dist)]
+    merged = merge_accumulators(acc, dist)
+    if merged.weighted and merged.sum_weights == 0:
+        raise DataError(f"weight column {source.weight_name!r} is all zero; give some rows a positive weight")
+    return merged, counts
+
+
+def solve_rows(X, y, sample_weight, dist, *, feature_names=None, target_names=None):
+    """The exact solution of rows every rank holds whole: each rank folds its :func:`shard` into
+    an R factor, one collective merges them, and an ill-conditioned design is refined by passes
+    over each rank's rows with the sums added across the ranks. Returns the merged accumulator
+    and the solution, the same on every rank."""
+    from .distributed import merge_accumulators, shard, sum_pass
+
+    mine = shard(len(X), dist)
+    w = None if sample_weight is None else sample_weight[mine]
+    acc = merge_accumulators(QRAccumulator(X.shape[1], y.shape[1]).update(X[mine], y[mine], sample_weight=w), dist)
+    solution = acc.solve(feature_names=feature_names, target_names=target_names)
+    if needs_refinement(solution):  # every rank its rows, the sums of each pass added across the ranks
+        rows = (X[mine], y[mine]) if w is None else (X[mine], y[mine], w)
+        solution = refine_solution(solution, [rows], combine=sum_pass(dist))
+    return acc, solution
+
+
+def solve_shard(source, dist, *, chunk_rows: int):
+    """The exact least-squares solution of a streamed source whose chunks the ranks share (see
+    :func:`accumulate_shard`), refined as ``stream.solve_source`` refines it: when the design is
+    ill-conditioned, passes in double-double over each rank's chunks, the sums added across the
+    ranks, so that every rank takes the same steps. Returns the merged accumulator, the rows of
+    every rank's part (see :func:`accumulate_shard`) and the solution, the same on every rank."""
+    from .distributed import sum_pass
+
+    acc, counts = accumulate_shard(source, dist, chunk_rows=chunk_rows)
+    solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
+    if needs_refinement(solution):
+        solution = refine_solution(solution, lambda: source.chunks(chunk_rows, dist.rank, dist.world_size),
+                          combine=sum_pass(dist))
+    return acc, counts, solution
 
 
 def solve(source, dist=None, chunk_rows: int = CHUNK_ROWS) -> tuple[QRAccumulator, list[int], LstsqSolution]:
@@ -21,15 +140,11 @@ def solve(source, dist=None, chunk_rows: int = CHUNK_ROWS) -> tuple[QRAccumulato
     sources under torchrun (their mini-batches need them), else as one count.
     """
     if dist is not None and dist.is_distributed:  # each process its chunks; one collective merges the R factors
-        from .distributed import solve_shard
-
         return solve_shard(source, dist, chunk_rows=chunk_rows)
-    from .passes import accumulate
-
     acc = accumulate(source, chunk_rows=chunk_rows)
     solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
     if needs_refinement(solution):  # ill-conditioned: passes in double-double restore the digits
-        solution = refine(solution, lambda: source.chunks(chunk_rows))
+        solution = refine_solution(solution, lambda: source.chunks(chunk_rows))
     return acc, [acc.n_samples], solution
 
 
@@ -64,7 +179,6 @@ def run_solve(data, *, statistics: bool = False, conf_level: float = 0.95, cov_t
     """``torchlinreg solve``: the exact solution of ``data`` (a Dataset or a source) and, with ``statistics``,
     its inference tables at ``conf_level`` with the ``cov_type`` covariance."""
     from .errors import ConfigError
-    from .sources import as_source
     from .statistics import check_settings
 
     if statistics:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +29,11 @@ import pyarrow as pa
 from . import formats
 from .columns import ROLE_FIX, Table, check_has_rows, check_weights, choose, column_values, first_too_large
 from .columns import float64_values, is_numeric, magnitude_error, suffix_text
-from .errors import DataError
+from .defaults import CHUNK_ROWS
+from .errors import DataError, check_part, check_positive
 from .memory import STREAM_FORMATS, STREAM_READ_BYTES
 
 FORMATS = STREAM_FORMATS  # suffix: format
-CHUNK_ROWS = 65_536  # rows per chunk: 5 MiB of float64 at 10 columns; amortises reading and checking a chunk
 READ_AHEAD = 1  # record batches read by a background thread while the caller works on one
 _FLOAT64 = pa.float64()
 
@@ -90,11 +92,28 @@ class FileSource:
             A value is missing, NaN, infinite or not a number, a weight is negative, or a row
             cannot be parsed; the message names the file, the column and the row. Chunks
             before that one have already been yielded, so callers that write output should
-            finish a pass (for example :func:`torchlinreg.passes.accumulate`) before writing anything.
+            finish a pass (for example :func:`torchlinreg.exact.accumulate`) before writing anything.
         """
         check_positive("rows", rows)
         check_part(part, parts)
         return self._chunks(rows, part, parts)
+
+    def fold(self, acc, rows: int, part: int = 0, parts: int = 1) -> None:
+        """Chunks number ``part``, ``part + parts``, ... into ``acc`` (a QRAccumulator), column by column as read.
+
+        NaN and inf are found from each block's Gram matrix, not by scanning the values; only then
+        is the chunk converted again with the checks, whose message names the file, column and row.
+        """
+        with _sharing_cores():
+            for pieces in self._groups(rows, part, parts):
+                columns, w = self._columns(pieces)
+                try:
+                    acc.update_columns(columns, w)  # blocked inside: one Gram pass per block
+                except DataError:
+                    self._convert(pieces)  # raises naming the file, column and row of a NaN or inf
+                    self._check_magnitudes(pieces)  # ... or of a value whose square overflows
+                    raise
+                del pieces, columns, w  # not held while the next chunk is read
 
     def _chunks(self, chunk_rows: int, part: int, n_parts: int):
         """Chunks number ``part``, ``part + n_parts``, ...; the others are read but not converted or checked."""
@@ -296,16 +315,23 @@ def _differs(names: list[str], first: list[str], first_name: str) -> str:
     return f"has the columns of {first_name} in another order"
 
 
-def check_positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+@contextmanager
+def _sharing_cores():
+    """PyTorch on one thread fewer while the read-ahead thread decodes the next record batch.
 
-
-def check_part(part: int, parts: int) -> None:
-    """Refuse a part that is not one of ``parts``."""
-    check_positive("parts", parts)
-    if isinstance(part, bool) or not isinstance(part, (int, np.integer)) or not 0 <= part < parts:
-        raise ValueError(f"part must be an integer from 0 to parts - 1 = {parts - 1}, got {part!r}")
+    pyarrow's decoding and PyTorch's threads otherwise contend for the same cores (PyTorch's
+    spin while they wait), and the pass runs slower than on fewer threads. Restored after.
+    """
+    torch = sys.modules.get("torch")  # PyTorch's threads only matter when PyTorch is loaded
+    threads = torch.get_num_threads() if torch is not None else 1
+    if READ_AHEAD <= 0 or threads <= 1:
+        yield
+        return
+    torch.set_num_threads(threads - 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ---- reading ahead, and regrouping batches into chunks --------------------------------------------

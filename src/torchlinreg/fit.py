@@ -31,7 +31,7 @@ from .publish import OUTPUT_FILES, Publish
 from .scaling import Standardizer
 from .exact import solve
 from .solve import LstsqSolution, QRAccumulator
-from .sources import ArraySource, as_source
+from .data import ArraySource, as_source
 
 __all__ = ["OUTPUT_FILES", "PLOT_SAMPLE_ROWS", "FitOptions", "FitResult", "run_fit"]
 

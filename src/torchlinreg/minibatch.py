@@ -12,7 +12,7 @@ no pass over the data), and the batches come from a function of the epoch:
 - :func:`shard_steps`: rows in memory, each process holding a shard; step ``k`` of the job
   is batch ``k`` of single-process training with the same seed (:func:`torchlinreg.distributed.epoch_batches`),
   so the job gives the single-process result to rounding.
-- :func:`stream_steps`: rows streamed from a file through :class:`torchlinreg.stream.ShuffledBatches`
+- :func:`stream_steps`: rows streamed from a file through :class:`torchlinreg.minibatch.ShuffledBatches`
   and a ``DataLoader`` (seeded shuffle buffer, whole batches). Under torchrun each process
   streams its own chunks and step ``k`` joins every process's ``k``-th batch; the batches
   then differ from a single-process run's (whose buffer mixes all chunks), so only the
@@ -28,13 +28,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 
 from . import loop
 from .callbacks import Callback
 from .config import TrainConfig
+from .defaults import BUFFER_ROWS, CHUNK_ROWS
 from .distributed import Dist, ddp_mse, epoch_batches, wrap_ddp
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, check_positive, check_seed
 from .gram import GramObjective
 from .history import History
 from .model import LinearModel
@@ -74,7 +76,7 @@ def train_minibatches(
         :func:`torchlinreg.training.train`, it saves the loop's state after epochs and, when
         resuming, starts after its epoch with that state. The batches must then depend on
         the epoch alone (``stream_steps``' do: a seeded shuffle per epoch, see
-        :class:`torchlinreg.stream.ShuffledBatches`), so that epoch ``t`` of a resumed run
+        :class:`torchlinreg.minibatch.ShuffledBatches`), so that epoch ``t`` of a resumed run
         gets the batches of epoch ``t`` of a run never interrupted.
 
     Returns
@@ -142,7 +144,7 @@ def stream_steps(source, batch_size: int, counts: list[int], dist: Dist, *, seed
     """Steps streamed from ``source``: this process's chunks, shuffled in a seeded buffer, in whole batches.
 
     ``counts``: the rows of every process's part of the source (chunk ``i`` of ``chunk_rows``
-    rows belongs to process ``i % world_size``, as :func:`torchlinreg.distributed.accumulate_shard`
+    rows belongs to process ``i % world_size``, as :func:`torchlinreg.exact.accumulate_shard`
     reads them). A step of ``batch_size`` rows takes ``local_batch_sizes(batch_size, world_size)[r]``
     of them from process ``r``; every process runs ``max_r ceil(counts[r] / local[r])`` steps
     an epoch, giving no rows once its part is done. With one process this is
@@ -151,7 +153,6 @@ def stream_steps(source, batch_size: int, counts: list[int], dist: Dist, *, seed
     """
     from torch.utils.data import DataLoader
 
-    from .passes import BUFFER_ROWS, ShuffledBatches
 
     world, rank = dist.world_size, dist.rank
     local = local_batch_sizes(batch_size, world)
@@ -188,3 +189,104 @@ def stream_steps(source, batch_size: int, counts: list[int], dist: Dist, *, seed
 
     return steps
 
+
+# ---- shuffled mini-batches streamed from a source -----------------------------------------------
+
+
+
+class ShuffledBatches(torch.utils.data.IterableDataset):
+    """Shuffled mini-batches streamed from a source; use with ``DataLoader(dataset, batch_size=None)``.
+
+    Chunks are read in file order into a buffer of about ``buffer_rows`` rows; when full, the
+    buffer is permuted, the whole batches it can spare are emitted as slices, and half of it
+    stays to mix with the next chunks. Each epoch yields every row (of this part) exactly
+    once, in batches of ``batch_size`` rows, the last one possibly smaller. The order depends
+    only on ``seed + epoch`` (call :meth:`set_epoch` before each epoch, as with
+    ``DistributedSampler``) and on the part.
+
+    Parts: with ``DataLoader`` workers and/or ranks (``rank``, ``world_size``; by default
+    those of an initialised ``torch.distributed``), chunk ``i`` of the source belongs to part
+    ``i % n_parts``, so the parts hold disjoint rows and together all of them. Every part
+    reads the whole source but converts and checks only its own chunks; parts may differ by
+    a chunk of rows (use ``torch.distributed.algorithms.Join`` for uneven inputs under DDP).
+
+    Yields
+    ------
+    ``(X, y)`` or, with a weight column, ``(X, y, w)``: tensors of shape (b, n_features),
+    (b, n_targets), (b,) in ``dtype``.
+    """
+
+    def __init__(self, source: Source, batch_size: int, *, buffer_rows: int = BUFFER_ROWS, seed: int = 0,
+                 chunk_rows: int = CHUNK_ROWS, dtype: torch.dtype = torch.float32,
+                 rank: int | None = None, world_size: int | None = None):
+        super().__init__()
+        for name, value in (("batch_size", batch_size), ("buffer_rows", buffer_rows), ("chunk_rows", chunk_rows)):
+            check_positive(name, value)
+        check_seed("seed", seed)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point torch dtype such as torch.float32, got {dtype!r}")
+        if (rank is None) != (world_size is None):
+            raise ValueError("give both rank and world_size, or neither")
+        if world_size is not None:
+            check_positive("world_size", world_size)
+            if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+                raise ValueError(f"rank must be an integer from 0 to world_size - 1 = {world_size - 1}, got {rank!r}")
+        self.source = source
+        self.batch_size = batch_size
+        self.buffer_rows = buffer_rows
+        self.seed = seed
+        self.chunk_rows = chunk_rows
+        self.dtype = dtype
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch, which with ``seed`` decides the order (call it before iterating each epoch)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+        self.epoch = epoch
+
+    def __repr__(self) -> str:
+        return (f"ShuffledBatches({self.source!r}, batch_size={self.batch_size}, buffer_rows={self.buffer_rows}, "
+                f"seed={self.seed}, epoch={self.epoch})")
+
+    def _part(self) -> tuple[int, int]:
+        """This iterator's part and the number of parts: ranks times DataLoader workers."""
+        rank, world = self.rank, self.world_size
+        if rank is None:
+            dist = torch.distributed
+            ready = dist.is_available() and dist.is_initialized()
+            rank, world = (dist.get_rank(), dist.get_world_size()) if ready else (0, 1)
+        info = torch.utils.data.get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        return rank * workers + worker, world * workers
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        part, n_parts = self._part()
+        rng = np.random.default_rng([self.seed + self.epoch, part])
+        pending, size = [], 0  # chunks (and the buffer's kept rows) not yet shuffled
+        keep = self.buffer_rows // 2
+        full = max(self.buffer_rows, keep + self.batch_size)  # so that every shuffle has a whole batch to give
+        for chunk in self.source.chunks(self.chunk_rows, part, n_parts):
+            pending.append(chunk)
+            size += len(chunk[0])
+            if size >= full:
+                pool = _shuffled(pending, rng)
+                n_out = (size - keep) // self.batch_size * self.batch_size
+                yield from self._batches(pool, n_out)
+                pending, size = [tuple(a[n_out:] if a is not None else None for a in pool)], size - n_out
+        if size:
+            yield from self._batches(_shuffled(pending, rng), size)
+
+    def _batches(self, pool, n_rows: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The first ``n_rows`` rows of the shuffled pool as tensors, split into batches (views, no per-row work)."""
+        parts = [torch.from_numpy(a[:n_rows]).to(self.dtype).split(self.batch_size) for a in pool if a is not None]
+        yield from zip(*parts)
+
+
+def _shuffled(pending: list[tuple], rng: np.random.Generator) -> tuple:
+    """The pending chunks concatenated, their rows in one random order."""
+    order = rng.permutation(sum(len(chunk[0]) for chunk in pending))
+    return tuple(None if chunk_parts[0] is None else np.concatenate(chunk_parts)[order]
+                 for chunk_parts in zip(*pending))

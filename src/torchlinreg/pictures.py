@@ -1,25 +1,30 @@
 """The picture files of a run: the PNG plots of :mod:`torchlinreg.plots`, drawn by the command's
-plotting process when it has one (:mod:`torchlinreg.plot_process`), and the animation of
-:mod:`torchlinreg.animation`. The modules that draw import none of this one.
+plotting process when it has one (:mod:`torchlinreg.plot_process`, which sets :data:`draw_elsewhere`
+while it waits), and the animation of :mod:`torchlinreg.animation`. The modules that draw import
+none of this one.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import plot_process
+from .shapes import Table
 from .plots import ANIMATION_FILE, PLOT_FILES, PlotData, save_pngs
 
 if TYPE_CHECKING:
-    from .data import Dataset
     from .history import History
 
 __all__ = ["ANIMATION_FILE", "PLOT_FILES", "save_plots"]
 
+# ``draw(data, history, out_dir, optimum_loss)``: the PNG files' paths by name, drawn by another process, or
+# None when it could not (they are then drawn here). Set by torchlinreg.plot_process while its process waits.
+draw_elsewhere: Callable[..., dict[str, Path] | None] | None = None
 
-def save_plots(data: Dataset | PlotData, history: History, out_dir: str | os.PathLike,
+
+def save_plots(data: Table, history: History, out_dir: str | os.PathLike,
                optimum_loss: float | None = None, *, animation: bool = False) -> dict[str, Path]:
     """Write the plots into ``out_dir`` and return their paths by name (see ``PLOT_FILES``).
 
@@ -33,7 +38,7 @@ def save_plots(data: Dataset | PlotData, history: History, out_dir: str | os.Pat
     error is raised here as it would be without it.
     """
     out_dir = Path(out_dir)
-    files = plot_process.draw(data, history, out_dir, optimum_loss)  # None: no plotting process, or it failed
+    files = draw_elsewhere(data, history, out_dir, optimum_loss) if draw_elsewhere is not None else None
     if files is None:
         files = save_pngs(data, history, out_dir, optimum_loss)
     if animation:

@@ -3,8 +3,8 @@
 Importing matplotlib and drawing the six PNG files of the tutorial run takes about as long
 as importing PyTorch. So ``torchlinreg fit`` first starts a second Python process, which
 imports matplotlib and NumPy (never PyTorch) while the command imports PyTorch and trains;
-:func:`torchlinreg.pictures.save_plots` then sends it the data as NumPy arrays and the
-history, and it writes the files with the same code (:func:`torchlinreg.plots.save_pngs`,
+:func:`torchlinreg.pictures.save_plots` then sends it (through :func:`draw`, which it installs as
+``pictures.draw_elsewhere``) the data as NumPy arrays and the history, and it writes the files with the same code (:func:`torchlinreg.plots.save_pngs`,
 atomically) and answers with their paths. The command itself never imports matplotlib.
 
 It can only save time:
@@ -64,10 +64,13 @@ def plotting_process(enabled: bool = True) -> Iterator[bool]:
         yield False
         return
     _waiting = proc
+    from . import pictures
+
+    pictures.draw_elsewhere = draw  # save_plots sends its job here
     try:
         yield True
     finally:
-        _waiting = None
+        _waiting, pictures.draw_elsewhere = None, None
         _stop(proc, answered=False)
 
 

@@ -26,12 +26,10 @@ import numpy as np
 
 from .history import History, Params
 from .outputs import atomic_write_bytes
-from .shapes import dimension
+from .shapes import Table, dimension, predict
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from .data import Dataset
 
 PLOT_FILES = {  # plot name -> file name in the output folder
     "data": "data.png",
@@ -61,7 +59,7 @@ class PlotData:
     target_names: tuple[str, ...]
 
     @classmethod
-    def of(cls, data: Dataset | PlotData) -> PlotData:
+    def of(cls, data: Table) -> PlotData:
         return cls(np.asarray(data.X), np.asarray(data.y), tuple(data.feature_names), tuple(data.target_names))
 
     n_samples = dimension("X", 0)
@@ -86,7 +84,7 @@ def _set_margins(fig: Figure, hspace: float | None = None) -> None:
                         bottom=MARGINS["bottom"] / height, top=1 - MARGINS["top"] / height, hspace=hspace)
 
 
-def _scatter(ax, data: Dataset | PlotData) -> None:
+def _scatter(ax, data: Table) -> None:
     x = np.asarray(data.X[:, 0])
     for j, name in enumerate(data.target_names):
         ax.scatter(x, np.asarray(data.y[:, j]), s=18, label=name if data.n_targets > 1 else "data")
@@ -94,7 +92,7 @@ def _scatter(ax, data: Dataset | PlotData) -> None:
     ax.set_ylabel(data.target_names[0] if data.n_targets == 1 else "targets")
 
 
-def _line(ax, data: Dataset | PlotData, params: Params, label: str) -> None:
+def _line(ax, data: Table, params: Params, label: str) -> None:
     """The model's line from the smallest to the largest x, as the tutorial draws it."""
     feature = np.asarray(data.X[:, 0])
     x1 = [feature.min().item(), feature.max().item()]
@@ -104,14 +102,14 @@ def _line(ax, data: Dataset | PlotData, params: Params, label: str) -> None:
     ax.legend()
 
 
-def data_figure(data: Dataset | PlotData) -> Figure:
+def data_figure(data: Table) -> Figure:
     fig, ax = _figure()
     _scatter(ax, data)
     ax.set_title("Data")
     return fig
 
 
-def model_figure(data: Dataset | PlotData, params: Params, title: str) -> Figure:
+def model_figure(data: Table, params: Params, title: str) -> Figure:
     """The data with the line a model with ``params`` draws, titled ``Initial Model`` or ``Current Model``."""
     fig, ax = _figure()
     _scatter(ax, data)
@@ -164,25 +162,7 @@ def _excess_panel(fig: Figure, ax, epochs: list[int], excess: list[float]) -> No
     below.set_title(f"Excess over the optimum: {last}", fontsize="medium")
 
 
-def predict(X: np.ndarray, params: Params) -> np.ndarray:
-    """Predictions ``X @ W.T + b`` in float64.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-    params : ``{"linear.weight": (n_targets, n_features), "linear.bias": (n_targets,)}`` nested lists
-
-    Returns
-    -------
-    ndarray of shape (n_samples, n_targets)
-    """
-    weight = np.asarray(params["linear.weight"], dtype=np.float64)  # (m, d)
-    bias = np.asarray(params["linear.bias"], dtype=np.float64)  # (m,)
-    with np.errstate(all="ignore"):  # a diverging run's parameters may overflow; matplotlib skips inf/NaN
-        return np.asarray(X, dtype=np.float64) @ weight.T + bias
-
-
-def _targets(ax, data: Dataset | PlotData, x: np.ndarray, y: np.ndarray) -> None:
+def _targets(ax, data: Table, x: np.ndarray, y: np.ndarray) -> None:
     """One scatter per target (one colour each), labelled when there are several."""
     for j, name in enumerate(data.target_names):
         ax.scatter(x[:, j], y[:, j], s=14, alpha=0.8, color=f"C{j}", label=name)
@@ -190,7 +170,7 @@ def _targets(ax, data: Dataset | PlotData, x: np.ndarray, y: np.ndarray) -> None
         ax.legend()
 
 
-def residuals_figure(data: Dataset | PlotData, params: Params) -> Figure:
+def residuals_figure(data: Table, params: Params) -> Figure:
     """Residuals ``y - ŷ`` against the predictions ``ŷ`` of a model with ``params``, with the zero line.
 
     Any number of features; one colour per target. A good linear fit leaves a band around
@@ -206,7 +186,7 @@ def residuals_figure(data: Dataset | PlotData, params: Params) -> Figure:
     return fig
 
 
-def predicted_figure(data: Dataset | PlotData, params: Params) -> Figure:
+def predicted_figure(data: Table, params: Params) -> Figure:
     """Predictions of a model with ``params`` against the actual targets, with the diagonal ``ŷ = y``.
 
     Any number of features; one colour per target. Points on the diagonal are predicted exactly.
@@ -262,7 +242,7 @@ def _clipped(fig: Figure) -> bool:
     return False
 
 
-def save_pngs(data: Dataset | PlotData, history: History, out_dir: Path,
+def save_pngs(data: Table, history: History, out_dir: Path,
               optimum_loss: float | None = None) -> dict[str, Path]:
     """The PNG files of :func:`torchlinreg.pictures.save_plots`, drawn in this process."""
     figures = {"loss": loss_figure(history, optimum_loss)}

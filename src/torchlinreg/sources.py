@@ -17,77 +17,17 @@ read it whole or stream it; callers that only pass over the rows never need to k
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from typing import Literal, Protocol, runtime_checkable
-
-import numpy as np
+from collections.abc import Sequence
+from typing import Literal
 
 from .columns import check_magnitudes
-from .data import Dataset
-from .filesource import CHUNK_ROWS, FileSource, check_part, check_positive
+from .data import ArraySource, Source, as_source  # noqa: F401 - the Source interface, where callers look
+from .filesource import FileSource
 from .filesource import open_files as open_streamed
 from .formats import read_dataset
 from .memory import FIT_COPIES, SOLVE_COPIES, plan_reading, stream_read_bytes
 
 __all__ = ["ArraySource", "FileSource", "Source", "as_source", "open_source", "open_streamed", "open_whole"]
-
-
-@runtime_checkable
-class Source(Protocol):
-    """Rows of a regression problem, given chunk by chunk (see the module's docstring)."""
-
-    feature_names: tuple[str, ...]
-    target_names: tuple[str, ...]
-    weight_name: str | None
-    n_rows: int | None
-    in_memory: bool
-
-    def chunks(self, rows: int, part: int = 0,
-               parts: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]: ...
-
-
-class ArraySource:
-    """A Source over rows in memory: a :class:`~torchlinreg.data.Dataset` (NumPy arrays and
-    DataFrames through ``Dataset``, the tutorial's data, a file read whole).
-
-    ``weight_name`` names the weight column when the data set has sample weights (default
-    ``"weight"``). The chunks are float64 copies of the data set's rows (views when it holds
-    float64 rows on the CPU).
-    """
-
-    in_memory = True
-
-    def __init__(self, dataset: Dataset, weight_name: str | None = None):
-        if not isinstance(dataset, Dataset):
-            raise TypeError(f"ArraySource wraps a torchlinreg Dataset, got {type(dataset).__name__}")
-        self.dataset = dataset
-        self.feature_names = tuple(dataset.feature_names)
-        self.target_names = tuple(dataset.target_names)
-        weighted = dataset.sample_weight is not None
-        self.weight_name = (weight_name or "weight") if weighted else None
-        self.n_rows = dataset.n_samples
-
-    def chunks(self, rows: int = CHUNK_ROWS, part: int = 0,
-               parts: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-        """Chunks of ``rows`` rows in order (the last may be shorter); chunk ``i`` belongs to part ``i % parts``."""
-        check_positive("rows", rows)
-        check_part(part, parts)
-        return self._chunks(rows, part, parts)
-
-    def _chunks(self, rows: int, part: int, parts: int):
-        data = self.dataset
-        X, y = (_float64(t) for t in (data.X, data.y))  # (n, d), (n, m)
-        w = _float64(data.sample_weight) if data.sample_weight is not None else None  # (n,)
-        for start in range(part * rows, self.n_rows, parts * rows):
-            stop = start + rows
-            yield X[start:stop], y[start:stop], (w[start:stop] if w is not None else None)
-
-    def __repr__(self) -> str:
-        return f"ArraySource({self.dataset!r})"
-
-
-def _float64(tensor) -> np.ndarray:
-    return tensor.detach().cpu().double().numpy()
 
 
 def open_whole(
@@ -150,12 +90,3 @@ def open_source(
     if read_bytes is None:
         read_bytes = stream_read_bytes(max_memory)
     return open_streamed(path, target=target, features=features, weights=weights, read_bytes=read_bytes)
-
-
-def as_source(data) -> Source:
-    """``data`` as a Source: a :class:`~torchlinreg.data.Dataset` in an :class:`ArraySource`; a Source as it is."""
-    if isinstance(data, Dataset):
-        return ArraySource(data)
-    if isinstance(data, Source):
-        return data
-    raise TypeError(f"expected a torchlinreg Dataset or a Source (torchlinreg.open_source), got {type(data).__name__}")

@@ -476,7 +476,7 @@ def streamed_statistics(solution: LstsqSolution, chunks: Callable[[], Iterable],
 
     ``chunks`` returns a fresh iterable of ``(X, y)`` or ``(X, y, sample_weight)`` chunks holding
     exactly the rows the solution was fitted on (e.g. ``lambda: source.chunks()`` of a
-    :class:`torchlinreg.stream.StreamSource`). The classical covariance of unweighted rows
+    :class:`torchlinreg.filesource.FileSource`). The classical covariance of unweighted rows
     reads nothing; an HC covariance or weighted rows read the data once more.
     """
     _, cov_type = check_settings(conf_level, cov_type)

@@ -5,8 +5,8 @@ reads its place in the job from the environment (:func:`from_env`), takes a cont
 of the rows (:func:`shard`) and accumulates their R factor; :func:`merge_accumulators` gathers
 the ranks' R factors in one collective and every rank merges them in rank order, so that all
 hold the same global R and the exact solve, the loss at any parameters and full-batch descent
-need no further communication. Streamed files are split by chunks instead
-(:func:`accumulate_shard`: chunk ``i`` is rank ``i % world_size``'s), and sums over every
+need no further communication (the exact solve of a Source across ranks is
+:func:`torchlinreg.exact.solve_shard`: chunk ``i`` is rank ``i % world_size``'s), and sums over every
 rank's rows (metrics, the statistics' pass) are gathered by :func:`gather_vectors`. Mini-batch
 training wraps the model in ``DistributedDataParallel`` (:func:`wrap_ddp`); :func:`epoch_batches`
 and :func:`ddp_mse` make its steps those of single-process training with the same seed and
@@ -23,8 +23,7 @@ One concept each; a module imports only those listed before it:
 
 * ``group``: ``Dist``, ``from_env``, ``shutdown``, ``shard``, ``quiet_unless_main``
 * ``guarded``: ``run_guarded``, and small texts exchanged through the job's store
-* ``merge``: ``merge_accumulators``, ``gather_vectors``, ``sum_pass``, ``accumulate_shard``,
-  ``solve_rows``, ``solve_shard``
+* ``merge``: ``merge_accumulators``, ``gather_vectors``, ``sum_pass``
 * ``schema``: ``check_same_schema``
 * ``ddp``: ``wrap_ddp``, ``epoch_batches``, ``ddp_mse``
 * ``job``: ``Job``
@@ -46,9 +45,6 @@ _EXPORTS = {
     "merge_accumulators": ".merge",
     "gather_vectors": ".merge",
     "sum_pass": ".merge",
-    "accumulate_shard": ".merge",
-    "solve_rows": ".merge",
-    "solve_shard": ".merge",
     "check_same_schema": ".schema",
     "wrap_ddp": ".ddp",
     "epoch_batches": ".ddp",

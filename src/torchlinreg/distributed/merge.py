@@ -3,10 +3,9 @@
 Every rank accumulates the R factor of its share of the rows; :func:`merge_accumulators`
 gathers the ranks' R factors in one collective and every rank merges them in rank order, so that
 all hold the same global R and the exact solve, the loss at any parameters and full-batch descent
-need no further communication. Streamed files are split by chunks instead
-(:func:`accumulate_shard`: chunk ``i`` is rank ``i % world_size``'s), and sums over every
-rank's rows (metrics, the statistics' pass, the refinement's passes) are gathered by
-:func:`gather_vectors`.
+need no further communication (:func:`torchlinreg.exact.solve_shard` does it for a Source), and
+sums over every rank's rows (metrics, the statistics' pass, the refinement's passes) are gathered
+by :func:`gather_vectors`.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..solve import QRAccumulator, add_pass_sums, needs_refinement, refine
-from ..passes import fold
+from ..solve import QRAccumulator, add_pass_sums
 from .group import Dist, shard
 
 _HEADER = 8  # n_samples, sum_weights, n_positive, weighted, rows of R, n_features, n_targets, fit_intercept
@@ -110,50 +108,3 @@ def sum_pass(dist: Dist) -> Callable[[tuple], tuple]:
         return total
 
     return combine
-
-
-def accumulate_shard(source, dist: Dist, *, chunk_rows: int) -> tuple[QRAccumulator, list[int]]:
-    """The R factor of a streamed source, each rank reading its own chunks, merged; and each rank's rows.
-
-    Chunk ``i`` of ``source`` (a :class:`torchlinreg.stream.StreamSource`, chunks of
-    ``chunk_rows`` rows) belongs to rank ``i % world_size``: the parts
-    :class:`torchlinreg.stream.ShuffledBatches` gives the ranks with the same ``chunk_rows``.
-    Every rank reads the file but converts and checks only its chunks. Returns the merged
-    accumulator (the same on every rank) and the rows of every rank's part, in rank order.
-    """
-    acc = QRAccumulator(len(source.feature_names), len(source.target_names))
-    fold(source, acc, chunk_rows, dist.rank, dist.world_size)  # the parts of ShuffledBatches
-    counts = [int(v[0]) for v in gather_vectors([acc.n_samples], dist)]
-    merged = merge_accumulators(acc, dist)
-    if merged.weighted and merged.sum_weights == 0:
-        raise DataError(f"weight column {source.weight_name!r} is all zero; give some rows a positive weight")
-    return merged, counts
-
-
-def solve_rows(X, y, sample_weight, dist: Dist, *, feature_names=None, target_names=None):
-    """The exact solution of rows every rank holds whole: each rank folds its :func:`shard` into
-    an R factor, one collective merges them, and an ill-conditioned design is refined by passes
-    over each rank's rows with the sums added across the ranks. Returns the merged accumulator
-    and the solution, the same on every rank."""
-    mine = shard(len(X), dist)
-    w = None if sample_weight is None else sample_weight[mine]
-    acc = merge_accumulators(QRAccumulator(X.shape[1], y.shape[1]).update(X[mine], y[mine], sample_weight=w), dist)
-    solution = acc.solve(feature_names=feature_names, target_names=target_names)
-    if needs_refinement(solution):  # every rank its rows, the sums of each pass added across the ranks
-        rows = (X[mine], y[mine]) if w is None else (X[mine], y[mine], w)
-        solution = refine(solution, [rows], combine=sum_pass(dist))
-    return acc, solution
-
-
-def solve_shard(source, dist: Dist, *, chunk_rows: int):
-    """The exact least-squares solution of a streamed source whose chunks the ranks share (see
-    :func:`accumulate_shard`), refined as ``stream.solve_source`` refines it: when the design is
-    ill-conditioned, passes in double-double over each rank's chunks, the sums added across the
-    ranks, so that every rank takes the same steps. Returns the merged accumulator, the rows of
-    every rank's part (see :func:`accumulate_shard`) and the solution, the same on every rank."""
-    acc, counts = accumulate_shard(source, dist, chunk_rows=chunk_rows)
-    solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
-    if needs_refinement(solution):
-        solution = refine(solution, lambda: source.chunks(chunk_rows, dist.rank, dist.world_size),
-                          combine=sum_pass(dist))
-    return acc, counts, solution

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..defaults import MAX_MAGNITUDE
 from ..errors import DataError
 
 _EPS = np.finfo(np.float64).eps
-MAX_MAGNITUDE = 1e150  # beyond this, squared residuals and sums of squares can overflow float64
 
 
 # --- inputs -------------------------------------------------------------------------------
