@@ -15,7 +15,7 @@ import sys
 import warnings
 
 from . import __version__, defaults, plot_process, startup
-from .config import COV_TYPES, DEFAULT_TIMEOUT_S, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, FitOptions, TrainConfig
+from .config import COV_TYPES, DEFAULT_LR, DEFAULT_TIMEOUT_S, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, FitOptions, TrainConfig
 from .errors import ConfigError, DataError, Interrupted, ModelFileError, OutputError, TorchlinregError
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
@@ -127,12 +127,24 @@ def _add_fit_parser(commands) -> None:
                     "the tutorial's run: its data, seeds and 50 epochs of SGD at lr 0.001.",
     )
     _add_columns(p)
+    _add_training(p)
+    _add_statistics(p)
+    _add_reading(p, "fit")
+    _add_dist_timeout(p)
+    _add_tutorial_data(p)
+    _add_checkpoints(p)
+    _add_output(p)
+    p.set_defaults(command=_cmd_fit)
+
+
+def _add_training(p) -> None:
     t = p.add_argument_group("training")
     t.add_argument("--optimizer", default=_default(TrainConfig, "optimizer"), choices=OPTIMIZERS, help="optimizer")
     t.add_argument("--epochs", type=int, default=_default(TrainConfig, "epochs"), metavar="N",
                    help="most full passes over the data")
     t.add_argument("--lr", type=float, metavar="LR",
-                   help=f"learning rate (default: {defaults.LR} for sgd, adam and adamw; 1 for lbfgs)")
+                   help=f"learning rate (default: {DEFAULT_LR['sgd']:g} for sgd, adam and adamw; "
+                        f"{DEFAULT_LR['lbfgs']:g} for lbfgs)")
     t.add_argument("--momentum", type=float, default=_default(TrainConfig, "momentum"), metavar="MU",
                    help="SGD momentum, in [0, 1)")
     t.add_argument("--nesterov", action="store_true", help="use Nesterov momentum (needs --momentum > 0)")
@@ -164,11 +176,9 @@ def _add_fit_parser(commands) -> None:
                    help="hold out this fraction of the rows (seeded split) and report metrics on it")
     t.add_argument("--split-seed", type=int, default=_default(FitOptions, "split_seed"), metavar="SEED",
                    help="seed of the split")
-    _add_statistics(p)
-    _add_reading(p, "fit")
-    _add_dist_timeout(p)
-    _add_tutorial_data(p)
-    _add_checkpoints(p)
+
+
+def _add_output(p) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--out", default=defaults.OUTPUT_DIR, metavar="DIR",
                    help="folder for the history, summary and plots; created if missing, files of the same name replaced")
@@ -184,7 +194,6 @@ def _add_fit_parser(commands) -> None:
     o.add_argument("--force", action="store_true",
                    help="replace existing model files, and same-named files in an --out folder that is not "
                         "from an earlier torchlinreg run")
-    p.set_defaults(command=_cmd_fit)
 
 
 def _add_checkpoints(p) -> None:

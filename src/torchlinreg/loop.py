@@ -50,18 +50,19 @@ def train(model: torch.nn.Module, objective, config: TrainConfig = TrainConfig()
     rules = [DivergenceGuard(), Schedule(config)] + ([Checkpoint(checkpoint)] if checkpoint is not None else [])
     hooks = _Hooks([*rules, *callbacks, StoppingRule(config.tol, config.patience)])
     state = LoopState(model, objective, optimizer, config, History(initial_params=objective.params(model)))
-    hooks.begin(state)
+    hooks("begin", state)
     state.epoch = state.start - 1  # the last epoch run, also when a resumed run had run them all
     for state.epoch in range(state.start, config.epochs + 1):
         state.loss = objective.loss(model)           # forward pass and loss, at the parameters the epoch starts from
-        if hooks.check(state):                       # a loss that is not finite, or exploding, stops here
+        if hooks("check", state):                    # a loss that is not finite, or exploding, stops here
             break
-        if hooks.record(state, _record(state)):      # record it (in the data's units), report it, stopping rule
+        _record(state)                               # record the loss (in the data's units) and the parameters
+        if hooks("record", state):                   # report it; the stopping rule may end training here
             break
         for closure in objective.steps(model, optimizer, state.epoch):  # the full batch, or each mini-batch:
             optimizer.step(closure)                  # zero_grad, forward pass, loss, backward; then the step
-        hooks.after_steps(state)                     # learning-rate schedule, checkpoint
-    hooks.end(state)
+        hooks("after_steps", state)                  # learning-rate schedule, checkpoint
+    hooks("end", state)
     return state.history
 
 
@@ -89,42 +90,26 @@ class LoopState:
         return f"LoopState(epoch={self.epoch}, loss={self.loss!r}, stop={self.stop})"
 
 
-def _record(state: LoopState) -> EpochRecord:
+def _record(state: LoopState) -> None:
+    """The epoch's record into ``state.record`` and the history."""
     loss, params, val_loss = state.objective.record(state.model)
-    return EpochRecord(state.epoch, loss, params, lr=state.optimizer.param_groups[0]["lr"], val_loss=val_loss)
+    state.record = EpochRecord(state.epoch, loss, params, lr=state.optimizer.param_groups[0]["lr"], val_loss=val_loss)
+    state.history.records.append(state.record)
 
 
 class _Hooks:
-    """Calls each hook on every callback in order; ``check`` and ``record`` say whether training stops."""
+    """``hooks(name, state)`` calls hook ``name`` of every callback in order and says whether one set
+    ``state.stop``; a stop in ``check`` ends the round there (the epoch is not recorded)."""
 
     def __init__(self, callbacks: list[Callback]):
         self.callbacks = callbacks
 
-    def begin(self, state: LoopState) -> None:
+    def __call__(self, name: str, state: LoopState) -> bool:
         for cb in self.callbacks:
-            cb.begin(state)
-
-    def check(self, state: LoopState) -> bool:
-        for cb in self.callbacks:
-            cb.check(state)
-            if state.stop:
-                return True
-        return False
-
-    def record(self, state: LoopState, record: EpochRecord) -> bool:
-        state.record = record
-        state.history.records.append(record)
-        for cb in self.callbacks:
-            cb.record(state)
+            getattr(cb, name)(state)
+            if state.stop and name == "check":
+                break
         return state.stop
-
-    def after_steps(self, state: LoopState) -> None:
-        for cb in self.callbacks:
-            cb.after_steps(state)
-
-    def end(self, state: LoopState) -> None:
-        for cb in self.callbacks:
-            cb.end(state)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
