@@ -169,3 +169,35 @@ def numbers(value) -> list[float]:
     if isinstance(value, bool) or isinstance(value, str):
         return []
     return [float("nan") if value is None else float(value)]
+
+
+def test_solve_runs_without_pytorch_and_answers_as_the_library(tmp_path, weighted_csv):
+    """`torchlinreg solve` on a CSV imports neither PyTorch nor SciPy (the block products run in NumPy, start-up
+    included in the time a user waits) and gives the library's answer (PyTorch's products) to rounding."""
+    import subprocess
+    import sys
+
+    from torchlinreg import lstsq
+
+    path, columns = weighted_csv
+    script = ("import io, contextlib, json, sys\nfrom torchlinreg.cli import main\nout = io.StringIO()\n"
+              "with contextlib.redirect_stdout(out):\n    code = main(sys.argv[1:])\n"
+              "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules, 'scipy': 'scipy' in sys.modules, "
+              "'solution': json.loads(out.getvalue())}))")
+    run = subprocess.run([sys.executable, "-c", script, "solve", str(path), "--target", "y", "--weights", "w",
+                          "--json"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    assert got["code"] == 0 and not got["torch"] and not got["scipy"]
+    X = np.column_stack([columns["x1"], columns["x2"]])
+    ref = lstsq(X, columns["y"], sample_weight=columns["w"], feature_names=["x1", "x2"], target_names=["y"])
+    # Both within γ_n·κ² of the exact answer (κ of the shifted, scaled design; the Gram route), relative to the
+    # coefficients' scale; the intercept carries the means' share, Σ|x̄_j·coef_j|. ×10 for the two sides.
+    M = (X - X.mean(axis=0)) / X.std(axis=0)
+    kappa = np.linalg.cond(np.column_stack([M, np.ones(len(M))]) * np.sqrt(columns["w"])[:, None])
+    scale = float(np.abs(ref.coef).max())
+    bound = 10 * gamma(400) * kappa ** 2
+    np.testing.assert_allclose([got["solution"]["coef"]["y"][f] for f in ("x1", "x2")], ref.coef[0], rtol=0,
+                               atol=bound * scale)
+    share = abs(float(ref.intercept[0])) + float(np.abs(X.mean(axis=0) * ref.coef[0]).sum())
+    assert got["solution"]["intercept"]["y"] == pytest.approx(float(ref.intercept[0]), abs=bound * share)

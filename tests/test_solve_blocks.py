@@ -21,9 +21,17 @@ from bounds import U64, gamma
 from test_solve import exact_lstsq, scaled_cond, shifted
 
 
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """About 64 rows per block for 3 features and one target, and a log of the blocks' routes."""
+@pytest.fixture(params=["torch", "numpy"])
+def small_blocks(monkeypatch, request):
+    """About 64 rows per block for 3 features and one target, and a log of the blocks' routes.
+
+    Every test runs twice: with the block products in PyTorch (a process that has loaded it) and in
+    NumPy (``torchlinreg solve``, which does not load PyTorch); both against the same exact reference.
+    """
+    if request.param == "numpy":
+        import torchlinreg.solve.blocks as blocks
+
+        monkeypatch.setattr(blocks, "_torch", lambda: None)
     monkeypatch.setattr(accumulator, "UPDATE_BLOCK_ENTRIES", 64 * 6)  # 3 features, 1, y and the shift column
     routes = []
     real = solve._block_r

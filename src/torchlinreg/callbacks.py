@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 GROWTH_LIMIT = 1e6  # a loss this many times its first value is diverging, even while still finite
 
 
@@ -80,9 +78,7 @@ class DivergenceGuard(Callback):
         if loss > GROWTH_LIMIT * state.first_loss > 0:
             return self._diverged(state, f"the loss grew to {loss:.3g} at epoch {epoch}, "
                                          f"over {GROWTH_LIMIT:.0e} times its first value")
-        with torch.no_grad():
-            for name, p in state.model.named_parameters():
-                state.last_state[name].copy_(p)
+        _load(state.last_state, state.model)  # keep these parameters: their loss is finite
         return None
 
     def end(self, state) -> None:
@@ -90,7 +86,7 @@ class DivergenceGuard(Callback):
         if history.status == "converged":
             _load(state.model, state.last_state)  # the parameters the last recorded loss was computed at
             history.final_params = history.records[-1].params
-        elif history.status != "diverged" and not all(torch.isfinite(p).all() for p in state.model.parameters()):
+        elif history.status != "diverged" and not all(p.isfinite().all() for p in state.model.parameters()):
             self._diverged(state, f"the parameters became inf or NaN in the step after epoch {state.epoch}")
         elif history.status != "diverged":
             history.final_params = state.objective.params(state.model)
@@ -142,6 +138,8 @@ class Schedule(Callback):
         self.config = config
 
     def begin(self, state) -> None:
+        import torch
+
         config, optimizer = self.config, state.optimizer
         if config.schedule == "step":
             state.scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size,
@@ -178,7 +176,12 @@ class Checkpoint(Callback):
         self.checkpointer.epoch_end(state.epoch, state.last_state, state.first_loss)  # saves every few epochs
 
 
-@torch.no_grad()
-def _load(model, state: dict[str, torch.Tensor]) -> None:
-    for name, p in model.named_parameters():
-        p.copy_(state[name])
+def _load(target, source) -> None:
+    """Copy the parameters of ``source`` into ``target`` (each a module or a name -> tensor dict)."""
+    import torch
+
+    into = dict(target.named_parameters()) if hasattr(target, "named_parameters") else target
+    values = dict(source.named_parameters()) if hasattr(source, "named_parameters") else source
+    with torch.no_grad():
+        for name, p in into.items():
+            p.copy_(values[name])

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-
-import torch
 
 from . import defaults
 from .defaults import CHUNK_ROWS
 from .errors import ConfigError, check_part, check_positive, check_seed
 from .shapes import dimension
+
+if TYPE_CHECKING:
+    import torch  # the rows are tensors; PyTorch itself is imported where tensors are made
 
 
 def default_names(prefix: str, n: int) -> tuple[str, ...]:
@@ -82,6 +83,8 @@ def tutorial_data(
     ``torch.manual_seed(71); e = torch.randint(-8, 9, (50, 1), dtype=torch.float)``,
     ``y = 2*X + 1 + e``. The global random state is left untouched.
     """
+    import torch
+
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ConfigError(f"the number of samples must be a positive integer, got {n_samples!r}")
     if noise_low > noise_high:
@@ -116,6 +119,8 @@ def make_regression(
     from one generator seeded with ``seed``; data are float64. Columns are named
     ``x1..xd`` and ``y`` (or ``y1..ym``).
     """
+    import torch
+
     for name, value in (("n_samples", n_samples), ("n_features", n_features), ("n_targets", n_targets)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")

@@ -179,9 +179,10 @@ def run_solve(data, *, statistics: bool = False, conf_level: float = 0.95, cov_t
     """``torchlinreg solve``: the exact solution of ``data`` (a Dataset or a source) and, with ``statistics``,
     its inference tables at ``conf_level`` with the ``cov_type`` covariance."""
     from .errors import ConfigError
-    from .statistics import check_settings
 
     if statistics:
+        from .statistics import check_settings
+
         check_settings(conf_level, cov_type)  # before the pass
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ConfigError(f"--chunk-rows must be a positive integer, got {chunk_rows!r}; pass e.g. 65536")

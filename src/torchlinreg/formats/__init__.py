@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..columns import ROLE_FIX, Table, check_has_rows, check_unique, check_weights, choose, column_names, matrix
 from ..columns import suffix_text, target_fix
@@ -68,7 +67,7 @@ def read_dataset(
     target: Sequence[str] | None = None,
     features: Sequence[str] | None = None,
     weights: str | None = None,
-    dtype: torch.dtype = torch.float64,
+    dtype=None,
 ) -> Dataset:
     """Read a regression data set from a CSV, TSV, Parquet, ``.npy`` or ``.npz`` file.
 
@@ -80,7 +79,8 @@ def read_dataset(
         (integer, float, bool, decimal) column in file order (``.npz``: the ``X`` columns).
     weights : a column of non-negative sample weights (weighted least squares); it is
         neither a feature nor a target.
-    dtype : floating-point dtype of the returned tensors; float64 keeps the file's values exactly.
+    dtype : floating-point torch dtype of the returned tensors; default float64, which keeps the file's values
+        exactly.
 
     Returns
     -------
@@ -94,6 +94,9 @@ def read_dataset(
         The file is missing, empty, not of its extension's format, lacks a named column, or a
         selected column holds a non-number, a missing value, NaN or an infinity.
     """
+    import torch  # the data set's rows are tensors
+
+    dtype = torch.float64 if dtype is None else dtype
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point torch dtype such as torch.float64, got {dtype!r}")
     path = Path(path)
@@ -121,4 +124,6 @@ def read_columns(path: str | os.PathLike, names: Sequence[str]) -> np.ndarray:
     check_unique(path, table.schema.names, set(chosen))
     check_has_rows(path, table.num_rows)
     columns = table.read(list(chosen))
+    import torch
+
     return matrix(path, columns, chosen, torch.float64, ROLE_FIX["feature"]).numpy()

@@ -7,6 +7,7 @@ these block by block.
 
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 from warnings import catch_warnings, simplefilter
 
@@ -17,6 +18,16 @@ from .numerics import MAX_MAGNITUDE, _check_values, _power_of_two, _triangulariz
 CHOLESKY_ONCE_BELOW = 1e3  # scaled block condition (2-norm): Cholesky QR's error eps·cond² < 2.2e-10
 CHOLESKY_TWICE_BELOW = 1e6  # Cholesky QR twice is backward stable while eps·cond² ≪ 1; Householder above
 _TINY_GRAM = 2.0 ** -960  # a Gram diagonal below rows × this may hold squares that underflowed (values below ~1e-145)
+
+
+def _torch():
+    """PyTorch when the process has loaded it, else None: the block products then run in NumPy.
+
+    Each library's BLAS is at the memory bound for some shapes and not others (see issue 16), but
+    importing PyTorch costs about a second, more than a pass over a 1 GB file: a process that only
+    solves (``torchlinreg solve``) does not load it for these few products.
+    """
+    return sys.modules.get("torch")
 
 
 # --- one block of rows -------------------------------------------------------------------
@@ -81,9 +92,17 @@ class _Rows:
         return np.array([c.mean(dtype=np.float64) if w is None else (w @ c) / w.sum() for c in self.columns])
 
     def shift_into(self, out, mu: np.ndarray) -> None:
-        """``out[:, :q] = [X, y] - mu`` (``out`` a tensor of shape (k, q + 1))."""
-        import torch
-
+        """``out[:, :q] = [X, y] - mu`` (``out`` a tensor, or with NumPy an array, of shape (k, q + 1))."""
+        torch = _torch()
+        if torch is None:
+            if self.columns is None:
+                d, q = self.n_features, len(mu)
+                np.subtract(self.X, mu[:d], out=out[:, :d])
+                np.subtract(self.y, mu[d:], out=out[:, d:q])
+            else:
+                for j, column in enumerate(self.columns):
+                    np.subtract(column, mu[j], out=out[:, j])
+            return
         if self.columns is None:
             d, q = self.n_features, len(mu)
             torch.sub(_tensor(self.X), torch.from_numpy(mu[:d]), out=out[:, :d])
@@ -113,19 +132,18 @@ def _shifted_gram(rows: _Rows, w: np.ndarray | None, mu: np.ndarray, first_row: 
     magnitudes (unweighted); only then, or with weights, are the values scanned. The exponents
     are None unless a column of tiny values was scaled up (``B_j`` is then ``C_j 2^e_j``).
     """
-    import torch  # PyTorch's BLAS runs these narrow passes about twice as fast as NumPy's
-
+    torch = _torch()  # PyTorch's BLAS, when loaded: MKL on Intel runs these narrow passes about twice as fast
     k, q = len(rows), len(mu)
     B = work[:k]
-    Bt = torch.from_numpy(B)  # the same memory
+    Bt = B if torch is None else torch.from_numpy(B)  # the same memory
     rows.shift_into(Bt, mu)
     if w is None:
         B[:, q] = 1.0
     else:
         root = np.sqrt(w)
-        Bt[:, :q] *= torch.from_numpy(root)[:, None]
+        B[:, :q] *= root[:, None]
         B[:, q] = root
-    G = (Bt.T @ Bt).numpy()  # (q + 1, q + 1)
+    G = _gram(Bt)  # (q + 1, q + 1)
     diag = np.diagonal(G)
     if not np.isfinite(G).all() or w is not None or (np.abs(mu) + np.sqrt(diag[:q])).max() > MAX_MAGNITUDE:
         _check_values(*rows.parts(), first_row)  # raises naming the row or column, or finds the values fine
@@ -139,8 +157,14 @@ def _shifted_gram(rows: _Rows, w: np.ndarray | None, mu: np.ndarray, first_row: 
             exponents[low] = -np.frexp(big)[1]  # the largest |value| to [0.5, 1)
             for j in low:
                 np.ldexp(B[:, j], exponents[j], out=B[:, j])  # exact (a subnormal only gains bits)
-            G = (Bt.T @ Bt).numpy()
+            G = _gram(Bt)
     return B, G, exponents
+
+
+def _gram(B) -> np.ndarray:
+    """``BᵀB`` as a float64 array, by whichever library holds ``B`` (one BLAS pass)."""
+    G = B.T @ B
+    return G if isinstance(G, np.ndarray) else G.numpy()
 
 
 def _exact_shift(rows: _Rows, w: np.ndarray | None, G: np.ndarray | None,
@@ -197,11 +221,8 @@ def _reciprocal_condition(Gs: np.ndarray, R1: np.ndarray) -> float:
     the column count) for one triangular inverse, an eighth of the cost of the eigenvalues;
     only a block whose bound is too large for the Gram route is looked at exactly.
     """
-    import torch
-
-    R1t = torch.from_numpy(R1)
-    inverse = torch.linalg.solve_triangular(R1t, torch.eye(len(R1), dtype=R1t.dtype), upper=True)
-    bound = float(torch.linalg.matrix_norm(R1t) * torch.linalg.matrix_norm(inverse))
+    inverse = _solve_upper(R1, np.eye(len(R1)))  # R1⁻¹ (c × c: small)
+    bound = float(np.linalg.norm(R1) * np.linalg.norm(inverse))
     if bound <= CHOLESKY_ONCE_BELOW:  # (False for inf and NaN)
         return 1.0 / bound
     eigenvalues = np.linalg.eigvalsh(Gs)  # ascending; cond(R1)² = cond(Gs)
@@ -210,14 +231,33 @@ def _reciprocal_condition(Gs: np.ndarray, R1: np.ndarray) -> float:
 
 def _block_r(B: np.ndarray, cols: np.ndarray, scale: np.ndarray, R1: np.ndarray | None, rcond: float) -> np.ndarray:
     """R of ``B[:, cols] * scale``: Cholesky QR twice when ``R1`` (the first) allows it, else Householder."""
-    import torch
-
+    torch = _torch()
+    if torch is None:
+        Bs = B[:, cols] * scale
+        if R1 is not None and rcond * CHOLESKY_TWICE_BELOW >= 1:
+            # Bs R1⁻¹ by one product with the small inverse (NumPy has no triangular solve); its error,
+            # about cond(R1)·eps, is what a triangular solve's is, and the second Cholesky takes it out
+            Q1 = Bs @ _solve_upper(R1, np.eye(len(R1)))
+            return np.linalg.cholesky(Q1.T @ Q1).T @ R1
+        return np.linalg.qr(Bs, mode="r")
     Bs = torch.from_numpy(B)[:, torch.from_numpy(cols)] * torch.from_numpy(scale)
     if R1 is not None and rcond * CHOLESKY_TWICE_BELOW >= 1:
         Q1 = torch.linalg.solve_triangular(torch.from_numpy(R1), Bs, upper=True, left=False)  # Bs R1⁻¹, one pass
         R2 = np.linalg.cholesky((Q1.T @ Q1).numpy()).T
         return R2 @ R1
     return torch.linalg.qr(Bs, mode="r")[1].numpy()
+
+
+def _solve_upper(R: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``R⁻¹ B`` for a small upper-triangular ``R`` (c × c), by back substitution (backward stable).
+
+    SciPy's ``solve_triangular`` without importing SciPy for it; ``B`` is small too (the identity).
+    """
+    X = np.array(B, dtype=np.float64, copy=True)
+    for i in range(len(R) - 1, -1, -1):
+        X[i] -= R[i, i + 1:] @ X[i + 1:]
+        X[i] /= R[i, i]
+    return X
 
 
 def _gram_r(G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
