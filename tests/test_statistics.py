@@ -13,6 +13,7 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 import torchlinreg as tl
@@ -314,7 +315,9 @@ def test_use_t_with_a_robust_covariance():
 @pytest.mark.parametrize("weighted", [False, True], ids=["OLS", "WLS"])
 def test_statistics_from_merged_r_and_chunked_passes_match_statsmodels(cov_type, weighted):
     from torchlinreg.solve import QRAccumulator
-    from torchlinreg.statistics import ResidualPass, solution_statistics, streamed_statistics
+    from torchlinreg.data import Dataset
+    from torchlinreg.exact import statistics_of
+    from torchlinreg.statistics import ResidualPass, solution_statistics
 
     X, y, w = random_problem()
     w = w if weighted else None
@@ -330,7 +333,9 @@ def test_statistics_from_merged_r_and_chunked_passes_match_statsmodels(cov_type,
     reference = statsmodels_fit(X, y, w=w, cov_type=cov_type)
     [ours] = solution_statistics(solution, merged if merged.needed else None, cov_type=cov_type)
     assert_matches(ours, reference)
-    [streamed] = streamed_statistics(solution, lambda: iter(chunks), cov_type=cov_type)
+    rows = Dataset(torch.as_tensor(X), torch.as_tensor(y).reshape(len(X), -1),
+                   sample_weight=None if w is None else torch.as_tensor(w))
+    [streamed] = statistics_of(rows, solution, cov_type=cov_type, chunk_rows=37)  # the pass a streamed fit makes
     assert_matches(streamed, reference)
     assert merged.needed == (cov_type != "nonrobust" or weighted)
     if merged.needed:

@@ -149,8 +149,9 @@ def solve(source, dist=None, chunk_rows: int = CHUNK_ROWS) -> tuple[QRAccumulato
 
 
 def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, cov_type: str = "nonrobust",
-               dist=None, chunk_rows: int = CHUNK_ROWS) -> list:
-    """The inference tables of ``solution`` (one :class:`~torchlinreg.statistics.RegressionStatistics` per target).
+                  dist=None, chunk_rows: int = CHUNK_ROWS) -> list:
+    """The inference tables of ``solution`` (one :class:`~torchlinreg.statistics.RegressionStatistics` per target),
+    fitted on the rows of ``source`` (a Source or a Dataset).
 
     The classical covariance of unweighted rows comes from R alone; an HC covariance or weighted
     rows read the rows once more (each process its part, the sums gathered).
@@ -158,6 +159,7 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
     from .statistics import ResidualPass, check_settings, solution_statistics
 
     _, cov_type = check_settings(conf_level, cov_type)
+    source = as_source(source)
     residuals = ResidualPass(solution, cov_type)
     if not residuals.needed:
         return solution_statistics(solution, None, conf_level=conf_level, cov_type=cov_type)
@@ -171,6 +173,9 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
         residuals = ResidualPass(solution, cov_type)
         for v in vectors:
             residuals.add_vector(v)
+    if residuals.n_rows != solution.n_samples:
+        raise ValueError(f"the source holds {residuals.n_rows} rows but the solution was fitted on "
+                         f"{solution.n_samples}; give the same rows")
     return solution_statistics(solution, residuals, conf_level=conf_level, cov_type=cov_type)
 
 
