@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .defaults import MAX_MAGNITUDE
 from .errors import DataError
@@ -201,6 +200,8 @@ def float64_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     (``to_numpy`` gives the same values, but its first call imports pandas when pandas is
     installed: 0.35 s of every run that reads a file.)
     """
+    import pyarrow.compute as pc
+
     if column.type != pa.float64():
         column = pc.cast(column, pa.float64(), safe=False)
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
@@ -211,6 +212,8 @@ def float64_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def column_values(path: Path, name: str, column: pa.ChunkedArray, first_row: int = 1,
                   fix: str = ROLE_FIX["feature"]) -> np.ndarray:
     """One column as float64 values, every value checked; ``first_row`` is the file row of its first value."""
+    import pyarrow.compute as pc
+
     if pa.types.is_null(column.type):  # a CSV column with every cell empty
         raise DataError(f"{path}: column {show(name)} has a missing value in row {first_row}; fill or remove that row")
     if not is_numeric(column.type):
@@ -285,6 +288,8 @@ def magnitude_error(path, name: str, row: int, value: float) -> DataError:
 
 def first_non_number(column: pa.ChunkedArray, first_row: int) -> str:
     """Where a non-numeric column first holds a value that is not a number, as message text."""
+    import pyarrow.compute as pc
+
     textual = (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
                or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type))
     row = first_row

@@ -6,7 +6,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..columns import Table, clean
 from ..errors import DataError
@@ -20,6 +19,8 @@ def parquet_schema(path: Path) -> tuple[pa.Schema, int]:
     A damaged file can make pyarrow raise more than ArrowException and OSError (UnicodeDecodeError
     for a column name, ValueError, MemoryError for a size): any of them means the file is unusable.
     """
+    import pyarrow.parquet as pq
+
     try:
         with pq.ParquetFile(str(path)) as pf:
             schema, num_rows = pf.schema_arrow, pf.metadata.num_rows
@@ -32,6 +33,8 @@ def parquet_schema(path: Path) -> tuple[pa.Schema, int]:
 
 def open_parquet(path: Path, suffix: str, head: bytes) -> Table:
     """A Parquet file to read whole, as a :class:`~torchlinreg.columns.Table`."""
+    import pyarrow.parquet as pq
+
     schema, num_rows = parquet_schema(path)
 
     def read(names: list[str]) -> pa.Table:
@@ -59,6 +62,8 @@ def parquet_batches(path: Path, columns: Sequence[str], chunk_rows: int, read_by
     memory whole, compressed or decoded (measured: a 264 MB row group read at +80 MB).
     (pyarrow's dataset scanner, tried too, holds two whole row groups and took as much CPU here.)
     """
+    import pyarrow.parquet as pq
+
     row = 1
     try:
         with pq.ParquetFile(str(path), pre_buffer=False, buffer_size=_BUFFER) as pf:

@@ -12,7 +12,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from ..columns import Table, clean, first_non_number, is_numeric, show
@@ -201,32 +200,111 @@ def _wrong_width(path: Path, delimiter: str) -> DataError | None:
 # ---- record batches -----------------------------------------------------------------------------
 
 def text_batches(path: Path, fmt: str, fixes: dict[str, str], bools: Sequence[str]) -> Iterator[pa.RecordBatch]:
-    """The columns named in ``fixes`` (column: how a message about it ends), block by block, as float64
+    """The columns named in ``fixes`` (column: how a message about it ends), piece by piece, as float64
     (``bools``: as bool). Types are given, not inferred: inference sees only the first block, and a column
     of integers there may hold decimals later. A value that is not a number stops the read; :func:`locate`
-    then finds its row."""
+    then finds its row.
+
+    The file is cut into pieces of about ``PIECE_BYTES`` at row ends (a newline outside quotes) and the
+    pieces are parsed on ``PARSERS`` threads at once (pyarrow parses without Python's lock), in order;
+    pyarrow's own streaming reader parses one block at a time, and parsing is what a pass over a CSV
+    file waits on.
+    """
     types = {name: pa.bool_() if name in bools else pa.float64() for name in fixes}
     convert = pa_csv.ConvertOptions(column_types=types, include_columns=list(fixes),
                                     null_values=NULL_VALUES, strings_can_be_null=True)
-    row = 1
-    with open(path, "rb") as f:
-        options = read_options(path, f.read(SNIFF_BYTES))
+    parse = pa_csv.ParseOptions(delimiter=DELIMITERS[fmt])
+    row = [1]  # the first data row of the piece being parsed, for messages
     try:
-        reader = pa_csv.open_csv(str(path), read_options=options,
-                                 parse_options=pa_csv.ParseOptions(delimiter=DELIMITERS[fmt]),
-                                 convert_options=convert)
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+            if not _splittable(head):  # pyarrow's streaming reader, which knows every line ending
+                yield from _streamed(path, head, parse, convert, row)
                 return
-            yield batch
-            row += len(batch)
+            header = _header(f, read_options(path, head))
+            names = pa_csv.read_csv(pa.py_buffer(header), parse_options=parse).schema.names
+            options = pa_csv.ReadOptions(column_names=names, use_threads=False, block_size=PIECE_BYTES * 2)
+            for piece in _parsed(_pieces(f), lambda p: pa_csv.read_csv(
+                    pa.py_buffer(p), read_options=options, parse_options=parse, convert_options=convert)):
+                yield from piece.to_batches()
+                row[0] += piece.num_rows
     except pa.ArrowInvalid as exc:
-        raise locate(path, fmt, fixes, row, exc, bools) from None
+        raise locate(path, fmt, fixes, row[0], exc, bools) from None
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as {fmt.upper()} from row {row} on ({clean(exc)}); "
+        raise DataError(f"{path}: cannot be read as {fmt.upper()} from row {row[0]} on ({clean(exc)}); "
                         "check the file") from None
+
+
+PIECE_BYTES = 1 << 22  # text parsed at a time by one thread: large enough to amortise a call, small to overlap
+PARSERS = 2  # threads parsing pieces at once (more would contend with the pass that consumes them)
+
+
+def _splittable(head: bytes) -> bool:
+    """Whether rows can be found by their newlines: the header line first (no empty lines before it),
+    rows ended by ``\\n`` or ``\\r\\n`` only (pyarrow also takes a lone ``\\r``)."""
+    return head[:1] not in (b"\n", b"\r", b"") and b"\n" in head and head.count(b"\r") == head.count(b"\r\n")
+
+
+def _streamed(path: Path, head: bytes, parse, convert, row: list) -> Iterator[pa.RecordBatch]:
+    """Record batches from pyarrow's streaming reader, one block at a time; ``row[0]`` follows them."""
+    reader = pa_csv.open_csv(str(path), read_options=read_options(path, head), parse_options=parse,
+                             convert_options=convert)
+    for batch in reader:
+        yield batch
+        row[0] += len(batch)
+
+
+def _header(f, options: pa_csv.ReadOptions) -> bytes:
+    """The header line (its end included), from the start of ``f``; ``f`` is left just after it."""
+    f.seek(0)
+    head = f.read(max(options.block_size, SNIFF_BYTES))
+    end = head.find(b"\n")
+    while end >= 0 and head.count(b'"', 0, end) % 2:  # inside a quoted name: look further on
+        end = head.find(b"\n", end + 1)
+    if end < 0:  # no row after the header: the whole file is the header
+        return head + f.read()
+    f.seek(end + 1)
+    return head[:end + 1]
+
+
+def _row_end(text: bytes) -> int:
+    """The offset of the last newline of ``text`` that ends a row (outside double quotes), or -1."""
+    end = text.rfind(b"\n")
+    if b'"' not in text:
+        return end
+    while end >= 0 and text.count(b'"', 0, end) % 2:  # inside a quoted value: look further back
+        end = text.rfind(b"\n", 0, end)
+    return end
+
+
+def _pieces(f) -> Iterator[memoryview]:
+    """The rest of ``f`` in pieces of about ``PIECE_BYTES`` that end at a row's end (the last may not):
+    views of what was read, no copy; a piece's unfinished last row is read again with the next."""
+    size = PIECE_BYTES
+    while text := f.read(size):
+        end = _row_end(text) if len(text) == size else len(text) - 1  # the file's end ends the last row
+        if end < 0:  # no row ends in it: a row longer than a piece, read it with more
+            f.seek(-len(text), 1)
+            size *= 2
+            continue
+        if end + 1 < len(text):
+            f.seek(end + 1 - len(text), 1)  # the unfinished row starts the next piece
+        yield memoryview(text)[:end + 1]
+        size = PIECE_BYTES
+
+
+def _parsed(pieces: Iterator[memoryview], parse) -> Iterator[pa.Table]:
+    """``parse(piece)`` of every piece, in order, ``PARSERS`` pieces parsed at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(PARSERS, thread_name_prefix="torchlinreg-csv") as pool:
+        pending = []
+        for piece in pieces:
+            pending.append(pool.submit(parse, piece))
+            if len(pending) > PARSERS:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
 
 
 def locate(path: Path, fmt: str, fixes: dict[str, str], row: int, exc: Exception,
@@ -281,6 +359,8 @@ def _as_text(path: Path, name: str, raw: pa.Array, first_row: int, fix: str) -> 
 
 def _non_number(path: Path, name: str, text: pa.Array, first_row: int, fix: str, boolean: bool = False) -> str | None:
     """The message for the first value of a text column that does not convert, or None."""
+    import pyarrow.compute as pc
+
     if boolean:  # a column of true/false text in its first block (a whole read reads it as 0/1)
         bad = pc.and_kleene(pc.is_valid(text), pc.invert(pc.is_in(text, value_set=pa.array(_BOOL_TEXT))))
         if not pc.any(bad).as_py():

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 
 from ..columns import suffix_text
 from ..errors import OutputError
@@ -46,6 +45,8 @@ def write_table(
     ValueError
         ``columns`` is empty, a column is not 1-D numbers, or the lengths differ.
     """
+    import pyarrow.parquet as pq
+
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in WRITABLE_SUFFIXES:
