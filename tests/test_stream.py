@@ -566,6 +566,10 @@ def test_the_readmes_streaming_calls(tmp_path):
     # a loss read from R with a residual 1e-3 of ‖y‖: loss_rtol ≈ 3e-5 (the old 1e-9 was below it)
     assert acc.loss(reference.coef, reference.intercept) == pytest.approx(
         reference.loss, rel=loss_rtol(X, y, reference.coef, reference.intercept))
+    streamed = tl.run_fit(src, tl.TrainConfig(optimizer="lbfgs", epochs=20), tmp_path / "run-big", quiet=True,
+                          plots=False)  # the README's line, without the printing and the pictures
+    assert streamed.summary()["reading"]["mode"] == "stream" and streamed.n_samples == 3000
+    np.testing.assert_allclose(streamed.solution.coef, reference.coef, rtol=1e-10)  # as big's, above
 
 
 @pytest.mark.parametrize("header, late_row, message", [
