@@ -9,7 +9,6 @@ rows, one collective merging the R factors) all go through :func:`solve`; :func:
 
 from __future__ import annotations
 
-from .columns import zero_weights_error
 from .data import Source, as_source
 from .defaults import CHUNK_ROWS
 from .errors import check_positive
@@ -30,6 +29,8 @@ def accumulate(source: Source, *, chunk_rows: int = CHUNK_ROWS,
     check_positive("chunk_rows", chunk_rows)
     fold(source, acc, chunk_rows)
     if acc.weighted and acc.sum_weights == 0:
+        from .columns import zero_weights_error  # (pyarrow's import, for a message: not on the tutorial's path)
+
         raise zero_weights_error(getattr(source, "where", "the data"), source.weight_name)
     return acc
 
