@@ -69,6 +69,7 @@ class DivergenceGuard(Callback):
 
     def begin(self, state) -> None:
         state.last_state = {name: p.detach().clone() for name, p in state.model.named_parameters()}
+        self._keep = [(state.last_state[name], p) for name, p in state.model.named_parameters()]  # bound once
 
     def check(self, state) -> None:
         loss, epoch = state.loss, state.epoch
@@ -78,7 +79,8 @@ class DivergenceGuard(Callback):
         if loss > GROWTH_LIMIT * state.first_loss > 0:
             return self._diverged(state, f"the loss grew to {loss:.3g} at epoch {epoch}, "
                                          f"over {GROWTH_LIMIT:.0e} times its first value")
-        _load(state.last_state, state.model)  # keep these parameters: their loss is finite
+        for kept, p in self._keep:  # keep these parameters: their loss is finite
+            kept.copy_(p.detach())
         return None
 
     def end(self, state) -> None:

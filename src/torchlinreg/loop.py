@@ -47,7 +47,8 @@ def train(model: torch.nn.Module, objective, config: TrainConfig = TrainConfig()
     ``config``. ``checkpoint``: a :class:`torchlinreg.checkpoint.Checkpointer`.
     """
     optimizer = optimizer if optimizer is not None else make_optimizer(model, config)
-    rules = [DivergenceGuard(), Schedule(config)] + ([Checkpoint(checkpoint)] if checkpoint is not None else [])
+    rules = [DivergenceGuard()] + ([Schedule(config)] if config.schedule != "constant" else []) \
+        + ([Checkpoint(checkpoint)] if checkpoint is not None else [])
     hooks = _Hooks([*rules, *callbacks, StoppingRule(config.tol, config.patience)])
     state = LoopState(model, objective, optimizer, config, History(initial_params=objective.params(model)))
     hooks("begin", state)
@@ -99,17 +100,35 @@ def _record(state: LoopState) -> None:
 
 class _Hooks:
     """``hooks(name, state)`` calls hook ``name`` of every callback in order and says whether one set
-    ``state.stop``; a stop in ``check`` ends the round there (the epoch is not recorded)."""
+    ``state.stop``; a stop in ``check`` ends the round there (the epoch is not recorded).
+
+    Each hook's list holds only the callbacks that do something in it (the base class's hooks that
+    do nothing are left out), bound once: the loop's own cost per epoch stays a few microseconds.
+    """
 
     def __init__(self, callbacks: list[Callback]):
         self.callbacks = callbacks
+        self.bound = {name: [getattr(cb, name) for cb in callbacks if _acts(cb, name)]
+                      for name in ("begin", "check", "record", "after_steps", "end")}
 
     def __call__(self, name: str, state: LoopState) -> bool:
-        for cb in self.callbacks:
-            getattr(cb, name)(state)
+        for hook in self.bound[name]:
+            hook(state)
             if state.stop and name == "check":
                 break
         return state.stop
+
+
+_FORWARDS = {"begin": "on_train_begin", "record": "on_epoch_end", "end": "on_train_end"}  # base hook -> what it calls
+
+
+def _acts(cb: Callback, name: str) -> bool:
+    """Whether ``cb``'s hook ``name`` does anything: overridden, or forwarding to an overridden ``on_*`` method."""
+    kind = type(cb)
+    if getattr(kind, name) is not getattr(Callback, name):
+        return True
+    forward = _FORWARDS.get(name)
+    return forward is not None and getattr(kind, forward) is not getattr(Callback, forward)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

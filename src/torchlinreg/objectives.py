@@ -142,6 +142,9 @@ class Gram:
         self.objective, self.val_objective = objective, val_objective
         self.evaluate = _Evaluator(model, Units(scaler))
         self._sse: list[float] | None = None
+        self._fresh = False
+        self._loss = torch.zeros((), dtype=self.evaluate.dtype)
+        self._step = (self._closure,)  # one optimizer step an epoch, the same closure each time
 
     def __repr__(self) -> str:
         return f"Gram({self.objective!r})"
@@ -158,16 +161,17 @@ class Gram:
     def params(self, model: nn.Module) -> Params:
         return self.evaluate.params()
 
-    def steps(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> Iterator[Callable]:
-        evaluate, objective, dtype = self.evaluate, self.objective, self.evaluate.dtype
-        pending = [self._sse]
+    def steps(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> tuple[Callable]:
+        self._fresh = True  # the first call reuses the gradient of the loss just recorded
+        return self._step
 
-        def closure() -> torch.Tensor:  # the gradient of the loss, as loss.backward() would leave it
-            sse = pending.pop() if pending else evaluate(objective, gradient=True)
-            evaluate.set_grad()
-            return torch.tensor(evaluate.model_loss(sse, objective), dtype=dtype)
-
-        yield closure
+    def _closure(self) -> torch.Tensor:
+        """The gradient of the loss set as ``p.grad`` (as ``loss.backward()`` would leave it), and the loss."""
+        evaluate = self.evaluate
+        sse = self._sse if self._fresh else evaluate(self.objective, gradient=True)
+        self._fresh = False
+        evaluate.set_grad()
+        return self._loss.fill_(evaluate.model_loss(sse, self.objective))  # one tensor, filled: L-BFGS reads it
 
 
 class _Evaluator:
