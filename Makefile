@@ -16,7 +16,8 @@ OUT ?= torchlinreg-output
 NUMERIC_TESTS := tests/test_solve.py tests/test_solve_blocks.py tests/test_gram.py tests/test_statistics.py \
 	tests/test_stream.py tests/test_estimator.py tests/test_diagnostics.py
 # MKL's code paths besides the native one: another CPU takes another path (AMD vs Intel, AVX2 vs AVX-512).
-OTHER_BLAS_PATHS ?= COMPATIBLE AVX2
+# Each comes with an OpenBLAS kernel of the same age for NumPy's products (what `solve` runs without PyTorch).
+OTHER_BLAS_PATHS ?= COMPATIBLE:Nehalem AVX2:Haswell
 SEED ?=
 EXAMPLES ?= 1000
 
@@ -28,9 +29,10 @@ demo: $(VENV)/.run-installed
 test: $(VENV)/.test-installed
 	@bash scripts/install-chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
-	@for path in $(OTHER_BLAS_PATHS); do \
-		echo "numeric tests on MKL's $$path code path (MKL_CBWR=$$path):"; \
-		MKL_CBWR=$$path $(PY) -m pytest -q -m "not slow" $(NUMERIC_TESTS) || exit 1; \
+	@for pair in $(OTHER_BLAS_PATHS); do \
+		mkl=$${pair%%:*}; openblas=$${pair##*:}; \
+		echo "numeric tests on MKL's $$mkl code path and OpenBLAS's $$openblas kernels (MKL_CBWR=$$mkl OPENBLAS_CORETYPE=$$openblas):"; \
+		MKL_CBWR=$$mkl OPENBLAS_CORETYPE=$$openblas $(PY) -m pytest -q -m "not slow" $(NUMERIC_TESTS) || exit 1; \
 	done
 
 fuzz: $(VENV)/.test-installed
