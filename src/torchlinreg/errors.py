@@ -60,6 +60,12 @@ class SettingsMessage:
         return render(self.template, flags)
 
 
+def for_command(message, flags: dict[str, str]) -> str:
+    """An error's or a warning's message as the command prints it: the settings it names given as
+    flags (``message.for_command(flags)``), or ``str(message)`` when it is no SettingsMessage."""
+    return message.for_command(flags) if isinstance(message, SettingsMessage) else str(message)
+
+
 class TorchlinregError(SettingsMessage, Exception):
     """Base class of every error torchlinreg raises on purpose."""
 
