@@ -235,7 +235,7 @@ def test_a_checkpoint_is_not_overwritten_by_accident(tmp_path):
         fit(tmp_path, case, resume=True)
     with pytest.raises(Interrupted):
         fit(tmp_path, case, callbacks=[SignalAt(3)])
-    with pytest.raises(OutputError, match=r"checkpoint of an interrupted run \(epoch 3 of 10\); pass --resume"):
+    with pytest.raises(OutputError, match=r"checkpoint of an interrupted run \(epoch 3 of 10\); pass resume=True"):
         fit(tmp_path, case)
     fit(tmp_path, case, force=True)  # starts over
     assert not (tmp_path / "checkpoint").exists()
@@ -479,5 +479,5 @@ def test_streamed_checkpoints_need_one_process_and_an_output_folder(tmp_path, st
     with pytest.raises(ConfigError, match="under torchrun across 2 processes.*without torchrun"):
         run_fit(source, TrainConfig(epochs=3), tmp_path / "out", dist=torchrun, checkpoint_every=3, quiet=True)
     assert not (tmp_path / "out").exists()
-    with pytest.raises(ConfigError, match=r"output folder \(--out\) and one process"):
+    with pytest.raises(ConfigError, match=r"output folder \(out_dir\) and one process"):
         run_fit(source, TrainConfig(epochs=3), None, checkpoint_every=2, quiet=True)

@@ -190,7 +190,7 @@ def test_csv_floats_are_written_as_shortest_exact_text(tmp_path):
 
 def test_existing_file_is_kept_unless_forced(tmp_path):
     path = write_table(tmp_path / "out.csv", {"a": [1.5]})
-    with pytest.raises(OutputError, match=r"out\.csv: already exists; pass --force"):
+    with pytest.raises(OutputError, match=r"out\.csv: already exists; pass force=True"):
         write_table(path, {"a": [2.5]})
     assert path.read_text() == '"a"\n1.5\n'
     write_table(path, {"a": [2.5]}, force=True)
@@ -345,7 +345,7 @@ def test_text_in_a_chosen_column_names_row_and_value(tmp_path):
 
 def test_text_in_the_default_target(simple_csv):
     simple_csv.write_text("a,label\n1,2\n2,cat\n")
-    expect_error(simple_csv, "column 'label' row 2 holds 'cat', not a number; .*pass --target")
+    expect_error(simple_csv, "column 'label' row 2 holds 'cat', not a number; .*pass target")
 
 
 def test_text_column_in_parquet(tmp_path):

@@ -442,7 +442,7 @@ def test_select_engine(config, kwargs, engine, reason):
 
 
 def test_select_engine_refuses_what_the_gram_engine_cannot_do():
-    with pytest.raises(ConfigError, match="mini-batches of 32 rows need the rows at every step; drop --batch-size"):
+    with pytest.raises(ConfigError, match="mini-batches of 32 rows need the rows at every step; drop batch_size"):
         select_engine(TrainConfig(batch_size=32), requested="gram", n_samples=1000)
     with pytest.raises(ConfigError, match="unknown engine 'fast'; choose one of auto, gram, data"):
         select_engine(TrainConfig(), requested="fast")

@@ -84,7 +84,7 @@ def test_npy_cannot_stream_and_is_refused_over_the_budget(files):
     assert not plan_reading(files[".npy"], 1 << 30).stream
     with pytest.raises(ConfigError, match="read whole.*Parquet"):
         plan_reading(files[".npy"], 1000)
-    with pytest.raises(ConfigError, match="--stream"):
+    with pytest.raises(ConfigError, match="stream=True was asked for"):
         plan_reading(files[".npy"], 1 << 30, stream=True)
 
 

@@ -63,5 +63,5 @@ def test_a_diverging_run_stops_with_the_last_finite_parameters():
 
 def test_each_process_gets_a_share_of_every_step():
     assert local_batch_sizes(10, 3) == [4, 3, 3] and sum(local_batch_sizes(1001, 4)) == 1001
-    with pytest.raises(ConfigError, match="--batch-size 1 is below the 2 processes"):
+    with pytest.raises(ConfigError, match="batch_size=1 is below the 2 processes"):
         local_batch_sizes(1, 2)

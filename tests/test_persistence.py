@@ -200,7 +200,7 @@ def test_refuses_to_overwrite_without_force(saved, tmp_path, existing):
     old, stem, tensors_path, json_path = saved
     (tmp_path / ({"model.safetensors", "model.json"} - {existing}).pop()).unlink()
     before = (tmp_path / existing).read_bytes()
-    with pytest.raises(OutputError, match=rf"'.*{existing}' exists; pass --force to replace it or choose another path"):
+    with pytest.raises(OutputError, match=rf"'.*{existing}' exists; pass force=True to replace it or choose another path"):
         save_model(stem, make_model(seed=5))
     assert (tmp_path / existing).read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == [existing]

@@ -134,7 +134,7 @@ def test_open_source_reads_whole_or_streams_as_the_passes_and_the_budget_ask(pat
 
 
 def test_open_source_refuses_an_array_file_over_the_budget(paths):
-    with pytest.raises(ConfigError, match=r"\.npy files are read whole, but .* over the .* of --max-memory"):
+    with pytest.raises(ConfigError, match=r"\.npy files are read whole, but .* over the .* of max_memory"):
         open_source(paths["npy"], **NPY_COLUMNS, passes="many", max_memory=20_000)
     with pytest.raises(ValueError, match="passes must be 'one' or 'many'"):
         open_source(paths["csv"], passes="two")

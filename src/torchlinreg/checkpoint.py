@@ -47,7 +47,7 @@ from .persistence import _looks_like_pickle, _one_line, sorted_metadata
 FORMAT_VERSION = 1
 HISTORY_LOG = "history.jsonl"
 SIGNALS = (signal.SIGINT, signal.SIGTERM)  # stop at the end of the epoch, with a checkpoint
-START_OVER = "start over without --resume (with --force)"
+START_OVER = "start over without {resume=True} (with {force=True})"
 
 
 def fit_settings(config, **extra) -> dict:
@@ -109,21 +109,21 @@ def check_folder(out_dir: str | os.PathLike, *, every: int | None = None, resume
     its first pass) calls this first, so that these refusals come before that pass.
     """
     if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
-        raise ConfigError(f"--checkpoint-every must be a positive integer, got {every!r}; pass e.g. 100")
+        raise ConfigError(f"{{checkpoint_every}} must be a positive integer, got {every!r}; pass e.g. {{checkpoint_every=100}}")
     folder = Path(out_dir) / CHECKPOINT_DIR
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{str(folder)!r} is a file, not torchlinreg's checkpoint folder; "
-                          "move it or choose another --out")
+                          "move it or choose another {out_dir}")
     found = (folder / CHECKPOINT_STATE).exists()
     if resume and not found:
-        raise ConfigError(f"no checkpoint to resume in {str(folder.parent)!r}; run without --resume "
-                          "(a checkpoint is written by --checkpoint-every N, or when a fit is interrupted)")
+        raise ConfigError(f"no checkpoint to resume in {str(folder.parent)!r}; run without {{resume=True}} "
+                          "(a checkpoint is written by {checkpoint_every=N}, or when a fit is interrupted)")
     if not resume and found and not force:
         state = read_json_object(folder / CHECKPOINT_STATE)
         epochs = state.get("settings", {}).get("epochs") if isinstance(state.get("settings"), dict) else None
         where = f" (epoch {state['epoch']} of {epochs})" if "epoch" in state else ""
         raise OutputError(f"{str(folder.parent)!r} holds the checkpoint of an interrupted run{where}; "
-                          "pass --resume to continue it, or --force to start over")
+                          "pass {resume=True} to continue it, or {force=True} to start over")
     return found
 
 
@@ -274,7 +274,7 @@ class Checkpointer:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create the checkpoint folder {str(self.folder)!r} "
-                              f"({exc.strerror or exc}); pass --out with a folder you can write to") from None
+                              f"({exc.strerror or exc}); pass {{out_dir}} with a folder you can write to") from None
         self._append_history()
         tensors: dict[str, torch.Tensor] = {}
         for name, p in self._model.named_parameters():
@@ -326,7 +326,7 @@ class Checkpointer:
                 os.fsync(f.fileno())
         except OSError as exc:
             raise OutputError(f"cannot write the checkpoint's history {str(path)!r} ({exc.strerror or exc}); "
-                              "free some space or pass --out with another folder") from None
+                              "free some space or pass {out_dir} with another folder") from None
         self._log_hash.update(lines)
         self._log_bytes += len(lines)
         self._log_records += len(new)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from .errors import ConfigError
 
-CHECKPOINT_NEEDS = "checkpoints need an output folder (--out) and one process (not torchrun)"
-FULL_BATCH_STREAMED = ("full-batch training with --engine data reads every row in every epoch, which needs the "
-                       "rows in memory, but DATA is streamed; use --engine gram (the same steps from one pass over "
-                       "the data) or --batch-size N")
+CHECKPOINT_NEEDS = "checkpoints need an output folder ({out_dir}) and one process (not torchrun)"
+FULL_BATCH_STREAMED = ("full-batch training with {engine='data'} reads every row in every epoch, which needs the "
+                       "rows in memory, but DATA is streamed; use {engine='gram'} (the same steps from one pass over "
+                       "the data) or {batch_size=N}")
 
 
 def check_fit(run) -> None:
@@ -31,7 +31,7 @@ def check_fit(run) -> None:
     if options.checkpoint_every is not None or options.resume:
         if run.dist is not None:
             raise ConfigError(f"checkpoints need one process, but this fit runs under torchrun across "
-                              f"{run.dist.world_size} processes; drop --checkpoint-every/--resume, or run the fit "
+                              f"{run.dist.world_size} processes; drop {{checkpoint_every}}/{{resume}}, or run the fit "
                               "without torchrun (streamed data fits in one process too)")
         if publish.out_dir is None:
             raise ConfigError(CHECKPOINT_NEEDS)
@@ -45,14 +45,14 @@ def check_fit(run) -> None:
 def _check_reading(run) -> None:
     chunk_rows, fraction = run.options.chunk_rows, run.options.validation_fraction
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ConfigError(f"--chunk-rows must be a positive integer, got {chunk_rows!r}; pass e.g. 65536")
+        raise ConfigError(f"{{chunk_rows}} must be a positive integer, got {chunk_rows!r}; pass e.g. {{chunk_rows=65536}}")
     if not 0 <= fraction < 1:
-        raise ConfigError(f"--validation-fraction must be in [0, 1), got {fraction}; pass e.g. 0.2")
+        raise ConfigError(f"{{validation_fraction}} must be in [0, 1), got {fraction}; pass e.g. {{validation_fraction=0.2}}")
     if fraction and not run.in_memory:
         why = f" ({run.options.reading})" if run.options.reading else ""
-        raise ConfigError(f"--validation-fraction draws a random split of rows held in memory, but DATA is "
+        raise ConfigError(f"{{validation_fraction}} draws a random split of rows held in memory, but DATA is "
                           f"streamed{why}; hold out rows in a file of their own, or read DATA whole (without "
-                          "--stream, within --max-memory)")
+                          "{stream=True}, within {max_memory})")
 
 
 def _check_engine(run) -> None:

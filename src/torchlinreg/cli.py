@@ -16,9 +16,11 @@ import warnings
 
 from . import __version__, defaults, plot_process, startup
 from .config import COV_TYPES, DEFAULT_LR, DEFAULT_TIMEOUT_S, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, FitOptions, TrainConfig
-from .errors import ConfigError, DataError, Interrupted, ModelFileError, OutputError, TorchlinregError
+from .errors import ConfigError, DataError, Interrupted, ModelFileError, TorchlinregError, for_command
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
+# The flags of the settings that messages name (errors.render) where the flag is not "--" + the name, "_" as "-"
+FLAGS = {"statistics": "--summary", "out_dir": "--out", "animation": "--animate", "plots": "--no-plots"}
 
 
 def _default(settings, name: str):
@@ -64,7 +66,7 @@ def _size(text: str) -> int:
     try:
         return parse_size(text)
     except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(for_command(exc, FLAGS)) from None
 
 
 def _add_reading(p, command: str) -> None:
@@ -455,7 +457,8 @@ def _cmd_predict(args) -> int:
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     if issubclass(category, RuntimeWarning) and " encountered in " in str(message):
         return  # NumPy's floating-point notices ("overflow encountered in square") say nothing a user can act on
-    print(f"torchlinreg: warning: {message}", file=sys.stderr)
+    print(f"torchlinreg: warning: {for_command(message, FLAGS)}", file=sys.stderr)
+
 
 
 def _resume_hint(exc: Interrupted, argv: list[str] | None) -> str:
@@ -476,16 +479,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.command(args)
     except Interrupted as exc:  # fit stopped by SIGINT/SIGTERM, after writing a checkpoint
-        print(f"torchlinreg: {exc}{_resume_hint(exc, argv)}", file=sys.stderr)
+        print(f"torchlinreg: {for_command(exc, FLAGS)}{_resume_hint(exc, argv)}", file=sys.stderr)
         return 128 + exc.signum
     except (DataError, ModelFileError) as exc:
-        print(f"torchlinreg: error: {exc}", file=sys.stderr)
+        print(f"torchlinreg: error: {for_command(exc, FLAGS)}", file=sys.stderr)
         return EXIT_BAD_DATA
-    except (ConfigError, OutputError, TorchlinregError) as exc:
-        print(f"torchlinreg: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ValueError as exc:  # the library's other bad-argument errors (see STYLE.md): one line, exit 2
-        print(f"torchlinreg: error: {exc}", file=sys.stderr)
+    except (TorchlinregError, ValueError) as exc:  # ValueError: the library's other bad arguments (see STYLE.md)
+        print(f"torchlinreg: error: {for_command(exc, FLAGS)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("torchlinreg: interrupted", file=sys.stderr)

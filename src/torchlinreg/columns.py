@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from .defaults import MAX_MAGNITUDE
-from .errors import DataError
+from .errors import DataError, SettingsWarning
 
 MAX_LISTED = 20  # column names quoted in one message
 ROLE_FIX = {"feature": "or leave the column out", "target": "or choose another target",
@@ -70,7 +70,7 @@ def choose(path: Path, table: Table, target, features, weights: str | None) -> C
     weight = column_names(path, weights, "weight", names) if weights is not None else ()
     if weight and target is None and table.default_target == weight:
         raise DataError(f"{path}: the weight column {weights!r} is the last column, the default target; "
-                        "name the target with --target")
+                        "name the target with {target}")
     if weight and features is None:  # default features: every other numeric column but the weights
         chosen_targets = column_names(path, target, "target", names) or table.default_target
         features = [n for n in (table.feature_pool or names) if n not in chosen_targets + weight
@@ -98,11 +98,11 @@ def _select(path: Path, table: Table, target, features) -> tuple[tuple[str, ...]
         feats = tuple(n for n in pool if n not in targets and _usable_by_default(path, table, n))
         if not feats:
             raise DataError(f"{path}: no numeric feature columns besides the target {', '.join(map(show, targets))}; "
-                            "add numeric columns, or name them with --features")
+                            "add numeric columns, or name them with {features}")
     both = next((n for n in feats if n in targets), None)
     if both is not None:
         raise DataError(f"{path}: column {show(both)} is both a feature and the target{note}; "
-                        "list it in only one of --features and --target")
+                        "list it in only one of {features} and {target}")
     return targets, feats, note
 
 
@@ -134,9 +134,9 @@ def _usable_by_default(path: Path, table: Table, name: str) -> bool:
     textual = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
     if textual and _holds_some_number(column):
         raise DataError(f"{path}: column {show(name)} {first_non_number(column, 1)}; correct it, "
-                        "or choose the features with --features")
+                        "or choose the features with {features}")
     warnings.warn(f"{path}: left out column {show(name)}, which is not numeric ({column.type}); "
-                  "choose the features with --features to silence this", UserWarning, stacklevel=5)
+                  "choose the features with {features} to silence this", SettingsWarning, stacklevel=5)
     return False
 
 
@@ -186,8 +186,8 @@ def is_numeric(kind: pa.DataType) -> bool:
 
 
 def target_fix(note: str) -> str:
-    """How a message about a bad target value ends: naming --target when the target was the default."""
-    return f"or pass --target to choose the target{note}" if note else ROLE_FIX["target"]
+    """How a message about a bad target value ends: naming ``target`` when the target was the default."""
+    return f"or pass {{target}} to choose the target{note}" if note else ROLE_FIX["target"]
 
 
 # ---- checking values ----------------------------------------------------------------------------

@@ -42,32 +42,32 @@ class TrainConfig:
     seed: int = defaults.MODEL_SEED  # seeds the initial parameters and the mini-batch order
 
     def __post_init__(self):
-        _check_int("epochs", self.epochs, "--epochs 50")
+        _check_int("epochs", self.epochs, "{epochs=50}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.lr is not None:
-            _check_number("learning rate", self.lr, "--lr 0.001", positive=True)
-        _check_number("momentum", self.momentum, "--momentum 0.9")
+            _check_number("learning rate", self.lr, "{lr=0.001}", positive=True)
+        _check_number("momentum", self.momentum, "{momentum=0.9}")
         if self.momentum >= 1:
-            raise ConfigError(f"momentum must be below 1, got {self.momentum!r}; pass e.g. --momentum 0.9")
+            raise ConfigError(f"momentum must be below 1, got {self.momentum!r}; pass e.g. {{momentum=0.9}}")
         if self.optimizer != "sgd" and (self.momentum or self.nesterov):
-            raise ConfigError(f"momentum and Nesterov apply to SGD only, not {self.optimizer}; drop --momentum/--nesterov")
+            raise ConfigError(f"momentum and Nesterov apply to SGD only, not {self.optimizer}; drop {{momentum}}/{{nesterov}}")
         if self.nesterov and self.momentum == 0:
-            raise ConfigError("Nesterov momentum needs a momentum above 0; pass e.g. --momentum 0.9")
-        _check_number("weight decay", self.weight_decay, "--weight-decay 0.0001")
+            raise ConfigError("Nesterov momentum needs a momentum above 0; pass e.g. {momentum=0.9}")
+        _check_number("weight decay", self.weight_decay, "{weight_decay=0.0001}")
         if self.batch_size is not None:
-            _check_int("batch size", self.batch_size, "--batch-size 32")
+            _check_int("batch size", self.batch_size, "{batch_size=32}")
             if self.optimizer == "lbfgs":
-                raise ConfigError("L-BFGS needs the full batch; drop --batch-size or choose another optimizer")
+                raise ConfigError("L-BFGS needs the full batch; drop {batch_size} or choose another optimizer")
         if self.tol is not None:
-            _check_number("tol", self.tol, "--tol 1e-6")
-        _check_int("patience", self.patience, "--patience 5")
+            _check_number("tol", self.tol, "{tol=1e-6}")
+        _check_int("patience", self.patience, "{patience=5}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        _check_int("step size", self.step_size, "--step-size 30")
-        _check_number("gamma", self.gamma, "--gamma 0.1", positive=True)
+        _check_int("step size", self.step_size, "{step_size=30}")
+        _check_number("gamma", self.gamma, "{gamma=0.1}", positive=True)
         if self.gamma > 1:
-            raise ConfigError(f"gamma must be at most 1 (it shrinks the rate), got {self.gamma!r}; pass e.g. --gamma 0.1")
+            raise ConfigError(f"gamma must be at most 1 (it shrinks the rate), got {self.gamma!r}; pass e.g. {{gamma=0.1}}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
         if self.device is not None and str(self.device).split(":")[0] not in ("auto", "cpu", "cuda", "mps"):

@@ -35,7 +35,7 @@ def resolve_device(name: str, dtype: str = "float32") -> torch.device:
     if kind not in here:
         raise ConfigError(f"device {name!r} is not available here; available: {', '.join(here)} (or auto)")
     if kind == "mps" and dtype == "float64":
-        raise ConfigError("MPS has no float64; pass --dtype float32 with --device mps")
+        raise ConfigError("MPS has no float64; pass {dtype='float32'} with {device='mps'}")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -52,5 +52,5 @@ def set_threads(n: int) -> None:
     NumPy's BLAS (the exact solver) keeps its own threads; its results do not depend on them.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"--threads must be a positive integer, got {n!r}; pass e.g. --threads 4")
+        raise ConfigError(f"{{threads}} must be a positive integer, got {n!r}; pass e.g. {{threads=4}}")
     torch.set_num_threads(n)

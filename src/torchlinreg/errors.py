@@ -2,12 +2,71 @@
 
 Each message names the problem and how to fix it; only ``cli.py`` turns them into a
 line on stderr and an exit code.
+
+A message names a setting by a placeholder, never by a command-line flag: ``{chunk_rows}``
+or ``{chunk_rows=65536}``, where ``chunk_rows`` is the library's keyword (a field of
+``TrainConfig`` or ``FitOptions``, of ``publish.Publish``, or a function's keyword such as
+``max_memory``, ``force``, ``out_dir``). ``str(exc)`` renders it for the library's users:
+``chunk_rows`` and ``chunk_rows=65536``; ``exc.for_command(flags)`` renders it for the
+command: ``--chunk-rows`` and ``--chunk-rows 65536`` (see :func:`render`). In an f-string the
+braces are doubled: ``f"got {x!r}; pass e.g. {{chunk_rows=65536}}"``. A value is written as
+Python would take it (``{engine='gram'}``, ``{force=True}``); the command drops the quotes,
+and gives a switch (``True`` or ``False``) as its flag alone.
 """
 
 import numbers
+import re
+
+# {name} or {name=value}: a setting named by the library's keyword, rendered by render()
+PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)(?:=([^{}]*))?\}")
 
 
-class TorchlinregError(Exception):
+def render(template: str, flags: dict[str, str] | None = None) -> str:
+    """``template`` with its placeholders rendered: as keywords (``name``, ``name=value``) when
+    ``flags`` is None, else as command-line flags, ``flags.get(name)`` or ``--name-with-dashes``
+    (``--name value``; a switch's ``=True``/``=False`` gives the flag alone, so ``flags`` maps
+    such a setting to the flag that sets it that way, e.g. ``plots`` to ``--no-plots``)."""
+    if flags is None:
+        return PLACEHOLDER.sub(lambda m: m[1] if m[2] is None else f"{m[1]}={m[2]}", template)
+
+    def flag(m: re.Match) -> str:
+        name, value = m[1], m[2]
+        text = flags.get(name) or "--" + name.replace("_", "-")
+        if value is None or value in ("True", "False"):
+            return text
+        quoted = len(value) > 1 and value[0] == value[-1] and value[0] in "'\""
+        return f"{text} {value[1:-1] if quoted else value}"
+
+    return PLACEHOLDER.sub(flag, template)
+
+
+class SettingsMessage:
+    """An error's or warning's message whose placeholders name settings (see the module's docstring).
+
+    ``str()`` gives the library's rendering, :meth:`for_command` the command's; :attr:`template`
+    is the message as written, placeholders and all (what one process of a job passes to the others).
+    """
+
+    @property
+    def template(self) -> str:
+        return super().__str__()
+
+    def __str__(self) -> str:
+        return render(self.template)
+
+    def for_command(self, flags: dict[str, str]) -> str:
+        """The message with every setting named by its flag: ``flags`` maps the settings whose flag
+        is not ``--`` + the name with ``_`` turned into ``-``."""
+        return render(self.template, flags)
+
+
+def for_command(message, flags: dict[str, str]) -> str:
+    """An error's or a warning's message as the command prints it: the settings it names given as
+    flags (``message.for_command(flags)``), or ``str(message)`` when it is no SettingsMessage."""
+    return message.for_command(flags) if isinstance(message, SettingsMessage) else str(message)
+
+
+class TorchlinregError(SettingsMessage, Exception):
     """Base class of every error torchlinreg raises on purpose."""
 
 
@@ -65,11 +124,15 @@ class DistributedError(TorchlinregError):
         self.failed_ranks = failed_ranks
 
 
+class SettingsWarning(SettingsMessage, UserWarning):
+    """A warning whose advice names a setting (rendered as a keyword, or by the command as a flag)."""
+
+
 class RankDeficiencyWarning(UserWarning):
     """The design matrix does not have full column rank; the minimum-norm solution is returned."""
 
 
-class ConvergenceWarning(UserWarning):
+class ConvergenceWarning(SettingsWarning):
     """An iterative method did not reach what it was asked for: training's stopping rule, or
     the solver's refinement."""
 

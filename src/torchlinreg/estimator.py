@@ -12,7 +12,6 @@ without it says how to install it.
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import asdict, replace
 
@@ -305,14 +304,11 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         if self.optimizer == "lbfgs" and _number(self.weight_decay):
             raise ConfigError(f"weight_decay={self.weight_decay!r} has no effect with L-BFGS (it has no weight "
                               f"decay); set weight_decay=0 or choose optimizer='sgd', 'adam' or 'adamw'")
-        try:
-            return TrainConfig(
-                epochs=_number(self.epochs), lr=_number(self.lr), optimizer=self.optimizer,
-                momentum=_number(self.momentum), nesterov=bool(self.nesterov), weight_decay=_number(self.weight_decay),
-                batch_size=_number(self.batch_size), tol=_number(self.tol), patience=_number(self.patience),
-                schedule=self.schedule, dtype=self.dtype, seed=_seed(self.random_state))
-        except ConfigError as exc:  # its messages give command-line flags: name the parameters instead
-            raise ConfigError(re.sub(r"--([a-z-]+)(?: (\d[\d.e+-]*))?", _flag_to_param, str(exc))) from None
+        return TrainConfig(  # its messages name the settings as keywords: this estimator's parameters
+            epochs=_number(self.epochs), lr=_number(self.lr), optimizer=self.optimizer,
+            momentum=_number(self.momentum), nesterov=bool(self.nesterov), weight_decay=_number(self.weight_decay),
+            batch_size=_number(self.batch_size), tol=_number(self.tol), patience=_number(self.patience),
+            schedule=self.schedule, dtype=self.dtype, seed=_seed(self.random_state))
 
     def _init_module(self, X, Y, w, config: TrainConfig, *, start) -> None:
         """``scaler_``, ``module_`` (seeded, or from ``start`` = (coef, intercept) in data units) and ``optimizer_``."""
@@ -404,8 +400,3 @@ def _seed(random_state) -> int:
 def _number(value):
     """NumPy scalars as Python ones (``GridSearchCV`` grids are often NumPy arrays)."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _flag_to_param(match: re.Match) -> str:
-    name = match.group(1).replace("-", "_")
-    return name if match.group(2) is None else f"{name}={match.group(2)}"

@@ -191,7 +191,7 @@ def run_solve(data, *, statistics: bool = False, conf_level: float = 0.95, cov_t
 
         check_settings(conf_level, cov_type)  # before the pass
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ConfigError(f"--chunk-rows must be a positive integer, got {chunk_rows!r}; pass e.g. 65536")
+        raise ConfigError(f"{{chunk_rows}} must be a positive integer, got {chunk_rows!r}; pass e.g. {{chunk_rows=65536}}")
     source = as_source(data)
     _, _, solution = solve(source, dist, chunk_rows)
     stats = statistics_of(source, solution, conf_level=conf_level, cov_type=cov_type, dist=dist,

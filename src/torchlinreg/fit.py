@@ -248,8 +248,8 @@ def _engine(run: _Run) -> tuple[str, str]:
         raise ConfigError(FULL_BATCH_STREAMED)
     if dist is not None and chosen == "data" and full_batch:
         raise ConfigError(f"across {dist.world_size} processes full-batch training runs on the gram engine (the "
-                          f"merged R factor gives the same steps), but {why}; drop --engine data, or add "
-                          "--batch-size N for mini-batches with DistributedDataParallel")
+                          f"merged R factor gives the same steps), but {why}; drop {{engine='data'}}, or add "
+                          "{batch_size=N} for mini-batches with DistributedDataParallel")
     if dist is not None:
         why += f"; R merged from {dist.world_size} processes"
         if chosen == "data":

@@ -268,12 +268,12 @@ def select_engine(config: TrainConfig, *, requested: str = "auto", tutorial: boo
         return "data", "asked for (--engine data): every epoch passes over the data"
     if requested == "gram":
         if mini_batch:
-            raise ConfigError(f"--engine gram computes full-batch gradients from one pass over the data, but "
-                              f"mini-batches of {batch} rows need the rows at every step; drop --batch-size or "
-                              f"use --engine data")
+            raise ConfigError(f"{{engine='gram'}} computes full-batch gradients from one pass over the data, but "
+                              f"mini-batches of {batch} rows need the rows at every step; drop {{batch_size}} or "
+                              "use {engine='data'}")
         if loss != "mse":
-            raise ConfigError(f"--engine gram works for the mean squared error only, not the {loss} loss; "
-                              f"use --engine data")
+            raise ConfigError(f"{{engine='gram'}} works for the mean squared error only, not the {loss} loss; "
+                              "use {engine='data'}")
         return "gram", "asked for (--engine gram): one pass over the data, then O(d²) per epoch"
     if tutorial:
         return "data", "the tutorial run keeps the tutorial's loop"

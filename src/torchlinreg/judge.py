@@ -130,13 +130,13 @@ def warn_if_unfinished(history: History, config: TrainConfig, gap: dict) -> None
         return
     if history.status == "completed":
         warnings.warn(f"the stopping rule (tol {config.tol:g}, patience {config.patience}) was not met in "
-                      f"{config.epochs} epochs; the loss was still improving: raise --epochs", ConvergenceWarning,
+                      f"{config.epochs} epochs; the loss was still improving: raise {{epochs}}", ConvergenceWarning,
                       stacklevel=4)
     elif history.status == "converged" and not gap["exact_fit"] and gap["relative_excess_loss"] > 100 * config.tol:
         warnings.warn(f"training stopped by the stopping rule at epoch {len(history)}, but the loss is still "
                       f"{gap['relative_excess_loss']:.2e} (relative) above the optimum's: it fell too slowly to "
-                      "pass --tol, it had not finished; see the notes before epoch 1 (--standardize or "
-                      "--optimizer lbfgs converge faster)", ConvergenceWarning, stacklevel=4)
+                      "pass {tol}, it had not finished; see the notes before epoch 1 ({standardize=True} or "
+                      "{optimizer='lbfgs'} converge faster)", ConvergenceWarning, stacklevel=4)
 
 
 def divergence_advice(objective, config: TrainConfig, largest_value: float | None = None) -> str:

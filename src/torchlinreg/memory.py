@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, render
 
 # Peak memory of an in-memory run over the float64 size of the data (rows x columns x 8 bytes),
 # measured on 500,000 x 10 CSV and Parquet files: fit +500 MB and solve +250 MB for 40 MB of data.
@@ -58,7 +58,7 @@ def parse_size(text: str) -> int:
     number, unit = float(match.group(1)), match.group(2).upper()
     size = int(number * _UNITS[unit])
     if size < 1:
-        raise ConfigError(f"expected a size above 0 bytes, got {text!r}; pass e.g. --max-memory 2G")
+        raise ConfigError(f"expected a size above 0 bytes, got {text!r}; pass e.g. {{max_memory=2G}}")
     return size
 
 
@@ -244,18 +244,18 @@ def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: 
     data_bytes = rows * columns * 8
     need = data_bytes * copies
     over = (f"{path.name} holds about {rows:,} rows x {columns} columns; read whole, {command} would need "
-            f"about {format_size(need)}, over the {format_size(budget)} of --max-memory")
+            f"about {format_size(need)}, over the {format_size(budget)} of {{max_memory}}")
     array = path.suffix.lower() in (".npy", ".npz") and not path.is_dir()
     if array and (stream or need > budget):
-        why = "--stream was asked for" if stream else over
+        why = "{stream=True} was asked for" if stream else over
         raise ConfigError(f"{path}: {path.suffix} files are read whole, but {why}; save the data as Parquet "
-                          f"(or CSV) to stream it, or raise --max-memory")
+                          "(or CSV) to stream it, or raise {max_memory}")
     used = columns if n_selected is None else min(columns, n_selected)
     factor = (used + 1) ** 2 * 8 * FACTOR_COPIES  # R of [X, 1, y], the Gram matrix and the block workspace
     if factor > budget:
         raise ConfigError(f"{path}: {used:,} columns need about {format_size(factor)} for the exact solver's "
                           f"factor (it grows as columns squared, whatever the rows), over the {format_size(budget)} "
-                          "of --max-memory; choose fewer columns with --features, or raise --max-memory")
+                          "of {max_memory}; choose fewer columns with {features}, or raise {max_memory}")
     if path.is_dir():
         return Reading(True, f"{path.name or path} is a folder of files", data_bytes, budget)
     if stream:
@@ -263,7 +263,7 @@ def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: 
     if one_pass and path.suffix.lower() in STREAM_FORMATS:
         return Reading(True, f"{command} needs only passes over the rows", data_bytes, budget)
     if need > budget:
-        return Reading(True, over, data_bytes, budget)
+        return Reading(True, render(over, {}), data_bytes, budget)  # a note of the report: the flag, as yet
     return Reading(False, f"read whole: about {format_size(need)} within the {format_size(budget)} of --max-memory",
                    data_bytes, budget)
 
@@ -275,5 +275,5 @@ def check_fits(n_rows: int, n_columns: int, budget: int | None = None, *, copies
     need = n_rows * n_columns * 8 * copies
     if need > budget:
         raise ConfigError(f"{what} ({n_rows:,} rows x {n_columns} columns) would need about {format_size(need)} "
-                          f"in memory, over the {format_size(budget)} of --max-memory; use fewer rows, or "
+                          f"in memory, over the {format_size(budget)} of {{max_memory}}; use fewer rows, or "
                           "write the data to a Parquet file (make-data) and fit that, which streams")

@@ -145,7 +145,7 @@ def train_validation_split(n_samples: int, fraction: float, *, seed: int) -> tup
         raise ConfigError(f"the number of samples must be a positive integer, got {n_samples!r}")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
         raise ConfigError(f"the validation fraction must be between 0 and 1 (exclusive), got {fraction!r}; "
-                          f"pass e.g. --validation-fraction 0.2")
+                          "pass e.g. {validation_fraction=0.2}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"the split seed must be a non-negative integer, got {seed!r}")
     n_val = round(n_samples * fraction)

@@ -87,7 +87,7 @@ def train_minibatches(
     model.to(_device(config, dist), getattr(torch, config.dtype))
     several = dist is not None and dist.is_distributed
     if several and checkpoint is not None:
-        raise ConfigError("checkpoints need an output folder (--out) and one process (not torchrun)")
+        raise ConfigError("checkpoints need an output folder ({out_dir}) and one process (not torchrun)")
     net = wrap_ddp(model, dist) if dist is not None else model  # DDP: rank 0's parameters on every rank
     batch_loss = None
     if several:
@@ -107,8 +107,8 @@ def _device(config: TrainConfig, dist: Dist | None) -> torch.device:
 
     device = resolve_device(config.device, config.dtype)
     if dist is not None and dist.is_distributed and device.type != "cpu":
-        raise ConfigError(f"under torchrun the processes talk through gloo on the CPU unless --device is cuda, "
-                          f"but --device {config.device} chose {device}; pass --device cuda or --device cpu")
+        raise ConfigError(f"under torchrun the processes talk through gloo on the CPU unless {{device}} is cuda, "
+                          f"but {{device={config.device!r}}} chose {device}; pass {{device='cuda'}} or {{device='cpu'}}")
     return device
 
 
@@ -133,8 +133,8 @@ def shard_steps(X: torch.Tensor, y: torch.Tensor, sample_weight: torch.Tensor | 
 def local_batch_sizes(batch_size: int, world_size: int) -> list[int]:
     """Each process's rows of a step of ``batch_size`` rows: equal shares, the first ones one row more."""
     if batch_size < world_size:
-        raise ConfigError(f"--batch-size {batch_size} is below the {world_size} processes, which each need at "
-                          f"least one row per step; pass --batch-size {world_size} or more")
+        raise ConfigError(f"{{batch_size={batch_size}}} is below the {world_size} processes, which each need at "
+                          f"least one row per step; pass {{batch_size={world_size}}} or more")
     base, extra = divmod(batch_size, world_size)
     return [base + (r < extra) for r in range(world_size)]
 

@@ -25,12 +25,12 @@ def prepare_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), 
     """
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise OutputError(f"output folder {str(out)!r} is a file; pass --out with a folder path")
+        raise OutputError(f"output folder {str(out)!r} is a file; pass {{out_dir}} with a folder path")
     if out.is_dir() and not force and not is_run_folder(out):
         clash = next((name for name in owned if (out / name).exists()), None)
         if clash is not None:
             raise OutputError(f"output folder {str(out)!r} already holds {clash!r}, not from a torchlinreg run; "
-                              "pass --force to replace it, or choose another --out")
+                              "pass {force=True} to replace it, or choose another {out_dir}")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
@@ -38,7 +38,7 @@ def prepare_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), 
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise OutputError(f"cannot write to output folder {str(out)!r} ({reason}); "
-                          "pass --out with a folder you can write to") from None
+                          "pass {out_dir} with a folder you can write to") from None
     return out
 
 
@@ -48,7 +48,7 @@ def check_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), fo
     if out.exists():
         if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
             raise OutputError(f"cannot write to output folder {str(out)!r} (no permission); "
-                              "pass --out with a folder you can write to")
+                              "pass {out_dir} with a folder you can write to")
         prepare_output_dir(out, owned=owned, force=force)  # there already: checks it, makes nothing
         return
     probe = Path(os.path.abspath(out)).parent
@@ -56,10 +56,10 @@ def check_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), fo
         probe = probe.parent
     if not probe.is_dir():
         raise OutputError(f"cannot make output folder {str(out)!r}: {str(probe)!r} is a file; "
-                          "pass --out with a folder path")
+                          "pass {out_dir} with a folder path")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"cannot make output folder {str(out)!r}: no permission to write in {str(probe)!r}; "
-                          "pass --out with a folder you can write to")
+                          "pass {out_dir} with a folder you can write to")
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -141,7 +141,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             pass
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {str(path)!r} ({exc.strerror or exc}); "
-                              "free some space or pass --out with another folder") from None
+                              "free some space or pass {out_dir} with another folder") from None
         raise
     return path
 

@@ -195,7 +195,7 @@ def _write_pair(tensors_path: Path, json_path: Path, tensor_bytes: bytes, json_b
     if not force:
         for p in (tensors_path, json_path):
             if p.exists():
-                raise OutputError(f"model file {str(p)!r} exists; pass --force to replace it or choose another path")
+                raise OutputError(f"model file {str(p)!r} exists; pass {{force=True}} to replace it or choose another path")
     try:
         tensors_path.parent.mkdir(parents=True, exist_ok=True)
         previous = tensors_path.read_bytes() if tensors_path.is_file() else None

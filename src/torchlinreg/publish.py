@@ -80,7 +80,7 @@ class Publish:
         for path in model_paths(self.save) if self.save is not None else ():
             check_writable_path(path)
             if path.exists() and not self.force:
-                raise OutputError(f"{str(path)!r} exists; pass --force to replace it or choose another --save path")
+                raise OutputError(f"{str(path)!r} exists; pass {{force=True}} to replace it or choose another {{save}} path")
         if self.out_dir is not None:
             check_output_dir(self.out_dir, owned=OUTPUT_FILES, force=self.force or claim)
 

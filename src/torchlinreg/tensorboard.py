@@ -26,7 +26,7 @@ class TensorBoardLogger(Callback):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ConfigError("--tensorboard needs the tensorboard package; "
+            raise ConfigError("{tensorboard} needs the tensorboard package; "
                               "install it with: pip install 'torchlinreg[tensorboard]'") from None
         self._writer = SummaryWriter(log_dir=self.log_dir)
         self._writer.add_text("settings", str(config.to_dict()))

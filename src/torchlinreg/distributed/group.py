@@ -104,7 +104,7 @@ def from_env(*, timeout_s: float = DEFAULT_TIMEOUT_S, device: str = "cpu") -> Di
         if not torch.cuda.is_available() or local_rank >= torch.cuda.device_count():
             raise ConfigError(f"rank {rank} needs GPU {local_rank} (LOCAL_RANK) but this machine has "
                               f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} CUDA GPU(s); "
-                              "start at most that many processes per node, or use --device cpu")
+                              "start at most that many processes per node, or use {device='cpu'}")
         torch.cuda.set_device(local_rank)
     timeout = timedelta(seconds=timeout_s)
     where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"

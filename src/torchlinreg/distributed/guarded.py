@@ -47,7 +47,7 @@ def _exchange(dist: Dist, tag: str, text: str, what: str) -> list[str]:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = (exc.template if isinstance(exc, TorchlinregError) else str(exc)).strip()  # its settings, unrendered
     if isinstance(exc, TorchlinregError) and text:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -56,7 +56,7 @@ def write_table(
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; pass a file path")
     if path.exists() and not force:
-        raise OutputError(f"{path}: already exists; pass --force to replace it, or choose another path")
+        raise OutputError(f"{path}: already exists; pass {{force=True}} to replace it, or choose another path")
     if not path.parent.is_dir():
         raise OutputError(f"{path}: folder {str(path.parent)!r} does not exist; create it or choose another path")
     sink = pa.BufferOutputStream()
