@@ -15,7 +15,7 @@ import torchlinreg
 from torchlinreg.cli import FLAGS, build_parser, main
 from torchlinreg.config import TrainConfig
 from torchlinreg.data import tutorial_data
-from torchlinreg.errors import PLACEHOLDER, ConfigError, ConvergenceWarning, OutputError, render
+from torchlinreg.errors import PLACEHOLDER, SETTINGS, ConfigError, ConvergenceWarning, DataError, OutputError, render
 from torchlinreg.fit import run_fit
 
 SRC = Path(torchlinreg.__file__).parent
@@ -124,6 +124,13 @@ def test_no_library_message_names_a_flag():
     assert not found, "name settings as {setting} or {setting=value} (errors.py), not as flags:\n" + "\n".join(found)
 
 
+def test_text_from_the_user_is_not_taken_for_a_setting():
+    """A column called "{x}" (or "{force}" spelt otherwise) in a message stays as the user wrote it."""
+    error = DataError("data.csv: column '{x}' holds 'a'; pass {force} or fix it")
+    assert str(error) == "data.csv: column '{x}' holds 'a'; pass force or fix it"
+    assert error.for_command(FLAGS) == "data.csv: column '{x}' holds 'a'; pass --force or fix it"
+
+
 def test_every_setting_a_message_names_is_a_flag_of_the_command():
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command_name").choices.values()
@@ -136,5 +143,6 @@ def test_every_setting_a_message_names_is_a_flag_of_the_command():
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 names.update(m[1] for m in PLACEHOLDER.finditer(node.value))
     assert {"chunk_rows", "force", "out_dir", "max_memory", "epochs"} <= names
+    assert names <= SETTINGS, f"add these to errors.SETTINGS: {sorted(names - SETTINGS)}"
     unknown = {n: render(f"{{{n}}}", FLAGS) for n in names if render(f"{{{n}}}", FLAGS) not in flags}
     assert not unknown, f"settings whose flag the command does not have (cli.FLAGS): {unknown}"

@@ -56,6 +56,7 @@ _EXPORTS = {
     "ModelFileError": "errors",
     "RankDeficiencyWarning": "errors",
     "ConvergenceWarning": "errors",
+    "SettingsWarning": "errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -19,6 +19,14 @@ import re
 
 # {name} or {name=value}: a setting named by the library's keyword, rendered by render()
 PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)(?:=([^{}]*))?\}")
+# The settings a message may name. Only these are rendered, so that text from the user inside a message (a
+# column called "{x}") stays as it is; tests/test_messages.py holds every placeholder in src to this list.
+SETTINGS = frozenset({
+    "batch_size", "checkpoint_every", "chunk_rows", "device", "dtype", "engine", "epochs", "features", "force",
+    "gamma", "lr", "max_memory", "momentum", "nesterov", "optimizer", "out_dir", "patience", "resume", "save",
+    "standardize", "step_size", "stream", "target", "tensorboard", "threads", "tol", "validation_fraction",
+    "weight_decay", "statistics", "animation", "plots", "report", "weights", "seed", "schedule", "summary",
+})
 
 
 def render(template: str, flags: dict[str, str] | None = None) -> str:
@@ -27,10 +35,13 @@ def render(template: str, flags: dict[str, str] | None = None) -> str:
     (``--name value``; a switch's ``=True``/``=False`` gives the flag alone, so ``flags`` maps
     such a setting to the flag that sets it that way, e.g. ``plots`` to ``--no-plots``)."""
     if flags is None:
-        return PLACEHOLDER.sub(lambda m: m[1] if m[2] is None else f"{m[1]}={m[2]}", template)
+        return PLACEHOLDER.sub(lambda m: m[0] if m[1] not in SETTINGS else m[1] if m[2] is None
+                               else f"{m[1]}={m[2]}", template)
 
     def flag(m: re.Match) -> str:
         name, value = m[1], m[2]
+        if name not in SETTINGS:
+            return m[0]
         text = flags.get(name) or "--" + name.replace("_", "-")
         if value is None or value in ("True", "False"):
             return text
