@@ -528,18 +528,15 @@ def test_parquet_is_read_in_whole_row_groups_up_to_read_bytes_and_never_less_tha
 
 
 def test_the_command_reads_less_at_once_under_a_small_memory_budget(tmp_path):
-    from argparse import Namespace
-
-    from torchlinreg.cli import _open_source
     from torchlinreg.memory import STREAM_READ_BYTES, stream_read_bytes
+    from torchlinreg.sources import open_source as open_chosen
 
     assert stream_read_bytes(64 << 30) == STREAM_READ_BYTES == 192 << 20
     assert stream_read_bytes(200 << 20) == 25 << 20  # an eighth: a pass holds about 3 batches at its peak
     assert stream_read_bytes(1 << 20) == 1 << 20  # never below 1 MiB (and never below a chunk: see above)
     path = tmp_path / "d.parquet"
     pq.write_table(pa.table({"x": np.arange(10.0), "y": np.arange(10.0)}), path)
-    args = Namespace(data=str(path), target=None, features=None, weights=None, max_memory=80 << 20)
-    assert _open_source(args).read_bytes == 10 << 20
+    assert open_chosen(path, max_memory=80 << 20, stream=True).read_bytes == 10 << 20  # as --max-memory 80M --stream
 
 
 def test_the_readmes_streaming_calls(tmp_path):

@@ -266,20 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_data(args):
-    """The DATA file with the chosen columns, or the tutorial's data set."""
-    if args.data is None:
-        if args.target or args.features or args.weights:
-            raise ConfigError("--target, --features and --weights need a DATA file")
-        from .data import tutorial_data
+def _tutorial_data(args):
+    """The tutorial's data set, shaped by its flags."""
+    if args.target or args.features or args.weights:
+        raise ConfigError("--target, --features and --weights need a DATA file")
+    from .data import tutorial_data
 
-        return tutorial_data(args.n_samples, x_start=args.x_start, x_stop=args.x_stop, weight=args.true_weight,
-                             bias=args.true_bias, noise_low=args.noise_low, noise_high=args.noise_high,
-                             seed=args.data_seed)
-    from .sources import open_whole
-
-    # every value checked, and none whose square overflows (fit and solve sum squares), naming the cell
-    return open_whole(args.data, target=args.target, features=args.features, weights=args.weights).dataset
+    return tutorial_data(args.n_samples, x_start=args.x_start, x_stop=args.x_stop, weight=args.true_weight,
+                         bias=args.true_bias, noise_low=args.noise_low, noise_high=args.noise_high,
+                         seed=args.data_seed)
 
 
 @plot_process.alongside(lambda args: not args.no_plots)  # PNGs drawn by a second process, see plot_process.py
@@ -305,10 +300,9 @@ def _cmd_fit(args) -> int:
             Path(args.data).resolve().parent == Path(args.out).resolve():
         raise ConfigError(f"DATA {args.data!r} is a file that fit writes into --out {args.out!r}; "
                           "choose another --out")
-    reading = _reading(args, FIT_COPIES)
     with _job(args) as dist:
         main = dist.is_main
-        data, why = _open_data(dist, args, reading)
+        data, why = _open_data(dist, args, FIT_COPIES)
         result = dist.run(lambda: run_fit(
             data, config, args.out if main else None, dist=dist.dist, standardize=args.standardize,
             validation_fraction=args.validation_fraction, split_seed=args.split_seed, engine=args.engine,
@@ -341,35 +335,12 @@ def _cmd_solve(args) -> int:
     from .exact import run_solve
     from .memory import SOLVE_COPIES
 
-    reading = _reading(args, SOLVE_COPIES)
     with _job(args) as job:
-        data, _ = _open_data(job, args, reading)
+        data, _ = _open_data(job, args, SOLVE_COPIES)
         solution, stats = job.run(lambda: run_solve(data, statistics=args.summary, conf_level=args.conf_level,
                                                     cov_type=args.cov_type, dist=job.dist, chunk_rows=args.chunk_rows),
                                   "the solve")
     return _print_solution(args, solution, stats) if job.is_main else EXIT_OK
-
-
-def _reading(args, copies: int):
-    """Whether DATA is read whole or streamed (memory.plan_reading); None for the tutorial's data."""
-    from .memory import check_fits, plan_reading
-
-    if args.data is None:
-        check_fits(args.n_samples, 2, args.max_memory, copies=copies, what="the tutorial's data")
-        return None
-    chosen = None  # the columns used, when --features names them (else every numeric column may be)
-    if args.features:
-        chosen = len(args.features) + len(args.target or [None]) + (args.weights is not None)
-    return plan_reading(args.data, args.max_memory, copies=copies, stream=args.stream, command=args.command_name,
-                        one_pass=args.command_name == "solve", n_selected=chosen)
-
-
-def _open_source(args):
-    from .memory import stream_read_bytes
-    from .sources import open_streamed
-
-    return open_streamed(args.data, target=args.target, features=args.features, weights=args.weights,
-                         read_bytes=stream_read_bytes(args.max_memory))
 
 
 def _print_solution(args, solution, stats) -> int:
@@ -398,13 +369,27 @@ def _job(args):
                dtype=getattr(args, "dtype", "float32"))
 
 
-def _open_data(job, args, reading):
-    """DATA on every rank of ``job``, and why it is streamed ("" when read whole): streamed when it must be on
-    any rank (the ranks' memory may differ)."""
-    if job.agree_any(reading is not None and reading.stream):  # every rank streams if one must
-        why = reading.reason if reading.stream else "another process of the job cannot hold it whole"
-        return job.load_source(lambda: _open_source(args)), why
-    return job.load(lambda: _load_data(args)), ""
+def _open_data(job, args, copies: int):
+    """DATA on every rank of ``job`` as the library chooses to read it (whole, or streamed), and why it is
+    streamed ("" when read whole); or the tutorial's data set, checked against --max-memory."""
+    if args.data is None:
+        from .memory import check_fits
+
+        check_fits(args.n_samples, 2, args.max_memory, copies=copies, what="the tutorial's data")
+        return job.load(lambda: _tutorial_data(args)), ""
+    from .sources import open_planned, plan
+
+    columns = dict(target=args.target, features=args.features, weights=args.weights)
+    reading = plan(args.data, **columns, max_memory=args.max_memory, stream=args.stream,
+                   passes="one" if args.command_name == "solve" else "many")  # the library's choice, here
+    streamed = job.agree_any(reading.stream)  # every rank streams if one must (the ranks' memory may differ)
+
+    def open_():
+        return open_planned(args.data, streamed, **columns, max_memory=args.max_memory)
+
+    if not streamed:
+        return job.load(open_), ""
+    return job.load_source(open_), reading.reason if reading.stream else "another process cannot hold it whole"
 
 
 def _cmd_make_data(args) -> int:

@@ -52,6 +52,7 @@ def open_source(
     weights: str | None = None,
     max_memory: int | None = None,
     passes: Literal["one", "many"] = "one",
+    stream: bool = False,
     read_bytes: int | None = None,
 ) -> ArraySource | FileSource:
     """A data file (CSV, TSV, Parquet, ``.npy``, ``.npz``) or a folder of CSV/TSV/Parquet files as a Source.
@@ -64,6 +65,7 @@ def open_source(
     passes : ``"one"`` when the caller only passes over the rows (the exact solve): a file whose
         format can stream is then streamed, which is faster and smaller; ``"many"`` (the data loop
         of a fit): read whole when that fits in ``max_memory``, streamed otherwise.
+    stream : stream a file that could be read whole.
     read_bytes : values per Parquet record batch when streamed (default: within ``max_memory``,
         :func:`torchlinreg.memory.stream_read_bytes`).
 
@@ -78,14 +80,28 @@ def open_source(
     ConfigError
         A ``.npy``/``.npz`` file too large for ``max_memory``, or columns too many for the solver's factor.
     """
+    reading = plan(path, target=target, features=features, weights=weights, max_memory=max_memory, passes=passes,
+                   stream=stream)
+    return open_planned(path, reading.stream, target=target, features=features, weights=weights,
+                        max_memory=max_memory, read_bytes=read_bytes)
+
+
+def plan(path: str | os.PathLike, *, target=None, features=None, weights=None, max_memory: int | None = None,
+         passes: Literal["one", "many"] = "one", stream: bool = False):
+    """Whether :func:`open_source` reads ``path`` whole or streams it, and why (a :class:`torchlinreg.memory.Reading`)."""
     if passes not in ("one", "many"):
         raise ValueError(f"passes must be 'one' or 'many', got {passes!r}")
     one = passes == "one"
     targets = [target] if isinstance(target, str) else target
     selected = len(features) + len(targets or [None]) + (weights is not None) if features else None
-    reading = plan_reading(path, max_memory, copies=SOLVE_COPIES if one else FIT_COPIES,
-                           command="solve" if one else "fit", one_pass=one, n_selected=selected)
-    if not reading.stream:
+    return plan_reading(path, max_memory, copies=SOLVE_COPIES if one else FIT_COPIES, stream=stream,
+                        command="solve" if one else "fit", one_pass=one, n_selected=selected)
+
+
+def open_planned(path: str | os.PathLike, streamed: bool, *, target=None, features=None, weights=None,
+                 max_memory: int | None = None, read_bytes: int | None = None) -> ArraySource | FileSource:
+    """``path`` read whole (``streamed`` False) or streamed, as :func:`plan` (or several processes together) chose."""
+    if not streamed:
         return open_whole(path, target=target, features=features, weights=weights)
     if read_bytes is None:
         read_bytes = stream_read_bytes(max_memory)

@@ -61,13 +61,14 @@ class Job:
         return self.dist.is_main
 
     def load(self, read: Callable[[], T]) -> T:
-        """``read()``'s Dataset, read on every rank; the ranks must see the same columns and rows."""
+        """``read()``'s Dataset (or ArraySource), read on every rank; the ranks must see the same columns and rows."""
         data = self.run(read, "reading the data")
         if self.dist.is_distributed:
             from .schema import check_same_schema
 
-            names = data.feature_names + data.target_names
-            check_same_schema(names, (str(data.X.dtype),) * len(names), self.dist, n_rows=data.n_samples)
+            rows = getattr(data, "dataset", data)
+            names = rows.feature_names + rows.target_names
+            check_same_schema(names, (str(rows.X.dtype),) * len(names), self.dist, n_rows=rows.n_samples)
         return data
 
     def agree_any(self, flag: bool) -> bool:
