@@ -122,3 +122,29 @@ def test_no_command_is_a_usage_error(capsys):
         main([])
     assert exc.value.code == 2
     assert "fit" in capsys.readouterr().err
+
+
+def test_make_data_and_predict_are_one_library_call_each(tmp_path):
+    """torchlinreg.datafiles: what make-data and predict do, from the library; its messages name keywords."""
+    import numpy as np
+    import pyarrow.csv as pa_csv
+
+    from torchlinreg.datafiles import write_data, write_predictions
+    from torchlinreg.errors import ConfigError
+    from torchlinreg.formats import read_dataset
+    from torchlinreg.persistence import SavedModel
+
+    path, data = write_data(tmp_path / "d.csv", features=2, targets=1, seed=5)
+    back = read_dataset(path, target="y")
+    np.testing.assert_array_equal(back.X.numpy(), data.X.numpy())  # CSV keeps float64 exactly (repr round trip)
+    with pytest.raises(ConfigError, match=r"^x_start shapes the tutorial's data.*features, targets, coef"):
+        write_data(tmp_path / "e.csv", features=2, x_start=3.0)
+    model = SavedModel(np.array([[1.0, -2.0]]), np.array([0.5]), ("x1", "x2"), ("y",), {})
+    out, n_rows = write_predictions(model, path, tmp_path / "p.csv")
+    got = pa_csv.read_csv(out).column("predicted_y").to_numpy()
+    X = back.X.numpy()
+    # two products and two sums in float64, in some order: within γ_3·(|x1| + 2|x2| + 0.5)
+    u = 2.0 ** -53
+    np.testing.assert_allclose(got, X @ np.array([1.0, -2.0]) + 0.5, rtol=0,
+                               atol=float((3 * u / (1 - 3 * u)) * (np.abs(X) @ [1.0, 2.0] + 0.5).max()))
+    assert n_rows == len(X) == 1000

@@ -195,3 +195,33 @@ def test_the_tensors_of_an_array_source_are_not_copied_when_float64():
     X, _, _ = next(ArraySource(data64).chunks(10))
     assert np.shares_memory(X, data64.X.numpy())
     assert torch.equal(torch.from_numpy(X), data64.X[:10])
+
+
+def test_arrays_and_dataframes_are_sources_with_their_names():
+    """ArraySource.from_arrays: NumPy arrays, tensors, and pandas DataFrames/Series give the same rows (exact:
+    the same float64 values, copied) and the names a DataFrame or a Series carries."""
+    import pandas as pd
+    import torch
+
+    from torchlinreg.data import ArraySource
+
+    rng = np.random.default_rng(31)
+    X = rng.standard_normal((250, 2))
+    y = X @ np.array([2.0, -1.0]) + 0.5 + 0.1 * rng.standard_normal(250)
+    w = rng.uniform(0.5, 2.0, 250)
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "target": y, "weight": w})
+    from_frame = ArraySource.from_arrays(frame[["a", "b"]], frame["target"], frame["weight"])
+    assert (from_frame.feature_names, from_frame.target_names, from_frame.weight_name) == (("a", "b"), ("target",),
+                                                                                           "weight")
+    from_numpy = ArraySource.from_arrays(X, y, w)
+    assert (from_numpy.feature_names, from_numpy.target_names) == (("x1", "x2"), ("y",))
+    from_tensor = ArraySource.from_arrays(torch.from_numpy(X), torch.from_numpy(y), w, feature_names=["a", "b"])
+    for source in (from_frame, from_tensor):
+        for (Xa, ya, wa), (Xb, yb, wb) in zip(source.chunks(100), from_numpy.chunks(100)):
+            np.testing.assert_array_equal(Xa, Xb)
+            np.testing.assert_array_equal(ya, yb)
+            np.testing.assert_array_equal(wa, wb)
+    X[0, 0] = 99.0  # the source holds its own copy
+    assert next(from_numpy.chunks(10))[0][0, 0] != 99.0
+    with pytest.raises(ValueError, match="X must be 1-D or 2-D"):
+        ArraySource.from_arrays(np.zeros((2, 2, 2)), np.zeros(2))

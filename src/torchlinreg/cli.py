@@ -102,11 +102,6 @@ def _add_statistics(p) -> None:
                    help="covariance of the coefficients: classical, or heteroscedasticity-robust HC0-HC3")
 
 
-# Flags that shape the tutorial's data only, with their defaults.
-TUTORIAL_ONLY = {"x_start": defaults.X_START, "x_stop": defaults.X_STOP, "true_weight": defaults.TRUE_WEIGHT,
-                 "true_bias": defaults.TRUE_BIAS, "noise_low": defaults.NOISE_LOW, "noise_high": defaults.NOISE_HIGH}
-
-
 def _add_tutorial_data(p, title: str = "the tutorial's data, used when no DATA file is given",
                        n_samples: int | None = defaults.N_SAMPLES, n_samples_help: str = "number of points") -> None:
     g = p.add_argument_group(f"{title}: points around y = weight*x + bias with integer noise")
@@ -334,12 +329,19 @@ def _fit_done(args, result) -> int:
 def _cmd_solve(args) -> int:
     from .exact import run_solve
     from .memory import SOLVE_COPIES
+    from .solve.blocks import set_kernels
 
-    with _job(args) as job:
-        data, _ = _open_data(job, args, SOLVE_COPIES)
-        solution, stats = job.run(lambda: run_solve(data, statistics=args.summary, conf_level=args.conf_level,
-                                                    cov_type=args.cov_type, dist=job.dist, chunk_rows=args.chunk_rows),
-                                  "the solve")
+    # A fresh command: the solve needs nothing else of PyTorch, whose import costs more than a pass over a large file
+    previous = set_kernels("numpy") if "torch" not in sys.modules else None
+    try:
+        with _job(args) as job:
+            data, _ = _open_data(job, args, SOLVE_COPIES)
+            solution, stats = job.run(lambda: run_solve(data, statistics=args.summary, conf_level=args.conf_level,
+                                                        cov_type=args.cov_type, dist=job.dist,
+                                                        chunk_rows=args.chunk_rows), "the solve")
+    finally:
+        if previous is not None:
+            set_kernels(previous)
     return _print_solution(args, solution, stats) if job.is_main else EXIT_OK
 
 
@@ -393,25 +395,11 @@ def _open_data(job, args, copies: int):
 
 
 def _cmd_make_data(args) -> int:
-    from .data import dataset_columns, make_regression, tutorial_data
-    from .formats import write_table
+    from .datafiles import write_data
 
-    if any(v is not None for v in (args.features, args.targets, args.coef, args.intercept, args.noise)):
-        ignored = [name for name, default in TUTORIAL_ONLY.items() if getattr(args, name) != default]
-        if ignored:
-            flag = "--" + ignored[0].replace("_", "-")
-            raise ConfigError(f"{flag} shapes the tutorial's data, not the multivariate data that --features, "
-                              "--targets, --coef, --intercept or --noise ask for; drop one of them")
-        data = make_regression(1000 if args.n_samples is None else args.n_samples,
-                               3 if args.features is None else args.features,
-                               1 if args.targets is None else args.targets, coef=args.coef, intercept=args.intercept,
-                               noise=1.0 if args.noise is None else args.noise, seed=args.data_seed)
-    else:
-        n_samples = defaults.N_SAMPLES if args.n_samples is None else args.n_samples
-        data = tutorial_data(n_samples, x_start=args.x_start, x_stop=args.x_stop, weight=args.true_weight,
-                             bias=args.true_bias, noise_low=args.noise_low, noise_high=args.noise_high,
-                             seed=args.data_seed)
-    path = write_table(args.output, dataset_columns(data), force=args.force)
+    path, data = write_data(args.output, n_samples=args.n_samples, features=args.features, targets=args.targets,
+                            coef=args.coef, intercept=args.intercept, noise=args.noise, seed=args.data_seed,
+                            force=args.force, **{name: getattr(args, name) for name in defaults.TUTORIAL_ONLY})
     columns = data.feature_names + data.target_names
     shown = ", ".join(columns) if len(columns) <= 8 else f"{', '.join(columns[:4])}, ..., {columns[-1]}"
     print(f"torchlinreg: wrote {data.n_samples} rows of {len(columns)} columns ({shown}) to {path}", file=sys.stderr)
@@ -419,23 +407,11 @@ def _cmd_make_data(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .formats import read_columns, write_table
+    from .datafiles import write_predictions
     from .persistence import load_model
 
-    model = load_model(args.model)
-    X = read_columns(args.data, model.feature_names)
-    y_pred = model.predict(X)  # (n, m)
-    overflow = ~(abs(y_pred) <= sys.float_info.max)  # inf, or NaN from inf - inf
-    if overflow.any():
-        row, col = (int(i[0]) for i in overflow.nonzero())
-        name = model.target_names[col]
-        name = name if len(name) <= 60 else name[:57] + "..."
-        raise DataError(f"{args.data}: row {row + 1} makes the prediction of {name!r} overflow "
-                        "float64 (its values are too large for this model's coefficients); rescale the data "
-                        "as the model's training data were")
-    columns = {f"predicted_{name}": y_pred[:, j] for j, name in enumerate(model.target_names)}
-    path = write_table(args.output, columns, force=args.force)
-    print(f"torchlinreg: wrote {y_pred.shape[0]} predictions to {path}", file=sys.stderr)
+    path, n_rows = write_predictions(load_model(args.model), args.data, args.output, force=args.force)
+    print(f"torchlinreg: wrote {n_rows} predictions to {path}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -190,6 +190,20 @@ class ArraySource:
         self.weight_name = (weight_name or "weight") if weighted else None
         self.n_rows = dataset.n_samples
 
+    @classmethod
+    def from_arrays(cls, X, y, sample_weight=None, *, feature_names=None, target_names=None) -> ArraySource:
+        """Rows from NumPy arrays, tensors, or pandas DataFrames and Series (``X`` (n, d) or (n,), ``y`` (n, m)
+        or (n,), ``sample_weight`` (n,)), as float64. Names: given, else a DataFrame's columns or a Series'
+        name, else ``x``/``x1, x2, ...`` and ``y``/``y1, ...``."""
+        import torch
+
+        X, y = _float64_matrix(X, "X"), _float64_matrix(y, "y")
+        w = None if sample_weight is None else torch.from_numpy(np.asarray(sample_weight, dtype=np.float64).ravel())
+        data = Dataset(torch.from_numpy(X[0]), torch.from_numpy(y[0]),
+                       _names(feature_names, X[1], "x", X[0].shape[1]), _names(target_names, y[1], "y", y[0].shape[1]),
+                       sample_weight=w)
+        return cls(data, weight_name=getattr(sample_weight, "name", None))
+
     def chunks(self, rows: int = CHUNK_ROWS, part: int = 0,
                parts: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         """Chunks of ``rows`` rows in order (the last may be shorter); chunk ``i`` belongs to part ``i % parts``."""
@@ -207,6 +221,26 @@ class ArraySource:
 
     def __repr__(self) -> str:
         return f"ArraySource({self.dataset!r})"
+
+
+def _float64_matrix(a, what: str) -> tuple[np.ndarray, tuple | None]:
+    """``a`` as a (n, k) float64 array, and the column names a DataFrame or a named Series carries."""
+    names = tuple(map(str, a.columns)) if hasattr(a, "columns") else (
+        (str(a.name),) if getattr(a, "name", None) is not None and getattr(a, "ndim", 0) == 1 else None)
+    if hasattr(a, "detach"):  # a tensor
+        a = a.detach().cpu().double().numpy()
+    values = np.array(a, dtype=np.float64)  # a copy: the rows are the source's own
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2:
+        raise ValueError(f"{what} must be 1-D or 2-D, got shape {values.shape}")
+    return values, names
+
+
+def _names(given, found, prefix: str, width: int) -> tuple[str, ...]:
+    if given is not None:
+        return tuple(map(str, [given] if isinstance(given, str) else given))
+    return found if found is not None else default_names(prefix, width)
 
 
 def _float64(tensor) -> np.ndarray:

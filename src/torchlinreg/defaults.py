@@ -14,6 +14,9 @@ TRUE_BIAS = 1.0
 NOISE_LOW = -8  # smallest noise value, inclusive
 NOISE_HIGH = 8  # largest noise value, inclusive (torch.randint(-8, 9) in the tutorial)
 DATA_SEED = 71  # torch.manual_seed(71) before the noise is drawn
+# The keywords (and flags) that shape the tutorial's data only, with their defaults: no multivariate data set.
+TUTORIAL_ONLY = {"x_start": X_START, "x_stop": X_STOP, "true_weight": TRUE_WEIGHT, "true_bias": TRUE_BIAS,
+                 "noise_low": NOISE_LOW, "noise_high": NOISE_HIGH}
 
 # Model: nn.Linear(1, 1) built right after torch.manual_seed(59).
 IN_FEATURES = 1

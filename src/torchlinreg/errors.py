@@ -26,6 +26,8 @@ SETTINGS = frozenset({
     "gamma", "lr", "max_memory", "momentum", "nesterov", "optimizer", "out_dir", "patience", "resume", "save",
     "standardize", "step_size", "stream", "target", "tensorboard", "threads", "tol", "validation_fraction",
     "weight_decay", "statistics", "animation", "plots", "report", "weights", "seed", "schedule", "summary",
+    "targets", "coef", "intercept", "noise", "x_start", "x_stop", "true_weight", "true_bias", "noise_low",
+    "noise_high",
 })
 
 

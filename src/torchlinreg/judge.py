@@ -43,11 +43,14 @@ def last_pass(source, chunk_rows: int, dist, weight: np.ndarray, bias: np.ndarra
     (0: none); gathered across the processes of ``dist``.
     """
     from .metrics import MetricSums
-    from .statistics import ResidualPass
 
     m = len(source.target_names)
     sums, sse, sum_y2 = MetricSums(m), np.zeros(m), 0.0
-    residuals = ResidualPass(solution, cov_type) if cov_type is not None else None
+    residuals = None
+    if cov_type is not None:  # (the statistics, and SciPy, only when they are asked for)
+        from .statistics import ResidualPass
+
+        residuals = ResidualPass(solution, cov_type)
     pick = _sampler(sample_from, PLOT_SAMPLE_ROWS, seed) if sample_from else None
     sample = []
     several = dist is not None and dist.is_distributed

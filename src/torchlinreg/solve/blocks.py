@@ -20,14 +20,29 @@ CHOLESKY_TWICE_BELOW = 1e6  # Cholesky QR twice is backward stable while eps·co
 _TINY_GRAM = 2.0 ** -960  # a Gram diagonal below rows × this may hold squares that underflowed (values below ~1e-145)
 
 
-def _torch():
-    """PyTorch when the process has loaded it, else None: the block products then run in NumPy.
+_KERNELS = ["torch"]  # whose BLAS runs the block products: see set_kernels
 
-    Each library's BLAS is at the memory bound for some shapes and not others (see issue 16), but
-    importing PyTorch costs about a second, more than a pass over a 1 GB file: a process that only
-    solves (``torchlinreg solve``) does not load it for these few products.
+
+def set_kernels(name: str) -> str:
+    """Run the block products in PyTorch (``"torch"``, the default) or NumPy (``"numpy"``).
+
+    Each library's BLAS is at the memory bound for some shapes and not others (MKL's products on
+    wide blocks, OpenBLAS's on narrow ones, on the CPUs measured), but importing PyTorch costs
+    about a second, more than a pass over a 1 GB file: ``torchlinreg solve``, which needs nothing
+    else of PyTorch, asks for NumPy when PyTorch is not loaded yet. Both agree to rounding.
+    Returns the previous choice, to put back.
     """
-    return sys.modules.get("torch")
+    if name not in ("torch", "numpy"):
+        raise ValueError(f"kernels must be 'torch' or 'numpy', got {name!r}")
+    previous, _KERNELS[0] = _KERNELS[0], name
+    return previous
+
+
+def _torch():
+    """PyTorch for the block products (imported when needed), or None when they run in NumPy."""
+    if _KERNELS[0] == "numpy":
+        return None
+    return sys.modules.get("torch") or __import__("torch")
 
 
 # --- one block of rows -------------------------------------------------------------------
