@@ -236,8 +236,13 @@ def _reciprocal_condition(Gs: np.ndarray, R1: np.ndarray) -> float:
     the column count) for one triangular inverse, an eighth of the cost of the eigenvalues;
     only a block whose bound is too large for the Gram route is looked at exactly.
     """
-    inverse = _solve_upper(R1, np.eye(len(R1)))  # R1⁻¹ (c × c: small)
-    bound = float(np.linalg.norm(R1) * np.linalg.norm(inverse))
+    torch = _torch()  # one library's BLAS in a pass: OpenBLAS's threads, woken between MKL's products, spin
+    if torch is None:  # against them and halve their speed
+        bound = float(np.linalg.norm(R1) * np.linalg.norm(_solve_upper(R1, np.eye(len(R1)))))  # R1⁻¹: c × c, small
+    else:
+        R1t = torch.from_numpy(R1)
+        inverse = torch.linalg.solve_triangular(R1t, torch.eye(len(R1), dtype=R1t.dtype), upper=True)
+        bound = float(torch.linalg.matrix_norm(R1t) * torch.linalg.matrix_norm(inverse))
     if bound <= CHOLESKY_ONCE_BELOW:  # (False for inf and NaN)
         return 1.0 / bound
     eigenvalues = np.linalg.eigvalsh(Gs)  # ascending; cond(R1)² = cond(Gs)
