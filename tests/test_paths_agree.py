@@ -13,12 +13,17 @@ from torchlinreg.scaling import Standardizer
 from bounds import gamma
 
 
+def scaled_weighted(n: int, d: int, m: int, noise: float, seed: int, weights: tuple[float, float]) -> dict:
+    """make_regression's columns with x2 on another scale (standardising matters) and a weight column w."""
+    columns = dataset_columns(make_regression(n, d, m, noise=noise, seed=seed))
+    columns["x2"] = columns["x2"] * 10 - 30
+    columns["w"] = np.random.default_rng(seed + 1).uniform(*weights, n)
+    return columns
+
+
 @pytest.fixture(scope="module")
 def weighted_csv(tmp_path_factory):
-    data = make_regression(400, 2, 1, noise=1.0, seed=8)
-    columns = dataset_columns(data)
-    columns["x2"] = columns["x2"] * 10 - 30  # columns on different scales: standardising matters
-    columns["w"] = np.random.default_rng(9).uniform(0.0, 3.0, data.n_samples)
+    columns = scaled_weighted(400, 2, 1, 1.0, 8, (0.0, 3.0))
     return write_table(tmp_path_factory.mktemp("paths") / "w.csv", columns), columns
 
 
@@ -84,15 +89,12 @@ def test_solve_streams_a_file_it_could_read_whole_and_answers_as_the_whole_read(
 
 @pytest.fixture(scope="module")
 def two_target_csv(tmp_path_factory):
-    data = make_regression(600, 3, 2, noise=0.5, seed=12)
-    columns = dataset_columns(data)
-    columns["x2"] = columns["x2"] * 10 - 30  # columns on different scales: standardising matters
-    columns["w"] = np.random.default_rng(13).uniform(0.5, 2.0, data.n_samples)
+    columns = scaled_weighted(600, 3, 2, 0.5, 12, (0.5, 2.0))
     path = write_table(tmp_path_factory.mktemp("combos") / "d.csv", columns)
     # κ of the shifted, scaled design [X, 1, Y]·√w, as the accumulator sees it (it centres and scales columns)
     M = np.column_stack([columns[name] for name in ("x1", "x2", "x3", "y1", "y2")])
     M = (M - M.mean(axis=0)) / M.std(axis=0)
-    A = np.column_stack([M[:, :3], np.ones(data.n_samples), M[:, 3:]]) * np.sqrt(columns["w"])[:, None]
+    A = np.column_stack([M[:, :3], np.ones(len(M)), M[:, 3:]]) * np.sqrt(columns["w"])[:, None]
     return path, np.linalg.cond(A)
 
 
