@@ -68,3 +68,23 @@ def test_dataset_checks_shapes_and_names_columns():
     data = Dataset(torch.zeros(3, 2), torch.zeros(3, 2))
     assert data.feature_names == ("x1", "x2") and data.target_names == ("y1", "y2")
     assert "n_samples=3" in repr(data)
+
+
+def test_a_dataset_from_numpy_and_pandas_keeps_the_names():
+    """Issue 14: `tl.Dataset(X, y)` with a DataFrame and a Series (or NumPy arrays) gives float64 tensors, a 1-D y as
+    one target, and the frame's names; tensors given as they are stay as they are."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    import torchlinreg as tl
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.5, 0.25, 0.125], "y": [1.0, 0.0, 2.0]})
+    data = tl.Dataset(frame[["a", "b"]], frame["y"], sample_weight=np.ones(3))
+    assert data.feature_names == ("a", "b") and data.target_names == ("y",)
+    assert data.X.dtype == torch.float64 and data.y.shape == (3, 1) and data.sample_weight.shape == (3,)
+    np.testing.assert_array_equal(data.X.numpy(), frame[["a", "b"]].to_numpy())  # exact: float64 as given
+    plain = tl.Dataset(np.zeros((3, 2)), np.arange(3.0))
+    assert plain.feature_names == ("x1", "x2") and plain.target_names == ("y",)
+    X = torch.zeros(3, 1)
+    assert tl.Dataset(X, torch.zeros(3, 1)).X is X

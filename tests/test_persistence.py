@@ -420,3 +420,22 @@ def test_edited_names_in_the_json_are_refused(tmp_path):
     (tmp_path / "m.json").write_text(_json.dumps(desc))
     with pytest.raises(ModelFileError, match="feature names .* differ .* the JSON was edited"):
         load_model(tmp_path / "m")
+
+
+def test_a_model_predicts_from_a_dataframe_by_column_name(tmp_path):
+    """Issue 14: a DataFrame's columns in another order (and extra ones) give the same predictions as the model's
+    own order; a missing column is an error naming it. An array is taken in the model's order."""
+    import pandas as pd
+
+    from torchlinreg.persistence import SavedModel, load_model, save_model
+
+    model = SavedModel(np.array([[1.0, 10.0]]), np.array([0.5]), ("a", "b"), ("y",), {})
+    save_model(tmp_path / "m", model)
+    loaded = load_model(tmp_path / "m")
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    expected = np.array([[1.0 + 30.0 + 0.5], [2.0 + 40.0 + 0.5]])  # exact in float64
+    np.testing.assert_array_equal(loaded.predict(frame), expected)
+    np.testing.assert_array_equal(loaded.predict(frame[["b", "a"]].assign(extra=7.0)), expected)
+    np.testing.assert_array_equal(loaded.predict(frame.to_numpy()), expected)
+    with pytest.raises(ValueError, match="no column 'b'"):
+        loaded.predict(frame[["a"]])

@@ -197,3 +197,13 @@ def test_every_text_lies_inside_the_saved_figure(scale, tmp_path):
         assert engines == [None] * len(figures)
     else:
         assert any(engine is not None for engine in engines)  # the residuals' six-digit tick labels
+
+
+def test_save_plots_makes_its_folder(tmp_path):
+    """A notebook user names a new folder: the README's `tl.save_plots(data, history, "plots/")` works as written."""
+    import torchlinreg as tl
+
+    data = tl.tutorial_data()
+    history = tl.train(tl.build_model(), data.X, data.y, tl.TrainConfig(epochs=3))
+    files = tl.save_plots(data, history, tmp_path / "new" / "plots")
+    assert all(path.exists() and path.parent == tmp_path / "new" / "plots" for path in files.values())

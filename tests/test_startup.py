@@ -107,12 +107,13 @@ def test_when_the_plotting_process_fails_the_plots_are_drawn_here(answer, fitted
     """It answers that it failed, or dies: save_plots draws in this process, and its errors are raised here."""
     worker = f"import os, pickle, sys; pickle.load(sys.stdin.buffer); {answer}"
     monkeypatch.setattr(pictures, "draw_elsewhere", plot_process.draw)  # as plotting_process() installs it
-    for out in (tmp_path, tmp_path / "missing"):
+    (tmp_path / "a-file").write_text("not a folder")
+    for out in (tmp_path, tmp_path / "a-file" / "plots"):
         plot_process._waiting = subprocess.Popen([sys.executable, "-c", worker], stdin=subprocess.PIPE,
                                                  stdout=subprocess.PIPE)
         proc = plot_process._waiting
         try:
-            if out.exists():
+            if out.is_dir():
                 files = save_plots(*fitted, out)
                 assert sorted(p.name for p in files.values()) == sorted(PLOT_FILES.values())
             else:

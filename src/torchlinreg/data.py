@@ -41,6 +41,7 @@ class Dataset:
     sample_weight: torch.Tensor | None = None
 
     def __post_init__(self):
+        self._as_tensors()
         if self.X.ndim != 2 or self.y.ndim != 2:
             raise ValueError(f"X and y must be 2-D, got shapes {tuple(self.X.shape)} and {tuple(self.y.shape)}")
         if self.X.shape[0] != self.y.shape[0]:
@@ -51,6 +52,24 @@ class Dataset:
             object.__setattr__(self, "feature_names", default_names("x", self.n_features))
         if not self.target_names:
             object.__setattr__(self, "target_names", default_names("y", self.n_targets))
+
+    def _as_tensors(self) -> None:
+        """NumPy arrays, pandas DataFrames and Series (a 1-D ``y`` as one target) become float64 tensors, their
+        column names kept where none are given; tensors stay as they are."""
+        if all(hasattr(a, "detach") or a is None for a in (self.X, self.y, self.sample_weight)):
+            return
+        import torch
+
+        for field_name, names in (("X", "feature_names"), ("y", "target_names")):
+            value = getattr(self, field_name)
+            if not hasattr(value, "detach"):
+                values, found = _float64_matrix(value, field_name)
+                object.__setattr__(self, field_name, torch.from_numpy(values))
+                if not getattr(self, names) and found is not None:
+                    object.__setattr__(self, names, found)
+        if self.sample_weight is not None and not hasattr(self.sample_weight, "detach"):
+            weights = np.array(self.sample_weight, dtype=np.float64).ravel()
+            object.__setattr__(self, "sample_weight", torch.from_numpy(weights))
 
     n_samples = dimension("X", 0)
     n_features = dimension("X", 1)
@@ -192,16 +211,10 @@ class ArraySource:
 
     @classmethod
     def from_arrays(cls, X, y, sample_weight=None, *, feature_names=None, target_names=None) -> ArraySource:
-        """Rows from NumPy arrays, tensors, or pandas DataFrames and Series (``X`` (n, d) or (n,), ``y`` (n, m)
-        or (n,), ``sample_weight`` (n,)), as float64. Names: given, else a DataFrame's columns or a Series'
-        name, else ``x``/``x1, x2, ...`` and ``y``/``y1, ...``."""
-        import torch
-
-        X, y = _float64_matrix(X, "X"), _float64_matrix(y, "y")
-        w = None if sample_weight is None else torch.from_numpy(np.asarray(sample_weight, dtype=np.float64).ravel())
-        data = Dataset(torch.from_numpy(X[0]), torch.from_numpy(y[0]),
-                       _names(feature_names, X[1], "x", X[0].shape[1]), _names(target_names, y[1], "y", y[0].shape[1]),
-                       sample_weight=w)
+        """Rows from NumPy arrays, tensors, or pandas DataFrames and Series, as a :class:`Dataset` takes them;
+        ``weight_name`` from a named weight Series."""
+        X, y = (a.detach().cpu().double().numpy() if hasattr(a, "detach") else a for a in (X, y))  # 1-D y too
+        data = Dataset(X, y, _names(feature_names), _names(target_names), sample_weight=sample_weight)
         return cls(data, weight_name=getattr(sample_weight, "name", None))
 
     def chunks(self, rows: int = CHUNK_ROWS, part: int = 0,
@@ -237,10 +250,11 @@ def _float64_matrix(a, what: str) -> tuple[np.ndarray, tuple | None]:
     return values, names
 
 
-def _names(given, found, prefix: str, width: int) -> tuple[str, ...]:
-    if given is not None:
-        return tuple(map(str, [given] if isinstance(given, str) else given))
-    return found if found is not None else default_names(prefix, width)
+def _names(given) -> tuple[str, ...]:
+    """Names as given (one string or several), or none: the data set's own then."""
+    if given is None:
+        return ()
+    return tuple(map(str, [given] if isinstance(given, str) else given))
 
 
 def _float64(tensor) -> np.ndarray:

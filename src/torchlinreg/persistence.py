@@ -98,12 +98,34 @@ class SavedModel:
     n_targets = dimension("weight", 0)
 
     def predict(self, X) -> np.ndarray:
-        """Predictions for ``X`` of shape (n_samples, n_features): an ndarray (n_samples, n_targets), float64."""
+        """Predictions for ``X`` of shape (n_samples, n_features): an ndarray (n_samples, n_targets), float64.
+
+        A DataFrame (anything with ``columns``) is matched by name, as ``torchlinreg predict`` matches a
+        file's columns: its columns may come in any order, extra ones are ignored, and a missing one is
+        an error naming it. An array is taken in the model's feature order.
+        """
+        if hasattr(X, "columns"):
+            X = self._by_name(X)
         X = _to_float64(X, "X")
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"X must have shape (n_samples, {self.n_features}) for this model's "
                              f"{self.n_features} features, got {X.shape}")
         return X @ self.weight.T + self.bias
+
+    def _by_name(self, frame):
+        """The model's feature columns of ``frame``, in the model's order."""
+        names = [str(c) for c in frame.columns]
+        missing = [f for f in self.feature_names if f not in names]
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise ValueError(f"the data has no column {shown}, which this model was fitted on; pass a DataFrame "
+                             f"with the columns {list(self.feature_names)!r} (extra columns are ignored)")
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1} & set(self.feature_names))
+            if twice:
+                raise ValueError(f"the data has column {twice[0]!r} more than once; keep one of them")
+        columns = [frame.columns[names.index(f)] for f in self.feature_names]
+        return frame[columns]
 
     def __repr__(self) -> str:
         return (f"SavedModel(n_features={self.n_features}, n_targets={self.n_targets}, "

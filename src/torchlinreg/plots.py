@@ -244,7 +244,12 @@ def _clipped(fig: Figure) -> bool:
 
 def save_pngs(data: Table, history: History, out_dir: Path,
               optimum_loss: float | None = None) -> dict[str, Path]:
-    """The PNG files of :func:`torchlinreg.pictures.save_plots`, drawn in this process."""
+    """The PNG files of :func:`torchlinreg.pictures.save_plots`, drawn in this process; ``out_dir`` is made
+    when missing (a folder that cannot be made is named by the first file that cannot be written)."""
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # atomic_write_bytes below says what stops the write
     figures = {"loss": loss_figure(history, optimum_loss)}
     if data.n_features == 1:
         figures["data"] = data_figure(data)
