@@ -588,3 +588,25 @@ def test_solve_streams_damaged_text_with_the_whole_reads_precision(tmp_path, cap
     assert main(["solve", str(path)]) == 1
     out, err = capsys.readouterr()
     assert not out and err.count("\n") == 1 and f"{path}: " in err and message in err, err
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+def test_csv_pieces_end_at_row_ends_even_inside_quoted_text(tmp_path, monkeypatch, newline):
+    """The CSV pass cuts the file into pieces at row ends and parses them on two threads: with pieces of a few
+    dozen bytes, quoted text holding newlines and delimiters (in a column not chosen), a UTF-8 byte-order mark
+    and the file's last row without a newline, the rows are the whole read's, value for value."""
+    import torchlinreg.formats.text as text
+    from torchlinreg.filesource import open_files
+    from torchlinreg.formats import read_dataset
+
+    rows = [b'x,note,y']
+    for i in range(200):
+        note = b'"two\nlines, and ""quotes"""' if i % 7 == 0 else b"plain"
+        rows.append(b"%d.5,%s,%d" % (i, note, 3 * i))
+    path = tmp_path / "q.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + newline.join(rows))  # no newline after the last row
+    whole = read_dataset(path, target="y", features=["x"])
+    monkeypatch.setattr(text, "PIECE_BYTES", 48)  # many pieces, most cut near a quoted newline
+    chunks = list(open_files(path, target="y", features=["x"]).chunks(37))
+    np.testing.assert_array_equal(np.vstack([X for X, _, _ in chunks]), whole.X.numpy())  # the same text parsed
+    np.testing.assert_array_equal(np.vstack([y for _, y, _ in chunks]), whole.y.numpy())
