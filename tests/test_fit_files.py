@@ -504,3 +504,21 @@ def test_solve_streams_a_folder_of_parts_and_on_request(capsys, tmp_path):
     assert got["n_samples"] == 5000
     code, out, _ = run(capsys, "solve", parts / "part-0.parquet", "--stream", "--chunk-rows", "7", "--json")
     assert code == 0 and json.loads(out)["n_samples"] == 3000
+
+
+def test_quiet_prints_nothing_and_still_writes_the_files(tmp_path, capsys):
+    """Issue 14: `run_fit(..., quiet=True)` prints nothing (no epoch lines, bar, notes or tables); the command's
+    --quiet keeps its meaning: no epoch lines and no bar, the tables still printed."""
+    import io
+
+    from torchlinreg import TrainConfig
+    from torchlinreg.fit import run_fit
+
+    stream = io.StringIO()
+    result = run_fit(tutorial_data(), TrainConfig(epochs=3), tmp_path / "run", quiet=True, stream=stream)
+    out = capsys.readouterr()
+    assert stream.getvalue() == "" and out.out == "" and out.err == ""
+    assert (tmp_path / "run" / "summary.json").exists() and len(result.history) == 3
+    assert main(["fit", "--epochs", "3", "--quiet", "--no-plots", "--out", str(tmp_path / "cli")]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch:" not in printed and "Current weight:" in printed and "optimum" in printed.lower()

@@ -304,8 +304,9 @@ def _cmd_fit(args) -> int:
             tutorial=args.data is None, statistics=args.summary, conf_level=args.conf_level, cov_type=args.cov_type,
             chunk_rows=args.chunk_rows, reading=why, checkpoint_every=args.checkpoint_every, resume=args.resume,
             save=args.save if main else None, force=args.force, plots=main and not args.no_plots,
-            animation=args.animate, report=args.report and main, log_every=args.log_every,
-            quiet=args.quiet or not main, tensorboard=args.tensorboard if main else None), "the fit")
+            animation=args.animate, report=args.report and main, log_every=0 if args.quiet else args.log_every,
+            quiet=not main, progress=False if args.quiet else None,  # --quiet: no epoch lines, no bar
+            tensorboard=args.tensorboard if main else None), "the fit")
         if not main:
             return EXIT_DIVERGED if result.history.diverged else EXIT_OK
     return _fit_done(args, result)

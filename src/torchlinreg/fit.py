@@ -178,9 +178,9 @@ class _Run:
         self.reporters = self.publish.reporters([*notes, f"engine: {self.engine} ({self.why})"])
 
     def train(self) -> History:
-        checkpoint, bar = self.checkpoint, self.reporters[0]
-        stopping = checkpoint.on_signals(on_stop=lambda: bar.on_train_end(None)) if checkpoint \
-            else contextlib.nullcontext()
+        checkpoint, bar = self.checkpoint, self.publish.bar
+        on_stop = (lambda: bar.on_train_end(None)) if bar is not None else None  # close the bar before the message
+        stopping = checkpoint.on_signals(on_stop=on_stop) if checkpoint else contextlib.nullcontext()
         with stopping:  # SIGINT/SIGTERM: a checkpoint after the current epoch, then Interrupted
             history = _train(self)
         if history.diverged:

@@ -44,7 +44,7 @@ class Publish:
     ``out_dir`` of an earlier run is replaced whole (files this run does not write are
     removed); any other folder holding files of the same names needs ``force``, and so do
     existing model files at ``save``. ``stream``: where the report is printed (stdout);
-    ``log_every`` thins the epoch lines; ``quiet`` drops them and the progress bar;
+    ``log_every`` thins the epoch lines (0: none); ``quiet`` prints nothing at all (the files are still written);
     ``progress`` True/False forces the bar on or off (None: when stderr is a terminal and the
     run takes a moment); ``tensorboard``: a folder for TensorBoard logs; ``callbacks`` run too.
     """
@@ -62,6 +62,7 @@ class Publish:
     tensorboard: str | os.PathLike | None = None
     callbacks: Sequence[Callback] = ()
     out: Path | None = field(default=None, init=False, repr=False)  # the folder, once prepared
+    bar: object = field(default=None, init=False, repr=False)  # the progress bar while training, unless quiet
 
     @classmethod
     def field_names(cls) -> frozenset[str]:
@@ -94,14 +95,16 @@ class Publish:
         """The training loop's reporting callbacks: progress bar, epoch lines (after ``notes``), TensorBoard."""
         from .progress import ProgressBar
 
-        bar = ProgressBar(force=False if self.quiet else self.progress)
-        printer = PrintReport(self.stream, notes, every=0 if self.quiet else self.log_every, write=bar.write)
         extra = []
         if self.tensorboard is not None:
             from .tensorboard import TensorBoardLogger
 
             extra.append(TensorBoardLogger(self.tensorboard))
-        return [bar, printer, *extra, *self.callbacks]
+        if self.quiet:
+            return [*extra, *self.callbacks]
+        self.bar = ProgressBar(force=self.progress)
+        printer = PrintReport(self.stream, notes, every=self.log_every, write=self.bar.write)
+        return [self.bar, printer, *extra, *self.callbacks]
 
     def write(self, result, trained_loss: float, lines: Sequence[str] = (), *, statistics: bool = False) -> None:
         """Print the comparison with the optimum, the metrics, ``lines`` and (``statistics``) the statistics
@@ -152,7 +155,8 @@ class Publish:
         result.files["model"], result.files["model_json"] = save_model(self.save, saved, force=self.force)
 
     def print(self, text: str) -> None:
-        print(text, file=self.stream or sys.stdout, flush=True)
+        if not self.quiet:
+            print(text, file=self.stream or sys.stdout, flush=True)
 
 
 def json_safe(value):
