@@ -439,3 +439,26 @@ def test_a_model_predicts_from_a_dataframe_by_column_name(tmp_path):
     np.testing.assert_array_equal(loaded.predict(frame.to_numpy()), expected)
     with pytest.raises(ValueError, match="no column 'b'"):
         loaded.predict(frame[["a"]])
+
+
+def test_save_model_takes_a_fitted_estimator(tmp_path):
+    """Issue 14: `tl.save_model(path, estimator)` writes the estimator's coefficients with the names it was fitted on;
+    the loaded model predicts what the estimator predicts (the same float64 products, in another order: within
+    γ_d of Σ|x_j·w_j| + |b|), also from the columns in another order."""
+    import pandas as pd
+
+    import torchlinreg as tl
+
+    rng = np.random.default_rng(41)
+    frame = pd.DataFrame(rng.standard_normal((60, 3)), columns=["a", "b", "c"])
+    y = frame.to_numpy() @ np.array([1.0, -2.0, 0.5]) + 3.0 + 0.01 * rng.standard_normal(60)
+    estimator = tl.LinearRegression(solver="exact").fit(frame, y)
+    tl.save_model(tmp_path / "est", estimator)
+    loaded = tl.load_model(tmp_path / "est")
+    assert loaded.feature_names == ("a", "b", "c") and loaded.metadata["estimator"] == "LinearRegression"
+    expected = estimator.predict(frame)
+    u = 2.0 ** -53
+    bound = 4 * u / (1 - 4 * u) * (np.abs(frame.to_numpy()) @ np.abs(loaded.weight[0]) + abs(loaded.bias[0]))
+    np.testing.assert_allclose(loaded.predict(frame[["c", "a", "b"]])[:, 0], expected, rtol=0, atol=bound.max())
+    with pytest.raises(ValueError, match="fitted estimator"):
+        tl.save_model(tmp_path / "unfitted", tl.LinearRegression())

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import safetensors.numpy
 
+from .data import default_names
 from .errors import ModelFileError, OutputError
 from .outputs import atomic_write_bytes
 from .shapes import dimension
@@ -242,6 +243,10 @@ def _write_pair(tensors_path: Path, json_path: Path, tensor_bytes: bytes, json_b
 def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = False) -> tuple[Path, Path]:
     """Write ``model`` to ``<path>.safetensors`` and ``<path>.json``; return the two paths.
 
+    ``model`` is a :class:`SavedModel`, or a fitted estimator with ``coef_`` and ``intercept_``
+    (:class:`torchlinreg.LinearRegression`, or scikit-learn's): its names are ``feature_names_in_``
+    when it was fitted on a DataFrame (else ``x1, x2, ...``), and its parameters go into the metadata.
+
     Each file is written to a temporary file and renamed into place, tensors first. If the
     JSON cannot be written, the previous tensors file is put back (or the new one removed),
     so a failed save leaves the previous model as it was. Should the process die between
@@ -255,9 +260,29 @@ def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = Fals
         The coefficients are not finite or the metadata is not JSON-serialisable.
     """
     tensors_path, json_path = model_paths(path)
+    if not isinstance(model, SavedModel):
+        model = _from_estimator(model)
     tensor_bytes, json_bytes = _encoded(model)
     _write_pair(tensors_path, json_path, tensor_bytes, json_bytes, force=force)
     return tensors_path, json_path
+
+
+def _from_estimator(estimator) -> SavedModel:
+    """A fitted estimator's coefficients, intercepts and names as a :class:`SavedModel`."""
+    if not (hasattr(estimator, "coef_") and hasattr(estimator, "intercept_")):
+        raise ValueError(f"save_model needs a SavedModel or a fitted estimator (with coef_ and intercept_), got "
+                         f"{type(estimator).__name__}; fit it first")
+    weight = np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))  # (m, d)
+    bias = np.atleast_1d(np.asarray(estimator.intercept_, dtype=np.float64))  # (m,)
+    if bias.shape == (1,) and len(weight) > 1:
+        bias = np.repeat(bias, len(weight))  # fit_intercept=False keeps one 0.0 for every target
+    names = getattr(estimator, "feature_names_in_", None)
+    features = tuple(map(str, names)) if names is not None else default_names("x", weight.shape[1])
+    targets = default_names("y", len(weight))
+    params = estimator.get_params() if hasattr(estimator, "get_params") else {}
+    metadata = {"estimator": type(estimator).__name__,
+                "params": {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool, type(None)))}}
+    return SavedModel(weight, bias, features, targets, metadata)
 
 
 # ---------------------------------------------------------------------------- loading
