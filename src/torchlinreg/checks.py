@@ -7,6 +7,7 @@ nothing; each rule is a few lines with its message. :func:`checkpointer` makes t
 
 from __future__ import annotations
 
+from .config import check_chunk_rows
 from .errors import ConfigError
 
 CHECKPOINT_NEEDS = "checkpoints need an output folder ({out_dir}) and one process (not torchrun)"
@@ -44,8 +45,7 @@ def check_fit(run) -> None:
 
 def _check_reading(run) -> None:
     chunk_rows, fraction = run.options.chunk_rows, run.options.validation_fraction
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ConfigError(f"{{chunk_rows}} must be a positive integer, got {chunk_rows!r}; pass e.g. {{chunk_rows=65536}}")
+    check_chunk_rows(chunk_rows)
     if not 0 <= fraction < 1:
         raise ConfigError(f"{{validation_fraction}} must be in [0, 1), got {fraction}; pass e.g. {{validation_fraction=0.2}}")
     if fraction and not run.in_memory:

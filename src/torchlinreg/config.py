@@ -112,6 +112,12 @@ class FitOptions:
     reading: str = ""
 
 
+def check_chunk_rows(chunk_rows) -> None:
+    """Refuse rows per chunk that are not a positive integer."""
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ConfigError(f"{{chunk_rows}} must be a positive integer, got {chunk_rows!r}; pass e.g. {{chunk_rows=65536}}")
+
+
 def _check_int(name: str, value, example: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}; pass e.g. {example}")

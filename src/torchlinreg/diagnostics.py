@@ -45,11 +45,17 @@ def max_stable_lr(
     weight_decay: float = 0.0,
 ) -> float:
     """The largest learning rate for which full-batch gradient descent does not diverge."""
-    L = torch.linalg.eigvalsh(hessian(X, n_targets))[-1].item() + weight_decay
+    largest = torch.linalg.eigvalsh(hessian(X, n_targets))[-1].item()
+    return stable_rate(largest, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+
+
+def stable_rate(largest: float, *, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> float:
+    """The divergence limit of gradient descent on a quadratic whose Hessian's largest eigenvalue is ``largest``:
+    2 / (λ + weight decay), times 1 + μ with momentum μ (Nesterov's: (1 + μ)/(1 + 2μ))."""
     factor = 2.0 * (1.0 + momentum)
     if nesterov:
         factor /= 1.0 + 2.0 * momentum
-    return factor / L
+    return factor / (largest + weight_decay)
 
 
 @dataclass

@@ -10,6 +10,7 @@ rows, one collective merging the R factors) all go through :func:`solve`; :func:
 from __future__ import annotations
 
 from .data import Source, as_source
+from .config import check_chunk_rows
 from .defaults import CHUNK_ROWS
 from .errors import check_positive
 from .solve import MAX_PASSES, RANK_RTOL, LstsqSolution, QRAccumulator, needs_refinement
@@ -184,14 +185,11 @@ def run_solve(data, *, statistics: bool = False, conf_level: float = 0.95, cov_t
               chunk_rows: int = CHUNK_ROWS) -> tuple[LstsqSolution, list | None]:
     """``torchlinreg solve``: the exact solution of ``data`` (a Dataset or a source) and, with ``statistics``,
     its inference tables at ``conf_level`` with the ``cov_type`` covariance."""
-    from .errors import ConfigError
-
     if statistics:
         from .statistics import check_settings
 
         check_settings(conf_level, cov_type)  # before the pass
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ConfigError(f"{{chunk_rows}} must be a positive integer, got {chunk_rows!r}; pass e.g. {{chunk_rows=65536}}")
+    check_chunk_rows(chunk_rows)
     source = as_source(data)
     _, _, solution = solve(source, dist, chunk_rows)
     stats = statistics_of(source, solution, conf_level=conf_level, cov_type=cov_type, dist=dist,

@@ -153,12 +153,11 @@ def divergence_advice(objective, config: TrainConfig, largest_value: float | Non
     if config.optimizer != "sgd":
         return (f"{config.optimizer} diverged at lr {config.learning_rate:g}; lower --lr (e.g. by 10x) or use "
                 "--standardize")
-    # The Hessian of the MSE is 2/(Σw·m) · R[:, :d+1]ᵀ R[:, :d+1]; gradient descent is stable below 2 / its largest
-    # eigenvalue (with momentum μ: 2(1 + μ), Nesterov's 2(1 + μ)/(1 + 2μ)).
-    R = objective.R[:, :objective.n_features + 1]
+    from .diagnostics import stable_rate
+
+    R = objective.R[:, :objective.n_features + 1]  # the Hessian of the MSE is 2/(Σw·m) · R[:, :d+1]ᵀ R[:, :d+1]
     largest = np.linalg.eigvalsh(2.0 / (objective.sum_weights * objective.n_targets) * (R.T @ R))[-1]
-    factor = 2.0 * (1.0 + config.momentum) / ((1.0 + 2.0 * config.momentum) if config.nesterov else 1.0)
-    bound = factor / (largest + config.weight_decay)
+    bound = stable_rate(largest, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
     exponent = math.floor(math.log10(0.9 * bound))
     suggestion = math.floor(0.9 * bound / 10**exponent) * 10**exponent
     return (f"On this data gradient descent diverges for learning rates above {bound:.3g} "
