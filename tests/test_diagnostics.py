@@ -4,7 +4,9 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 from torchlinreg import TrainConfig, build_model, diagnostics, max_stable_lr, train, tutorial_data
+from torchlinreg.cli import FLAGS
 from torchlinreg.diagnostics import diagnose
+from torchlinreg.errors import render
 
 from bounds import gamma
 
@@ -210,13 +212,16 @@ def test_messages_for_the_tutorial_defaults():
     diag = diagnose(data.X, data.y, lr=0.001, initial_weight=model.linear.weight, initial_bias=model.linear.bias,
                     epochs=50)
     stability, epochs, *_, conditioning = diag.messages()
-    assert stability == "lr 0.001 is 86% of the divergence limit 0.00116 (2/λmax of the loss's Hessian)"
+    share = 100 * 0.001 / diag.max_stable_lr  # 85.9...: a percentage, written as one (3 digits)
+    assert stability == f"lr 0.001 is {share:.3g}% of the divergence limit 0.00116 (2/λmax of the loss's Hessian)"
     assert f"needs about {diag.epochs_needed:,} epochs" in epochs and "10,5" in epochs
     assert "1e-06" in epochs and "the 50 asked for will stop short" in epochs
     assert "the bias is learnt far more slowly than the weight" in conditioning
     assert diag.epochs_needed_standardized < 100
     assert f"would converge in about {diag.epochs_needed_standardized} epochs" in conditioning
-    assert f"--standardize --lr {diag.best_lr_standardized:.3g}" in conditioning
+    # The advice names settings: as flags for the command, as keywords for the library.
+    assert f"--standardize --lr {diag.best_lr_standardized:.3g}" in render(conditioning, FLAGS)
+    assert f"standardize=True lr={diag.best_lr_standardized:.3g}" in render(conditioning)
     assert diag.to_dict()["epochs_needed"] == diag.epochs_needed
 
 

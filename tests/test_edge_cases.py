@@ -168,7 +168,7 @@ def _stable_bound(X: np.ndarray) -> float:
 
 def test_gradient_descent_on_1e13_stops_with_the_bound_and_the_fix(mixed_scales, tmp_path):
     path, X, y = mixed_scales
-    code, out, err, summary = fit(path, tmp_path / "out", "--epochs", "50")
+    code, out, err, summary = fit(path, tmp_path / "out", "--epochs", "50", "--optimizer", "sgd")
     assert code == 3 and summary["status"] == "diverged"
     bound = _stable_bound(X)
     message = next(line for line in err.splitlines() if "training diverged" in line)
@@ -180,7 +180,7 @@ def test_gradient_descent_on_1e13_stops_with_the_bound_and_the_fix(mixed_scales,
 
     # Both fixes it names work: the suggested rate does not diverge, and neither does --standardize.
     for flags in (["--lr", str(suggested)], ["--standardize", "--lr", "0.1"]):
-        code, _, err, summary = fit(path, tmp_path / "-".join(flags), "--epochs", "50", *flags)
+        code, _, err, summary = fit(path, tmp_path / "-".join(flags), "--epochs", "50", "--optimizer", "sgd", *flags)
         assert code == 0 and summary["status"] != "diverged", err
 
 

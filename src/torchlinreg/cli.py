@@ -15,7 +15,8 @@ import sys
 import warnings
 
 from . import __version__, defaults, plot_process, startup
-from .config import COV_TYPES, DEFAULT_LR, DEFAULT_TIMEOUT_S, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, FitOptions, TrainConfig
+from .config import (AUTO_EPOCHS, COV_TYPES, DEFAULT_LR, DEFAULT_TIMEOUT_S, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES,
+                     FitOptions, TrainConfig, choose_settings)
 from .errors import ConfigError, DataError, Interrupted, ModelFileError, TorchlinregError, for_command
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
@@ -136,9 +137,13 @@ def _add_fit_parser(commands) -> None:
 
 def _add_training(p) -> None:
     t = p.add_argument_group("training")
-    t.add_argument("--optimizer", default=_default(TrainConfig, "optimizer"), choices=OPTIMIZERS, help="optimizer")
-    t.add_argument("--epochs", type=int, default=_default(TrainConfig, "epochs"), metavar="N",
-                   help="most full passes over the data")
+    t.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help=f"optimizer (default: {_default(TrainConfig, 'optimizer')}, the tutorial's, without DATA; with "
+                        "DATA and no --lr, lbfgs on standardised columns in float64, stopped when the loss stops "
+                        "improving: see docs/cli.md)")
+    t.add_argument("--epochs", type=int, metavar="N",
+                   help=f"most full passes over the data (default: {_default(TrainConfig, 'epochs')}, the "
+                        f"tutorial's; {AUTO_EPOCHS:,} for the settings chosen for DATA)")
     t.add_argument("--lr", type=float, metavar="LR",
                    help=f"learning rate (default: {DEFAULT_LR['sgd']:g} for sgd, adam and adamw; "
                         f"{DEFAULT_LR['lbfgs']:g} for lbfgs)")
@@ -158,7 +163,9 @@ def _add_training(p) -> None:
                    help="step schedule: epochs between decays")
     t.add_argument("--gamma", type=float, default=_default(TrainConfig, "gamma"), metavar="G",
                    help="step schedule: decay factor")
-    t.add_argument("--dtype", default=_default(TrainConfig, "dtype"), choices=DTYPES, help="precision of training")
+    t.add_argument("--dtype", choices=DTYPES,
+                   help=f"precision of training (default: {_default(TrainConfig, 'dtype')}, the tutorial's; "
+                        "float64 for the settings chosen for DATA)")
     t.add_argument("--engine", default=_default(FitOptions, "engine"), choices=ENGINES,
                    help="training loop: data (every epoch reads the rows: the tutorial's loop), gram (one pass "
                         "builds the R factor of [X, 1, y], then each epoch costs O(d²)); auto picks gram for "
@@ -167,8 +174,9 @@ def _add_training(p) -> None:
                    help="where to train: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     t.add_argument("--seed", type=int, default=_default(TrainConfig, "seed"), metavar="SEED",
                    help="seed of the initial weights and of the mini-batch order")
-    t.add_argument("--standardize", action="store_true",
-                   help="train on standardised features and targets; results are reported in the data's units")
+    t.add_argument("--standardize", action=argparse.BooleanOptionalAction,
+                   help="train on standardised features and targets; results are reported in the data's units "
+                        "(default: on for the settings chosen for DATA, off otherwise)")
     t.add_argument("--validation-fraction", type=float, default=_default(FitOptions, "validation_fraction"), metavar="F",
                    help="hold out this fraction of the rows (seeded split) and report metrics on it")
     t.add_argument("--split-seed", type=int, default=_default(FitOptions, "split_seed"), metavar="SEED",
@@ -279,10 +287,12 @@ def _cmd_fit(args) -> int:
         from .devices import set_threads
 
         set_threads(args.threads)
-    config = TrainConfig(epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
-                         nesterov=args.nesterov, weight_decay=args.weight_decay, batch_size=args.batch_size,
-                         tol=args.tol, patience=args.patience, schedule=args.schedule, step_size=args.step_size,
-                         gamma=args.gamma, dtype=args.dtype, device=args.device, seed=args.seed)
+    settings = choose_settings(  # with DATA and no --optimizer/--lr: settings that converge on real data
+        standardize=args.standardize, for_data=args.data is not None, epochs=args.epochs, lr=args.lr,
+        optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
+        batch_size=args.batch_size, tol=args.tol, patience=args.patience, schedule=args.schedule,
+        step_size=args.step_size, gamma=args.gamma, dtype=args.dtype, device=args.device, seed=args.seed)
+    config = settings.config
     if args.log_every < 1:
         raise ConfigError(f"--log-every must be a positive integer, got {args.log_every}; pass e.g. --log-every 100")
     from pathlib import Path
@@ -299,7 +309,8 @@ def _cmd_fit(args) -> int:
         main = dist.is_main
         data, why = _open_data(dist, args, FIT_COPIES)
         result = dist.run(lambda: run_fit(
-            data, config, args.out if main else None, dist=dist.dist, standardize=args.standardize,
+            data, config, args.out if main else None, dist=dist.dist, standardize=settings.standardize,
+            chosen=settings.why, flags=FLAGS,
             validation_fraction=args.validation_fraction, split_seed=args.split_seed, engine=args.engine,
             tutorial=args.data is None, statistics=args.summary, conf_level=args.conf_level, cov_type=args.cov_type,
             chunk_rows=args.chunk_rows, reading=why, checkpoint_every=args.checkpoint_every, resume=args.resume,

@@ -95,7 +95,8 @@ class FitOptions:
     (``conf_level``, ``cov_type``), printed. ``chunk_rows``: rows per chunk of every pass.
     ``checkpoint_every``/``resume``: checkpoints (one process, with an output folder; see
     :mod:`torchlinreg.checkpoint`). ``tutorial`` marks the tutorial's own run, which keeps the
-    tutorial's loop. ``reading`` says why the data is streamed, for the notes before epoch 1.
+    tutorial's loop. ``reading`` says why the data is streamed, for the notes before epoch 1;
+    ``chosen``, which settings were chosen for the data (:func:`choose_settings`), for the first line.
     """
 
     standardize: bool = False
@@ -110,6 +111,50 @@ class FitOptions:
     resume: bool = False
     tutorial: bool = False
     reading: str = ""
+    chosen: str = ""
+
+
+# What ``fit`` chooses for a user's data when neither an optimizer nor a rate is given (see choose_settings).
+AUTO_EPOCHS = 1000  # the most L-BFGS iterations (one an epoch): ill-conditioned data need a few hundred at most
+AUTO_TOL = 1e-12  # stop when the loss improves by less than this (relative) for ``patience`` epochs
+AUTO_MINIBATCH = {"optimizer": "adam", "lr": 0.01}  # with ``batch_size``: L-BFGS needs the full batch
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A fit's settings once the defaults for the data are chosen: ``why`` says what was chosen ("" if nothing)."""
+
+    config: TrainConfig
+    standardize: bool
+    why: str = ""
+
+
+def choose_settings(*, standardize: bool | None = None, for_data: bool = True, **given) -> Settings:
+    """The settings for a user's data: every setting given is kept, the rest chosen so the fit converges.
+
+    ``given``: fields of :class:`TrainConfig`, None for "not given". The tutorial's settings (plain
+    SGD at lr 0.001, 50 epochs, float32) diverge on most real data, whose features are far from
+    the tutorial's scale. So unless ``optimizer`` or ``lr`` is given, a full-batch fit gets L-BFGS on
+    standardised columns in float64, stopped when the loss stops improving (``AUTO_TOL``) or after
+    ``AUTO_EPOCHS``; a mini-batch fit (``batch_size``) gets Adam at lr 0.01 on standardised columns.
+    With ``optimizer`` or ``lr`` given (or ``momentum``/``nesterov``, which only SGD has), the other
+    settings are the tutorial's, as ``TrainConfig``'s; so are they all without ``for_data`` (the
+    tutorial's own run).
+    """
+    given = {k: v for k, v in given.items() if v is not None}
+    if not for_data or "optimizer" in given or "lr" in given or given.get("momentum") or given.get("nesterov"):
+        return Settings(TrainConfig(**given), bool(standardize))
+    scaled = standardize is not False
+    on = "standardised columns" if scaled else "the data's columns (standardising turned off)"
+    if given.get("batch_size") is not None:
+        config = TrainConfig(**(AUTO_MINIBATCH | given))
+        return Settings(config, scaled, f"Adam at lr {config.learning_rate:g} on {on}, mini-batches of "
+                                        f"{config.batch_size:,} rows, {config.epochs:,} epochs")
+    chosen = {"optimizer": "lbfgs", "dtype": "float64", "epochs": AUTO_EPOCHS, "tol": AUTO_TOL} | given
+    config = TrainConfig(**chosen)
+    stop = (f"until the loss improves by less than {config.tol:g} (relative) for {config.patience} epochs in a row, "
+            f"at most {config.epochs:,} epochs") if config.tol is not None else f"{config.epochs:,} epochs"
+    return Settings(config, scaled, f"L-BFGS on {on} in {config.dtype}, {stop}")
 
 
 def check_chunk_rows(chunk_rows) -> None:

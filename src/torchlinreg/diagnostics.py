@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from .report import percent
 from .scaling import Standardizer
 
 _SCAN_BUDGET = 20_000_000  # eigencomponent-epochs walked one by one under momentum (about a second)
@@ -87,6 +88,8 @@ class GDDiagnostics:
     slowest_parameter: str = ""  # the parameter that dominates the slowest direction (e.g. "bias")
     standardized: bool = False  # X and y are standardised already (the advice then names only the rate)
     fastest_parameter: str = ""  # the parameter that dominates the fastest direction (e.g. "weight")
+    rank: int = 0  # of the Hessian (of the design [X, 1]): the solver's rank when it is given
+    n_parameters: int = 0  # weights and bias of one target: the Hessian's size
 
     def messages(self) -> list[str]:
         """Plain-English one-liners for a report, most important first."""
@@ -95,7 +98,7 @@ class GDDiagnostics:
             lines = [f"lr {self.lr:g} is above the divergence limit {limit}: "
                      f"gradient descent will diverge; use a rate below {self.max_stable_lr:.3g}"]
         else:
-            lines = [f"lr {self.lr:g} is {100 * self.lr / self.max_stable_lr:.2g}% of the divergence limit {limit}"]
+            lines = [f"lr {self.lr:g} is {percent(self.lr / self.max_stable_lr)} of the divergence limit {limit}"]
             lines.append(self._epochs_line())
         if self.momentum == 0 and self.weight_decay == 0 and self.lr != self.best_lr:
             if self.epochs_needed_best_lr is not None:
@@ -139,26 +142,30 @@ class GDDiagnostics:
 
     def _conditioning_line(self) -> str:
         if math.isfinite(self.condition_number):
-            head = f"the Hessian's condition number is {self.condition_number:,.0f}"
+            number = self.condition_number
+            head = f"the Hessian's condition number is {number:,.0f}" if number < 1e7 else \
+                f"the Hessian's condition number is {number:.3g}"
         else:
-            head = "the Hessian is singular (collinear or constant features): the optimum is not unique"
+            head = (f"the Hessian is singular (rank {self.rank} of {self.n_parameters}: collinear or constant "
+                    "features): the optimum is not unique")
         if self.condition_number < _ILL_CONDITIONED:
             return f"{head}: gradient descent learns every parameter at a similar speed"
         if math.isfinite(self.condition_number) and self.slowest_parameter != self.fastest_parameter:
             head += (f": the {self.slowest_parameter} is learnt far more slowly than the "
                      f"{self.fastest_parameter}")
         if self.epochs_needed_standardized is None:
-            return f"{head}; use --optimizer lbfgs"
-        if self.standardized:  # the data are standardised already: only the rate is left to choose
-            return (f"{head}; --lr {self.best_lr_standardized:.3g} would converge in about "
-                    f"{self.epochs_needed_standardized:,} epochs (or use --optimizer lbfgs)")
-        return (f"{head}; --standardize --lr {self.best_lr_standardized:.3g} would converge in about "
-                f"{self.epochs_needed_standardized:,} epochs (or use --optimizer lbfgs)")
+            return f"{head}; use {{optimizer='lbfgs'}}"
+        rate = f"{{lr={self.best_lr_standardized:.3g}}}"
+        if not self.standardized:  # the data are not standardised yet: that comes first
+            rate = "{standardize=True} " + rate
+        return (f"{head}; {rate} would converge in about {self.epochs_needed_standardized:,} epochs "
+                "(or use {optimizer='lbfgs'})")
 
 
 def diagnose(X, y, *, lr: float, initial_weight, initial_bias, momentum: float = 0.0, nesterov: bool = False,
              weight_decay: float = 0.0, tol: float = 1e-6, max_epochs: int = 10**9, epochs: int | None = None,
-             standardized: bool = False) -> GDDiagnostics:
+             standardized: bool = False, sample_weight=None, feature_names=None, rank: int | None = None
+             ) -> GDDiagnostics:
     """How full-batch gradient descent (``torch.optim.SGD``) will fare on ``(X, y)``.
 
     Parameters
@@ -174,6 +181,11 @@ def diagnose(X, y, *, lr: float, initial_weight, initial_bias, momentum: float =
         objective instead.
     max_epochs : the most epochs counted; beyond it ``epochs_needed`` is None.
     epochs : the number of epochs the run will do, only used in the messages.
+    sample_weight : array of shape (n_samples,), optional: the loss is then ``Σ w r² / (Σ w · m)``
+        (weighted least squares, as the training loop computes it).
+    feature_names : the features' names, for the messages (default: ``feature 0``, ...).
+    rank : the rank of ``[X, 1]`` as the exact solver found it: the Hessian's smallest ``d + 1 - rank``
+        eigenvalues are then flat, as the solver says (default: the rank float64 singular values show).
 
     Returns
     -------
@@ -189,18 +201,16 @@ def diagnose(X, y, *, lr: float, initial_weight, initial_bias, momentum: float =
     """
     X64, y64, theta0 = _checked_arrays(X, y, initial_weight, initial_bias)
     _check_settings(lr, momentum, weight_decay, tol, max_epochs)
+    w = None if sample_weight is None else _as_float64(sample_weight, "sample_weight").reshape(-1)
 
-    limit = max_stable_lr(torch.from_numpy(X64), y64.shape[1], momentum=momentum, nesterov=nesterov,
-                          weight_decay=weight_decay)
-    problem = _Quadratic(X64, y64, weight_decay)
-    c, thr = problem.excess_terms(theta0, tol)
+    problem, standardized_problem = (_Quadratic(X64, y64, weight_decay, w, rank),
+                                     _Quadratic(_standardize(X64, w), _standardize(y64, w), 0.0, w, rank))
+    limit = stable_rate(problem.eigenvalues[-1] - weight_decay, momentum=momentum, nesterov=nesterov,
+                        weight_decay=weight_decay)
+    (c, thr), (c_s, thr_s) = problem.excess_terms(theta0, tol), standardized_problem.excess_terms(theta0, tol)
     eig = problem.eigenvalues
 
-    std_X, std_y = _standardize(X64), _standardize(y64)
-    standardized_problem = _Quadratic(std_X, std_y, 0.0)
-    c_s, thr_s = standardized_problem.excess_terms(theta0, tol)
-
-    slowest, fastest = problem.dominant_parameters()
+    slowest, fastest = problem.dominant_parameters(feature_names)
     return GDDiagnostics(
         max_stable_lr=limit, best_lr=problem.best_lr, condition_number=problem.condition_number, lr=float(lr),
         epochs_needed=_epochs_needed(eig, c, thr, lr, momentum, nesterov, max_epochs),
@@ -210,6 +220,7 @@ def diagnose(X, y, *, lr: float, initial_weight, initial_bias, momentum: float =
         tol=float(tol), max_epochs=max_epochs, best_lr_standardized=standardized_problem.best_lr,
         standardized=standardized, momentum=float(momentum), nesterov=bool(nesterov),
         weight_decay=float(weight_decay), epochs=epochs, slowest_parameter=slowest, fastest_parameter=fastest,
+        rank=int(np.count_nonzero(eig > weight_decay)), n_parameters=len(eig),
     )
 
 
@@ -229,27 +240,39 @@ def _checked_arrays(X, y, initial_weight, initial_bias) -> tuple[np.ndarray, np.
 
 
 class _Quadratic:
-    """F(theta) = MSE + wd/2 |theta|^2 for theta of shape (m, d+1) = [W, b], in its eigenbasis."""
+    """F(theta) = MSE + wd/2 |theta|^2 for theta of shape (m, d+1) = [W, b], in its eigenbasis.
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, weight_decay: float):
+    The eigenvalues come from the singular values of the design (``√w [X, 1]``), not from the
+    Hessian ``A.T @ A``, whose small eigenvalues float64 loses below ``eps * λmax``: so an
+    ill-conditioned but full-rank design is not mistaken for a singular one.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, weight_decay: float, w: np.ndarray | None = None,
+                 rank: int | None = None):
         n, d = X.shape
         m = y.shape[1]
         self.A = np.hstack([X, np.ones((n, 1))])  # (n, d+1)
-        self.y, self.weight_decay, self.nm = y, weight_decay, n * m
-        H = 2.0 / self.nm * (self.A.T @ self.A) + weight_decay * np.eye(d + 1)
-        eig, self.V = np.linalg.eigh(H)  # ascending; V's columns are the eigenvectors
-        eig[eig <= (d + 1) * np.finfo(float).eps * eig[-1]] = 0.0  # a flat direction, not a tiny curvature
-        self.eigenvalues = eig
+        self.y, self.weight_decay, self.w = y, weight_decay, w
+        self.nm = (n if w is None else float(w.sum())) * m
+        root = np.ones(n) if w is None else np.sqrt(w)
+        A_w, y_w = root[:, None] * self.A, root[:, None] * y
+        _, sv, Vt = np.linalg.svd(A_w, full_matrices=False)  # descending
+        flat = sv <= max(n, d + 1) * np.finfo(float).eps * sv[0] if rank is None else np.arange(d + 1) >= rank
+        sv = np.where(flat, 0.0, sv)  # a flat direction, not a tiny curvature
+        self.eigenvalues = (2.0 / self.nm * sv**2 + weight_decay)[::-1]  # ascending, as eigh's
+        self.V = Vt[::-1].T  # columns: the eigenvectors, in the same order
         # The minimiser by an SVD-based solve (not via H, which squares the conditioning):
         # weight decay is least squares on A stacked over sqrt(n*m*wd/2) * I.
-        A_aug = np.vstack([self.A, math.sqrt(self.nm * weight_decay / 2) * np.eye(d + 1)])
-        y_aug = np.vstack([y, np.zeros((d + 1, m))])
+        A_aug = np.vstack([A_w, math.sqrt(self.nm * weight_decay / 2) * np.eye(d + 1)])
+        y_aug = np.vstack([y_w, np.zeros((d + 1, m))])
         self.theta_star = np.linalg.lstsq(A_aug, y_aug, rcond=None)[0].T  # (m, d+1)
         self.f_star = self.objective(self.theta_star)
 
     def objective(self, theta: np.ndarray) -> float:
-        residual = self.y - self.A @ theta.T  # (n, m)
-        return float(np.sum(residual**2) / self.nm + self.weight_decay / 2 * np.sum(theta**2))
+        squared = (self.y - self.A @ theta.T) ** 2  # (n, m)
+        if self.w is not None:
+            squared = self.w[:, None] * squared
+        return float(np.sum(squared) / self.nm + self.weight_decay / 2 * np.sum(theta**2))
 
     def excess_terms(self, theta0: np.ndarray, tol: float) -> tuple[np.ndarray, float]:
         """Per-eigencomponent excess c_k at theta0 (F - F* = sum c_k) and the threshold tol * F*."""
@@ -270,10 +293,13 @@ class _Quadratic:
         positive = self.eigenvalues[self.eigenvalues > 0]
         return float(2.0 / (positive[-1] + positive[0]))
 
-    def dominant_parameters(self) -> tuple[str, str]:
+    def dominant_parameters(self, feature_names=None) -> tuple[str, str]:
         """Names of the parameters that dominate the slowest and the fastest eigenvector."""
         d = self.A.shape[1] - 1
-        names = ["weight"] if d == 1 else [f"weight of feature {i}" for i in range(d)]
+        if feature_names is not None and len(feature_names) == d:
+            names = [f"weight of {name!r}" for name in feature_names]
+        else:
+            names = ["weight"] if d == 1 else [f"weight of feature {i}" for i in range(d)]
         names.append("bias")
         positive = np.flatnonzero(self.eigenvalues > 0)
         slow, fast = self.V[:, positive[0]], self.V[:, positive[-1]]
@@ -408,8 +434,8 @@ def _matrix_power(M: np.ndarray, s: int) -> np.ndarray:
     return result
 
 
-def _standardize(a: np.ndarray) -> np.ndarray:
-    mean, scale = Standardizer.column_stats(a)
+def _standardize(a: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    mean, scale = Standardizer.column_stats(a, w)
     return (a - mean) / scale
 
 

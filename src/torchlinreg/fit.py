@@ -175,7 +175,9 @@ class _Run:
         if not self.in_memory:
             notes.insert(0, f"reading: {self.n_rows:,} rows streamed in chunks of {self.options.chunk_rows:,}"
                          + (f" ({self.options.reading})" if self.options.reading else ""))
-        self.reporters = self.publish.reporters([*notes, f"engine: {self.engine} ({self.why})"])
+        first = [f"settings chosen for this data: {self.options.chosen} ({{optimizer}} and {{lr}} not given: the "
+                 "tutorial's SGD at lr 0.001 diverges on most real data)"] if self.options.chosen else []
+        self.reporters = self.publish.reporters([*notes, f"engine: {self.engine} ({self.why})"], first)
 
     def train(self) -> History:
         checkpoint, bar = self.checkpoint, self.publish.bar
@@ -185,7 +187,7 @@ class _Run:
             history = _train(self)
         if history.diverged:
             objective = self.objective.standardized(self.scaler) if self.scaler else self.objective
-            history.message += ". " + divergence_advice(objective, self.config, _largest(self))
+            history.message += ". " + self.publish.text(divergence_advice(objective, self.config, _largest(self)))
         return history
 
     def judge(self, history: History) -> FitResult:
@@ -263,15 +265,16 @@ def _diagnostics(run: _Run):
     """What the data implies for full-batch SGD (stable learning rates, epochs needed): rows in memory only."""
     config = run.config
     full_batch = config.batch_size is None or config.batch_size >= run.n_rows
-    if not (run.in_memory and config.optimizer == "sgd" and full_batch and run.source.dataset.sample_weight is None):
-        return None  # the diagnostics assume unweighted full batches of rows in memory
+    if not (run.in_memory and config.optimizer == "sgd" and full_batch):
+        return None  # the diagnostics assume full batches of rows in memory
     from .diagnostics import diagnose
 
-    X, y, _ = run._tensors()
+    X, y, w = run._tensors()
     if run.scaler is not None:
         X, y = run.scaler.transform_X(X), run.scaler.transform_y(y)
     return diagnose(X, y, lr=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov,
                     weight_decay=config.weight_decay, epochs=config.epochs, standardized=run.scaler is not None,
+                    sample_weight=w, feature_names=run.source.feature_names, rank=run.solution.rank,
                     initial_weight=run.model.linear.weight.detach().double().numpy(),
                     initial_bias=run.model.linear.bias.detach().double().numpy())
 

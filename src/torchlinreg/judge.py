@@ -147,12 +147,12 @@ def divergence_advice(objective, config: TrainConfig, largest_value: float | Non
     and which learning rate avoids it; ``largest_value``: the largest magnitude in the data, when known."""
     big = largest_value or 0.0
     if big > math.sqrt(np.finfo(np.dtype(config.dtype)).max):  # no learning rate helps then
-        also = ", or --dtype float64" if config.dtype != "float64" and big <= 1e150 else ""
+        also = ", or {dtype='float64'}" if config.dtype != "float64" and big <= 1e150 else ""
         return (f"The data reach {big:.3g}, so the squared errors overflow {config.dtype} from the start, whatever "
-                f"the learning rate; use --standardize{also}, or rescale those columns")
+                f"the learning rate; use {{standardize=True}}{also}, or rescale those columns")
     if config.optimizer != "sgd":
-        return (f"{config.optimizer} diverged at lr {config.learning_rate:g}; lower --lr (e.g. by 10x) or use "
-                "--standardize")
+        return (f"{config.optimizer} diverged at lr {config.learning_rate:g}; lower {{lr}} (e.g. by 10x) or use "
+                "{standardize=True}")
     from .diagnostics import stable_rate
 
     R = objective.R[:, :objective.n_features + 1]  # the Hessian of the MSE is 2/(Σw·m) · R[:, :d+1]ᵀ R[:, :d+1]
@@ -161,5 +161,5 @@ def divergence_advice(objective, config: TrainConfig, largest_value: float | Non
     exponent = math.floor(math.log10(0.9 * bound))
     suggestion = math.floor(0.9 * bound / 10**exponent) * 10**exponent
     return (f"On this data gradient descent diverges for learning rates above {bound:.3g} "
-            f"(2 / largest eigenvalue of the loss's Hessian); use a smaller one, e.g. --lr {suggestion:.1g}, "
-            f"or --standardize")
+            f"(2 / largest eigenvalue of the loss's Hessian); use a smaller one, e.g. {{lr={suggestion:.1g}}}, "
+            "or {standardize=True}")

@@ -22,7 +22,7 @@ from typing import TextIO
 import numpy as np
 
 from .callbacks import Callback
-from .errors import ConfigError, OutputError
+from .errors import ConfigError, OutputError, render
 from .outputs import (CHECKPOINT_DIR, atomic_write_text, check_output_dir, check_writable_path, prepare_output_dir,
                       remove_stale)
 from .report import PrintReport, format_comparison, format_metrics
@@ -47,6 +47,8 @@ class Publish:
     ``log_every`` thins the epoch lines (0: none); ``quiet`` prints nothing at all (the files are still written);
     ``progress`` True/False forces the bar on or off (None: when stderr is a terminal and the
     run takes a moment); ``tensorboard``: a folder for TensorBoard logs; ``callbacks`` run too.
+    ``flags``: the settings the notes and advice name, written as the command's flags
+    (:func:`torchlinreg.errors.render`); None writes them as the library's keywords.
     """
 
     out_dir: str | os.PathLike | None = None
@@ -61,6 +63,7 @@ class Publish:
     progress: bool | None = None
     tensorboard: str | os.PathLike | None = None
     callbacks: Sequence[Callback] = ()
+    flags: dict[str, str] | None = None
     out: Path | None = field(default=None, init=False, repr=False)  # the folder, once prepared
     bar: object = field(default=None, init=False, repr=False)  # the progress bar while training, unless quiet
 
@@ -91,8 +94,13 @@ class Publish:
             self.out = prepare_output_dir(self.out_dir, owned=OUTPUT_FILES, force=self.force or claim)
         return self.out
 
-    def reporters(self, notes: list[str]) -> list[Callback]:
-        """The training loop's reporting callbacks: progress bar, epoch lines (after ``notes``), TensorBoard."""
+    def text(self, template: str) -> str:
+        """A note or advice whose placeholders name settings, written for this run's reader (``flags``)."""
+        return render(template, self.flags)
+
+    def reporters(self, notes: list[str], first: Sequence[str] = ()) -> list[Callback]:
+        """The training loop's reporting callbacks: progress bar, epoch lines (``first`` before everything,
+        ``notes`` after the initial parameters), TensorBoard."""
         from .progress import ProgressBar
 
         extra = []
@@ -103,7 +111,8 @@ class Publish:
         if self.quiet:
             return [*extra, *self.callbacks]
         self.bar = ProgressBar(force=self.progress)
-        printer = PrintReport(self.stream, notes, every=self.log_every, write=self.bar.write)
+        printer = PrintReport(self.stream, [self.text(n) for n in notes], every=self.log_every, write=self.bar.write,
+                              first=[self.text(line) for line in first])
         return [self.bar, printer, *extra, *self.callbacks]
 
     def write(self, result, trained_loss: float, lines: Sequence[str] = (), *, statistics: bool = False) -> None:

@@ -66,11 +66,14 @@ class PrintReport(Callback):
 
     ``every``: print epoch 1, every ``every``-th epoch and the last one (1: all, as the
     tutorial); 0 prints no epoch lines. ``write``: how a line is printed (for example a
-    progress bar's ``write``, so the bar is not torn); default ``print``.
+    progress bar's ``write``, so the bar is not torn); default ``print``. ``first``: lines printed
+    before everything; ``notes``: lines printed after the initial parameters.
     """
 
-    def __init__(self, stream: TextIO | None = None, notes: list[str] = (), *, every: int = 1, write=None):
+    def __init__(self, stream: TextIO | None = None, notes: list[str] = (), *, every: int = 1, write=None,
+                 first: list[str] = ()):
         self.stream = stream
+        self.first = list(first)  # printed before everything (the settings chosen for the data)
         self.notes = list(notes)  # printed after the initial parameters, before epoch 1
         self.every = every
         self.write = write
@@ -85,6 +88,8 @@ class PrintReport(Callback):
 
     def on_train_begin(self, model, config, history) -> None:
         self._width = max(2, len(str(config.epochs)))
+        for line in self.first:
+            self._print(line)
         self._print(format_parameters(history.initial_params))
         self._print(format_initial(history.initial_params))
         for note in self.notes:
@@ -102,6 +107,15 @@ class PrintReport(Callback):
 
     def __repr__(self) -> str:
         return f"PrintReport(stream={self.stream!r})"
+
+
+def percent(fraction: float, tiny: str = " (relative)") -> str:
+    """A share as people write it: 0.217 -> ``21.7%``, 1 -> ``100%``, 12.5 -> ``1,250%``; a share below
+    0.01% as a plain fraction followed by ``tiny`` (``2.4e-08 (relative)``), which a percentage would hide."""
+    if not math.isfinite(fraction) or abs(fraction) >= 1e-4 or fraction == 0:
+        value = 100 * fraction
+        return f"{value:,.0f}%" if abs(value) >= 100 else f"{value:.3g}%"
+    return f"{fraction:.2g}{tiny}"
 
 
 MAX_TABLE_ROWS = 20  # parameter rows shown in the comparison table; the rest go to files
@@ -134,13 +148,15 @@ def format_comparison(feature_names, target_names, trained: dict, optimum: dict,
         excess_text = "the optimum fits the data exactly (loss 0 to rounding), the trained model does not"
     elif not math.isfinite(excess):  # an optimum's loss so small that the ratio overflows
         excess_text = f"the trained loss, {gap['trained_loss']:.3g}, is far above the optimum's, {gap['optimum_loss']:.3g}"
+    elif excess < 0:  # below the optimum's by rounding: both losses are sums of n·m rounded squares
+        excess_text = f"the trained loss equals the optimum's to rounding (relative difference {excess:.2g})"
     elif excess >= 1e-4:
-        excess_text = f"the trained loss is {100 * excess:.3g}% above the optimum's"
+        excess_text = f"the trained loss is {percent(excess)} above the optimum's"
     else:
         excess_text = f"the trained loss is {excess:.2e} above the optimum's (relative)"
     unique = gap.get("unique") is not False
     relative = gap["relative_distance"]  # inf when the optimum is all zeros: no size to compare with
-    size = (f" ({100 * relative:.3g}% of its size)" if math.isfinite(relative)
+    size = (f" ({percent(relative, '')} of its size)" if math.isfinite(relative)
             else " (the optimum is all zeros)" if relative == math.inf else "")
     lines.append(f"  gap: {excess_text}; the parameters are {gap['distance']:.4g} away from the "
                  f"{'' if unique else 'minimum-norm '}optimum{size}")
