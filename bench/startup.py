@@ -87,7 +87,7 @@ def run_breakdown(_, p):
     stamp("import torch", t)
     t = time.perf_counter()
     import torchlinreg.cli as cli
-    import torchlinreg.fit as fit
+    import torchlinreg.fitting as fit
     stamp("import torchlinreg (cli, fit and what they import)", t)
     t = time.perf_counter()
     import matplotlib.backends.backend_agg  # noqa: F401

@@ -360,7 +360,7 @@ def stream_references(tmp_path_factory, stream_data):
 
 def with_callbacks(monkeypatch, *callbacks):
     """The command's streamed fits run with ``callbacks`` (the CLI takes none)."""
-    from torchlinreg import fit
+    from torchlinreg import fitting as fit
 
     monkeypatch.setattr(fit, "run_fit", functools.partial(fit.run_fit, callbacks=callbacks))
 
@@ -394,7 +394,7 @@ def test_streamed_fit_signalled_then_resumed_is_byte_identical(tmp_path, capsys,
 
 _KILL_AT = """
 import functools, os, signal, sys
-from torchlinreg import Callback, fit
+from torchlinreg import Callback, fitting as fit
 from torchlinreg.cli import main
 
 class KillAt(Callback):
@@ -471,7 +471,7 @@ def test_streamed_checkpoint_refusals_come_before_the_first_pass(tmp_path, capsy
 def test_streamed_checkpoints_need_one_process_and_an_output_folder(tmp_path, stream_data):
     from types import SimpleNamespace
 
-    from torchlinreg.fit import run_fit
+    from torchlinreg.fitting import run_fit
     from torchlinreg.filesource import open_files as open_source
 
     source = open_source(stream_data)

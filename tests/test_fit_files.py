@@ -401,7 +401,7 @@ def test_stopping_rule_that_stops_far_from_the_optimum_warns(tmp_path):
     import io
 
     from torchlinreg import ConvergenceWarning, TrainConfig
-    from torchlinreg.fit import run_fit
+    from torchlinreg.fitting import run_fit
 
     with pytest.warns(ConvergenceWarning, match="still .* above the optimum"):
         result = run_fit(tutorial_data(), TrainConfig(epochs=20000, tol=1e-6), stream=io.StringIO(), progress=False)
@@ -512,7 +512,7 @@ def test_quiet_prints_nothing_and_still_writes_the_files(tmp_path, capsys):
     import io
 
     from torchlinreg import TrainConfig
-    from torchlinreg.fit import run_fit
+    from torchlinreg.fitting import run_fit
 
     stream = io.StringIO()
     result = run_fit(tutorial_data(), TrainConfig(epochs=3), tmp_path / "run", quiet=True, stream=stream)

@@ -206,7 +206,7 @@ def test_plots_and_report_of_streamed_data_draw_a_sample_and_say_so(capsys, tmp_
 
 _MEASURE = textwrap.dedent("""
     import json, resource, sys
-    import torch, torchlinreg.fit, torchlinreg.filesource, torchlinreg.minibatch  # the baseline: all loaded
+    import torch, torchlinreg.fitting, torchlinreg.filesource, torchlinreg.minibatch  # the baseline: all loaded
     from torchlinreg.cli import main
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     code = main(sys.argv[1:])

@@ -21,7 +21,7 @@ from torchlinreg.config import TrainConfig
 from torchlinreg.data import Dataset, tutorial_data
 from torchlinreg.errors import OutputError
 from torchlinreg.html_report import CSP, REPORT_HTML, write_report
-from torchlinreg.fit import run_fit
+from torchlinreg.fitting import run_fit
 
 SECTIONS = ["data", "settings", "diagnostics", "plots", "epochs", "model", "metrics"]
 HOSTILE = "x<script>alert('column')</script>"

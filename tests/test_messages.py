@@ -16,7 +16,7 @@ from torchlinreg.cli import FLAGS, build_parser, main
 from torchlinreg.config import TrainConfig
 from torchlinreg.data import tutorial_data
 from torchlinreg.errors import PLACEHOLDER, SETTINGS, ConfigError, ConvergenceWarning, DataError, OutputError, render
-from torchlinreg.fit import run_fit
+from torchlinreg.fitting import run_fit
 
 SRC = Path(torchlinreg.__file__).parent
 FLAG = re.compile(r"(?<![\w-])--[a-z]")  # a command-line flag, e.g. --chunk-rows

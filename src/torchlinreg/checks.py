@@ -17,7 +17,7 @@ FULL_BATCH_STREAMED = ("full-batch training with {engine='data'} reads every row
 
 
 def check_fit(run) -> None:
-    """Every setting of ``run`` (a :class:`torchlinreg.fit._Run`) that is refused whatever the data."""
+    """Every setting of ``run`` (a :class:`torchlinreg.fitting._Run`) that is refused whatever the data."""
     config, options, publish = run.config, run.options, run.publish
     if config.device is not None:
         from .devices import resolve_device

@@ -281,7 +281,7 @@ def _tutorial_data(args):
 
 
 @plot_process.alongside(lambda args: not args.no_plots)  # PNGs drawn by a second process, see plot_process.py
-@startup.fast_start("torchlinreg.fit")  # no GC of the imports, no torch._dynamo: see startup.py
+@startup.fast_start("torchlinreg.fitting")  # no GC of the imports, no torch._dynamo: see startup.py
 def _cmd_fit(args) -> int:
     if args.threads is not None:
         from .devices import set_threads
@@ -297,7 +297,7 @@ def _cmd_fit(args) -> int:
         raise ConfigError(f"--log-every must be a positive integer, got {args.log_every}; pass e.g. --log-every 100")
     from pathlib import Path
 
-    from .fit import run_fit
+    from .fitting import run_fit
     from .memory import FIT_COPIES
     from .publish import OUTPUT_FILES
 

@@ -74,7 +74,7 @@ def choose(path: Path, table: Table, target, features, weights: str | None) -> C
     if weight and features is None:  # default features: every other numeric column but the weights
         chosen_targets = column_names(path, target, "target", names) or table.default_target
         features = [n for n in (table.feature_pool or names) if n not in chosen_targets + weight
-                    and is_numeric(table.schema.field(n).type)]
+                    and _usable_by_default(path, table, n)]  # a text column is left out with a warning, as without
     targets, feats, note = _select(path, table, target, features)
     if weight and weight[0] in feats + targets:
         raise DataError(f"{path}: column {weights!r} is the weight column and also a feature or target; "

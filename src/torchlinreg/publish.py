@@ -5,7 +5,7 @@ checks the outputs before any data is read (:meth:`Publish.check`), gives the tr
 its reporting callbacks (:meth:`Publish.reporters`: the epoch lines, the progress bar,
 TensorBoard) and, after training, prints the comparison with the optimum and writes the
 history, summary, plots, report and model files (:meth:`Publish.write`). Nothing here
-computes a figure; everything comes from the :class:`torchlinreg.fit.FitResult`.
+computes a figure; everything comes from the :class:`torchlinreg.fitting.FitResult`.
 """
 
 from __future__ import annotations

@@ -100,7 +100,13 @@ def read_dataset(
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point torch dtype such as torch.float64, got {dtype!r}")
     path = Path(path)
-    table = open_table(path)
+    return table_dataset(path, open_table(path), target, features, weights, dtype)
+
+
+def table_dataset(path, table: Table, target, features, weights, dtype) -> Dataset:
+    """The chosen columns of ``table`` as a Dataset, every value checked; ``path`` names it in messages."""
+    import torch
+
     chosen = choose(path, table, target, features, weights)
     columns = table.read(list(chosen.columns))
     X = matrix(path, columns, chosen.features, dtype, ROLE_FIX["feature"])  # (n, d)

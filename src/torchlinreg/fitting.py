@@ -20,7 +20,7 @@ import torch
 
 from . import __version__
 from .checks import FULL_BATCH_STREAMED, check_fit, checkpointer
-from .config import FitOptions, TrainConfig
+from .config import FitOptions, TrainConfig, choose_settings
 from .data import Dataset
 from .errors import ConfigError
 from .gram import GramObjective, select_engine
@@ -361,3 +361,60 @@ def _train(run: _Run) -> History:
         Xv, yv = (scaler.transform_X(Xv), scaler.transform_y(yv)) if scaler else (Xv, yv)
     return train(model, Xt, yt, config, every, X_val=Xv, y_val=yv, scaler=scaler, sample_weight=w,
                  checkpoint=run.checkpoint)
+
+
+def fit(data, target=None, *, features=None, weights=None, standardize: bool | None = None,
+        out_dir: str | os.PathLike | None = None, **settings) -> FitResult:
+    """Fit a linear model by gradient descent and set it beside the exact optimum: the notebook's one call.
+
+    Parameters
+    ----------
+    data : a pandas or polars DataFrame, the path of a data file (CSV, TSV, Parquet, ``.npy``,
+        ``.npz``, or a folder of files), a feature matrix (NumPy array, tensor) of shape
+        (n_samples, n_features), a :class:`~torchlinreg.data.Dataset` or a Source.
+    target : the target column name(s) of a DataFrame or file (default: its last column); with a
+        feature matrix, the targets themselves: an array or Series of shape (n_samples,) or
+        (n_samples, n_targets).
+    features, weights : the feature columns (default: every other numeric column) and a column of
+        sample weights, of a DataFrame or file; with a feature matrix, ``weights`` holds the weights.
+    standardize : train on standardised columns (default: as the chosen settings say).
+    out_dir : a folder for the history, summary and plots (default: none; nothing is written).
+    **settings : fields of :class:`~torchlinreg.config.TrainConfig` (``optimizer``, ``lr``, ``epochs``,
+        ``batch_size``, ``tol``, ``dtype``, ...) and the options of :func:`run_fit` (``quiet``,
+        ``statistics``, ``validation_fraction``, ``save``, ``log_every``, ...). Without ``optimizer``
+        and ``lr``, the training settings are chosen to reach the optimum
+        (:func:`torchlinreg.config.choose_settings`, as ``torchlinreg fit FILE`` does), and the first
+        line printed says which.
+
+    Returns
+    -------
+    FitResult
+        The trained model beside the optimum, with the column names of ``data``.
+    """
+    from dataclasses import fields as dataclass_fields
+
+    trainable = {f.name for f in dataclass_fields(TrainConfig)}
+    given = {k: settings.pop(k) for k in list(settings) if k in trainable}
+    chosen = choose_settings(standardize=standardize, **given)
+    source = _fit_source(data, target, features, weights)
+    return run_fit(source, chosen.config, out_dir, standardize=chosen.standardize, chosen=chosen.why, **settings)
+
+
+def _fit_source(data, target, features, weights):
+    """What :func:`fit` was given, as a Source with the data's names."""
+    from .formats.frames import is_frame, read_frame
+
+    named = target is None or isinstance(target, str) or (
+        isinstance(target, (list, tuple)) and all(isinstance(name, str) for name in target))
+    if is_frame(data) and named:
+        return as_source(read_frame(data, target=target, features=features, weights=weights))
+    if isinstance(data, (str, os.PathLike)):
+        from .sources import open_source
+
+        return open_source(data, target=target, features=features, weights=weights, passes="many")
+    if isinstance(data, Dataset) or not hasattr(data, "__len__") and hasattr(data, "chunks"):
+        return as_source(data)
+    if named:
+        raise ConfigError("a feature matrix needs its targets: pass fit(X, y), or a DataFrame and the name of its "
+                          "{target} column")
+    return ArraySource.from_arrays(data, target, weights, feature_names=features)
