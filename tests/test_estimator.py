@@ -385,3 +385,17 @@ def test_without_sklearn_the_import_says_how_to_install_it():
                    reason='the lead adds "LinearRegression": "estimator" to torchlinreg._EXPORTS')
 def test_lazy_export():
     assert torchlinreg.LinearRegression is LinearRegression
+
+
+def test_frame_columns_in_another_order_are_refused_as_scikit_learn_does():
+    """Issue 14: a loaded model file matches columns by name, but the estimator keeps scikit-learn's rule (what
+    check_estimator requires): names in another order than at fit are an error, never a silent reordering."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.linear_model import LinearRegression as SkLinearRegression
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0, 5.0], "b": [2.0, 1.0, 0.0, 1.0, 3.0]})
+    y = np.array([1.0, 2.0, 3.0, 4.0, 6.0])
+    for estimator in (LinearRegression(solver="exact"), SkLinearRegression()):
+        estimator.fit(frame, y)
+        with pytest.raises(ValueError, match="same order"):
+            estimator.predict(frame[["b", "a"]])
