@@ -5,10 +5,11 @@ Usage: ``scripts/run-notebook`` (which runs this file with the project's virtual
 :func:`execute` and :func:`to_html`, so the test runs the notebook exactly as the script does.
 
 The kernel is the running interpreter (``sys.executable``, ipykernel's own spec): no kernel spec is
-installed or read from the user's Jupyter folders, the connection file, the kernel's sockets (IPC, no TCP
-port) and IPython's profile lie in a temporary folder, and the kernel imports torchlinreg from the same place this process does. The HTML page
-is nbconvert's ``lab`` template without its scripts (require.js, MathJax and Mermaid from a CDN): the
-notebook needs none, and its images are embedded as ``data:`` URIs, so the page loads with no network.
+installed or read from the user's Jupyter folders; the connection file, the kernel's sockets (IPC, no TCP
+port) and IPython's profile lie in a temporary folder; and the kernel imports torchlinreg from the same
+place this process does. The HTML page is nbconvert's ``lab`` template without its scripts (require.js,
+MathJax and Mermaid from a CDN): the notebook needs none, and its images are embedded as ``data:`` URIs,
+so the page loads with no network.
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ def execute(nb, cwd: Path, timeout: int = CELL_TIMEOUT):
 
     with tempfile.TemporaryDirectory(prefix="notebook-kernel-") as folder:
         km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[]),
-                                transport="ipc", connection_file=str(Path(folder) / "kernel.json"))
+                                transport="ipc" if os.name == "posix" else "tcp",  # Unix sockets: no port opened
+                                connection_file=str(Path(folder) / "kernel.json"))
         client = NotebookClient(nb, km=km, timeout=timeout, record_timing=False, coalesce_streams=True,
                                 resources={"metadata": {"path": str(cwd)}})
         client.execute(cleanup_kc=True, env=kernel_environment(Path(folder)))  # and shut the kernel down
-        assert km.kernel_spec.argv[0] == sys.executable  # the kernel ran on this interpreter
+        if km.kernel_spec.argv[0] != sys.executable:  # ipykernel's own spec runs sys.executable
+            raise RuntimeError(f"the kernel ran {km.kernel_spec.argv[0]}, not this interpreter {sys.executable}")
     return nb
 
 
