@@ -1,6 +1,7 @@
 """Progress bar, thinned epoch lines and TensorBoard logs, checked against the history."""
 
 import io
+import sys
 
 import pytest
 
@@ -27,6 +28,14 @@ def test_progress_bar_is_off_when_stderr_is_not_a_terminal():
     err = io.StringIO()  # not a tty
     run([ProgressBar(delay=0, stream=err)])
     assert err.getvalue() == ""
+
+
+def test_a_bar_that_is_off_does_not_import_tqdm(monkeypatch):
+    # tqdm.auto in a Jupyter kernel without ipywidgets warns (TqdmWarning, with a path) on import
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # importing it now raises ImportError
+    out = io.StringIO()
+    history = run([ProgressBar(delay=0, stream=io.StringIO(), force=False), PrintReport(out)], epochs=3)
+    assert len(history) == 3 and out.getvalue().count("epoch:") == 3
 
 
 def test_log_every_thins_epoch_lines_but_keeps_first_and_last():

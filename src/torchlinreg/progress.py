@@ -22,13 +22,14 @@ class ProgressBar(Callback):
         self._bar = None
 
     def on_train_begin(self, model, config, history) -> None:
+        stream = self.stream or sys.stderr
+        if not (self.force if self.force is not None else _is_terminal(stream)):
+            return  # no bar, and no tqdm import: in Jupyter tqdm.auto warns when ipywidgets is missing
         from tqdm.auto import tqdm
 
-        stream = self.stream or sys.stderr
-        disable = (not self.force) if self.force is not None else not _is_terminal(stream)
         self._bar = tqdm(total=config.epochs, initial=len(history), desc="training", unit="epoch", file=stream,
                          delay=self.delay,  # initial: the epochs a resumed run had done
-                         disable=disable, dynamic_ncols=True, leave=False, mininterval=self.mininterval)
+                         dynamic_ncols=True, leave=False, mininterval=self.mininterval)
 
     def on_epoch_end(self, record) -> None:
         if self._bar is None:
@@ -48,7 +49,7 @@ class ProgressBar(Callback):
 
     def write(self, text: str, file=None) -> None:
         """Print a line above the bar (or plainly when there is no bar)."""
-        if self._bar is not None and not self._bar.disable:
+        if self._bar is not None:
             self._bar.write(text, file=file or sys.stdout)
         else:
             print(text, file=file or sys.stdout, flush=True)
