@@ -128,6 +128,16 @@ def _names(names, count: int, stem: str, what: str) -> tuple[str, ...]:
     return names
 
 
+def _column_names(a) -> tuple[str, ...] | None:
+    """The names a pandas DataFrame (its columns) or a named Series (its name) carries; None for anything else."""
+    if hasattr(a, "columns"):
+        return tuple(map(str, a.columns))
+    name = getattr(a, "name", None)
+    if name is not None and getattr(a, "ndim", 0) == 1 and not hasattr(a, "detach"):
+        return (str(name),)
+    return None
+
+
 def _power_of_two(v: np.ndarray) -> np.ndarray:
     """The power of two just above each positive ``v``: scaling by it is exact."""
     return np.ldexp(1.0, np.frexp(v)[1])
