@@ -118,10 +118,12 @@ def format_comparison(feature_names, target_names, trained: dict, optimum: dict,
     rows = rows[:MAX_TABLE_ROWS]
     rows.append(("loss (MSE)", trained["loss"], optimum["loss"]))
     width = max(len(name) for name, *_ in rows)
+    cells = [(name, _fixed(a).strip(), _fixed(b).strip(), a - b) for name, a, b in rows]
+    number = max(15, *(len(c) for _, a, b, _ in cells for c in (a, b)))  # 15: the tutorial's; wider for millions
     lines = ["Trained model and the exact least-squares optimum (training data):",
-             f"  {'':{width}}  {'trained':>15}  {'optimum':>15}  {'difference':>12}"]
-    for name, a, b in rows:
-        lines.append(f"  {name:{width}}  {_fixed(a)}  {_fixed(b)}  {a - b:12.4g}")
+             f"  {'':{width}}  {'trained':>{number}}  {'optimum':>{number}}  {'difference':>12}"]
+    for name, a, b, difference in cells:
+        lines.append(f"  {name:{width}}  {a:>{number}}  {b:>{number}}  {difference:12.4g}")
     if hidden:
         lines.append(f"  ... {hidden} more parameters (all of them: torchlinreg solve --json, or --save)")
     gap_line, *caveat = gap_sentences(gap)
