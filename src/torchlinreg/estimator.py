@@ -316,7 +316,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         solution = getattr(self, "optimum_", None)
         if solution is None:
             raise NotFittedError("summary() compares the model with the exact optimum of the rows given to fit; "
-                                 "after partial_fit (other rows) there is none: call fit first")
+                                 "after partial_fit (other rows), or for a loaded model, there is none: call fit "
+                                 "first")
         from .judge import gap
         from .statistics import ResidualPass, solution_statistics
 
@@ -416,6 +417,39 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         self._fit_sums_ = {"mean_square_y": float(np.mean(Y64 ** 2)),  # tells an exact fit from rounding (judge.gap)
                            "log_weights": 0.0 if w is None else float(np.sum(np.log(w[w > 0])))}
         return self.optimum_
+
+
+# --- from a saved model ----------------------------------------------------------------------------
+
+SETTINGS_PARAMS = ("epochs", "lr", "optimizer", "momentum", "nesterov", "weight_decay", "batch_size", "tol",
+                   "patience", "schedule", "dtype")  # a fit's settings that are this estimator's parameters too
+
+
+def from_saved_model(saved) -> LinearRegression:
+    """A fitted :class:`LinearRegression` holding ``saved``'s coefficients (a :class:`~torchlinreg.persistence.
+    SavedModel`; see ``SavedModel.to_estimator``)."""
+    meta = saved.metadata
+    params = meta.get("params") if meta.get("estimator") == LinearRegression.__name__ else None
+    if not isinstance(params, dict):  # a fit's model: the settings this estimator shares
+        settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
+        params = {k: settings[k] for k in SETTINGS_PARAMS if k in settings}
+        if "seed" in settings:
+            params["random_state"] = settings["seed"]
+        if "standardize" in meta:
+            params["standardize"] = meta["standardize"] is not None
+    known = LinearRegression().get_params()
+    est = LinearRegression(**{k: v for k, v in params.items() if k in known})
+    one = meta.get("coef_ndim", 1 if saved.n_targets == 1 else 2) == 1 and saved.n_targets == 1
+    W, b = np.ascontiguousarray(saved.weight), np.ascontiguousarray(saved.bias)
+    est.coef_ = W[0].copy() if one else W
+    est.intercept_ = float(b[0]) if one else b
+    est.n_features_in_ = saved.n_features
+    if meta.get("feature_names_in", True):
+        est.feature_names_in_ = np.asarray(saved.feature_names, dtype=object)
+    epochs = meta.get("epochs_run", 0)
+    est.n_iter_ = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else 0
+    est.history_, est.module_, est.optimizer_, est.scaler_, est.optimum_ = [], None, None, None, None
+    return est
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -113,6 +113,20 @@ class SavedModel:
                              f"{self.n_features} features, got {X.shape}")
         return X @ self.weight.T + self.bias
 
+    def to_estimator(self):
+        """A fitted :class:`torchlinreg.LinearRegression` that predicts what this model predicts.
+
+        ``coef_`` and ``intercept_`` are this model's (1-D and a float for one target, unless it was
+        saved from an estimator fitted on a 2-D y); ``feature_names_in_`` holds the feature names
+        unless the model was saved from an estimator fitted without them; its parameters come from
+        the metadata (an estimator's ``params``, or a fit's ``settings``), where there are any. Its
+        ``fit`` and ``partial_fit`` work as on any estimator (``partial_fit`` and ``warm_start``
+        continue from these coefficients); ``summary()`` needs a ``fit`` first (the rows are not saved).
+        """
+        from .estimator import from_saved_model  # scikit-learn is optional: only here
+
+        return from_saved_model(self)
+
     def _by_name(self, frame):
         """The model's feature columns of ``frame``, in the model's order."""
         names = [str(c) for c in frame.columns]
@@ -278,10 +292,14 @@ def _from_estimator(estimator) -> SavedModel:
         bias = np.repeat(bias, len(weight))  # fit_intercept=False keeps one 0.0 for every target
     names = getattr(estimator, "feature_names_in_", None)
     features = tuple(map(str, names)) if names is not None else default_names("x", weight.shape[1])
-    targets = default_names("y", len(weight))
+    optimum = getattr(estimator, "optimum_", None)  # torchlinreg's estimator keeps the target names fitted on
+    targets = tuple(optimum.target_names) if optimum is not None and len(optimum.target_names) == len(weight) \
+        else default_names("y", len(weight))
     params = estimator.get_params() if hasattr(estimator, "get_params") else {}
     metadata = {"estimator": type(estimator).__name__,
-                "params": {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool, type(None)))}}
+                "params": {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool, type(None)))},
+                "feature_names_in": names is not None,  # whether the names are the data's (else x1, x2, ...)
+                "coef_ndim": int(np.ndim(estimator.coef_))}  # 1: fitted on a 1-D y
     return SavedModel(weight, bias, features, targets, metadata)
 
 
