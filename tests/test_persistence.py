@@ -465,8 +465,9 @@ def test_save_model_takes_a_fitted_estimator(tmp_path):
 
 
 def test_a_saved_estimator_comes_back_as_a_fitted_estimator(tmp_path):
-    """Issue 14: save_model, load_model, to_estimator: the estimator predicts what the original predicts, bit for
-    bit (the same float64 coefficients in the same product), with the names it was fitted on and its parameters."""
+    """Issue 14: save_model, then load_estimator (LinearRegression.from_saved_model of load_model): the estimator
+    predicts what the original predicts, bit for bit (the same float64 coefficients in the same product), with the
+    names it was fitted on and its parameters."""
     import warnings
 
     import pandas as pd
@@ -480,7 +481,7 @@ def test_a_saved_estimator_comes_back_as_a_fitted_estimator(tmp_path):
     tl.save_model(tmp_path / "est", original)
     saved = tl.load_model(tmp_path / "est")
     assert saved.target_names == ("price",)  # the Series' name, kept by fit
-    back = saved.to_estimator()
+    back = tl.LinearRegression.from_saved_model(saved)
     assert isinstance(back, tl.LinearRegression) and back.get_params() == original.get_params()
     assert list(back.feature_names_in_) == ["size", "age", "rooms"] and back.n_features_in_ == 3
     assert back.coef_.shape == original.coef_.shape == (3,) and isinstance(back.intercept_, float)
@@ -493,7 +494,7 @@ def test_a_saved_estimator_comes_back_as_a_fitted_estimator(tmp_path):
     Y = np.column_stack([y, 2 * y])
     plain = tl.LinearRegression(solver="exact").fit(frame.to_numpy(), Y)
     tl.save_model(tmp_path / "plain", plain)
-    back = tl.load_model(tmp_path / "plain").to_estimator()
+    back = tl.load_estimator(tmp_path / "plain")
     assert not hasattr(back, "feature_names_in_") and back.coef_.shape == (2, 3) and back.intercept_.shape == (2,)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning about feature names either
@@ -507,8 +508,10 @@ def test_a_model_saved_by_fit_comes_back_as_an_estimator_with_its_settings(tmp_p
 
     assert main(["fit", "--quiet", "--no-plots", "--epochs", "7", "--lr", "0.002", "--out", str(tmp_path / "run"),
                  "--save", str(tmp_path / "model")]) == 0
+    import torchlinreg as tl
+
     saved = load_model(tmp_path / "model")
-    back = saved.to_estimator()
+    back = tl.load_estimator(tmp_path / "model")
     assert (back.epochs, back.lr, back.optimizer, back.standardize, back.n_iter_) == (7, 0.002, "sgd", False, 7)
     import pandas as pd
 

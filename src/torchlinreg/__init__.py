@@ -25,6 +25,7 @@ _EXPORTS = {
     "regression_metrics": "metrics",
     "Standardizer": "scaling",
     "LinearRegression": "estimator",
+    "load_estimator": "estimator",
     "regression_statistics": "statistics",
     "RegressionStatistics": "statistics",
     "write_report": "html_report",

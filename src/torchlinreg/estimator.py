@@ -197,6 +197,22 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
 
+    @classmethod
+    def from_saved_model(cls, saved) -> LinearRegression:
+        """A fitted estimator that predicts what ``saved`` (a :class:`~torchlinreg.persistence.SavedModel`,
+        from ``tl.load_model``) predicts.
+
+        ``coef_`` and ``intercept_`` are the saved ones (1-D and a float for one target, unless the model
+        was saved from an estimator fitted on a 2-D y); ``feature_names_in_`` holds the feature names
+        unless the model was saved from an estimator fitted without them; the parameters come from the
+        metadata (a saved estimator's ``params``, or a fit's ``settings``). ``fit`` and ``partial_fit``
+        work as on any estimator (``partial_fit`` and ``warm_start`` continue from these
+        coefficients); ``summary()`` needs a ``fit`` first, since the rows are not saved.
+        """
+        from .restore import fitted_from_saved
+
+        return fitted_from_saved(cls, saved)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True  # 2-D y: one row of coef_ per target
@@ -421,35 +437,12 @@ class LinearRegression(RegressorMixin, BaseEstimator):
 
 # --- from a saved model ----------------------------------------------------------------------------
 
-SETTINGS_PARAMS = ("epochs", "lr", "optimizer", "momentum", "nesterov", "weight_decay", "batch_size", "tol",
-                   "patience", "schedule", "dtype")  # a fit's settings that are this estimator's parameters too
+def load_estimator(path) -> LinearRegression:
+    """The model saved at ``path`` (``tl.save_model``, or ``torchlinreg fit --save``) as a fitted
+    :class:`LinearRegression`: ``LinearRegression.from_saved_model(tl.load_model(path))``."""
+    from .persistence import load_model
 
-
-def from_saved_model(saved) -> LinearRegression:
-    """A fitted :class:`LinearRegression` holding ``saved``'s coefficients (a :class:`~torchlinreg.persistence.
-    SavedModel`; see ``SavedModel.to_estimator``)."""
-    meta = saved.metadata
-    params = meta.get("params") if meta.get("estimator") == LinearRegression.__name__ else None
-    if not isinstance(params, dict):  # a fit's model: the settings this estimator shares
-        settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
-        params = {k: settings[k] for k in SETTINGS_PARAMS if k in settings}
-        if "seed" in settings:
-            params["random_state"] = settings["seed"]
-        if "standardize" in meta:
-            params["standardize"] = meta["standardize"] is not None
-    known = LinearRegression().get_params()
-    est = LinearRegression(**{k: v for k, v in params.items() if k in known})
-    one = meta.get("coef_ndim", 1 if saved.n_targets == 1 else 2) == 1 and saved.n_targets == 1
-    W, b = np.ascontiguousarray(saved.weight), np.ascontiguousarray(saved.bias)
-    est.coef_ = W[0].copy() if one else W
-    est.intercept_ = float(b[0]) if one else b
-    est.n_features_in_ = saved.n_features
-    if meta.get("feature_names_in", True):
-        est.feature_names_in_ = np.asarray(saved.feature_names, dtype=object)
-    epochs = meta.get("epochs_run", 0)
-    est.n_iter_ = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else 0
-    est.history_, est.module_, est.optimizer_, est.scaler_, est.optimum_ = [], None, None, None, None
-    return est
+    return LinearRegression.from_saved_model(load_model(path))
 
 
 # --- helpers --------------------------------------------------------------------------------------

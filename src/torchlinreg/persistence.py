@@ -113,20 +113,6 @@ class SavedModel:
                              f"{self.n_features} features, got {X.shape}")
         return X @ self.weight.T + self.bias
 
-    def to_estimator(self):
-        """A fitted :class:`torchlinreg.LinearRegression` that predicts what this model predicts.
-
-        ``coef_`` and ``intercept_`` are this model's (1-D and a float for one target, unless it was
-        saved from an estimator fitted on a 2-D y); ``feature_names_in_`` holds the feature names
-        unless the model was saved from an estimator fitted without them; its parameters come from
-        the metadata (an estimator's ``params``, or a fit's ``settings``), where there are any. Its
-        ``fit`` and ``partial_fit`` work as on any estimator (``partial_fit`` and ``warm_start``
-        continue from these coefficients); ``summary()`` needs a ``fit`` first (the rows are not saved).
-        """
-        from .estimator import from_saved_model  # scikit-learn is optional: only here
-
-        return from_saved_model(self)
-
     def _by_name(self, frame):
         """The model's feature columns of ``frame``, in the model's order."""
         names = [str(c) for c in frame.columns]
