@@ -104,7 +104,7 @@ def test_threads_do_not_change_a_fit_on_a_few_hundred_rows(tmp_path, capsys, dat
     (h1, s1), (h2, s2) = [(json.loads(r["run/history.json"]), json.loads(r["run/summary.json"])) for r in (one, two)]
     tol = thread_bound(400, len(h1["records"]), u)
     assert relative([r["loss"] for r in h1["records"]], [r["loss"] for r in h2["records"]]) < tol
-    assert relative([*np.ravel(s1["weight"]), *s1["bias"]], [*np.ravel(s2["weight"]), *s2["bias"]]) < tol
+    assert relative([*np.ravel(s1["trained"]["weight"]), *s1["trained"]["bias"]], [*np.ravel(s2["trained"]["weight"]), *s2["trained"]["bias"]]) < tol
     assert relative(optimum(s1), optimum(s2)) < solution_bound(400, 3 + 1 + 2)
 
 
@@ -149,7 +149,7 @@ def test_threads_change_sums_over_many_rows_by_rounding_only(tmp_path, capsys, e
 
     tol = thread_bound(20_000, 50, U64 if dtype == "float64" else U32)
     assert relative([r["loss"] for r in h1["records"]], [r["loss"] for r in h2["records"]]) < tol
-    params = [[*s["weight"][0], *s["bias"]] for s in (s1, s2)]  # one target
+    params = [[*s["trained"]["weight"][0], *s["trained"]["bias"]] for s in (s1, s2)]  # one target
     assert relative(*params) < tol
     assert relative(optimum(s1), optimum(s2)) < solution_bound(20_000, 8 + 1 + 1)
 

@@ -63,7 +63,7 @@ def test_two_process_solve_and_fit_equal_one_process(csv_file, tmp_path):
     assert fitted.returncode == 0, fitted.stderr[-2000:]
     assert fitted.stdout.count("Current weight:") == 1 and "R merged from 2 processes" in fitted.stdout
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    np.testing.assert_allclose(summary["weight"], reference.coef, rtol=1e-8)  # loose: L-BFGS's convergence
+    np.testing.assert_allclose(summary["trained"]["weight"], reference.coef, rtol=1e-8)  # loose: L-BFGS's convergence
     assert summary["engine"] == "gram"
 
 
@@ -97,8 +97,8 @@ def test_two_process_mini_batches_with_ddp_equal_one_process(csv_file, tmp_path,
     # of one, within γ_{b+p}·2/(b·m)·|A_b|ᵀ(|A_b||θ̃|); a stable step does not magnify carried differences, so
     # over S = 100 steps with momentum 0.5 the parameters differ by ≲ S·lr/(1-β)·γ_{70}·O(10) ≈ 1e-12 on these
     # standardised rows (relative to O(1) parameters); 1e-10 is that ×100: loose
-    np.testing.assert_allclose(ddp["weight"], one["weight"], rtol=1e-10)
-    np.testing.assert_allclose(ddp["bias"], one["bias"], rtol=1e-10)  # as the weights
+    np.testing.assert_allclose(ddp["trained"]["weight"], one["trained"]["weight"], rtol=1e-10)
+    np.testing.assert_allclose(ddp["trained"]["bias"], one["trained"]["bias"], rtol=1e-10)  # as the weights
     np.testing.assert_allclose(ddp_losses, one_losses, rtol=1e-10)  # the same sums split in two, at such parameters
 
 
@@ -136,19 +136,19 @@ def test_two_process_streamed_mini_batches_join_every_ranks_batch(csv_file, tmp_
             optimizer.step()
     summary, got_losses = _summary_and_losses(tmp_path / "out")
     # as in the DDP test: S ≈ 100 steps of 64 rows split in two, ≲ S·lr·γ_{70}·O(100) ≈ 5e-12 on raw rows; loose
-    np.testing.assert_allclose(summary["weight"], model.linear.weight.detach().numpy(), rtol=1e-10)
-    np.testing.assert_allclose(summary["bias"], model.linear.bias.detach().numpy(), rtol=1e-10)  # as the weights
+    np.testing.assert_allclose(summary["trained"]["weight"], model.linear.weight.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(summary["trained"]["bias"], model.linear.bias.detach().numpy(), rtol=1e-10)  # as the weights
     np.testing.assert_allclose(got_losses, losses, rtol=1e-10)  # merged R vs all rows: loss_tol (≈ 1e-11) + the drift
     reference = regression_statistics(data.X, data.y, cov_type="HC1", feature_names=data.feature_names,
                                       target_names=data.target_names)  # all rows in memory, one process
-    for ours, theirs in zip(summary["statistics"], reference):
+    for ours, theirs in zip(summary["optimum"]["statistics"], reference):
         np.testing.assert_allclose([ours["terms"][t]["std_err"] for t in theirs.term_names], theirs.std_err,
                                    rtol=1e-8)  # loose: m·n·u·κ ≈ 1e-12·κ for 2001 rows, κ ≈ 1
     optimum = lstsq(data.X, data.y)
     tol = loss_tol(data, optimum.coef, optimum.intercept)
     assert summary["optimum"]["loss"] == pytest.approx(optimum.loss, rel=tol, abs=0)
-    tol = loss_tol(data, summary["weight"], summary["bias"])
-    assert summary["metrics"]["train"]["mse"] == pytest.approx(summary["gap"]["trained_loss"], rel=tol, abs=0)
+    tol = loss_tol(data, summary["trained"]["weight"], summary["trained"]["bias"])
+    assert summary["trained"]["metrics"]["train"]["mse"] == pytest.approx(summary["gap"]["trained_loss"], rel=tol, abs=0)
 
 
 def test_two_process_solve_refines_an_ill_conditioned_design_across_the_ranks(tmp_path):
@@ -217,11 +217,11 @@ def test_two_processes_give_one_process_answer_with_weights_standardize_and_hc_s
     (two, two_losses), (one, one_losses) = _summary_and_losses(tmp_path / "two"), _summary_and_losses(tmp_path / "one")
     assert two["engine"] == one["engine"] == "gram"
     np.testing.assert_allclose(two_losses, one_losses, rtol=bound)
-    np.testing.assert_allclose(two["weight"], one["weight"], rtol=bound, atol=bound)
-    np.testing.assert_allclose(two["bias"], one["bias"], rtol=bound, atol=bound)
+    np.testing.assert_allclose(two["trained"]["weight"], one["trained"]["weight"], rtol=bound, atol=bound)
+    np.testing.assert_allclose(two["trained"]["bias"], one["trained"]["bias"], rtol=bound, atol=bound)
     for key in ("mse", "rmse", "mae", "r2"):
-        assert two["metrics"]["train"][key] == pytest.approx(one["metrics"]["train"][key], rel=bound)
-    for ours, theirs in zip(two["statistics"], one["statistics"]):
+        assert two["trained"]["metrics"]["train"][key] == pytest.approx(one["trained"]["metrics"]["train"][key], rel=bound)
+    for ours, theirs in zip(two["optimum"]["statistics"], one["optimum"]["statistics"]):
         for term in theirs["term_names"]:
             for key in ("param", "std_err"):
                 assert ours["terms"][term][key] == pytest.approx(theirs["terms"][term][key], rel=bound, abs=bound)

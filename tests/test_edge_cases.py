@@ -52,7 +52,7 @@ def fit(path, out, *flags) -> tuple[int, str, str, dict]:
     summary = json.loads((out / "summary.json").read_text())
     history = json.loads((out / "history.json").read_text())
     assert history["records"] and all(math.isfinite(r["loss"]) for r in history["records"])
-    assert np.isfinite(summary["weight"]).all() and np.isfinite(summary["bias"]).all()
+    assert np.isfinite(summary["trained"]["weight"]).all() and np.isfinite(summary["trained"]["bias"]).all()
     assert (code == 3) == (summary["status"] == "diverged")
     return code, stdout, err, summary
 
@@ -136,7 +136,7 @@ def test_gradient_descent_on_rank_deficient_files_stays_finite(tmp_path, make):
     # ≤ 40-row sets); abs for the interpolated ones, whose residuals are rounding (≲ (m·u·‖y‖)² ≈ 1e-28)
     assert summary["optimum"]["loss"] == pytest.approx(exact.loss, rel=1e-9, abs=1e-12)
     model = load_model(tmp_path / "model")
-    assert np.array_equal(model.weight, summary["weight"])
+    assert np.array_equal(model.weight, summary["trained"]["weight"])
 
 
 # ---- magnitudes 1e13 next to 1e-3 ----------------------------------------------------------------
@@ -218,7 +218,7 @@ def test_all_zero_targets(tmp_path):
 
     code, out, err, summary = fit(path, tmp_path / "out", "--epochs", "500", "--lr", "0.1")
     assert code == 0
-    assert np.abs(summary["weight"]).max() < 1e-3 and abs(summary["bias"][0]) < 1e-3  # trained towards 0
+    assert np.abs(summary["trained"]["weight"]).max() < 1e-3 and abs(summary["trained"]["bias"][0]) < 1e-3  # trained towards 0
 
 
 # ---- values below 1e-150, columns 1e16 apart in a rank-deficient design (fuzzing found these) ----

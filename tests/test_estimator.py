@@ -1,10 +1,12 @@
 """torchlinreg.estimator.LinearRegression against scikit-learn's own LinearRegression and tooling."""
 
+import re
 import subprocess
 import sys
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("sklearn")  # an optional dependency: pip install torchlinreg[sklearn]
@@ -362,6 +364,84 @@ def test_cross_val_score_matches_sklearn():
     # R² per fold at first-order equal optima (gd converged far below: the score moves to second order), the
     # sums two ways within mse_tol ≈ 1e-13, ×10³ for the folds' convergence: loose
     np.testing.assert_allclose(ours, ref, rtol=1e-10)
+
+
+# --- summary(): the model beside the exact optimum, then the optimum's statistics ------------------
+
+def longley():
+    """statsmodels' copy of the Longley data: 16 rows, 6 named, nearly collinear columns; the target TOTEMP."""
+    sm = pytest.importorskip("statsmodels.api")
+    data = sm.datasets.longley.load_pandas()
+    return sm, data.exog, data.endog
+
+
+def longley_rtol(sm, X, y) -> float:
+    """Ours (QR, refined) and statsmodels' (pseudo-inverse) are backward-stable least-squares solves whose
+    figures do not depend on the columns' scales: each within the forward-error bound m·n·u·(κ + κ²·η) (Higham
+    §20.1) of the column-scaled design [1, X], κ = 4.3e4: 9.5e-10 (of the raw design, κ 4.9e9, it would be
+    1e-4); ×10: about 1e-8."""
+    A = sm.add_constant(X).to_numpy()
+    A = A / np.linalg.norm(A, axis=0)
+    s = np.linalg.svd(A, compute_uv=False)
+    x = np.linalg.lstsq(A, y.to_numpy(), rcond=None)[0]
+    kappa, eta = s[0] / s[-1], np.linalg.norm(y.to_numpy() - A @ x) / (s[0] * np.linalg.norm(x))
+    return 10 * A.shape[0] * A.shape[1] * U64 * (kappa + kappa ** 2 * eta)
+
+
+def comparison_row(text: str, name: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"  {name} "))
+    return line[len(name) + 2:].split()
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_summary_sets_the_model_beside_the_optimum_and_the_statistics_of_statsmodels(solver):
+    sm, X, y = longley()
+    est = LinearRegression(solver=solver).fit(X, y)
+    ref = sm.OLS(y, sm.add_constant(X)).fit()
+    rtol = longley_rtol(sm, X, y)
+    np.testing.assert_allclose(est.optimum_.coef[0], ref.params.iloc[1:], rtol=rtol)
+    assert est.optimum_.intercept[0] == pytest.approx(ref.params.iloc[0], rel=rtol)
+    text = est.summary()
+    assert text.startswith(f"LinearRegression({'solver=' if solver == 'exact' else 'optimizer='}")
+    for i, name in enumerate(X.columns):  # the names fitted on, the figures of coef_ and optimum_
+        assert comparison_row(text, f"weight {name}")[:2] == [f"{est.coef_[i]:.8f}", f"{est.optimum_.coef[0, i]:.8f}"]
+    assert comparison_row(text, "bias")[:2] == [f"{est.intercept_:.8f}", f"{est.optimum_.intercept[0]:.8f}"]
+    trained_loss, optimum_loss, _ = comparison_row(text, "loss (MSE)")
+    assert trained_loss == f"{est.loss_:.8f}"
+    assert float(optimum_loss) == pytest.approx(ref.ssr / len(y), rel=rtol)  # 52276.5: 8 decimals are 1e-13
+    statistics = text[text.index("Statistics of the exact least-squares optimum"):]
+    assert statistics.splitlines()[1] == "OLS regression of 'TOTEMP'"
+    for term, name in zip(["intercept", *X.columns], ref.params.index):  # 6 digits (4 for t, 3 for p) shown
+        row = next(line for line in statistics.splitlines() if line.startswith(term + " "))
+        assert row.split()[1:5] == [f"{ref.params[name]:.6g}", f"{ref.bse[name]:.6g}", f"{ref.tvalues[name]:.4g}",
+                                    f"{ref.pvalues[name]:.3g}"], term
+    for label, value in (("R²", ref.rsquared), ("F statistic", ref.fvalue), ("AIC", ref.aic)):
+        assert re.search(rf"{label}:\s+(\S+)", statistics)[1] == f"{value:.6g}"
+
+
+def test_summary_of_weighted_rows_and_two_named_targets():
+    sm, X, y = longley()
+    w = np.linspace(0.5, 2.0, len(y))  # WLS: its log-likelihood adds ½ Σ log w, which fit keeps
+    Y = pd.DataFrame({"jobs": y, "half": y / 2})
+    est = LinearRegression(solver="exact").fit(X, Y, sample_weight=w)
+    text = est.summary(conf_level=0.9)
+    assert "weight GNP -> jobs" in text and "bias -> half" in text
+    for target, scale in (("jobs", 1.0), ("half", 0.5)):
+        ref = sm.WLS(y * scale, sm.add_constant(X), weights=w).fit()
+        block = text[text.index(f"WLS regression of {target!r}"):]
+        assert re.search(r"Log-likelihood:\s+(\S+)", block)[1] == f"{ref.llf:.6g}"
+        assert re.search(r"R²:\s+(\S+)", block)[1] == f"{ref.rsquared:.6g}"
+        assert "[0.05" in block and "0.95]" in block
+
+
+def test_summary_needs_the_rows_of_fit():
+    X, y = regression_data(n=50, d=2)
+    with pytest.raises(NotFittedError):
+        LinearRegression().summary()
+    est = LinearRegression().fit(X, y).partial_fit(X, y)
+    with pytest.raises(NotFittedError, match="after partial_fit .* call fit first"):
+        est.summary()
+    assert est.fit(X, y).summary().startswith("LinearRegression(")
 
 
 # --- scikit-learn stays optional ----------------------------------------------------------------

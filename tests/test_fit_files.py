@@ -110,7 +110,7 @@ def test_fit_a_csv_reaches_the_optimum_and_reports_the_gap(capsys, tmp_path, csv
     assert code == 0, err
     ref = sklearn_fit(data.X.numpy(), data.y.numpy())
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    np.testing.assert_allclose(summary["weight"], ref.coef_, atol=1e-7)  # L-BFGS's convergence, not rounding
+    np.testing.assert_allclose(summary["trained"]["weight"], ref.coef_, atol=1e-7)  # L-BFGS's convergence, not rounding
     # the refined optimum (a few ulps) against scikit-learn's: sklearn_error's bound
     np.testing.assert_allclose(summary["optimum"]["intercept"]["y2"], ref.intercept_[1], rtol=0,
                                atol=sklearn_error(data.X.numpy(), data.y[:, 1].numpy())[1])
@@ -118,7 +118,7 @@ def test_fit_a_csv_reaches_the_optimum_and_reports_the_gap(capsys, tmp_path, csv
     assert "Trained model and the exact least-squares optimum" in out and "weight x3 -> y2" in out
     # R² at the trained (1e-7 from the optimum: second order there) and at sklearn's parameters: rel 1e-6 is slack
     # over ~‖ΔW‖²·‖X‖²/SS_tot plus the sums' γ_n ≈ 1e-13
-    assert summary["metrics"]["train"]["r2"] == pytest.approx(r2_score(data.y.numpy(), ref.predict(data.X.numpy())))
+    assert summary["trained"]["metrics"]["train"]["r2"] == pytest.approx(r2_score(data.y.numpy(), ref.predict(data.X.numpy())))
 
 
 def test_tutorial_run_says_why_50_epochs_stop_short(capsys, tmp_path):
@@ -169,7 +169,7 @@ def test_validation_split_metrics_match_sklearn(capsys, tmp_path, csv_file):
     X, y = data.X[:, :2].numpy(), data.y[:, 0].numpy()
     ref = sklearn_fit(X[train_rows], y[train_rows])
     pred = ref.predict(X[val_rows])
-    val = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]["validation"]
+    val = json.loads((tmp_path / "out" / "summary.json").read_text())["trained"]["metrics"]["validation"]
     # the L-BFGS-trained model's metrics against the optimum's: its convergence, not rounding (the metrics' own
     # rounding is ≤ 2γ_{n+3} ≈ 3e-14 relative, the optimum's κ·u ≈ 1e-14)
     assert val["mse"] == pytest.approx(mean_squared_error(y[val_rows], pred), rel=1e-8)
@@ -320,7 +320,7 @@ def test_weights_column_fits_weighted_least_squares(capsys, tmp_path):
                        "--dtype", "float64", "--no-plots", "--quiet", "--out", tmp_path / "o")
     assert code == 0, err
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
-    assert summary["weight"][0][0] == pytest.approx(ref.params[1], rel=1e-7)  # L-BFGS's convergence, not rounding
+    assert summary["trained"]["weight"][0][0] == pytest.approx(ref.params[1], rel=1e-7)  # L-BFGS's convergence, not rounding
     assert summary["gap"]["relative_excess_loss"] < 1e-10  # convergence: rounding of the two losses is ~γ_n ≈ 1e-14
     w[5] = -1
     write_table(tmp_path / "neg.csv", {"x": x, "w": w, "y": y})

@@ -66,12 +66,12 @@ def test_a_file_over_max_memory_streams_and_fits_as_in_memory(capsys, tmp_path, 
     # Both train on the Gram matrix of the same rows (engine gram), built in other chunks: its entries agree to
     # γ_m·‖A_i‖‖A_j‖ (≈ 7e-13 relative, m = 3001); 25 steps of SGD on the standardized, well-conditioned problem
     # (a contraction) carry that into the weights times at most the steps and κ ≈ 1: ~2e-11 ≪ 1e-9
-    np.testing.assert_allclose(streamed["weight"], memory["weight"], rtol=1e-9)
-    np.testing.assert_allclose(streamed["bias"], memory["bias"], rtol=1e-9)
+    np.testing.assert_allclose(streamed["trained"]["weight"], memory["trained"]["weight"], rtol=1e-9)
+    np.testing.assert_allclose(streamed["trained"]["bias"], memory["trained"]["bias"], rtol=1e-9)
     np.testing.assert_allclose(history(tmp_path / "streamed")["records"][-1]["loss"],
                                history(tmp_path / "memory")["records"][-1]["loss"], rtol=1e-9)
     for key in ("mse", "rmse", "mae", "r2"):  # metrics of weights 1e-9 apart: first order, the same 1e-9
-        assert streamed["metrics"]["train"][key] == pytest.approx(memory["metrics"]["train"][key], rel=1e-9)
+        assert streamed["trained"]["metrics"]["train"][key] == pytest.approx(memory["trained"]["metrics"]["train"][key], rel=1e-9)
     # The optimum's loss, read from R (well conditioned: no refinement) in two computations: loss_rtol of
     # test_solve (≈ 1e-10 here; the old 1e-12 was below it)
     X, Y = data.X.double().numpy(), data.y.double().numpy()
@@ -83,7 +83,7 @@ def test_a_file_over_max_memory_streams_and_fits_as_in_memory(capsys, tmp_path, 
     # in the Gram perturbation times κ² ≈ 1, ≲ 1e-9; t = param / std_err: the sum of both; r2 = 1 - rss/tss
     # moves by loss_rtol·(1 - r2)/r2 ≪ 1e-10.
     rel = max(1e-8, 2 * max(ls_rtol(X, Y, coef[:-1].T)))
-    for ours, theirs in zip(streamed["statistics"], memory["statistics"]):  # HC3: R plus a second pass
+    for ours, theirs in zip(streamed["optimum"]["statistics"], memory["optimum"]["statistics"]):  # HC3: R plus a second pass
         for term, figures in theirs["terms"].items():
             for name in ("param", "std_err", "t_value"):
                 assert ours["terms"][term][name] == pytest.approx(figures[name], rel=rel), (term, name)
@@ -104,8 +104,8 @@ def test_weighted_rows_stream_with_their_weights(capsys, tmp_path, weighted_csv)
     np.testing.assert_allclose(got["optimum"]["coef"]["y1"]["x1"], reference[0],
                                rtol=ls_rtol(X, y, reference[:3], w)[0])
     # L-BFGS for 30 epochs stops at its own tolerance, not at rounding: 1e-7 is convergence, not arithmetic
-    np.testing.assert_allclose(got["weight"][0], reference[:3], rtol=1e-7)
-    assert got["statistics"][0]["n_obs"] == 3001 and got["statistics"][0]["log_likelihood"] is not None
+    np.testing.assert_allclose(got["trained"]["weight"][0], reference[:3], rtol=1e-7)
+    assert got["optimum"]["statistics"][0]["n_obs"] == 3001 and got["optimum"]["statistics"][0]["log_likelihood"] is not None
 
 
 def test_streamed_mini_batches_are_the_shuffled_batches_of_a_dataloader(capsys, tmp_path, weighted_csv):
@@ -134,8 +134,8 @@ def test_streamed_mini_batches_are_the_shuffled_batches_of_a_dataloader(capsys, 
     got = summary(tmp_path / "out")
     # the same batches, the same float64 ops in the same order (both PyTorch, same kernels): equal but for
     # rounding of ~3·47 SGD steps of γ_4-sized products, amplified by at most (1 + lr·λ_max) per step: ≪ 1e-10
-    np.testing.assert_allclose(got["weight"], model.linear.weight.detach().numpy(), rtol=1e-10)
-    np.testing.assert_allclose(got["bias"], model.linear.bias.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(got["trained"]["weight"], model.linear.weight.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(got["trained"]["bias"], model.linear.bias.detach().numpy(), rtol=1e-10)
     np.testing.assert_allclose([r["loss"] for r in history(tmp_path / "out")["records"]], losses, rtol=1e-10)
 
 

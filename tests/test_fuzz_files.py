@@ -393,7 +393,7 @@ def check_fit_outputs(work: Path, code: int, out: str, err: str, summary: dict, 
     assert "Traceback" not in err and "encountered in" not in err, context
     history = json.loads((work / "out" / "history.json").read_text())
     assert all(math.isfinite(r["loss"]) for r in history["records"]), context
-    assert np.isfinite(summary["weight"]).all() and np.isfinite(summary["bias"]).all(), context
+    assert np.isfinite(summary["trained"]["weight"]).all() and np.isfinite(summary["trained"]["bias"]).all(), context
     for line in out.splitlines():  # the numbers printed: never inf or NaN (column names may be 'nan')
         fields = line.split()
         if line.startswith(("Weight:", "Bias:", "Initial weight:", "Current weight:")):
@@ -408,7 +408,7 @@ def check_fit_outputs(work: Path, code: int, out: str, err: str, summary: dict, 
     else:
         assert summary["status"] != "diverged", context
     saved = load_model(model)
-    assert np.array_equal(saved.weight, summary["weight"]) and np.array_equal(saved.bias, summary["bias"]), context
+    assert np.array_equal(saved.weight, summary["trained"]["weight"]) and np.array_equal(saved.bias, summary["trained"]["bias"]), context
     assert not [p for p in files_under(work) if p.name.startswith(".")], "temporary files left: " + context
 
 

@@ -146,3 +146,28 @@ def test_every_setting_a_message_names_is_a_flag_of_the_command():
     assert names <= SETTINGS, f"add these to errors.SETTINGS: {sorted(names - SETTINGS)}"
     unknown = {n: render(f"{{{n}}}", FLAGS) for n in names if render(f"{{{n}}}", FLAGS) not in flags}
     assert not unknown, f"settings whose flag the command does not have (cli.FLAGS): {unknown}"
+
+
+def test_library_messages_name_the_data_row_counted_from_1(tmp_path, capsys):
+    """Row numbers are data rows from 1 (a file's header not counted) in the library as in the command: the 3rd
+    row is "row 3" whether the rows are a Dataset fitted in chunks, arrays given to the statistics, or a CSV file."""
+    import numpy as np
+
+    from torchlinreg.data import Dataset
+    from torchlinreg.formats import write_table
+    from torchlinreg.statistics import regression_statistics
+
+    X = np.arange(12.0).reshape(6, 2) ** 1.5
+    y = X @ np.array([1.0, -2.0]) + 3
+    X[2, 1] = np.nan  # the 3rd data row
+    with pytest.raises(DataError, match=r"X has NaN or infinite values in 1 row \(the first is row 3\)"):
+        regression_statistics(X, y)
+    with pytest.raises(DataError, match=r"\(the first is row 3\)"):  # chunks of 2 rows: row 3 opens the 2nd chunk
+        run_fit(Dataset(X, y), TrainConfig(epochs=1), None, chunk_rows=2, quiet=True, plots=False)
+    with pytest.raises(ValueError, match=r"sample_weight has negative values \(the first is -1.0 in row 3\)"):
+        torchlinreg.lstsq(np.nan_to_num(X), y, sample_weight=[1.0, 1.0, -1.0, 1.0, 1.0, 1.0])
+    write_table(tmp_path / "d.csv", {"a": X[:, 0], "b": X[:, 1], "y": y})
+    with pytest.raises(DataError, match="column 'b' .*row 3"):
+        torchlinreg.read_dataset(tmp_path / "d.csv")
+    assert main(["fit", str(tmp_path / "d.csv"), *fit_args(tmp_path)[1:]]) == 1
+    assert "row 3" in capsys.readouterr().err

@@ -48,8 +48,8 @@ def test_weights_and_standardize_train_the_same_model_read_whole_or_streamed(cap
     # below the stability limit do not grow a difference in the start (each step's map has norm ≤ 1).
     bound = 10 * gamma(400) * 10
     np.testing.assert_allclose(streamed_losses, whole_losses, rtol=bound)
-    np.testing.assert_allclose(streamed["weight"], whole["weight"], rtol=bound, atol=bound)
-    np.testing.assert_allclose(streamed["bias"], whole["bias"], rtol=bound)
+    np.testing.assert_allclose(streamed["trained"]["weight"], whole["trained"]["weight"], rtol=bound, atol=bound)
+    np.testing.assert_allclose(streamed["trained"]["bias"], whole["trained"]["bias"], rtol=bound)
     X = np.column_stack([columns["x1"], columns["x2"]])
     weighted = Standardizer.fit(X, columns["y"][:, None], sample_weight=columns["w"])
     assert weighted.x_mean[1] != pytest.approx(X[:, 1].mean(), rel=1e-3)  # the weights do move the statistics
@@ -143,8 +143,8 @@ def test_every_option_gives_the_same_answer_read_whole_or_streamed(capsys, tmp_p
     for key in ("coef", "intercept", "loss"):
         np.testing.assert_allclose(numbers(streamed["optimum"][key]), numbers(whole["optimum"][key]), rtol=bound,
                                    atol=bound, err_msg=key)
-    assert (whole["statistics"] is None) == (streamed["statistics"] is None)
-    for ours, theirs in zip(streamed["statistics"] or [], whole["statistics"] or []):
+    assert (whole["optimum"]["statistics"] is None) == (streamed["optimum"]["statistics"] is None)
+    for ours, theirs in zip(streamed["optimum"]["statistics"] or [], whole["optimum"]["statistics"] or []):
         assert ours["term_names"] == theirs["term_names"] and ours["cov_type"] == theirs["cov_type"]
         for key in ("terms", "r2", "adj_r2", "f_statistic", "log_likelihood", "aic", "bic"):
             ours_, theirs_ = numbers(ours[key]), numbers(theirs[key])
@@ -157,9 +157,9 @@ def test_every_option_gives_the_same_answer_read_whole_or_streamed(capsys, tmp_p
         assert len(streamed["losses"]) == len(whole["losses"]) == 6
         return
     np.testing.assert_allclose(streamed["losses"], whole["losses"], rtol=bound)
-    np.testing.assert_allclose(streamed["weight"], whole["weight"], rtol=bound, atol=bound)
-    np.testing.assert_allclose(streamed["bias"], whole["bias"], rtol=bound, atol=bound)
-    np.testing.assert_allclose(numbers(streamed["metrics"]), numbers(whole["metrics"]), rtol=bound)
+    np.testing.assert_allclose(streamed["trained"]["weight"], whole["trained"]["weight"], rtol=bound, atol=bound)
+    np.testing.assert_allclose(streamed["trained"]["bias"], whole["trained"]["bias"], rtol=bound, atol=bound)
+    np.testing.assert_allclose(numbers(streamed["trained"]["metrics"]), numbers(whole["trained"]["metrics"]), rtol=bound)
 
 
 def numbers(value) -> list[float]:

@@ -462,3 +462,59 @@ def test_save_model_takes_a_fitted_estimator(tmp_path):
     np.testing.assert_allclose(loaded.predict(frame[["c", "a", "b"]])[:, 0], expected, rtol=0, atol=bound.max())
     with pytest.raises(ValueError, match="fitted estimator"):
         tl.save_model(tmp_path / "unfitted", tl.LinearRegression())
+
+
+def test_a_saved_estimator_comes_back_as_a_fitted_estimator(tmp_path):
+    """Issue 14: save_model, then load_estimator (LinearRegression.from_saved_model of load_model): the estimator
+    predicts what the original predicts, bit for bit (the same float64 coefficients in the same product), with the
+    names it was fitted on and its parameters."""
+    import warnings
+
+    import pandas as pd
+
+    import torchlinreg as tl
+
+    rng = np.random.default_rng(43)
+    frame = pd.DataFrame(rng.standard_normal((80, 3)), columns=["size", "age", "rooms"])
+    y = pd.Series(frame.to_numpy() @ np.array([1.0, -2.0, 0.5]) + 3.0 + 0.1 * rng.standard_normal(80), name="price")
+    original = tl.LinearRegression(optimizer="adam", lr=0.05, epochs=40, tol=None, random_state=7).fit(frame, y)
+    tl.save_model(tmp_path / "est", original)
+    saved = tl.load_model(tmp_path / "est")
+    assert saved.target_names == ("price",)  # the Series' name, kept by fit
+    back = tl.LinearRegression.from_saved_model(saved)
+    assert isinstance(back, tl.LinearRegression) and back.get_params() == original.get_params()
+    assert list(back.feature_names_in_) == ["size", "age", "rooms"] and back.n_features_in_ == 3
+    assert back.coef_.shape == original.coef_.shape == (3,) and isinstance(back.intercept_, float)
+    np.testing.assert_array_equal(back.coef_, original.coef_)
+    assert back.intercept_ == original.intercept_
+    np.testing.assert_array_equal(back.predict(frame), original.predict(frame))
+    with pytest.raises(ValueError, match="feature names"):  # scikit-learn's check of the names, as the original's
+        back.predict(frame[["age", "size", "rooms"]])
+    # fitted without names, on a 2-D y: no feature_names_in_, 2-D coefficients
+    Y = np.column_stack([y, 2 * y])
+    plain = tl.LinearRegression(solver="exact").fit(frame.to_numpy(), Y)
+    tl.save_model(tmp_path / "plain", plain)
+    back = tl.load_estimator(tmp_path / "plain")
+    assert not hasattr(back, "feature_names_in_") and back.coef_.shape == (2, 3) and back.intercept_.shape == (2,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning about feature names either
+        np.testing.assert_array_equal(back.predict(frame.to_numpy()), plain.predict(frame.to_numpy()))
+    # and it trains on: partial_fit continues from the loaded coefficients
+    assert back.partial_fit(frame.to_numpy(), Y).n_iter_ == 1
+
+
+def test_a_model_saved_by_fit_comes_back_as_an_estimator_with_its_settings(tmp_path):
+    from torchlinreg.cli import main
+
+    assert main(["fit", "--quiet", "--no-plots", "--epochs", "7", "--lr", "0.002", "--out", str(tmp_path / "run"),
+                 "--save", str(tmp_path / "model")]) == 0
+    import torchlinreg as tl
+
+    saved = load_model(tmp_path / "model")
+    back = tl.load_estimator(tmp_path / "model")
+    assert (back.epochs, back.lr, back.optimizer, back.standardize, back.n_iter_) == (7, 0.002, "sgd", False, 7)
+    import pandas as pd
+
+    assert list(back.feature_names_in_) == ["x"]  # the tutorial's column
+    data = pd.DataFrame({"x": np.linspace(1, 50, 50)})
+    np.testing.assert_array_equal(back.predict(data), saved.predict(data)[:, 0])  # one product per row: the same

@@ -51,7 +51,7 @@ def test_default_settings_reach_the_optimum(real, tmp_path):
 
     X, Y = (d.to_numpy() for d in realdata.numeric_design(frame, targets))
     assert summary["features"] == list(realdata.numeric_design(frame, targets)[0].columns)
-    W, b = np.array(summary["weight"]), np.array(summary["bias"])
+    W, b = np.array(summary["trained"]["weight"]), np.array(summary["trained"]["bias"])
     trained = float(np.mean((Y - X @ W.T - b) ** 2))
     optimum = _reference_mse(X, Y)
     # Both losses are float64 sums of n·m squares of the same data: their rounding is about

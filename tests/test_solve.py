@@ -476,7 +476,7 @@ def test_columns_are_checked_like_a_matrix():
         acc.update_columns([np.ones(4), np.ones(4)])
     with pytest.raises(ValueError, match="1-D arrays of one length"):
         acc.update_columns([np.ones(4), np.ones(3), np.ones(4)])
-    with pytest.raises(DataError, match="NaN or infinite values in 1 row .* row 2 of the chunk"):
+    with pytest.raises(DataError, match=r"NaN or infinite values in 1 row \(the first is row 3\)"):
         acc.update_columns([np.arange(4.0), np.array([0.0, 1.0, np.nan, 3.0]), np.arange(4.0) ** 2])
     assert acc.n_samples == 0
 
@@ -498,8 +498,8 @@ def test_bad_values_given_as_columns_get_the_matrix_message(weighted, bad):
             give(QRAccumulator(3, 1))
         messages.append(str(error.value))
     assert messages[0] == messages[1]
-    assert {"nan_in_y": "y has NaN or infinite values in 2 rows (the first is row 7",
-            "inf_in_x": "X has NaN or infinite values in 1 row (the first is row 12",
+    assert {"nan_in_y": "y has NaN or infinite values in 2 rows (the first is row 8)",  # 1-based data rows
+            "inf_in_x": "X has NaN or infinite values in 1 row (the first is row 13)",
             "huge_in_x": "X column 2 holds values up to 3e+200"}[bad] in messages[1]
 
 def test_refine_reads_chunks_from_a_function_and_rejects_a_one_shot_iterator():
@@ -547,8 +547,8 @@ def test_inputs_torch_float32_and_1d_targets():
 
 def test_bad_inputs_raise_with_the_fix():
     X, y = random_problem(20, 2, 1)
-    X[3, 1] = np.nan
-    with pytest.raises(DataError, match="X has NaN or infinite values.*row 3"):
+    X[3, 1] = np.nan  # the 4th row: messages name data rows from 1
+    with pytest.raises(DataError, match=r"X has NaN or infinite values.*row 4\)"):
         lstsq(X, y)
     with pytest.raises(ValueError, match="X has 20 rows but y has 19"):
         lstsq(np.ones((20, 2)), np.ones(19))
@@ -652,8 +652,8 @@ def test_bad_sample_weights_raise_with_the_fix():
     X, y = random_problem(10, 2, 1)
     cases = [(np.ones(9), r"sample_weight must have shape \(10,\), one weight per row, got \(9,\)"),
              (np.ones((10, 1)), r"must have shape \(10,\)"),
-             (np.r_[np.ones(3), np.nan, np.ones(6)], "NaN or infinite values.*row 3.*finite weight >= 0"),
-             (np.r_[np.ones(5), -2.0, np.ones(4)], "negative values.*-2.0 in row 5.*>= 0"),
+             (np.r_[np.ones(3), np.nan, np.ones(6)], r"NaN or infinite values.*row 4\).*finite weight >= 0"),
+             (np.r_[np.ones(5), -2.0, np.ones(4)], r"negative values.*-2.0 in row 6\).*>= 0"),
              (np.zeros(10), "all 10 sample weights are 0.*give at least one row a positive weight")]
     for w, match in cases:
         with pytest.raises(ValueError, match=match):

@@ -12,6 +12,7 @@ import warnings
 from decimal import Decimal, localcontext
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import stats
@@ -19,6 +20,7 @@ from scipy import stats
 import torchlinreg as tl
 from torchlinreg.errors import ConfigError, RankDeficiencyWarning
 from torchlinreg.statistics import COV_TYPES, RegressionStatistics, regression_statistics
+from torchlinreg.statistics_tables import StatisticsList
 
 sm = pytest.importorskip("statsmodels.api")
 
@@ -85,7 +87,7 @@ def random_problem(n=200, d=4, m=1, seed=0):
 def test_random_data_matches_statsmodels(cov_type, fit_intercept, weighted):
     X, y, w = random_problem()
     w = w if weighted else None
-    [ours] = regression_statistics(X, y, sample_weight=w, cov_type=cov_type, fit_intercept=fit_intercept)
+    ours = regression_statistics(X, y, sample_weight=w, cov_type=cov_type, fit_intercept=fit_intercept)
     assert_matches(ours, statsmodels_fit(X, y, w=w, cov_type=cov_type, fit_intercept=fit_intercept))
     assert ours.term_names == (("intercept",) if fit_intercept else ()) + ("x0", "x1", "x2", "x3")
     assert ours.unidentified == () and ours.weighted == weighted
@@ -95,7 +97,7 @@ def test_random_data_matches_statsmodels(cov_type, fit_intercept, weighted):
 @pytest.mark.parametrize("cov_type", ["nonrobust", "HC1"])
 def test_confidence_levels(conf_level, cov_type):
     X, y, _ = random_problem(seed=1)
-    [ours] = regression_statistics(X, y, conf_level=conf_level, cov_type=cov_type)
+    ours = regression_statistics(X, y, conf_level=conf_level, cov_type=cov_type)
     assert ours.conf_level == conf_level
     assert_matches(ours, statsmodels_fit(X, y, cov_type=cov_type))
 
@@ -129,7 +131,7 @@ def test_zero_weights_leave_their_rows_out():
     w[::7] = 0.0
     keep = w > 0
     for cov_type in ("nonrobust", "HC1", "HC3"):
-        [ours] = regression_statistics(X, y, sample_weight=w, cov_type=cov_type)
+        ours = regression_statistics(X, y, sample_weight=w, cov_type=cov_type)
         assert_matches(ours, statsmodels_fit(X[keep], y[keep], w=w[keep], cov_type=cov_type))
         assert ours.n_obs == keep.sum() == 171
 
@@ -190,7 +192,7 @@ def test_degree_5_polynomial_on_raw_x(cov_type):
     x = np.linspace(1.0, 30.0, 200)
     X = np.column_stack([x ** k for k in range(1, 6)])  # condition number 8.9e7 with the intercept
     y = np.sin(x) + 0.3 * rng.standard_normal(200)
-    [ours] = regression_statistics(X, y, cov_type=cov_type)
+    ours = regression_statistics(X, y, cov_type=cov_type)
     exact = decimal_ols(X, y, cov_type)
     # Our error alone (the reference keeps ~34 digits): our figures come from R of the centred, column-scaled
     # design (condition κ_s ≈ 2.3e3, not the raw 8.9e7), backward stable, so they are within
@@ -226,7 +228,7 @@ def test_duplicated_column_is_not_identified(cov_type):
     X = np.column_stack([a, b, a])
     y = 2 * a - b + 1 + rng.standard_normal(100)
     with pytest.warns(RankDeficiencyWarning, match="'a' and 'a_copy' are linearly dependent"):
-        [ours] = regression_statistics(X, y, cov_type=cov_type, feature_names=("a", "b", "a_copy"))
+        ours = regression_statistics(X, y, cov_type=cov_type, feature_names=("a", "b", "a_copy"))
     assert ours.unidentified == ("a", "a_copy") and ours.condition_number == np.inf
     for i in (1, 3):
         assert np.isnan([ours.params[i], ours.std_err[i], ours.p_values[i], *ours.conf_int[i]]).all()
@@ -250,7 +252,7 @@ def test_columns_summing_to_a_constant_leave_the_intercept_unidentified():
     X = np.column_stack([a, 7 - 3 * a, b])  # 3 a + a3 = 7: a, a3 and the intercept are collinear
     y = a + b + rng.standard_normal(80)
     with pytest.warns(RankDeficiencyWarning):
-        [ours] = regression_statistics(X, y, feature_names=("a", "a3", "b"))
+        ours = regression_statistics(X, y, feature_names=("a", "a3", "b"))
     assert ours.unidentified == ("intercept", "a", "a3")
     reduced = statsmodels_fit(np.column_stack([a, b]), y)  # the same column space; RTOL as above (κ ≈ 1)
     assert ours.params[3] == pytest.approx(reduced.params[2], rel=RTOL)
@@ -271,7 +273,7 @@ def test_bad_cov_type_lists_the_choices():
     X, y, _ = random_problem(n=20)
     with pytest.raises(ConfigError, match="unknown covariance type 'HC4'; choose one of nonrobust, HC0, HC1, HC2, HC3"):
         regression_statistics(X, y, cov_type="HC4")
-    assert regression_statistics(X, y, cov_type="hc1")[0].cov_type == "HC1"  # case does not matter
+    assert regression_statistics(X, y, cov_type="hc1").cov_type == "HC1"  # case does not matter
 
 
 def test_a_feature_named_intercept_is_refused():
@@ -282,8 +284,8 @@ def test_a_feature_named_intercept_is_refused():
 
 def test_summary_and_to_dict():
     X, y, w = random_problem(n=60, d=2, seed=8)
-    [ours] = regression_statistics(X, y, sample_weight=w, cov_type="HC3", feature_names=("size", "age"),
-                                   target_names=("price",))
+    ours = regression_statistics(X, y, sample_weight=w, cov_type="HC3", feature_names=("size", "age"),
+                                 target_names=("price",))
     text = ours.summary()
     for piece in ("WLS regression of 'price'", "R²", "Adj. R²", "F statistic", "Log-likelihood", "AIC", "BIC",
                   "HC3", "P>|z|", "[0.025", "0.975]", "intercept", "size", "age", f"{ours.params[1]:.6g}"):
@@ -295,15 +297,99 @@ def test_summary_and_to_dict():
     assert "RegressionStatistics(target='price'" in repr(ours)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RankDeficiencyWarning)
-        [deficient] = regression_statistics(np.column_stack([X[:, 0], X[:, 0]]), y)
+        deficient = regression_statistics(np.column_stack([X[:, 0], X[:, 0]]), y)
     record = json.loads(json.dumps(deficient.to_dict(), allow_nan=False))
     assert record["terms"]["x1"]["std_err"] is None and record["condition_number"] is None
     assert record["unidentified"] == ["x0", "x1"]
 
 
+def longley():
+    """The Longley data (statsmodels' copy): 16 rows, 6 named, nearly collinear columns; the target TOTEMP."""
+    data = sm.datasets.longley.load_pandas()
+    return data.exog, data.endog
+
+
+def longley_rtol(X, y) -> float:
+    """Both solvers are backward stable and their figures do not depend on the columns' scales, so the bound is
+    ls_bound of the column-scaled design [1, X] (κ 4.3e4, bound 9.5e-10; of the raw design, κ 4.9e9, it would be
+    1e-4); p values carry t² times it (t ≤ 4.9: ×24); ×30."""
+    A = sm.add_constant(X).to_numpy()
+    return 30 * ls_bound(A / np.linalg.norm(A, axis=0), y.to_numpy())
+
+
+def test_a_dataframe_and_a_series_keep_their_names_and_the_tables_show_statsmodels_figures():
+    X, y = longley()
+    ours = regression_statistics(X, y)  # a 1-D y: one RegressionStatistics
+    assert isinstance(ours, RegressionStatistics)
+    assert ours.target_name == "TOTEMP" and ours.term_names == ("intercept", *X.columns)
+    ref = sm.OLS(y, sm.add_constant(X)).fit()
+    assert_matches(ours, ref, rtol=longley_rtol(X, y))
+    text, page = ours.summary(), ours._repr_html_()
+    assert text.startswith("OLS regression of 'TOTEMP'\n") and "<caption>OLS regression of &#x27;TOTEMP&#x27;" in page
+    # every figure is printed to 6 digits (4 for t, 3 for p): statsmodels' figures agree far below that
+    for term, name in zip(ours.term_names, ref.params.index):
+        row = next(line for line in text.splitlines() if line.startswith(term + " "))
+        figures = [f"{ref.params[name]:.6g}", f"{ref.bse[name]:.6g}", f"{ref.tvalues[name]:.4g}",
+                   f"{ref.pvalues[name]:.3g}"]
+        assert row.split()[1:5] == figures, term
+        assert f"<tr><th>{term}</th>" + "".join(f"<td>{f}</td>" for f in figures) in page
+    for label, value in (("R²", ref.rsquared), ("Adj. R²", ref.rsquared_adj), ("AIC", ref.aic), ("BIC", ref.bic)):
+        assert f"{label}:" in text and f"<th>{label}:</th><td>{value:.6g}</td>" in page
+    assert "<script" not in page and "style=" not in page
+
+
+def test_names_are_escaped_in_the_html():
+    X, y = longley()
+    ours = regression_statistics(X.rename(columns={"GNP": "<b>GNP</b>"}), y.rename("jobs & more"))
+    page = ours._repr_html_()
+    assert "<b>GNP" not in page and "<th>&lt;b&gt;GNP&lt;/b&gt;</th>" in page
+    assert "jobs &amp; more" in page and "<b>GNP</b>" in ours.summary()
+
+
+def test_several_targets_give_a_list_shown_together():
+    X, y = longley()
+    Y = pd.DataFrame({"TOTEMP": y, "half": y / 2})
+    results = regression_statistics(X, Y)
+    assert isinstance(results, StatisticsList) and isinstance(results, list) and len(results) == 2
+    assert [r.target_name for r in results] == ["TOTEMP", "half"]
+    one = regression_statistics(X, y)
+    assert results.summary() == one.summary() + "\n\n" + results[1].summary()
+    assert results._repr_html_().count("<caption>") == 2 and "half" in results._repr_html_()
+    # Halving y halves the coefficients and the standard errors; t, p and R² stay
+    np.testing.assert_allclose(results[1].params, one.params / 2, rtol=longley_rtol(X, y))
+    np.testing.assert_allclose(results[1].t_values, one.t_values, rtol=longley_rtol(X, y))
+
+
+def test_indexing_one_target_as_before_still_works_with_a_warning():
+    X, y = longley()
+    ours = regression_statistics(X, y)
+    with pytest.warns(FutureWarning, match=r"drop the \[0\]"):
+        assert ours[0] is ours
+    with pytest.warns(FutureWarning):
+        [unpacked] = ours  # the code that unpacked the one-element list
+    assert unpacked is ours
+    with pytest.raises(IndexError):
+        ours[1]
+
+
+@pytest.mark.parametrize("deficient", [False, True])
+def test_statistics_read_back_from_their_dict(deficient):
+    X, y, w = random_problem(n=60, d=2, seed=8)
+    if deficient:
+        X = np.column_stack([X[:, 0], X[:, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RankDeficiencyWarning)
+        ours = regression_statistics(X, y, sample_weight=w, cov_type="HC1", conf_level=0.9)
+    back = RegressionStatistics.from_dict(json.loads(json.dumps(ours.to_dict(), allow_nan=False)))
+    assert back.summary() == ours.summary() and back._repr_html_() == ours._repr_html_()
+    for name in ("params", "std_err", "t_values", "p_values", "conf_int", "cov_params"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(ours, name), err_msg=name)  # JSON keeps floats
+    assert (back.condition_number, back.unidentified, back.use_t) == (ours.condition_number, ours.unidentified, False)
+
+
 def test_use_t_with_a_robust_covariance():
     X, y, _ = random_problem(seed=9)
-    [ours] = regression_statistics(X, y, cov_type="HC1", use_t=True)
+    ours = regression_statistics(X, y, cov_type="HC1", use_t=True)
     res = statsmodels_fit(X, y).get_robustcov_results(cov_type="HC1", use_t=True)
     assert_matches(ours, res)
     assert "P>|t|" in ours.summary()

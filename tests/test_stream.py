@@ -565,7 +565,7 @@ def test_the_readmes_streaming_calls(tmp_path):
         reference.loss, rel=loss_rtol(X, y, reference.coef, reference.intercept))
     streamed = tl.run_fit(src, tl.TrainConfig(optimizer="lbfgs", epochs=20), tmp_path / "run-big", quiet=True,
                           plots=False)  # the README's line, without the printing and the pictures
-    assert streamed.summary()["reading"]["mode"] == "stream" and streamed.n_samples == 3000
+    assert streamed.to_dict()["reading"]["mode"] == "stream" and streamed.n_samples == 3000
     np.testing.assert_allclose(streamed.solution.coef, reference.coef, rtol=1e-10)  # as big's, above
 
 

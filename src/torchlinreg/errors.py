@@ -99,6 +99,10 @@ class ModelFileError(TorchlinregError):
     """A saved model cannot be loaded: missing, truncated, inconsistent, or not a torchlinreg model."""
 
 
+class ResultFileError(TorchlinregError):
+    """A fit's output folder cannot be read back: missing, damaged, or not written by a torchlinreg fit."""
+
+
 class CheckpointError(ModelFileError):
     """A checkpoint cannot be resumed from: missing part, truncated, altered, or not a torchlinreg checkpoint."""
 

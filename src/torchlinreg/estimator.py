@@ -19,7 +19,7 @@ import numpy as np
 
 try:
     from sklearn.base import BaseEstimator, RegressorMixin
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 except ImportError as exc:  # scikit-learn is an optional dependency
     raise ImportError("torchlinreg.LinearRegression needs scikit-learn (1.6 or later); "
@@ -29,13 +29,15 @@ import torch
 
 from . import defaults
 from .config import TrainConfig
+from .data import default_names
 from .devices import resolve_device
-from .errors import ConfigError
+from .errors import ConfigError, DataError, RankDeficiencyWarning
 from .history import History
 from .model import LinearModel, build_model
 from .report import PrintReport
+from .results import Summary, View, text
 from .scaling import Standardizer
-from .solve import lstsq
+from .solve import _column_names, lstsq
 from .training import make_optimizer, train
 
 SOLVERS = ("gd", "exact")
@@ -116,6 +118,10 @@ class LinearRegression(RegressorMixin, BaseEstimator):
     loss_ : float
         Training loss at ``coef_`` and ``intercept_``: the weighted mean of the squared
         errors over all samples and targets, ``sum(w * r**2) / (sum(w) * n_targets)``.
+    optimum_ : LstsqSolution or None
+        The exact least-squares solution of the rows given to ``fit`` (float64, refined when
+        ill-conditioned), named as the estimator was fitted; what :meth:`summary` compares the
+        model with. None after ``partial_fit``, whose rows may be others.
     module_ : LinearModel or None
         The trained PyTorch model (on the standardised scale when ``standardize=True``);
         None for ``solver="exact"``.
@@ -191,6 +197,22 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
 
+    @classmethod
+    def from_saved_model(cls, saved) -> LinearRegression:
+        """A fitted estimator that predicts what ``saved`` (a :class:`~torchlinreg.persistence.SavedModel`,
+        from ``tl.load_model``) predicts.
+
+        ``coef_`` and ``intercept_`` are the saved ones (1-D and a float for one target, unless the model
+        was saved from an estimator fitted on a 2-D y); ``feature_names_in_`` holds the feature names
+        unless the model was saved from an estimator fitted without them; the parameters come from the
+        metadata (a saved estimator's ``params``, or a fit's ``settings``). ``fit`` and ``partial_fit``
+        work as on any estimator (``partial_fit`` and ``warm_start`` continue from these
+        coefficients); ``summary()`` needs a ``fit`` first, since the rows are not saved.
+        """
+        from .restore import fitted_from_saved
+
+        return fitted_from_saved(cls, saved)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True  # 2-D y: one row of coef_ per target
@@ -213,14 +235,13 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         self : LinearRegression
         """
         previous = _coef_2d(self) if self.warm_start and hasattr(self, "coef_") else None
+        targets = _column_names(y)  # a Series' or DataFrame's names, for summary()
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32])
         w = _weights(sample_weight, X)
         Y = y.reshape(len(y), -1)  # (n, n_targets)
         config = self._config()
         if self.solver == "exact":
-            names = getattr(self, "feature_names_in_", None)
-            unique = names is not None and len(set(names)) == len(names)
-            sol = lstsq(X, Y, sample_weight=w, feature_names=list(names) if unique else None)
+            sol = self._set_optimum(X, Y, w, targets, quiet=False)
             self.module_ = self.optimizer_ = self.scaler_ = None
             self.n_iter_, self.history_ = 0, []
             self._set_coef(sol.coef, sol.intercept, y.ndim, X, Y, w)
@@ -235,6 +256,7 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         self.n_iter_ = len(history)
         self.history_ = [asdict(r) for r in history.records]
         self._finish(history, config, y.ndim, X, Y, w, partial=False)
+        self._set_optimum(X, Y, w, targets, quiet=True)
         return self
 
     def partial_fit(self, X, y, sample_weight=None):
@@ -275,6 +297,7 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         records = [asdict(r) | {"epoch": self.n_iter_} for r in history.records]
         self.history_ = ([] if first else list(self.history_)) + records
         self._finish(history, config, y.ndim, X, Y, w, partial=True)
+        self.optimum_ = None  # summary() compares with the optimum of fit's rows; these may be others
         return self
 
     def predict(self, X):
@@ -291,6 +314,40 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return X @ self.coef_.T + self.intercept_
+
+    def summary(self, *, conf_level: float = 0.95) -> Summary:
+        """The fitted model beside the exact least-squares optimum of the training rows, then the optimum's
+        statistics in statsmodels' layout, with the names the estimator was fitted on.
+
+        Per target each coefficient by feature name (``feature_names_in_``, else ``x1, x2, ...``), the
+        intercept and the loss, as "trained", "optimum", "difference"; the gap between them; then
+        standard errors, t and p values, ``conf_level`` confidence intervals, R² (the optimum's), F,
+        AIC and BIC (:func:`torchlinreg.regression_statistics`, classical covariance).
+
+        Returns
+        -------
+        Summary : a str (printed, or shown in a notebook, as it reads)
+        """
+        check_is_fitted(self)
+        solution = getattr(self, "optimum_", None)
+        if solution is None:
+            raise NotFittedError("summary() compares the model with the exact optimum of the rows given to fit; "
+                                 "after partial_fit (other rows), or for a loaded model, there is none: call fit "
+                                 "first")
+        from .judge import gap
+        from .statistics import ResidualPass, solution_statistics
+
+        W, b = _coef_2d(self)
+        residuals = None
+        if solution.sum_weights is not None:  # the weighted log-likelihood needs Σ log w, kept by fit
+            residuals = ResidualPass(solution).add_vector([self._fit_sums_["log_weights"], solution.n_samples])
+        statistics = solution_statistics(solution, residuals, conf_level=conf_level)
+        how = (f"solver='exact'" if self.solver == "exact" else
+               f"optimizer={self.optimizer!r}, {self.n_iter_} epochs")
+        return text(View(solution.feature_names, solution.target_names, {"weight": W, "bias": b, "loss": self.loss_},
+                         {"weight": solution.coef, "bias": solution.intercept, "loss": solution.loss},
+                         gap(W, b, self.loss_, solution, self._fit_sums_["mean_square_y"]), None, statistics,
+                         f"{type(self).__name__}({how}) on {solution.n_samples:,} rows"))
 
     # --- the steps ------------------------------------------------------------------------------
 
@@ -354,6 +411,38 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         self.intercept_ = float(b[0]) if y_ndim == 1 else b
         r2 = (np.asarray(X, dtype=np.float64) @ W.T + b - Y) ** 2  # (n, n_targets)
         self.loss_ = float(np.mean(r2) if w is None else (w @ r2).sum() / (w.sum() * r2.shape[1]))
+
+    def _set_optimum(self, X, Y, w, targets, *, quiet: bool):
+        """``optimum_``: the exact least-squares solution of the training rows, named (for ``summary()``), and
+        the sums its statistics need beyond it. ``quiet`` (gradient descent, which did not ask for it): no
+        RankDeficiencyWarning, and no optimum where float64 cannot hold it."""
+        names = getattr(self, "feature_names_in_", None)
+        features = tuple(map(str, names)) if names is not None and len(set(names)) == len(names) else \
+            default_names("x", X.shape[1])
+        targets = targets if targets is not None and len(targets) == Y.shape[1] else default_names("y", Y.shape[1])
+        with warnings.catch_warnings():
+            if quiet:
+                warnings.simplefilter("ignore", RankDeficiencyWarning)
+            try:
+                self.optimum_ = lstsq(X, Y, sample_weight=w, feature_names=features, target_names=targets)
+            except DataError:
+                if not quiet:
+                    raise
+                self.optimum_ = None
+        Y64 = np.asarray(Y, dtype=np.float64)
+        self._fit_sums_ = {"mean_square_y": float(np.mean(Y64 ** 2)),  # tells an exact fit from rounding (judge.gap)
+                           "log_weights": 0.0 if w is None else float(np.sum(np.log(w[w > 0])))}
+        return self.optimum_
+
+
+# --- from a saved model ----------------------------------------------------------------------------
+
+def load_estimator(path) -> LinearRegression:
+    """The model saved at ``path`` (``tl.save_model``, or ``torchlinreg fit --save``) as a fitted
+    :class:`LinearRegression`: ``LinearRegression.from_saved_model(tl.load_model(path))``."""
+    from .persistence import load_model
+
+    return LinearRegression.from_saved_model(load_model(path))
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -46,8 +46,8 @@ def fold(source: Source, acc: QRAccumulator, chunk_rows: int, part: int = 0, n_p
     if own is not None:
         own(acc, chunk_rows, part, n_parts)
         return
-    for X, y, w in source.chunks(chunk_rows, part, n_parts):
-        acc.update(X, y, w)
+    for i, (X, y, w) in enumerate(source.chunks(chunk_rows, part, n_parts)):
+        acc.update(X, y, w, first_row=(part + i * n_parts) * chunk_rows + 1)  # chunk part + i·n_parts: its data rows
 
 
 def solve_source(
@@ -110,7 +110,8 @@ def solve_rows(X, y, sample_weight, dist, *, feature_names=None, target_names=No
 
     mine = shard(len(X), dist)
     w = None if sample_weight is None else sample_weight[mine]
-    acc = merge_accumulators(QRAccumulator(X.shape[1], y.shape[1]).update(X[mine], y[mine], sample_weight=w), dist)
+    acc = QRAccumulator(X.shape[1], y.shape[1]).update(X[mine], y[mine], sample_weight=w, first_row=mine.start + 1)
+    acc = merge_accumulators(acc, dist)
     solution = acc.solve(feature_names=feature_names, target_names=target_names)
     if needs_refinement(solution):  # every rank its rows, the sums of each pass added across the ranks
         rows = (X[mine], y[mine]) if w is None else (X[mine], y[mine], w)

@@ -28,6 +28,7 @@ from .history import History
 from .judge import PLOT_SAMPLE_ROWS, divergence_advice, gap, last_pass, warn_if_unfinished
 from .model import LinearModel, build_model
 from .publish import OUTPUT_FILES, Publish
+from .results import Summary, View, drawn_images, fit_heading, html, text
 from .scaling import Standardizer
 from .exact import solve
 from .solve import LstsqSolution, QRAccumulator
@@ -62,8 +63,11 @@ class FitResult:
         """Rows of the data (``data`` may hold only a sample of a streamed file's rows)."""
         return self.n_rows if self.n_rows is not None else self.data.n_samples
 
-    def summary(self) -> dict:
-        """The run as plain JSON-able data."""
+    def to_dict(self) -> dict:
+        """The run as plain JSON-able data (``summary.json``): what was fitted and how; ``trained``, the
+        trained model (its weight, bias, loss and metrics); ``optimum``, the exact least-squares optimum on
+        the training rows (and its statistics, when computed); ``gap``, how far apart the two are."""
+        statistics = [s.to_dict() for s in self.statistics] if self.statistics is not None else None
         return {
             "torchlinreg_version": __version__,
             "n_samples": self.n_samples,
@@ -78,14 +82,29 @@ class FitResult:
             "status": self.history.status,
             "message": self.history.message,
             "epochs_run": len(self.history),
-            "weight": self.weight.tolist(),
-            "bias": self.bias.tolist(),
-            "optimum": self.solution.to_dict(),
+            "trained": {"weight": self.weight.tolist(), "bias": self.bias.tolist(), "loss": self.gap["trained_loss"],
+                        "metrics": self.metrics},
+            "optimum": {**self.solution.to_dict(), "statistics": statistics},
             "gap": self.gap,
-            "metrics": self.metrics,
             "diagnostics": self.diagnostics.to_dict() if self.diagnostics is not None else None,
-            "statistics": [s.to_dict() for s in self.statistics] if self.statistics is not None else None,
         }
+
+    def summary(self) -> Summary:
+        """The results as text: the trained model beside the exact optimum, the gap, the trained model's
+        metrics per split, the optimum's statistics (when computed). See :mod:`torchlinreg.results`."""
+        return text(self._view())
+
+    def _repr_html_(self) -> str:
+        """The same as HTML tables, with the plots inline (a notebook shows it)."""
+        return html(self._view(), drawn_images(self.data, self.history, self.solution.loss))
+
+    def _view(self) -> View:
+        solution, history = self.solution, self.history
+        return View(tuple(self.data.feature_names), tuple(self.data.target_names),
+                    {"weight": self.weight, "bias": self.bias, "loss": self.gap["trained_loss"]},
+                    {"weight": solution.coef, "bias": solution.intercept, "loss": solution.loss}, self.gap,
+                    self.metrics, self.statistics,
+                    fit_heading(self.n_samples, len(history), self.config.optimizer, history.status, history.message))
 
     def __repr__(self) -> str:
         return f"FitResult({self.data!r}, {self.history!r}, files={sorted(self.files)})"

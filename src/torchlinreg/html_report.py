@@ -110,10 +110,11 @@ def render_report(result, *, statistics=None, files=None) -> str:
         ("plots", "Plots", _plots_section(result.files if files is None else files)),
         ("epochs", "Epochs", _epochs_section(result)),
         ("model", "Trained model and the exact least-squares optimum", _model_section(result)),
-        ("metrics", "Metrics", _metrics_section(result.metrics)),
+        ("metrics", "Metrics of the trained model", _metrics_section(result.metrics)),
     ]
     if statistics:
-        sections.append(("statistics", "Statistics", _statistics_section(statistics)))
+        sections.append(("statistics", "Statistics of the exact least-squares optimum (not of the trained model)",
+                         _statistics_section(statistics)))
     nav = " ".join(f'<a href="#{key}">{_esc(heading)}</a>' for key, heading, _ in sections)
     body = "\n".join(f'<section id="{key}">\n<h2>{_esc(heading)}</h2>\n{content}\n</section>'
                      for key, heading, content in sections)

@@ -75,7 +75,7 @@ def read_json_object(path: Path) -> dict:
 
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested deeper than Python's parser goes
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -278,10 +278,14 @@ def _from_estimator(estimator) -> SavedModel:
         bias = np.repeat(bias, len(weight))  # fit_intercept=False keeps one 0.0 for every target
     names = getattr(estimator, "feature_names_in_", None)
     features = tuple(map(str, names)) if names is not None else default_names("x", weight.shape[1])
-    targets = default_names("y", len(weight))
+    optimum = getattr(estimator, "optimum_", None)  # torchlinreg's estimator keeps the target names fitted on
+    targets = tuple(optimum.target_names) if optimum is not None and len(optimum.target_names) == len(weight) \
+        else default_names("y", len(weight))
     params = estimator.get_params() if hasattr(estimator, "get_params") else {}
     metadata = {"estimator": type(estimator).__name__,
-                "params": {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool, type(None)))}}
+                "params": {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool, type(None)))},
+                "feature_names_in": names is not None,  # whether the names are the data's (else x1, x2, ...)
+                "coef_ndim": int(np.ndim(estimator.coef_))}  # 1: fitted on a 1-D y
     return SavedModel(weight, bias, features, targets, metadata)
 
 

@@ -25,7 +25,7 @@ from .callbacks import Callback
 from .errors import ConfigError, OutputError, render
 from .outputs import (CHECKPOINT_DIR, atomic_write_text, check_output_dir, check_writable_path, prepare_output_dir,
                       remove_stale)
-from .report import PrintReport, format_comparison, format_metrics
+from .report import PrintReport, format_comparison, format_metrics, format_statistics
 
 HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON = "history.json", "history.csv", "summary.json"
 # Every file a run may write into its output folder (plots.PLOT_FILES, the GIF, the report and the
@@ -128,9 +128,8 @@ class Publish:
         for line in lines:
             self.print(line)
         if statistics:
-            for table in result.statistics:
-                self.print("")
-                self.print(table.summary())
+            self.print("")
+            self.print(format_statistics(result.statistics))
         if self.out is not None:
             self._write_folder(result)
         if self.save is not None:
@@ -141,7 +140,7 @@ class Publish:
         result.files["history"] = atomic_write_text(out / HISTORY_JSON, history.to_json() + "\n")
         result.files["history_csv"] = atomic_write_text(out / HISTORY_CSV, history.to_csv())
         result.files["summary"] = atomic_write_text(out / SUMMARY_JSON,
-                                                    json.dumps(json_safe(result.summary()), indent=1) + "\n")
+                                                    json.dumps(json_safe(result.to_dict()), indent=1) + "\n")
         if self.plots:
             from .pictures import save_plots  # matplotlib only when plots are asked for
 

@@ -127,22 +127,39 @@ def format_comparison(feature_names, target_names, trained: dict, optimum: dict,
     ``trained``/``optimum`` hold ``weight`` (m, d), ``bias`` (m,) and ``loss``; ``gap`` holds
     ``relative_excess_loss``, ``distance`` and ``relative_distance``.
     """
-    rows = []
-    for j, target in enumerate(target_names):
-        suffix = f" -> {target}" if len(target_names) > 1 else ""
-        for i, feature in enumerate(feature_names):
-            rows.append((f"weight {feature}{suffix}", trained["weight"][j][i], optimum["weight"][j][i]))
-        rows.append((f"bias{suffix}", trained["bias"][j], optimum["bias"][j]))
+    rows = comparison_rows(feature_names, target_names, trained, optimum)
     hidden = max(0, len(rows) - MAX_TABLE_ROWS)
     rows = rows[:MAX_TABLE_ROWS]
     rows.append(("loss (MSE)", trained["loss"], optimum["loss"]))
     width = max(len(name) for name, *_ in rows)
+    cells = [(name, _fixed(a).strip(), _fixed(b).strip(), a - b) for name, a, b in rows]
+    number = max(15, *(len(c) for _, a, b, _ in cells for c in (a, b)))  # 15: the tutorial's; wider for millions
     lines = ["Trained model and the exact least-squares optimum (training data):",
-             f"  {'':{width}}  {'trained':>15}  {'optimum':>15}  {'difference':>12}"]
-    for name, a, b in rows:
-        lines.append(f"  {name:{width}}  {_fixed(a)}  {_fixed(b)}  {a - b:12.4g}")
+             f"  {'':{width}}  {'trained':>{number}}  {'optimum':>{number}}  {'difference':>12}"]
+    for name, a, b, difference in cells:
+        lines.append(f"  {name:{width}}  {a:>{number}}  {b:>{number}}  {difference:12.4g}")
     if hidden:
         lines.append(f"  ... {hidden} more parameters (all of them: torchlinreg solve --json, or --save)")
+    gap_line, *caveat = gap_sentences(gap)
+    lines.append(f"  gap: {gap_line}")
+    lines.extend(f"  ({line})" for line in caveat)
+    return "\n".join(lines)
+
+
+def comparison_rows(feature_names, target_names, trained: dict, optimum: dict, arrow: str = "->") -> list[tuple]:
+    """``(name, trained, optimum)`` per parameter: each target's weights by feature name, then its bias."""
+    rows = []
+    for j, target in enumerate(target_names):
+        suffix = f" {arrow} {target}" if len(target_names) > 1 else ""
+        for i, feature in enumerate(feature_names):
+            rows.append((f"weight {feature}{suffix}", trained["weight"][j][i], optimum["weight"][j][i]))
+        rows.append((f"bias{suffix}", trained["bias"][j], optimum["bias"][j]))
+    return rows
+
+
+def gap_sentences(gap: dict) -> list[str]:
+    """How far the trained model is from the optimum (the relative excess loss, the distance), and, when the
+    optimum is not unique, why the distance says little."""
     excess = gap["relative_excess_loss"]
     if gap.get("exact_fit"):
         excess_text = "the optimum fits the data exactly (loss 0 to rounding), the trained model does not"
@@ -158,12 +175,12 @@ def format_comparison(feature_names, target_names, trained: dict, optimum: dict,
     relative = gap["relative_distance"]  # inf when the optimum is all zeros: no size to compare with
     size = (f" ({percent(relative, '')} of its size)" if math.isfinite(relative)
             else " (the optimum is all zeros)" if relative == math.inf else "")
-    lines.append(f"  gap: {excess_text}; the parameters are {gap['distance']:.4g} away from the "
-                 f"{'' if unique else 'minimum-norm '}optimum{size}")
+    lines = [f"{excess_text}; the parameters are {gap['distance']:.4g} away from the "
+             f"{'' if unique else 'minimum-norm '}optimum{size}"]
     if not unique:
-        lines.append("  (the data do not identify every parameter, so the optimum is not unique: a distance "
-                     "from the minimum-norm one says little; compare the losses)")
-    return "\n".join(lines)
+        lines.append("the data do not identify every parameter, so the optimum is not unique: a distance "
+                     "from the minimum-norm one says little; compare the losses")
+    return lines
 
 
 def _fixed(value: float) -> str:
@@ -171,12 +188,22 @@ def _fixed(value: float) -> str:
     return f"{value:15.8f}" if abs(value) < 1e7 else f"{value:15.8e}"
 
 
+METRICS_TITLE = "Metrics of the trained model"
+STATISTICS_TITLE = ("Statistics of the exact least-squares optimum (not of the trained model: the R² below is "
+                    "the optimum's)")
+
+
 def format_metrics(metrics: dict) -> str:
-    """``metrics`` maps a split name (``train``, ``validation``) to ``{mse, rmse, mae, r2}``."""
-    lines = [f"Metrics {'':6}{'MSE':>14}{'RMSE':>14}{'MAE':>14}{'R²':>14}"]
+    """``metrics`` maps a split name (``train``, ``validation``) to ``{mse, rmse, mae, r2}``: the trained model's."""
+    lines = [f"{METRICS_TITLE}:", f"  {'':11}{'MSE':>14}{'RMSE':>14}{'MAE':>14}{'R²':>14}"]
     for split, m in metrics.items():
         lines.append(f"  {split:<11}{m['mse']:14.6g}{m['rmse']:14.6g}{m['mae']:14.6g}{m['r2']:14.6g}")
     return "\n".join(lines)
+
+
+def format_statistics(statistics) -> str:
+    """The statistics tables (one per target, statsmodels' layout) under a title that says whose they are."""
+    return f"{STATISTICS_TITLE}:\n" + "\n\n".join(table.summary() for table in statistics)
 
 
 def format_solution(solution) -> str:

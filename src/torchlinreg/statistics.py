@@ -43,6 +43,7 @@ Conventions (statsmodels' unless said)
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -52,6 +53,7 @@ from scipy import special  # the distributions' functions, without scipy.stats' 
 from .config import COV_TYPES
 from .errors import ConfigError
 from .solve import _NULL_TOL, LstsqSolution, _as_array, lstsq
+from .statistics_tables import StatisticsList, summary_html, summary_text
 
 INTERCEPT = "intercept"  # the constant term's name
 _BLOCK_ROWS = 8192  # rows per block in the pass for robust covariances
@@ -117,40 +119,21 @@ class RegressionStatistics:
                 f"r2={self.r2:.6g}, unidentified={list(self.unidentified)})")
 
     def summary(self) -> str:
-        """A readable table: the fit's figures, then one row per term."""
-        stat = "t" if self.use_t else "z"
-        alpha = 1 - self.conf_level
-        left = [("Observations", f"{self.n_obs}"), ("Df residuals", _num(self.df_resid)),
-                ("Df model", _num(self.df_model)), ("Covariance", self.cov_type),
-                ("Log-likelihood", _num(self.log_likelihood)), ("Condition no.", _num(self.condition_number, 4))]
-        right = [("R²", _num(self.r2)), ("Adj. R²", _num(self.adj_r2)), ("F statistic", _num(self.f_statistic)),
-                 ("Prob (F)", _num(self.f_pvalue, 3)), ("AIC", _num(self.aic)), ("BIC", _num(self.bic))]
-        name_width = max(len("term"), *(len(name) for name in self.term_names))
-        header = (f"{'term':<{name_width}}{'coef':>14}{'std err':>12}{stat:>10}{f'P>|{stat}|':>11}"
-                  f"{f'[{alpha / 2:g}':>14}{f'{1 - alpha / 2:g}]':>14}")
-        width = len(header)
-        title = f"{'WLS' if self.weighted else 'OLS'} regression of {self.target_name!r}"
-        lines = [title, "=" * width]
-        half = width // 2
-        for (ln, lv), (rn, rv) in zip(left, right):
-            lines.append(f"{ln + ':':<16}{lv:>{half - 18}}  " + f"  {rn + ':':<16}{rv:>{width - half - 20}}")
-        lines += ["=" * width, header, "-" * width]
-        missing = set(self.unidentified)
-        for i, name in enumerate(self.term_names):
-            if name in missing:
-                lines.append(f"{name:<{name_width}}{'not identified':>26}")
-                continue
-            lo, hi = self.conf_int[i]
-            lines.append(f"{name:<{name_width}}{_num(self.params[i]):>14}{_num(self.std_err[i]):>12}"
-                         f"{_num(self.t_values[i], 4):>10}{_num(self.p_values[i], 3):>11}{_num(lo):>14}{_num(hi):>14}")
-        lines.append("=" * width)
-        if self.unidentified:
-            lines.append(f"Not identified: {_join(self.unidentified)}. The design is rank-deficient: these terms are "
-                         f"collinear (with each other or the intercept), so the data cannot tell their effects apart; "
-                         f"drop redundant columns or add rows that separate them.")
-        if not self.use_t:
-            lines.append(f"{self.cov_type} covariance: z and P>|z| from the normal distribution.")
-        return "\n".join(lines)
+        """A readable table in statsmodels' layout: the fit's figures, then one row per term."""
+        return summary_text(self)
+
+    def _repr_html_(self) -> str:
+        """The same table as HTML (a notebook shows it)."""
+        return summary_html(self)
+
+    def __getitem__(self, index):
+        """``stats[0]`` is ``stats``: before, :func:`regression_statistics` returned a list for a 1-D ``y`` too."""
+        if index == 0:
+            warnings.warn("regression_statistics returns one RegressionStatistics for a 1-D y (a list for a 2-D y): "
+                          "drop the [0]", FutureWarning, stacklevel=2)
+            return self
+        raise IndexError("a RegressionStatistics is one target's; index the list regression_statistics returns "
+                         "for a 2-D y")
 
     def to_dict(self) -> dict:
         """Plain data for JSON; NaN and infinities become ``None``."""
@@ -170,10 +153,26 @@ class RegressionStatistics:
             "unidentified": list(self.unidentified),
         }
 
+    @classmethod
+    def from_dict(cls, record: dict) -> RegressionStatistics:
+        """The statistics :meth:`to_dict` wrote (``None`` read back as NaN; an infinite condition number too)."""
+        names = tuple(record["term_names"])
+        terms = record["terms"]
 
-def _num(v: float, digits: int = 6) -> str:
-    v = float(v)
-    return f"{v:.{digits}g}" if math.isfinite(v) else str(v)
+        def column(key: str) -> np.ndarray:
+            return _floats([terms[name][key] for name in names])
+
+        fields = {key: _float(record[key]) for key in ("df_model", "df_resid", "r2", "adj_r2", "f_statistic",
+                                                        "f_pvalue", "log_likelihood", "aic", "bic")}
+        condition = record["condition_number"]
+        return cls(target_name=str(record["target_name"]), term_names=names, params=column("param"),
+                   std_err=column("std_err"), t_values=column("t_value"), p_values=column("p_value"),
+                   conf_int=_floats([terms[name]["conf_int"] for name in names]).reshape(len(names), 2),
+                   conf_level=float(record["conf_level"]), cov_type=str(record["cov_type"]),
+                   cov_params=_floats(record["cov_params"]).reshape(len(names), len(names)),
+                   n_obs=int(record["n_obs"]), condition_number=math.inf if condition is None else float(condition),
+                   unidentified=tuple(record["unidentified"]), use_t=bool(record["use_t"]),
+                   weighted=bool(record["weighted"]), **fields)
 
 
 def _plain(v) -> float | None:
@@ -181,9 +180,13 @@ def _plain(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _join(names: Iterable[str]) -> str:
-    quoted = [repr(name) for name in names]
-    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+def _float(v) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _floats(values) -> np.ndarray:
+    """A JSON list of numbers (None for NaN), any depth, as a float64 array."""
+    return np.array(values, dtype=object).astype(np.float64) if values is not None else np.zeros(0)
 
 
 # --- the basis of the design's column space, from lstsq's factorization --------------------------
@@ -269,25 +272,28 @@ def check_settings(conf_level, cov_type) -> tuple[float, str]:
 
 def regression_statistics(X, y, *, sample_weight=None, conf_level: float = 0.95, cov_type: str = "nonrobust",
                           feature_names=None, target_names=None, fit_intercept: bool = True,
-                          use_t: bool | None = None) -> list[RegressionStatistics]:
+                          use_t: bool | None = None) -> RegressionStatistics | StatisticsList:
     """Standard errors, t and p values, confidence intervals and fit criteria of the least-squares fit.
 
     Parameters
     ----------
-    X : array or tensor of shape (n_samples, n_features)
-    y : array or tensor of shape (n_samples, n_targets) or (n_samples,); each target is its own regression
+    X : array, tensor or pandas DataFrame of shape (n_samples, n_features)
+    y : array, tensor, pandas Series or DataFrame of shape (n_samples,) or (n_samples, n_targets); each target
+        is its own regression
     sample_weight : array of shape (n_samples,), finite, >= 0, not all 0: weighted least squares (WLS)
     conf_level : level of the confidence intervals, in (0, 1)
     cov_type : "nonrobust" (homoscedastic errors) or a heteroscedasticity-robust "HC0", "HC1", "HC2", "HC3"
-    feature_names, target_names : column names (default as ``lstsq``: 'x' or 'x0', ...; 'y' or 'y0', ...)
+    feature_names, target_names : column names; default a DataFrame's columns and a Series' name, else as
+        ``lstsq``: 'x' or 'x0', ...; 'y' or 'y0', ...
     fit_intercept : include the constant term ``"intercept"`` (first among the terms)
     use_t : t and p from Student's t with ``df_resid`` degrees of freedom, else from the normal
         distribution; default (None) as statsmodels: t for "nonrobust", normal for HC*
 
     Returns
     -------
-    list of RegressionStatistics, one per target, whose figures equal statsmodels'
-    ``OLS``/``WLS(...).fit(cov_type=...)`` on ``sm.add_constant(X)`` (see the module's conventions).
+    RegressionStatistics for a 1-D ``y``; for a 2-D ``y`` a StatisticsList (a list) of them, one per target.
+    Their figures equal statsmodels' ``OLS``/``WLS(...).fit(cov_type=...)`` on ``sm.add_constant(X)`` (see the
+    module's conventions); ``summary()`` prints them in its layout, and a notebook shows them as HTML tables.
     """
     conf_level, cov_type = check_settings(conf_level, cov_type)
     _check_names(feature_names, fit_intercept)
@@ -297,8 +303,9 @@ def regression_statistics(X, y, *, sample_weight=None, conf_level: float = 0.95,
     residuals = ResidualPass(solution, cov_type)
     if residuals.needed:
         residuals.update(X, y, sample_weight)
-    return solution_statistics(solution, residuals if residuals.needed else None, conf_level=conf_level,
-                               cov_type=cov_type, use_t=use_t)
+    results = solution_statistics(solution, residuals if residuals.needed else None, conf_level=conf_level,
+                                  cov_type=cov_type, use_t=use_t)
+    return results[0] if np.ndim(y) == 1 else results
 
 
 def _check_names(feature_names, fit_intercept: bool) -> None:
@@ -374,7 +381,7 @@ class ResidualPass:
 
 def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None = None, *,
                         conf_level: float = 0.95, cov_type: str = "nonrobust",
-                        use_t: bool | None = None) -> list[RegressionStatistics]:
+                        use_t: bool | None = None) -> StatisticsList:
     """:func:`regression_statistics` from a solution and, where needed, one pass over its rows.
 
     ``solution`` comes from ``lstsq``, ``QRAccumulator.solve`` or ``refine`` (a streamed or
@@ -403,7 +410,7 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
     terms = tuple(names[i] for i in order)
     missing = ~basis.identified[order]  # their parameters, covariances and tests are NaN
     unidentified = tuple(name for name, gone in zip(terms, missing) if gone)
-    results = []
+    results = StatisticsList()
     for t, target in enumerate(solution.target_names):
         theta = np.append(solution.coef[t], solution.intercept[t])[:d + k_const]
         ssr = solution.loss_per_target[t] * basis.sum_weights

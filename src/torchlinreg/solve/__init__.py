@@ -46,7 +46,7 @@ from __future__ import annotations
 # ``_block_r``, ``_exact_shift`` and ``UPDATE_BLOCK_ENTRIES``): patching this package changes nothing.
 from .accumulator import UPDATE_BLOCK_ENTRIES, QRAccumulator  # noqa: F401
 from .blocks import CHOLESKY_ONCE_BELOW, CHOLESKY_TWICE_BELOW, _block_r, _exact_shift  # noqa: F401
-from .numerics import _EPS, MAX_MAGNITUDE, _as_array, _norms, _triangularize, _weights  # noqa: F401
+from .numerics import _EPS, MAX_MAGNITUDE, _as_array, _column_names, _norms, _triangularize, _weights  # noqa: F401
 from .rank import _NULL_TOL, RANK_RTOL, _Factorization, _MinNormGroup  # noqa: F401
 from .refinement import MAX_PASSES, REFINE_ABOVE_CONDITION, PassSums, _refine, add_pass_sums  # noqa: F401
 from .refinement import needs_refinement, refine  # noqa: F401
@@ -61,9 +61,10 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
 
     Parameters
     ----------
-    X : array or tensor of shape (n_samples, n_features), any float dtype
-    y : array or tensor of shape (n_samples, n_targets) or (n_samples,)
-    feature_names, target_names : column names (default 'x' or 'x0', 'x1', ...; 'y' or 'y0', ...)
+    X : array, tensor or pandas DataFrame of shape (n_samples, n_features), any float dtype
+    y : array, tensor, pandas Series or DataFrame of shape (n_samples, n_targets) or (n_samples,)
+    feature_names, target_names : column names; default a DataFrame's columns and a named Series' name,
+        else 'x' or 'x0', 'x1', ...; 'y' or 'y0', ...
     fit_intercept : fit ``b`` (else it is 0)
     refine : correct the QR solution by passes over the data in double-double (see ``refine``);
         None (default) refines when the condition number is above ``REFINE_ABOVE_CONDITION``
@@ -76,6 +77,8 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
     LstsqSolution; rank deficiency gives the minimum-norm solution and a ``RankDeficiencyWarning``.
     A solution beyond float64's range (a column of values far below the targets') raises ``DataError``.
     """
+    feature_names = _column_names(X) if feature_names is None else feature_names
+    target_names = _column_names(y) if target_names is None else target_names
     X, y = _as_array(X, "X"), _as_array(y, "y")
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}; "

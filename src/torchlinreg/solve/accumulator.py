@@ -83,17 +83,19 @@ class QRAccumulator:
         return (f"QRAccumulator(n_features={self.n_features}, n_targets={self.n_targets}, "
                 f"fit_intercept={self.fit_intercept}, n_samples={self.n_samples})")
 
-    def update(self, X, y, sample_weight=None) -> QRAccumulator:
+    def update(self, X, y, sample_weight=None, *, first_row: int | None = None) -> QRAccumulator:
         """Add rows: ``X`` of shape (k, n_features), ``y`` of shape (k, n_targets) or (k,).
 
         ``sample_weight`` of shape (k,), finite and >= 0, weights the rows' squared residuals
-        (default 1 each); their rows of ``[X, 1, y]`` enter R scaled by ``√w``.
+        (default 1 each); their rows of ``[X, 1, y]`` enter R scaled by ``√w``. ``first_row``: the
+        data row (1-based) of ``X``'s first row, which a message about a bad value counts from;
+        default the row after those added so far.
         """
         X, y = _shaped(X, y, self.n_features, self.n_targets, keep_float32=True)
         layout = "F" if X.flags.f_contiguous and not X.flags.c_contiguous else "C"  # X's, for contiguous passes
-        return self._add(_Rows(X, y), sample_weight, layout)
+        return self._add(_Rows(X, y), sample_weight, layout, first_row)
 
-    def update_columns(self, columns: Sequence, sample_weight=None) -> QRAccumulator:
+    def update_columns(self, columns: Sequence, sample_weight=None, *, first_row: int | None = None) -> QRAccumulator:
         """Add rows given column by column: the ``n_features`` feature columns, then the
         ``n_targets`` target columns, 1-D arrays of one length (as ``update``, without first
         copying them into a matrix: a streamed chunk's columns go straight into the shifted block).
@@ -104,38 +106,40 @@ class QRAccumulator:
                              f"got {len(columns)}")
         if any(c.ndim != 1 or len(c) != len(columns[0]) for c in columns):
             raise ValueError(f"columns must be 1-D arrays of one length, got shapes {[c.shape for c in columns]}")
-        return self._add(_Rows(columns=columns, n_features=self.n_features), sample_weight, "F")
+        return self._add(_Rows(columns=columns, n_features=self.n_features), sample_weight, "F", first_row)
 
-    def _add(self, data: _Rows, sample_weight, layout: str) -> QRAccumulator:
+    def _add(self, data: _Rows, sample_weight, layout: str, first_row: int | None) -> QRAccumulator:
         n = len(data)
-        w = None if sample_weight is None else _weights(sample_weight, n)
+        before = self.n_samples if first_row is None else int(first_row) - 1  # data rows before these, for messages
+        w = None if sample_weight is None else _weights(sample_weight, n, before)
         if n:
             rows = max(UPDATE_BLOCK_ENTRIES // (self.n_columns + 1), 4 * self.n_columns)
             work = np.empty((min(rows, n), self.n_features + self.n_targets + 1), order=layout)  # for every block
             for start in range(0, n, rows):
                 block = slice(start, start + rows)
-                self._absorb(data.rows(block), None if w is None else w[block], start, work)
+                self._absorb(data.rows(block), None if w is None else w[block], before + start, work)
             self.weighted = self.weighted or w is not None
             self.n_samples += n
             self.sum_weights += n if w is None else float(w.sum())
             self.n_positive += n if w is None else int(np.count_nonzero(w))
         return self
 
-    def _absorb(self, rows: _Rows, w, first_row: int, work: np.ndarray) -> None:
-        """One block of rows into the running Gram matrix or, when ill-conditioned, into R (see above)."""
+    def _absorb(self, rows: _Rows, w, rows_before: int, work: np.ndarray) -> None:
+        """One block of rows into the running Gram matrix or, when ill-conditioned, into R (see above);
+        ``rows_before``: the data rows before the block's first, for messages."""
         if w is not None and not w.any():  # rows of weight 0 change nothing, but must still be numbers
-            _check_values(*rows.parts(), first_row)
+            _check_values(*rows.parts(), rows_before)
             return
         if self._shift is None:
             self._shift = _exact_shift(rows, w, None, None)
-        B, G, exponents = _shifted_gram(rows, w, self._shift, first_row, work)
+        B, G, exponents = _shifted_gram(rows, w, self._shift, rows_before, work)
         cols, scale, R1, rcond = _scaled_cholesky(G)
         if rcond * CHOLESKY_ONCE_BELOW < 1 and _drifted(G):  # shift by this block's own means and look again
             shift = _exact_shift(rows, w, G, self._shift, exponents)
             if np.any(shift != self._shift):
                 self.R  # fold the Gram matrix of the old shift
                 self._shift = shift
-                B, G, exponents = _shifted_gram(rows, w, shift, first_row, work)
+                B, G, exponents = _shifted_gram(rows, w, shift, rows_before, work)
                 cols, scale, R1, rcond = _scaled_cholesky(G)
         if rcond * CHOLESKY_ONCE_BELOW >= 1 and exponents is None:
             self._G = G if self._G is None else self._G + G

@@ -139,7 +139,7 @@ def _tensor(a: np.ndarray):
 
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")  # overflow and NaN are diagnosed from the Gram
-def _shifted_gram(rows: _Rows, w: np.ndarray | None, mu: np.ndarray, first_row: int,
+def _shifted_gram(rows: _Rows, w: np.ndarray | None, mu: np.ndarray, rows_before: int,
                   work: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``B = [C, s]`` written into ``work``, its Gram matrix, and the exponents its columns were scaled by.
 
@@ -161,7 +161,7 @@ def _shifted_gram(rows: _Rows, w: np.ndarray | None, mu: np.ndarray, first_row: 
     G = _gram(Bt)  # (q + 1, q + 1)
     diag = np.diagonal(G)
     if not np.isfinite(G).all() or w is not None or (np.abs(mu) + np.sqrt(diag[:q])).max() > MAX_MAGNITUDE:
-        _check_values(*rows.parts(), first_row)  # raises naming the row or column, or finds the values fine
+        _check_values(*rows.parts(), rows_before)  # raises naming the row or column, or finds the values fine
     exponents = None
     low = np.flatnonzero(diag < k * _TINY_GRAM)
     if low.size:  # all-zero columns (constant in the block) too: only these columns are read

@@ -48,10 +48,12 @@ def _shaped(X, y, n_features: int, n_targets: int, keep_float32: bool = False) -
     return X, y
 
 
-def _check_values(X, y, first_row: int = 0) -> None:
+def _check_values(X, y, rows_before: int = 0) -> None:
     """Raise ``DataError`` naming the first row with NaN/inf, or a column whose squares would overflow.
 
-    ``X`` and ``y`` are 2-D arrays, or lists of 1-D columns (checked one by one, not stacked).
+    ``X`` and ``y`` are 2-D arrays, or lists of 1-D columns (checked one by one, not stacked);
+    ``rows_before``: the data rows before their first, so that a message names the data row
+    (1-based, as every message does).
     """
     for name, a in (("X", X), ("y", y)):
         columns = a if isinstance(a, list) else None
@@ -64,7 +66,7 @@ def _check_values(X, y, first_row: int = 0) -> None:
                 np.logical_or.reduce([~np.isfinite(c) for c in columns])
             count = int(bad.sum())
             raise DataError(f"{name} has NaN or infinite values in {count} row{'s' * (count > 1)} (the first is "
-                            f"row {first_row + int(np.argmax(bad))} of the chunk); drop or impute them before "
+                            f"row {rows_before + int(np.argmax(bad)) + 1}); drop or impute them before "
                             "fitting")
         if columns is None:
             if not a.size or float(max(a.max(), -a.min())) <= MAX_MAGNITUDE:  # float: no float32 overflow
@@ -85,18 +87,20 @@ def _chunk(X, y, n_features: int, n_targets: int) -> tuple[np.ndarray, np.ndarra
     return X, y
 
 
-def _weights(sample_weight, n_rows: int) -> np.ndarray:
-    """Checked float64 sample weights of shape (n_rows,): finite and non-negative."""
+def _weights(sample_weight, n_rows: int, rows_before: int = 0) -> np.ndarray:
+    """Checked float64 sample weights of shape (n_rows,): finite and non-negative; a message names the
+    data row (1-based) of a bad weight, after ``rows_before`` rows."""
     w = _as_array(sample_weight, "sample_weight")
     if w.shape != (n_rows,):
         raise ValueError(f"sample_weight must have shape ({n_rows},), one weight per row, got {w.shape}")
     bad = ~np.isfinite(w)
     if bad.any():
-        raise ValueError(f"sample_weight has NaN or infinite values (the first in row {int(np.argmax(bad))}); "
+        row = rows_before + int(np.argmax(bad)) + 1
+        raise ValueError(f"sample_weight has NaN or infinite values (the first in row {row}); "
                          f"give every row a finite weight >= 0")
     if (w < 0).any():
         i = int(np.argmax(w < 0))
-        raise ValueError(f"sample_weight has negative values (the first is {float(w[i])!r} in row {i}); "
+        raise ValueError(f"sample_weight has negative values (the first is {float(w[i])!r} in row {rows_before + i + 1}); "
                          f"weights must be >= 0 (a weight of 0 leaves its row out)")
     return w
 
@@ -122,6 +126,16 @@ def _names(names, count: int, stem: str, what: str) -> tuple[str, ...]:
     if len(set(names)) != count:
         raise ValueError(f"{what} has duplicate names: {list(names)}")
     return names
+
+
+def _column_names(a) -> tuple[str, ...] | None:
+    """The names a pandas DataFrame (its columns) or a named Series (its name) carries; None for anything else."""
+    if hasattr(a, "columns"):
+        return tuple(map(str, a.columns))
+    name = getattr(a, "name", None)
+    if name is not None and getattr(a, "ndim", 0) == 1 and not hasattr(a, "detach"):
+        return (str(name),)
+    return None
 
 
 def _power_of_two(v: np.ndarray) -> np.ndarray:

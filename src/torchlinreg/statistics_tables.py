@@ -1,0 +1,129 @@
+"""The statistics of a least-squares fit as tables: text in statsmodels' layout, and HTML for notebooks.
+
+:class:`torchlinreg.statistics.RegressionStatistics` computes; this module only lays its figures out:
+the fit's figures in two columns (observations, degrees of freedom, covariance, log-likelihood,
+condition number beside R², adjusted R², F, AIC, BIC), then one row per term (coefficient,
+standard error, t or z, its p-value, the confidence interval), then the notes. Text and HTML hold
+the same figures, formatted alike. :class:`StatisticsList` holds one table per target.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Iterable
+
+NOT_IDENTIFIED = "not identified"
+
+
+class StatisticsList(list):
+    """The statistics of several targets, one :class:`~torchlinreg.statistics.RegressionStatistics` each
+    (a list: index it, iterate it), shown together by :meth:`summary` and in a notebook."""
+
+    def summary(self) -> str:
+        """Every target's table (:meth:`RegressionStatistics.summary`), one after another."""
+        return "\n\n".join(s.summary() for s in self)
+
+    def _repr_html_(self) -> str:
+        return "\n".join(s._repr_html_() for s in self)
+
+
+def title(stats) -> str:
+    """``OLS regression of 'y'`` (``WLS`` with sample weights)."""
+    return f"{'WLS' if stats.weighted else 'OLS'} regression of {stats.target_name!r}"
+
+
+def fit_figures(stats) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """The fit's figures as pairs of (name, value) for the left and the right column."""
+    left = [("Observations", f"{stats.n_obs}"), ("Df residuals", num(stats.df_resid)),
+            ("Df model", num(stats.df_model)), ("Covariance", stats.cov_type),
+            ("Log-likelihood", num(stats.log_likelihood)), ("Condition no.", num(stats.condition_number, 4))]
+    right = [("R²", num(stats.r2)), ("Adj. R²", num(stats.adj_r2)), ("F statistic", num(stats.f_statistic)),
+             ("Prob (F)", num(stats.f_pvalue, 3)), ("AIC", num(stats.aic)), ("BIC", num(stats.bic))]
+    return list(zip(left, right))
+
+
+def term_header(stats) -> list[str]:
+    """``coef, std err, t, P>|t|, [0.025, 0.975]`` (z for the normal distribution)."""
+    stat = "t" if stats.use_t else "z"
+    alpha = 1 - stats.conf_level
+    return ["coef", "std err", stat, f"P>|{stat}|", f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"]
+
+
+def term_rows(stats) -> list[tuple[str, list[str] | None]]:
+    """One (term, cells) per term; cells None for a term the data do not identify."""
+    missing = set(stats.unidentified)
+    rows = []
+    for i, name in enumerate(stats.term_names):
+        if name in missing:
+            rows.append((name, None))
+            continue
+        lo, hi = stats.conf_int[i]
+        rows.append((name, [num(stats.params[i]), num(stats.std_err[i]), num(stats.t_values[i], 4),
+                            num(stats.p_values[i], 3), num(lo), num(hi)]))
+    return rows
+
+
+def notes(stats) -> list[str]:
+    """What a reader must know beside the figures: terms not identified, a normal-distribution test."""
+    out = []
+    if stats.unidentified:
+        out.append(f"Not identified: {join(stats.unidentified)}. The design is rank-deficient: these terms are "
+                   f"collinear (with each other or the intercept), so the data cannot tell their effects apart; "
+                   f"drop redundant columns or add rows that separate them.")
+    if not stats.use_t:
+        out.append(f"{stats.cov_type} covariance: z and P>|z| from the normal distribution.")
+    return out
+
+
+def summary_text(stats) -> str:
+    """The table as text: the title, the fit's figures in two columns, one row per term, the notes."""
+    widths = [14, 12, 10, 11, 14, 14]  # of the term columns
+    name_width = max(len("term"), *(len(name) for name in stats.term_names))
+    header = f"{'term':<{name_width}}" + "".join(f"{h:>{w}}" for h, w in zip(term_header(stats), widths))
+    width = len(header)
+    lines = [title(stats), "=" * width]
+    half = width // 2
+    for (ln, lv), (rn, rv) in fit_figures(stats):
+        lines.append(f"{ln + ':':<16}{lv:>{half - 18}}  " + f"  {rn + ':':<16}{rv:>{width - half - 20}}")
+    lines += ["=" * width, header, "-" * width]
+    for name, cells in term_rows(stats):
+        if cells is None:
+            lines.append(f"{name:<{name_width}}{NOT_IDENTIFIED:>26}")
+        else:
+            lines.append(f"{name:<{name_width}}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
+    lines.append("=" * width)
+    lines += notes(stats)
+    return "\n".join(lines)
+
+
+def summary_html(stats) -> str:
+    """The same table as HTML: a table of the fit's figures captioned with the title, a table of the
+    terms, the notes; every text escaped, no script, no style sheet."""
+    e = _esc
+    figures = "\n".join(f"<tr><th>{e(ln)}:</th><td>{e(lv)}</td><th>{e(rn)}:</th><td>{e(rv)}</td></tr>"
+                        for (ln, lv), (rn, rv) in fit_figures(stats))
+    head = "<tr><th></th>" + "".join(f"<th>{e(h)}</th>" for h in term_header(stats)) + "</tr>"
+    body = []
+    for name, cells in term_rows(stats):
+        if cells is None:
+            body.append(f'<tr><th>{e(name)}</th><td colspan="6">{NOT_IDENTIFIED}</td></tr>')
+        else:
+            body.append(f"<tr><th>{e(name)}</th>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
+    notes_html = "".join(f"\n<p>{e(note)}</p>" for note in notes(stats))
+    return (f'<div class="torchlinreg-statistics">\n<table>\n<caption>{e(title(stats))}</caption>\n{figures}\n'
+            f"</table>\n<table>\n{head}\n" + "\n".join(body) + f"\n</table>{notes_html}\n</div>")
+
+
+def num(v: float, digits: int = 6) -> str:
+    v = float(v)
+    return f"{v:.{digits}g}" if math.isfinite(v) else str(v)
+
+
+def join(names: Iterable[str]) -> str:
+    quoted = [repr(name) for name in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _esc(text) -> str:
+    return html.escape(str(text), quote=True)
