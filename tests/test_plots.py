@@ -5,8 +5,10 @@ from PIL import Image
 
 from bounds import U64, gamma
 from test_reproduction import tutorial_float32_error
-from torchlinreg import TrainConfig, build_model, make_regression, save_plots, train, tutorial_data
+from torchlinreg import Dataset, TrainConfig, build_model, make_regression, save_plots, train, tutorial_data
 from torchlinreg.plots import PLOT_FILES, loss_figure, model_figure, predicted_figure, residuals_figure
+from torchlinreg.publish import OUTPUT_FILES
+from torchlinreg.residualplots import qq_figure, residuals_features_figure
 
 
 @pytest.fixture(scope="module")
@@ -16,12 +18,13 @@ def fitted():
     return data, history
 
 
-def test_six_png_files_of_sensible_size(fitted, tmp_path):
+def test_eight_png_files_of_sensible_size(fitted, tmp_path):
     data, history = fitted
     files = save_plots(data, history, tmp_path)
-    assert sorted(files) == ["current", "data", "initial", "loss", "predicted", "residuals"]
+    assert list(files) == list(PLOT_FILES)  # written in PLOT_FILES' order
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "current_model.png", "data.png", "initial_model.png", "loss.png", "predicted_vs_actual.png", "residuals.png"]
+        "current_model.png", "data.png", "initial_model.png", "loss.png", "predicted_vs_actual.png", "qq.png",
+        "residuals.png", "residuals_vs_features.png"]
     assert all(files[name].name == PLOT_FILES[name] for name in files)
     for path in files.values():
         raw = path.read_bytes()
@@ -30,10 +33,15 @@ def test_six_png_files_of_sensible_size(fitted, tmp_path):
         with Image.open(path) as img:
             img.verify()
         with Image.open(path) as img:
-            assert img.size == (640, 480)  # without an optimum the loss plot has one panel
+            assert img.size == (640, 480)  # one target: one panel, the tutorial's size; without an optimum the loss has one
             pixels = np.asarray(img.convert("L"))
             assert pixels.std() > 10  # something is drawn, not a blank canvas
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_every_plot_file_is_an_output_of_the_run():
+    """A run's folder is replaced whole: every plot file must be one the run owns (publish.OUTPUT_FILES)."""
+    assert set(PLOT_FILES.values()) <= set(OUTPUT_FILES)
 
 
 def test_model_lines_are_the_tutorials(fitted):
@@ -116,18 +124,21 @@ def _prediction_bound(data, params, y=None) -> np.ndarray:
 
 def test_residuals_are_y_minus_the_prediction(fitted, two_targets):
     for data, params in [(fitted[0], fitted[1].final_params), (two_targets, _least_squares_params(two_targets))]:
-        ax = residuals_figure(data, params).axes[0]
+        fig = residuals_figure(data, params)
         y_hat, y = _expected(data, params), data.y.double().numpy()
         on_x, on_y = _prediction_bound(data, params), _prediction_bound(data, params, y)  # a few ulps of |X||W| + |b|
-        assert len(ax.collections) == data.n_targets
-        for j, points in enumerate(ax.collections):
+        assert len(fig.axes) == data.n_targets  # one panel per target
+        for j, ax in enumerate(fig.axes):
+            (points,) = ax.collections
             offsets = points.get_offsets()
             assert (np.abs(offsets[:, 0] - y_hat[:, j]) <= on_x[:, j]).all()
             assert (np.abs(offsets[:, 1] - (y[:, j] - y_hat[:, j])) <= on_y[:, j]).all()
-        colours = {tuple(c.get_facecolor()[0]) for c in ax.collections}
+            assert list(ax.get_lines()[0].get_ydata()) == [0, 0]  # the zero line
+            assert "residual" in ax.get_ylabel() and data.target_names[j] in ax.get_xlabel()
+        colours = {tuple(ax.collections[0].get_facecolor()[0]) for ax in fig.axes}
         assert len(colours) == data.n_targets  # one colour per target
-        assert list(ax.get_lines()[0].get_ydata()) == [0, 0]  # the zero line
-        assert ax.get_title() == "Residuals" and "residual" in ax.get_ylabel()
+        titles = _titles(fig)
+        assert titles == (["Residuals"] if data.n_targets == 1 else ["Residuals", *data.target_names])
     # at the least-squares optimum (with an intercept) the residuals of each target sum to zero. gelsd is backward
     # stable: θ̂ solves the problem of A + ΔA, y + Δy with ‖ΔA‖_F ≤ γ_{mn}‖A‖_F, ‖Δy‖ ≤ γ_{mn}‖y‖ (Higham 20.3),
     # so |1ᵀr̂| ≤ ‖Aᵀr̂‖ ≤ γ_{mn}‖A‖_F·(‖r̂‖ + ‖y‖ + ‖A‖_F‖θ̂‖) to first order; forming the residuals and their sum
@@ -138,41 +149,53 @@ def test_residuals_are_y_minus_the_prediction(fitted, two_targets):
     theta = np.vstack([np.array(params["linear.weight"]).T, [params["linear.bias"]]])  # (d + 1, m)
     m, n = A.shape
     norm_A = np.linalg.norm(A)
-    ax = residuals_figure(two_targets, params).axes[0]
-    for j, points in enumerate(ax.collections):
-        r = points.get_offsets()[:, 1]
+    for j, ax in enumerate(residuals_figure(two_targets, params).axes):
+        r = ax.collections[0].get_offsets()[:, 1]
         sizes = np.linalg.norm(r) + np.linalg.norm(y[:, j]) + norm_A * np.linalg.norm(theta[:, j])
         solve = gamma(m * n) * norm_A * sizes
         form = _prediction_bound(two_targets, params, y)[:, j].sum() / 2 + gamma(m) * np.abs(r).sum()
         assert abs(r.sum()) <= 10 * (solve + form)
 
 
+def _titles(fig) -> list[str]:
+    """The figure's title (when it has one over several panels), then each panel's."""
+    above = [fig._suptitle.get_text()] if fig._suptitle is not None else []
+    return above + [ax.get_title() for ax in fig.axes]
+
+
 def test_predicted_against_actual_with_the_diagonal(fitted, two_targets):
     for data, params in [(fitted[0], fitted[1].final_params), (two_targets, _least_squares_params(two_targets))]:
-        ax = predicted_figure(data, params).axes[0]
+        fig = predicted_figure(data, params)
         y, y_hat = data.y.double().numpy(), _expected(data, params)
         bound = _prediction_bound(data, params)  # a few ulps of |X||W| + |b|: NumPy's and PyTorch's products
-        for j, points in enumerate(ax.collections):
-            offsets = points.get_offsets()
+        assert len(fig.axes) == data.n_targets
+        for j, ax in enumerate(fig.axes):
+            offsets = ax.collections[0].get_offsets()
             np.testing.assert_allclose(offsets[:, 0], y[:, j])  # exact: the data
             assert (np.abs(offsets[:, 1] - y_hat[:, j]) <= bound[:, j]).all()
-        diagonal = ax.get_lines()[0]
-        np.testing.assert_allclose(diagonal.get_xdata(), diagonal.get_ydata())  # exact: the same two values
-        lo, hi = min(y.min(), y_hat.min()), max(y.max(), y_hat.max())
-        # spans every point: the ends are the data's or the plot's predictions, which are within the bound of ours
-        np.testing.assert_allclose(diagonal.get_xdata(), [lo, hi], rtol=0, atol=bound.max())
-        assert ax.get_title() == "Predicted vs actual"
+            diagonal = ax.get_lines()[0]
+            np.testing.assert_allclose(diagonal.get_xdata(), diagonal.get_ydata())  # exact: the same two values
+            lo, hi = min(y[:, j].min(), y_hat[:, j].min()), max(y[:, j].max(), y_hat[:, j].max())
+            # spans the panel's points: the ends are its data or predictions, which are within the bound of ours
+            np.testing.assert_allclose(diagonal.get_xdata(), [lo, hi], rtol=0, atol=bound.max())
+        assert _titles(fig)[0] == "Predicted vs actual"
 
 
-def test_several_features_get_loss_residuals_predicted_and_the_animation(two_targets, tmp_path):
+def test_several_features_get_loss_residuals_predicted_qq_and_the_animation(two_targets, tmp_path):
     history = train(build_model(3, 2), two_targets.X, two_targets.y, TrainConfig(epochs=3, lr=0.1, dtype="float64"))
     files = save_plots(two_targets, history, tmp_path, animation=True)
-    assert sorted(files) == ["animation", "loss", "predicted", "residuals"]
+    assert sorted(files) == ["animation", "loss", "predicted", "qq", "residuals", "residuals_features"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "fit.gif", "loss.png", "predicted_vs_actual.png", "residuals.png"]
-    for name in ("loss", "predicted", "residuals"):
-        with Image.open(files[name]) as img:
-            assert img.size == (640, 480)
+        "fit.gif", "loss.png", "predicted_vs_actual.png", "qq.png", "residuals.png", "residuals_vs_features.png"]
+    with Image.open(files["loss"]) as img:
+        assert img.size == (640, 480)
+    drawn = {"predicted": predicted_figure, "residuals": residuals_figure, "qq": qq_figure,
+             "residuals_features": residuals_features_figure}
+    for name, figure in drawn.items():
+        fig = figure(two_targets, history.final_params)
+        assert len(fig.axes) == (2 * 3 if name == "residuals_features" else 2)  # targets x features, or targets
+        with Image.open(files[name]) as img:  # the figure's inches at 100 dpi, wider than one panel's 640 px
+            assert img.size == tuple(round(v * 100) for v in fig.get_size_inches()) and img.size[0] > 640
     with Image.open(files["animation"]) as img:
         assert img.n_frames == 3  # one frame per epoch
 
@@ -184,9 +207,15 @@ def test_every_text_lies_inside_the_saved_figure(scale, tmp_path):
 
     data = tutorial_data(weight=2.0 * scale, bias=-4.0 * scale)
     history = train(build_model(), data.X, data.y, TrainConfig(epochs=5, lr=1e-4))
-    figures = [data_figure(data), model_figure(data, history.final_params, "Current Model"),
-               loss_figure(history, history.losses[-1] / 2), residuals_figure(data, history.final_params),
-               predicted_figure(data, history.final_params)]
+    final = history.final_params
+    figures = [data_figure(data), model_figure(data, final, "Current Model", band=True),
+               loss_figure(history, history.losses[-1] / 2), residuals_figure(data, final),
+               predicted_figure(data, final), qq_figure(data, final), residuals_features_figure(data, final)]
+    several = Dataset(data.X, torch.cat([data.y, -data.y / 7, data.y * 1e3], 1), target_names=("y", "b", "c"))
+    final = {"linear.weight": final["linear.weight"] * 3, "linear.bias": final["linear.bias"] * 3}  # lists: 3 copies
+    figures += [data_figure(several), model_figure(several, final, "Current Model", band=True),
+                residuals_figure(several, final), predicted_figure(several, final), qq_figure(several, final),
+                residuals_features_figure(several, final)]  # three panels each: between them too
     engines = []
     for i, fig in enumerate(figures):
         save_figure(fig, tmp_path / f"{i}.png")
@@ -194,7 +223,7 @@ def test_every_text_lies_inside_the_saved_figure(scale, tmp_path):
         drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # matplotlib's own box around every artist, inches
         assert 0 <= drawn.x0 and drawn.x1 <= fig.get_figwidth() and 0 <= drawn.y0 and drawn.y1 <= fig.get_figheight()
     if scale == 1.0:
-        assert engines == [None] * len(figures)
+        assert engines[:7] == [None] * 7  # the third target's values reach 1e5: its tick labels may need more room
     else:
         assert any(engine is not None for engine in engines)  # the residuals' six-digit tick labels
 

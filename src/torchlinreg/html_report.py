@@ -34,6 +34,8 @@ CAPTIONS = {  # plot name -> caption; other names are captioned from the name it
     "current": "The trained model",
     "residuals": "Residuals (actual − predicted) against the predicted values",
     "predicted": "Predicted against actual values",
+    "qq": "Normal Q-Q plot of the standardized residuals",
+    "residuals_features": "Residuals against each feature",
     "animation": "The fit, epoch by epoch (animated)",
 }
 COEF_KEYS = ("term_names", "params", "std_err", "t_values", "p_values", "conf_int")
