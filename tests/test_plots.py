@@ -236,3 +236,144 @@ def test_save_plots_makes_its_folder(tmp_path):
     history = tl.train(tl.build_model(), data.X, data.y, tl.TrainConfig(epochs=3))
     files = tl.save_plots(data, history, tmp_path / "new" / "plots")
     assert all(path.exists() and path.parent == tmp_path / "new" / "plots" for path in files.values())
+
+
+@pytest.fixture(scope="module")
+def three_scales():
+    """One feature, three targets of very different sizes (as scikit-learn's linnerud: Weight ≈ 180, Waist ≈ 35)."""
+    data = tutorial_data()
+    y = data.y.double()
+    return Dataset(data.X.double(), torch.cat([y, 35 + y / 100, 140 + 2 * y], 1), target_names=("y", "waist", "weight"))
+
+
+def test_one_panel_per_target_each_on_its_own_scale(three_scales):
+    from torchlinreg.plots import data_figure
+
+    data, params = three_scales, _least_squares_params(three_scales)
+    figures = {"Data": data_figure(data), "Current Model": model_figure(data, params, "Current Model", band=True),
+               "Residuals": residuals_figure(data, params), "Predicted vs actual": predicted_figure(data, params),
+               "Normal Q-Q plot of the residuals": qq_figure(data, params)}
+    for title, fig in figures.items():
+        assert _titles(fig) == [title, "y", "waist", "weight"]
+        for ax in fig.axes:
+            y = ax.collections[0].get_offsets()[:, 1]
+            low, high = ax.get_ylim()
+            assert low <= y.min() and y.max() <= high
+            # its own scale: the waist's points (a spread of ~1) would be a flat line on the others' axis
+            assert high - low <= 2 * (y.max() - y.min()), (title, ax.get_title())
+    for ax in figures["Data"].axes:
+        assert ax.get_ylabel() == ax.get_title()  # the target's name
+
+
+def test_at_most_six_targets_are_drawn_and_the_title_says_so():
+    data = make_regression(30, 1, 8, noise=0.5)
+    params = _least_squares_params(data)
+    for fig in (residuals_figure(data, params), model_figure(data, params, "Current Model", band=True),
+                qq_figure(data, params)):
+        titles = _titles(fig)
+        assert titles[0].endswith(" (the first 6 of 8 targets)")
+        assert titles[1:] == list(data.target_names[:6])
+
+
+def test_residuals_against_each_feature():
+    data = make_regression(60, 6, 4, noise=0.5)
+    params = _least_squares_params(data)
+    fig = residuals_features_figure(data, params)
+    assert fig._suptitle.get_text() == "Residuals against the features (the first 4 of 6 features; the first 3 of 4 targets)"
+    assert len(fig.axes) == 3 * 4
+    X, y, y_hat = data.X.double().numpy(), data.y.double().numpy(), _expected(data, params)
+    bound = _prediction_bound(data, params, y)  # a few ulps of |X||W| + |b| + |y|: NumPy's and PyTorch's products
+    for i, ax in enumerate(fig.axes):
+        j, k = divmod(i, 4)  # row: target, column: feature
+        offsets = ax.collections[0].get_offsets()
+        np.testing.assert_array_equal(offsets[:, 0], X[:, k])  # exact: the data
+        assert (np.abs(offsets[:, 1] - (y[:, j] - y_hat[:, j])) <= bound[:, j]).all()
+        assert ax.get_xlabel() == data.feature_names[k]
+        assert ax.get_ylabel() == (f"residual of {data.target_names[j]}" if k == 0 else "")
+    tutorial = tutorial_data()
+    one = residuals_features_figure(tutorial, _least_squares_params(tutorial))
+    assert len(one.axes) == 1 and one.axes[0].get_title() == "Residuals against the features"
+
+
+def test_qq_plot_is_the_standardized_residuals_against_normal_quantiles(fitted, two_targets):
+    sm = pytest.importorskip("statsmodels.api")
+    for data, params in [(fitted[0], fitted[1].final_params), (two_targets, _least_squares_params(two_targets))]:
+        y = data.y.double().numpy()
+        residuals = y - _expected(data, params)
+        bound = _prediction_bound(data, params, y).max(axis=0)  # per target: how far the plot's residuals may be
+        fig = qq_figure(data, params)
+        assert len(fig.axes) == data.n_targets
+        for j, ax in enumerate(fig.axes):
+            q, z = ax.collections[0].get_offsets().T
+            r = residuals[:, j]
+            expected_q = sm.ProbPlot(r, a=0.5).theoretical_quantiles  # n = 50 or 80 > 10: R's (i − ½)/n
+            expected_z = np.sort((r - r.mean()) / r.std(ddof=1))
+            # Φ⁻¹ (scipy's ndtri in both) of the same positions, rounded differently: ≤ 2u·p/φ(q) + a few ulps of q
+            # (test_band's bound), under 1e-13 for these n
+            np.testing.assert_allclose(q, expected_q, rtol=1e-13, atol=1e-15)
+            # sorting moves no value by more than the residuals' bound; standardising divides it by the sd and adds
+            # the mean's share and a few roundings (first order)
+            sd = r.std(ddof=1)
+            tol = 2 * bound[j] / sd * (1 + np.abs(expected_z)) + 16 * U64 * (1 + np.abs(expected_z))
+            assert (np.abs(z - expected_z) <= tol).all()
+            line = ax.get_lines()[0]
+            np.testing.assert_array_equal(line.get_xdata(), line.get_ydata())  # the reference line y = x
+            assert ax.get_xlabel() == "standard normal quantile" and ax.get_ylabel() == "standardized residual"
+
+
+def test_the_trained_model_shows_the_confidence_band_of_the_least_squares_line(fitted):
+    sm = pytest.importorskip("statsmodels.api")
+    data, history = fitted
+    ax = model_figure(data, history.final_params, "Current Model", band=True).axes[0]
+    (band,) = [c for c in ax.collections if c.get_label() == "95% confidence band of the least-squares line"]
+    assert "95% confidence band of the least-squares line" in [t.get_text() for t in ax.get_legend().get_texts()]
+    x, y = data.X.double().numpy()[:, 0], data.y.double().numpy()[:, 0]
+    at = np.linspace(x.min(), x.max(), 50)
+    expected = sm.OLS(y, sm.add_constant(x)).fit().get_prediction(sm.add_constant(at)).conf_int(alpha=0.05)
+    vertices = band.get_paths()[0].vertices
+    # as test_band: 10·κ²·γ_n relative (κ = cond([1, x]) ≈ 60), of the band's size
+    kappa = np.linalg.cond(np.column_stack([np.ones_like(x), x]))
+    atol = 10 * kappa**2 * gamma(len(x)) * np.abs(expected).max()
+    for point, (low, high) in zip(at, expected):
+        shown = vertices[vertices[:, 0] == point, 1]  # the polygon's lower and upper edge at this x
+        assert shown.min() == pytest.approx(low, abs=atol) and shown.max() == pytest.approx(high, abs=atol)
+    initial = model_figure(data, history.initial_params, "Initial Model").axes[0]
+    assert all("band" not in c.get_label() for c in initial.collections)  # only when asked for
+
+
+def _loss_texts(ax) -> str:
+    return " ".join(t.get_text() for t in ax.texts)
+
+
+def test_a_run_diverged_at_its_first_epoch_gets_a_readable_loss_plot():
+    from torchlinreg import run_fit
+
+    result = run_fit(tutorial_data(), TrainConfig(lr=1.0, epochs=30), out_dir=None, quiet=True)
+    history = result.history
+    assert history.diverged and len(history) == 1  # one finite loss, at epoch 1
+    (v,) = history.losses
+    for optimum in (None, result.solution.loss):
+        ax = loss_figure(history, optimum).axes[0]
+        low, high = ax.get_ylim()
+        assert low <= v <= high and high - low >= v / 2  # not matplotlib's ±4% around a single value
+        x_low, x_high = ax.get_xlim()
+        assert x_low < 1 and 2 < x_high  # the point and the divergence, with room around them
+        assert "training diverged: the loss grew to" in _loss_texts(ax).replace("\n", " ")
+        assert [line.get_xdata()[0] for line in ax.get_lines() if "diverged" in line.get_label()] == [2]
+
+
+def test_losses_that_are_not_finite_are_skipped_and_the_divergence_marked():
+    from torchlinreg.history import EpochRecord, History
+
+    params = {"linear.weight": [[1.0]], "linear.bias": [0.0]}
+    records = [EpochRecord(e, loss, params) for e, loss in [(1, 9.0), (2, 4.0), (3, float("nan")), (4, float("inf"))]]
+    ax = loss_figure(History(params, records, params, "diverged", "")).axes[0]
+    x, y = ax.get_lines()[0].get_data()
+    assert list(x) == [1, 2] and list(y) == [9.0, 4.0]
+    assert [line.get_xdata()[0] for line in ax.get_lines() if "diverged" in line.get_label()] == [3]
+    one = loss_figure(History(params, records[:1], params)).axes[0]
+    assert _loss_texts(one) == "1 epoch: loss 9" and one.get_ylim() == (0.0, 18.0)
+    none = loss_figure(History(params, [], params)).axes[0]
+    assert _loss_texts(none) == "no epochs run"
+    gone = loss_figure(History(params, records[2:], params, "diverged", "")).axes[0]
+    assert _loss_texts(gone) == "diverged at epoch 3: no later loss is finite"
