@@ -54,6 +54,15 @@ from .errors import ConfigError
 from .solve import _NULL_TOL, LstsqSolution, _as_array, lstsq
 
 INTERCEPT = "intercept"  # the constant term's name
+# What the text summary and the HTML report call each figure of a fit (keys of ``to_dict()``), written once.
+LABELS = {
+    "n_obs": "Observations", "df_resid": "Df residuals", "df_model": "Df model", "cov_type": "Covariance",
+    "log_likelihood": "Log-likelihood", "condition_number": "Condition no.",
+    "r2": "R²", "adj_r2": "Adj. R²", "f_statistic": "F statistic", "f_pvalue": "Prob (F)", "aic": "AIC", "bic": "BIC",
+}
+FIGURE_COLUMNS = (("n_obs", "df_resid", "df_model", "cov_type", "log_likelihood", "condition_number"),
+                  ("r2", "adj_r2", "f_statistic", "f_pvalue", "aic", "bic"))  # the summary's two columns of figures
+TERM_COLUMNS = ("term", "coef", "std err")  # the heads of the coefficient table's first columns
 _BLOCK_ROWS = 8192  # rows per block in the pass for robust covariances
 
 
@@ -116,23 +125,41 @@ class RegressionStatistics:
                 f"{' ...' if len(self.term_names) > 6 else ''}, cov_type={self.cov_type!r}, n_obs={self.n_obs}, "
                 f"r2={self.r2:.6g}, unidentified={list(self.unidentified)})")
 
+    @property
+    def title(self) -> str:
+        """``OLS regression of 'y'`` (``WLS`` with sample weights)."""
+        return f"{'WLS' if self.weighted else 'OLS'} regression of {self.target_name!r}"
+
+    def figures(self) -> list[tuple[str, str]]:
+        """The fit's figures as the summary shows them: ``(label, value)`` texts, its left column then its right
+        (labels from ``LABELS``)."""
+        digits = {"condition_number": 4, "f_pvalue": 3}  # significant digits; 6 for the others
+        return [(LABELS[key], f"{getattr(self, key)}" if key in ("n_obs", "cov_type")
+                 else _num(getattr(self, key), digits.get(key, 6))) for column in FIGURE_COLUMNS for key in column]
+
+    def notes(self) -> list[str]:
+        """The lines below the summary's table: the terms not identified, the distribution of z."""
+        lines = []
+        if self.unidentified:
+            lines.append(f"Not identified: {_join(self.unidentified)}. The design is rank-deficient: these terms are "
+                         f"collinear (with each other or the intercept), so the data cannot tell their effects apart; "
+                         f"drop redundant columns or add rows that separate them.")
+        if not self.use_t:
+            lines.append(f"{self.cov_type} covariance: z and P>|z| from the normal distribution.")
+        return lines
+
     def summary(self) -> str:
         """A readable table: the fit's figures, then one row per term."""
-        stat = "t" if self.use_t else "z"
-        alpha = 1 - self.conf_level
-        left = [("Observations", f"{self.n_obs}"), ("Df residuals", _num(self.df_resid)),
-                ("Df model", _num(self.df_model)), ("Covariance", self.cov_type),
-                ("Log-likelihood", _num(self.log_likelihood)), ("Condition no.", _num(self.condition_number, 4))]
-        right = [("R²", _num(self.r2)), ("Adj. R²", _num(self.adj_r2)), ("F statistic", _num(self.f_statistic)),
-                 ("Prob (F)", _num(self.f_pvalue, 3)), ("AIC", _num(self.aic)), ("BIC", _num(self.bic))]
-        name_width = max(len("term"), *(len(name) for name in self.term_names))
-        header = (f"{'term':<{name_width}}{'coef':>14}{'std err':>12}{stat:>10}{f'P>|{stat}|':>11}"
+        stat, alpha, figures = "t" if self.use_t else "z", 1 - self.conf_level, self.figures()
+        half_figures = len(FIGURE_COLUMNS[0])
+        name_width = max(len(TERM_COLUMNS[0]), *(len(name) for name in self.term_names))
+        term, coef, std_err = TERM_COLUMNS
+        header = (f"{term:<{name_width}}{coef:>14}{std_err:>12}{stat:>10}{f'P>|{stat}|':>11}"
                   f"{f'[{alpha / 2:g}':>14}{f'{1 - alpha / 2:g}]':>14}")
         width = len(header)
-        title = f"{'WLS' if self.weighted else 'OLS'} regression of {self.target_name!r}"
-        lines = [title, "=" * width]
+        lines = [self.title, "=" * width]
         half = width // 2
-        for (ln, lv), (rn, rv) in zip(left, right):
+        for (ln, lv), (rn, rv) in zip(figures[:half_figures], figures[half_figures:]):
             lines.append(f"{ln + ':':<16}{lv:>{half - 18}}  " + f"  {rn + ':':<16}{rv:>{width - half - 20}}")
         lines += ["=" * width, header, "-" * width]
         missing = set(self.unidentified)
@@ -144,13 +171,7 @@ class RegressionStatistics:
             lines.append(f"{name:<{name_width}}{_num(self.params[i]):>14}{_num(self.std_err[i]):>12}"
                          f"{_num(self.t_values[i], 4):>10}{_num(self.p_values[i], 3):>11}{_num(lo):>14}{_num(hi):>14}")
         lines.append("=" * width)
-        if self.unidentified:
-            lines.append(f"Not identified: {_join(self.unidentified)}. The design is rank-deficient: these terms are "
-                         f"collinear (with each other or the intercept), so the data cannot tell their effects apart; "
-                         f"drop redundant columns or add rows that separate them.")
-        if not self.use_t:
-            lines.append(f"{self.cov_type} covariance: z and P>|z| from the normal distribution.")
-        return "\n".join(lines)
+        return "\n".join(lines + self.notes())
 
     def to_dict(self) -> dict:
         """Plain data for JSON; NaN and infinities become ``None``."""
