@@ -377,3 +377,10 @@ def test_losses_that_are_not_finite_are_skipped_and_the_divergence_marked():
     assert _loss_texts(none) == "no epochs run"
     gone = loss_figure(History(params, records[2:], params, "diverged", "")).axes[0]
     assert _loss_texts(gone) == "diverged at epoch 3: no later loss is finite"
+
+
+def test_save_figure_makes_its_folder(fitted, tmp_path):
+    from torchlinreg.plots import save_figure
+
+    path = save_figure(loss_figure(fitted[1]), tmp_path / "a" / "b" / "loss.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -169,8 +169,9 @@ def predicted_figure(data: Table, params: Params) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as a PNG file, atomically; drawn again with the tight layout if a label fell off its edge
-    or onto another panel (:func:`torchlinreg.canvas.clipped`)."""
+    """Write ``fig`` as a PNG file, atomically, making its folder when missing; drawn again with the tight layout
+    if a label fell off its edge or onto another panel (:func:`torchlinreg.canvas.clipped`)."""
+    _make_folder(Path(path).parent)
     if not hasattr(fig.canvas, "get_renderer"):  # a figure made elsewhere: give it the Agg canvas ours have
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -180,6 +181,14 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
         fig.set_layout_engine("tight")  # long tick labels (large or many-digit values): measure, then draw
         png = _png(fig)
     return atomic_write_bytes(path, png)
+
+
+def _make_folder(folder: str | os.PathLike) -> None:
+    """``folder`` and its parents, when missing; one that cannot be made is named by the write that fails."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # atomic_write_bytes says what stops the write
 
 
 def _png(fig: Figure) -> bytes:
@@ -208,9 +217,6 @@ def save_pngs(data: Table, history: History, out_dir: Path,
               optimum_loss: float | None = None) -> dict[str, Path]:
     """The PNG files of :func:`torchlinreg.pictures.save_plots`, drawn in this process; ``out_dir`` is made
     when missing (a folder that cannot be made is named by the first file that cannot be written)."""
-    try:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-    except OSError:
-        pass  # atomic_write_bytes below says what stops the write
+    _make_folder(out_dir)
     return {name: save_figure(draw(), Path(out_dir) / PLOT_FILES[name])
             for name, draw in drawers(data, history, optimum_loss).items()}
