@@ -33,25 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["plot_data", "plot_loss", "plot_model", "plot_predicted", "plot_qq", "plot_residuals",
            "plot_residuals_vs_features", "result_figures"]
 
-_DATA = """data : FitResult, Dataset, PlotData or pandas DataFrame
-        A fit's result (its rows, and by default its trained coefficients); a
-        :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
-        (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
-        ``target`` column(s) are the targets and whose other columns are the features."""
-_MODEL = """weight : array-like of shape (n_targets, n_features), or (n_features,) for one target, optional
-        The model's coefficients; by default a fit result's trained ones (required otherwise).
-    bias : array-like of shape (n_targets,) or a number, optional
-        The intercepts; 0 when ``weight`` is given without them, a fit result's trained ones by default.
-    target : str or list of str, optional
-        With a DataFrame: the target column(s)."""
-
-
-def _documented(function):
-    """The docstring's ``{data}`` and ``{model}`` written out (and nothing done under ``python -OO``)."""
-    if function.__doc__:
-        function.__doc__ = function.__doc__.replace("{data}", _DATA).replace("{model}", _MODEL)
-    return function
-
 
 def _is_result(data) -> bool:
     return hasattr(data, "history") and hasattr(data, "data")
@@ -111,13 +92,16 @@ def _one_feature(table: PlotData, what: str) -> None:
                          "(plot_predicted, plot_residuals_vs_features and plot_residuals draw any number)")
 
 
-@_documented
 def plot_data(data, *, target=None) -> Figure:
     """The data: each target against the one feature, one panel per target.
 
     Parameters
     ----------
-    {data}
+    data : FitResult, Dataset, PlotData or pandas DataFrame
+        A fit's result (its rows, and by default its trained coefficients); a
+        :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
+        (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
+        ``target`` column(s) are the targets and whose other columns are the features.
     target : str or list of str, optional
         With a DataFrame: the target column(s).
 
@@ -151,15 +135,23 @@ def plot_loss(history, optimum_loss: float | None = None) -> Figure:
     return loss_figure(history, optimum_loss)
 
 
-@_documented
 def plot_model(data, weight=None, bias=None, *, target=None, initial: bool = False, band: bool | None = None,
                title: str | None = None) -> Figure:
     """The data with a one-feature model's line, one panel per target.
 
     Parameters
     ----------
-    {data}
-    {model}
+    data : FitResult, Dataset, PlotData or pandas DataFrame
+        A fit's result (its rows, and by default its trained coefficients); a
+        :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
+        (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
+        ``target`` column(s) are the targets and whose other columns are the features.
+    weight : array-like of shape (n_targets, n_features), or (n_features,) for one target, optional
+        The model's coefficients; by default a fit result's trained ones (required otherwise).
+    bias : array-like of shape (n_targets,) or a number, optional
+        The intercepts; 0 when ``weight`` is given without them, a fit result's trained ones by default.
+    target : str or list of str, optional
+        With a DataFrame: the target column(s).
     initial : bool, default False
         With a fit's result and no ``weight``: the model before training instead of the trained one.
     band : bool, optional
@@ -179,14 +171,22 @@ def plot_model(data, weight=None, bias=None, *, target=None, initial: bool = Fal
     return model_figure(table, params, title, band=not initial if band is None else band)
 
 
-@_documented
 def plot_residuals(data, weight=None, bias=None, *, target=None) -> Figure:
     """The residuals ``y - ŷ`` against the predictions ``ŷ``, one panel per target.
 
     Parameters
     ----------
-    {data}
-    {model}
+    data : FitResult, Dataset, PlotData or pandas DataFrame
+        A fit's result (its rows, and by default its trained coefficients); a
+        :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
+        (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
+        ``target`` column(s) are the targets and whose other columns are the features.
+    weight : array-like of shape (n_targets, n_features), or (n_features,) for one target, optional
+        The model's coefficients; by default a fit result's trained ones (required otherwise).
+    bias : array-like of shape (n_targets,) or a number, optional
+        The intercepts; 0 when ``weight`` is given without them, a fit result's trained ones by default.
+    target : str or list of str, optional
+        With a DataFrame: the target column(s).
 
     Returns
     -------
@@ -196,14 +196,22 @@ def plot_residuals(data, weight=None, bias=None, *, target=None) -> Figure:
     return residuals_figure(table, _params(data, table, weight, bias))
 
 
-@_documented
 def plot_qq(data, weight=None, bias=None, *, target=None) -> Figure:
     """The normal Q-Q plot of the residuals (standardised, ordered, against the normal quantiles).
 
     Parameters
     ----------
-    {data}
-    {model}
+    data : FitResult, Dataset, PlotData or pandas DataFrame
+        A fit's result (its rows, and by default its trained coefficients); a
+        :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
+        (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
+        ``target`` column(s) are the targets and whose other columns are the features.
+    weight : array-like of shape (n_targets, n_features), or (n_features,) for one target, optional
+        The model's coefficients; by default a fit result's trained ones (required otherwise).
+    bias : array-like of shape (n_targets,) or a number, optional
+        The intercepts; 0 when ``weight`` is given without them, a fit result's trained ones by default.
+    target : str or list of str, optional
+        With a DataFrame: the target column(s).
 
     Returns
     -------
@@ -213,14 +221,22 @@ def plot_qq(data, weight=None, bias=None, *, target=None) -> Figure:
     return qq_figure(table, _params(data, table, weight, bias))
 
 
-@_documented
 def plot_predicted(data, weight=None, bias=None, *, target=None) -> Figure:
     """The predictions ``ŷ`` against the actual targets, with the diagonal ``ŷ = y``, one panel per target.
 
     Parameters
     ----------
-    {data}
-    {model}
+    data : FitResult, Dataset, PlotData or pandas DataFrame
+        A fit's result (its rows, and by default its trained coefficients); a
+        :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
+        (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
+        ``target`` column(s) are the targets and whose other columns are the features.
+    weight : array-like of shape (n_targets, n_features), or (n_features,) for one target, optional
+        The model's coefficients; by default a fit result's trained ones (required otherwise).
+    bias : array-like of shape (n_targets,) or a number, optional
+        The intercepts; 0 when ``weight`` is given without them, a fit result's trained ones by default.
+    target : str or list of str, optional
+        With a DataFrame: the target column(s).
 
     Returns
     -------
@@ -230,14 +246,22 @@ def plot_predicted(data, weight=None, bias=None, *, target=None) -> Figure:
     return predicted_figure(table, _params(data, table, weight, bias))
 
 
-@_documented
 def plot_residuals_vs_features(data, weight=None, bias=None, *, target=None) -> Figure:
     """The residuals against each feature (the first four), one row of panels per target (the first three).
 
     Parameters
     ----------
-    {data}
-    {model}
+    data : FitResult, Dataset, PlotData or pandas DataFrame
+        A fit's result (its rows, and by default its trained coefficients); a
+        :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
+        (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
+        ``target`` column(s) are the targets and whose other columns are the features.
+    weight : array-like of shape (n_targets, n_features), or (n_features,) for one target, optional
+        The model's coefficients; by default a fit result's trained ones (required otherwise).
+    bias : array-like of shape (n_targets,) or a number, optional
+        The intercepts; 0 when ``weight`` is given without them, a fit result's trained ones by default.
+    target : str or list of str, optional
+        With a DataFrame: the target column(s).
 
     Returns
     -------
