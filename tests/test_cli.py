@@ -19,7 +19,7 @@ def test_fit_writes_history_and_plots(capsys, tmp_path):
     assert len([ln for ln in out.splitlines() if ln.startswith("epoch:")]) == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "current_model.png", "data.png", "history.csv", "history.json", "initial_model.png", "loss.png",
-        "predicted_vs_actual.png", "residuals.png", "summary.json"]
+        "predicted_vs_actual.png", "qq.png", "residuals.png", "residuals_vs_features.png", "summary.json"]
     history = json.loads((tmp_path / "history.json").read_text())
     assert [r["epoch"] for r in history["records"]] == [1, 2, 3, 4, 5]
     assert str(tmp_path) in err

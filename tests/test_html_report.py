@@ -285,12 +285,12 @@ def test_statistics_become_a_table(fitted, tmp_path):
         def to_dict(self):
             return {"term_names": ["intercept", "x"], "params": ols.params.tolist(), "std_err": ols.bse.tolist(),
                     "t_values": ols.tvalues.tolist(), "p_values": ols.pvalues.tolist(),
-                    "conf_int": ols.conf_int(0.05).tolist(), "alpha": 0.05, "r_squared": ols.rsquared}
+                    "conf_int": ols.conf_int(0.05).tolist(), "alpha": 0.05, "r2": ols.rsquared}
 
     page = Page(write_report(tmp_path, result, statistics=[Statistics()]).read_text(encoding="utf-8"))
     assert list(page.sections)[-1] == "statistics"
     coef = page.table("statistics")
-    assert coef["term"] == ["coefficient", "std. error", "t", "P>|t|", "95% confidence interval"]
+    assert coef["term"] == ["coef", "std err", "t", "P>|t|", "[0.025, 0.975]"]
     for k, term in enumerate(["intercept", "x"]):
         shown = coef[term]
         # the same values shown to 6 significant digits: ≤ 5e-6 relative (the interval's ends too)
@@ -298,7 +298,41 @@ def test_statistics_become_a_table(fitted, tmp_path):
         low, high = (float(v) for v in shown[4].strip("[]").split(","))
         assert (low, high) == pytest.approx(tuple(ols.conf_int(0.05)[k]), rel=1e-5)
     # R² ≈ 0.97 shown to 6 significant digits: half a unit 5e-7, ≈ 5.2e-7 relative < pytest.approx's 1e-6
-    assert float(page.table("statistics", 1)["r_squared"][0]) == pytest.approx(ols.rsquared)
+    assert float(page.table("statistics", 1)["R²"][0]) == pytest.approx(ols.rsquared)
+
+
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC3"])
+def test_the_statistics_are_labelled_as_the_text_summary_labels_them(fitted, tmp_path, cov_type):
+    """Every head and label of the report's statistics block is the text summary's; no key of to_dict() shows."""
+    import re
+
+    from torchlinreg.statistics import regression_statistics
+    from torchlinreg.statistics_tables import LABELS
+
+    result, _, _ = fitted
+    X, y = result.data.X.double().numpy(), result.data.y.double().numpy()
+    y = np.column_stack([y[:, 0], -y[:, 0] + X[:, 0] ** 2 / 10])  # two targets: two tables
+    statistics = regression_statistics(X, y, cov_type=cov_type, feature_names=["x"], target_names=["y", "curve"])
+    page = Page(write_report(tmp_path, result, statistics=statistics).read_text(encoding="utf-8"))
+    tables = page.tables["statistics"]
+    assert len(tables) == 2 * len(statistics)  # per target: the coefficients, the figures
+    for stats, coef, figures in zip(statistics, tables[::2], tables[1::2]):
+        summary = stats.summary()
+        heads = coef[0]
+        stat = "t" if cov_type == "nonrobust" else "z"
+        assert heads[:5] == ["term", "coef", "std err", stat, f"P>|{stat}|"]
+        assert all(head in summary for head in heads[:5])
+        assert all(end in summary for end in heads[5].strip("[]").split(", "))  # "[0.025" ... "0.975]"
+        labels = [row[0] for row in figures]
+        assert labels == [label for label, _ in stats.figures()] and sorted(labels) == sorted(LABELS.values())
+        for label, value in figures:
+            assert re.search(rf"{re.escape(label)}:\s+{re.escape(value)}(\s|$)", summary, re.M), label  # same text
+    text = "".join(page.text)
+    assert all(stats.title in text for stats in statistics)  # "OLS regression of 'y'": the summary's first line
+    assert all(note in text for stats in statistics for note in stats.notes())
+    shown = " ".join(cell for table in tables for row in table for cell in row)
+    assert not re.search(r"\b[a-z]+_[a-z_0-9]+\b", shown), shown  # no snake_case key (target_name, use_t, adj_r2 ...)
+    assert not {"target_name", "use_t", "adj_r2", "f_pvalue", "weighted", "conf_level"} & set(text.split())
 
 
 def test_an_unwritable_folder_is_an_output_error(fitted, tmp_path):

@@ -91,7 +91,8 @@ def test_enospc_on_a_first_write_leaves_nothing(tmp_path, monkeypatch):
 
 
 WRITE_ORDER = ["history.json", "history.csv", "summary.json", "data.png", "initial_model.png", "loss.png",
-               "current_model.png", "residuals.png", "predicted_vs_actual.png"]  # the order fit writes them in
+               "current_model.png", "residuals.png", "predicted_vs_actual.png", "qq.png",
+               "residuals_vs_features.png"]  # the order fit writes them in
 
 
 @pytest.mark.parametrize("fail_at", [1, 4, 6], ids=["history", "first-plot", "later-plot"])

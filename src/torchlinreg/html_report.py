@@ -34,6 +34,8 @@ CAPTIONS = {  # plot name -> caption; other names are captioned from the name it
     "current": "The trained model",
     "residuals": "Residuals (actual − predicted) against the predicted values",
     "predicted": "Predicted against actual values",
+    "qq": "Normal Q-Q plot of the standardized residuals",
+    "residuals_features": "Residuals against each feature",
     "animation": "The fit, epoch by epoch (animated)",
 }
 COEF_KEYS = ("term_names", "params", "std_err", "t_values", "p_values", "conf_int")
@@ -301,19 +303,28 @@ def _metrics_section(metrics: dict) -> str:
 
 
 def _statistics_section(statistics) -> str:
+    """Per target: the coefficient table and the fit's figures, labelled as the text summary labels them
+    (``statistics.LABELS``, and a :class:`~torchlinreg.statistics.RegressionStatistics`' own ``title``,
+    ``figures()`` and ``notes()``); without the coefficient keys, the summary's text."""
+    from .statistics_tables import LABELS
+
     parts = []
     for k, stats in enumerate(statistics):
         d = _flatten_terms(stats.to_dict())
         name = d.get("target") or d.get("target_name")
-        if len(statistics) > 1 or name:
-            parts.append(f"<h3>{_esc(f'Target {name}' if name else f'Table {k + 1}')}</h3>")
+        heading = getattr(stats, "title", None) or (f"Target {name}" if name else f"Table {k + 1}")
+        if len(statistics) > 1 or name or hasattr(stats, "title"):
+            parts.append(f"<h3>{_esc(heading)}</h3>")
         table = _coef_table(d) if all(key in d for key in COEF_KEYS) else None
         if table is None:
             parts.append(f"<pre>{_esc(stats.summary())}</pre>")
             continue
-        scalars = [(key, _scalar(v.item() if isinstance(v, np.generic) else v)) for key, v in d.items()
-                   if key not in COEF_KEYS and (v is None or isinstance(v, (str, bool, int, float, np.generic)))]
-        parts.append(table + ("\n" + _kv_table(scalars) if scalars else ""))
+        figures = stats.figures() if hasattr(stats, "figures") else [
+            (label, _scalar(d[key].item() if isinstance(d[key], np.generic) else d[key]))
+            for key, label in LABELS.items() if key in d]
+        notes = stats.notes() if hasattr(stats, "notes") else []
+        parts.append(table + ("\n" + _kv_table(figures) if figures else "")
+                     + "".join(f'\n<p class="muted">{_esc(note)}</p>' for note in notes))
     return "\n".join(parts)
 
 
@@ -331,7 +342,6 @@ def _flatten_terms(d: dict) -> dict:
     out["conf_int"] = [[nan if v is None else v for v in (t.get("conf_int") or (None, None))] for t in terms.values()]
     if isinstance(d.get("conf_level"), float):
         out["alpha"] = 1 - d["conf_level"]
-    out["unidentified"] = ", ".join(d.get("unidentified") or ()) or "none"
     return out
 
 
@@ -349,11 +359,14 @@ def _coef_table(d: dict) -> str | None:
     if any(len(c) != n for c in columns) or conf.shape != (n, 2):
         return None
     alpha = d.get("alpha")
-    level = f"{100 * (1 - alpha):g}% confidence interval" if isinstance(alpha, float) else "confidence interval"
+    level = f"[{alpha / 2:g}, {1 - alpha / 2:g}]" if isinstance(alpha, float) else "confidence interval"
     rows = [[name, _g(p), _g(se), _g(t, 4), _g(pv, 3), f"[{_g(lo)}, {_g(hi)}]"] if np.isfinite(p)
             else [name, "not identified", "", "", "", ""]
             for name, p, se, t, pv, (lo, hi) in zip(names, *columns, conf)]
-    return _table(["term", "coefficient", "std. error", "t", "P>|t|", level], rows)
+    from .statistics_tables import TERM_COLUMNS  # the text summary's heads
+
+    stat = "t" if d.get("use_t", True) else "z"  # z: normal tests (robust covariances), as the summary says
+    return _table([*TERM_COLUMNS, stat, f"P>|{stat}|", level], rows)
 
 
 # -- helpers --------------------------------------------------------------------------

@@ -28,8 +28,9 @@ def save_plots(data: Table, history: History, out_dir: str | os.PathLike,
                optimum_loss: float | None = None, *, animation: bool = False) -> dict[str, Path]:
     """Write the plots into ``out_dir`` and return their paths by name (see ``PLOT_FILES``).
 
-    The loss, residuals and predicted-vs-actual plots are written for any number of
-    features; the tutorial's data and line plots need a model with one input feature.
+    The loss, residuals, predicted-vs-actual, Q-Q and residuals-against-features plots are
+    written for any number of features; the tutorial's data and line plots need a model with
+    one input feature. Every plot of the targets has one panel per target (``docs/plots.md``).
     With ``animation`` the fit is also written as ``fit.gif`` (name ``"animation"``), see
     :func:`torchlinreg.animation.save_animation`.
 

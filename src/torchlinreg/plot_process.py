@@ -1,6 +1,6 @@
 """The command's plotting process: the PNG files drawn on a second core while PyTorch loads.
 
-Importing matplotlib and drawing the six PNG files of the tutorial run takes about as long
+Importing matplotlib and drawing the PNG files of the tutorial run takes about as long
 as importing PyTorch. So ``torchlinreg fit`` first starts a second Python process, which
 imports matplotlib and NumPy (never PyTorch) while the command imports PyTorch and trains;
 :func:`torchlinreg.pictures.save_plots` then sends it (through :func:`draw`, which it installs as
@@ -134,6 +134,7 @@ def _serve() -> int:
     sys.stdout = sys.stderr  # anything printed must not mix with the answer
     import matplotlib.backends.backend_agg  # noqa: F401  (what the time is spent on, before the job arrives)
     import matplotlib.figure  # noqa: F401
+    import scipy.special  # noqa: F401  (the confidence band's t quantile, the Q-Q plot's normal quantiles)
 
     from torchlinreg import plots
 

@@ -31,8 +31,8 @@ HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON = "history.json", "history.csv", "summar
 # Every file a run may write into its output folder (plots.PLOT_FILES, the GIF, the report and the
 # checkpoint folder too).
 OUTPUT_FILES = (HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON, "data.png", "initial_model.png", "loss.png",
-                "current_model.png", "residuals.png", "predicted_vs_actual.png", "fit.gif", "report.html",
-                CHECKPOINT_DIR)
+                "current_model.png", "residuals.png", "predicted_vs_actual.png", "qq.png",
+                "residuals_vs_features.png", "fit.gif", "report.html", CHECKPOINT_DIR)
 
 
 @dataclass

@@ -53,7 +53,7 @@ from scipy import special  # the distributions' functions, without scipy.stats' 
 from .config import COV_TYPES
 from .errors import ConfigError
 from .solve import _NULL_TOL, LstsqSolution, _as_array, lstsq
-from .statistics_tables import StatisticsList, summary_html, summary_text
+from . import statistics_tables as tables
 
 INTERCEPT = "intercept"  # the constant term's name
 _BLOCK_ROWS = 8192  # rows per block in the pass for robust covariances
@@ -118,13 +118,27 @@ class RegressionStatistics:
                 f"{' ...' if len(self.term_names) > 6 else ''}, cov_type={self.cov_type!r}, n_obs={self.n_obs}, "
                 f"r2={self.r2:.6g}, unidentified={list(self.unidentified)})")
 
+    @property
+    def title(self) -> str:
+        """``OLS regression of 'y'`` (``WLS`` with sample weights)."""
+        return tables.title(self)
+
+    def figures(self) -> list[tuple[str, str]]:
+        """The fit's figures as the summary shows them: ``(label, value)`` texts, its left column then its right."""
+        pairs = tables.fit_figures(self)
+        return [left for left, _ in pairs] + [right for _, right in pairs]
+
+    def notes(self) -> list[str]:
+        """The lines below the summary's table: the terms not identified, the distribution of z."""
+        return tables.notes(self)
+
     def summary(self) -> str:
         """A readable table in statsmodels' layout: the fit's figures, then one row per term."""
-        return summary_text(self)
+        return tables.summary_text(self)
 
     def _repr_html_(self) -> str:
         """The same table as HTML (a notebook shows it)."""
-        return summary_html(self)
+        return tables.summary_html(self)
 
     def __getitem__(self, index):
         """``stats[0]`` is ``stats``: before, :func:`regression_statistics` returned a list for a 1-D ``y`` too."""
@@ -272,7 +286,7 @@ def check_settings(conf_level, cov_type) -> tuple[float, str]:
 
 def regression_statistics(X, y, *, sample_weight=None, conf_level: float = 0.95, cov_type: str = "nonrobust",
                           feature_names=None, target_names=None, fit_intercept: bool = True,
-                          use_t: bool | None = None) -> RegressionStatistics | StatisticsList:
+                          use_t: bool | None = None) -> RegressionStatistics | tables.StatisticsList:
     """Standard errors, t and p values, confidence intervals and fit criteria of the least-squares fit.
 
     Parameters
@@ -381,7 +395,7 @@ class ResidualPass:
 
 def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None = None, *,
                         conf_level: float = 0.95, cov_type: str = "nonrobust",
-                        use_t: bool | None = None) -> StatisticsList:
+                        use_t: bool | None = None) -> tables.StatisticsList:
     """:func:`regression_statistics` from a solution and, where needed, one pass over its rows.
 
     ``solution`` comes from ``lstsq``, ``QRAccumulator.solve`` or ``refine`` (a streamed or
@@ -410,7 +424,7 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
     terms = tuple(names[i] for i in order)
     missing = ~basis.identified[order]  # their parameters, covariances and tests are NaN
     unidentified = tuple(name for name, gone in zip(terms, missing) if gone)
-    results = StatisticsList()
+    results = tables.StatisticsList()
     for t, target in enumerate(solution.target_names):
         theta = np.append(solution.coef[t], solution.intercept[t])[:d + k_const]
         ssr = solution.loss_per_target[t] * basis.sum_weights

@@ -14,6 +14,16 @@ import math
 from typing import Iterable
 
 NOT_IDENTIFIED = "not identified"
+# What the text summary and the HTML report call each figure of a fit (keys of ``to_dict()``), written once.
+LABELS = {
+    "n_obs": "Observations", "df_resid": "Df residuals", "df_model": "Df model", "cov_type": "Covariance",
+    "log_likelihood": "Log-likelihood", "condition_number": "Condition no.",
+    "r2": "R²", "adj_r2": "Adj. R²", "f_statistic": "F statistic", "f_pvalue": "Prob (F)", "aic": "AIC", "bic": "BIC",
+}
+FIGURE_COLUMNS = (("n_obs", "df_resid", "df_model", "cov_type", "log_likelihood", "condition_number"),
+                  ("r2", "adj_r2", "f_statistic", "f_pvalue", "aic", "bic"))  # the summary's two columns of figures
+TERM_COLUMNS = ("term", "coef", "std err")  # the heads of the coefficient table's first columns
+_DIGITS = {"condition_number": 4, "f_pvalue": 3}  # significant digits shown; 6 for the other figures
 
 
 class StatisticsList(list):
@@ -35,19 +45,19 @@ def title(stats) -> str:
 
 def fit_figures(stats) -> list[tuple[tuple[str, str], tuple[str, str]]]:
     """The fit's figures as pairs of (name, value) for the left and the right column."""
-    left = [("Observations", f"{stats.n_obs}"), ("Df residuals", num(stats.df_resid)),
-            ("Df model", num(stats.df_model)), ("Covariance", stats.cov_type),
-            ("Log-likelihood", num(stats.log_likelihood)), ("Condition no.", num(stats.condition_number, 4))]
-    right = [("R²", num(stats.r2)), ("Adj. R²", num(stats.adj_r2)), ("F statistic", num(stats.f_statistic)),
-             ("Prob (F)", num(stats.f_pvalue, 3)), ("AIC", num(stats.aic)), ("BIC", num(stats.bic))]
-    return list(zip(left, right))
+    def shown(key: str) -> tuple[str, str]:
+        value = getattr(stats, key)
+        return LABELS[key], (f"{value}" if key in ("n_obs", "cov_type") else num(value, _DIGITS.get(key, 6)))
+
+    left, right = FIGURE_COLUMNS
+    return [(shown(a), shown(b)) for a, b in zip(left, right)]
 
 
 def term_header(stats) -> list[str]:
     """``coef, std err, t, P>|t|, [0.025, 0.975]`` (z for the normal distribution)."""
     stat = "t" if stats.use_t else "z"
     alpha = 1 - stats.conf_level
-    return ["coef", "std err", stat, f"P>|{stat}|", f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"]
+    return [*TERM_COLUMNS[1:], stat, f"P>|{stat}|", f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"]
 
 
 def term_rows(stats) -> list[tuple[str, list[str] | None]]:
@@ -80,7 +90,7 @@ def summary_text(stats) -> str:
     """The table as text: the title, the fit's figures in two columns, one row per term, the notes."""
     widths = [14, 12, 10, 11, 14, 14]  # of the term columns
     name_width = max(len("term"), *(len(name) for name in stats.term_names))
-    header = f"{'term':<{name_width}}" + "".join(f"{h:>{w}}" for h, w in zip(term_header(stats), widths))
+    header = f"{TERM_COLUMNS[0]:<{name_width}}" + "".join(f"{h:>{w}}" for h, w in zip(term_header(stats), widths))
     width = len(header)
     lines = [title(stats), "=" * width]
     half = width // 2
