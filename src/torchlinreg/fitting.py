@@ -400,7 +400,9 @@ def fit(data, target=None, *, features=None, weights=None, standardize: bool | N
     out_dir : a folder for the history, summary and plots (default: none; nothing is written).
     **settings : fields of :class:`~torchlinreg.config.TrainConfig` (``optimizer``, ``lr``, ``epochs``,
         ``batch_size``, ``tol``, ``dtype``, ...) and the options of :func:`run_fit` (``quiet``,
-        ``statistics``, ``validation_fraction``, ``save``, ``log_every``, ...). Without ``optimizer``
+        ``validation_fraction``, ``save``, ``log_every``, ...). The statistics of the optimum are
+        computed (``statistics=True``) for :meth:`FitResult.summary` but not printed
+        (``print_statistics=False``). Without ``optimizer``
         and ``lr``, the training settings are chosen to reach the optimum
         (:func:`torchlinreg.config.choose_settings`, as ``torchlinreg fit FILE`` does), and the first
         line printed says which.
@@ -416,7 +418,8 @@ def fit(data, target=None, *, features=None, weights=None, standardize: bool | N
     given = {k: settings.pop(k) for k in list(settings) if k in trainable}
     chosen = choose_settings(standardize=standardize, **given)
     source = _fit_source(data, target, features, weights)
-    return run_fit(source, chosen.config, out_dir, standardize=chosen.standardize, chosen=chosen.why, **settings)
+    options = {"statistics": True, "print_statistics": False} | settings  # computed for summary(), not printed
+    return run_fit(source, chosen.config, out_dir, standardize=chosen.standardize, chosen=chosen.why, **options)
 
 
 def _fit_source(data, target, features, weights):

@@ -49,6 +49,7 @@ class Publish:
     run takes a moment); ``tensorboard``: a folder for TensorBoard logs; ``callbacks`` run too.
     ``flags``: the settings the notes and advice name, written as the command's flags
     (:func:`torchlinreg.errors.render`); None writes them as the library's keywords.
+    ``print_statistics``: print the statistics tables when the fit computes them (``statistics``).
     """
 
     out_dir: str | os.PathLike | None = None
@@ -64,6 +65,7 @@ class Publish:
     tensorboard: str | os.PathLike | None = None
     callbacks: Sequence[Callback] = ()
     flags: dict[str, str] | None = None
+    print_statistics: bool = True
     out: Path | None = field(default=None, init=False, repr=False)  # the folder, once prepared
     bar: object = field(default=None, init=False, repr=False)  # the progress bar while training, unless quiet
 
@@ -127,7 +129,7 @@ class Publish:
         self.print(format_metrics(result.metrics))
         for line in lines:
             self.print(line)
-        if statistics:
+        if statistics and self.print_statistics:
             self.print("")
             self.print(format_statistics(result.statistics))
         if self.out is not None:
