@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import realdata
+from bounds import gamma
 import torchlinreg as tl
 from torchlinreg.data import default_names
 from torchlinreg.errors import ConfigError, DataError
@@ -120,3 +121,21 @@ def test_bad_input_names_the_problem():
         tl.fit(frame.fillna(0), target="nope", quiet=True)
     with pytest.raises(ConfigError, match=r"needs its targets: pass fit\(X, y\)"):
         tl.fit(frame.to_numpy(), target="y")
+
+
+def test_the_fit_is_saved_loaded_and_predicts_by_column_name(longley, tmp_path):
+    frame, target = longley
+    result = tl.fit(frame, target=target, quiet=True)
+    tl.save_model(tmp_path / "model", result)
+    loaded = tl.load_model(tmp_path / "model")
+    assert loaded.feature_names == result.data.feature_names and loaded.target_names == (target,)
+    np.testing.assert_array_equal(loaded.weight, result.weight)  # float64 both: stored as they are
+    X = frame.drop(columns=target)
+    expected = X.to_numpy() @ result.weight.T + result.bias
+    # Columns in another order, the target among them: matched by name, so the same products in the same order.
+    np.testing.assert_array_equal(loaded.predict(frame[frame.columns[::-1]]).reshape(expected.shape), expected)
+    estimator = tl.load_estimator(tmp_path / "model")
+    assert list(estimator.feature_names_in_) == list(X.columns)
+    # BLAS may sum the d products and the bias in another order: each result within γ_{d+1}·(Σ|x_j·w_j| + |b|).
+    bound = gamma(X.shape[1] + 1) * (np.abs(X.to_numpy()) @ np.abs(result.weight[0]) + abs(result.bias[0]))
+    assert np.all(np.abs(estimator.predict(X) - expected[:, 0]) <= bound)

@@ -106,6 +106,18 @@ class FitResult:
                     self.metrics, self.statistics,
                     fit_heading(self.n_samples, len(history), self.config.optimizer, history.status, history.message))
 
+    def saved_model(self):
+        """The trained model as a :class:`~torchlinreg.persistence.SavedModel` (what ``tl.save_model`` writes):
+        its weights in the data's units, the column names, and the settings, scaling and metrics."""
+        from .persistence import SavedModel
+        from .publish import json_safe
+
+        scaler, history = self.scaler, self.history
+        return SavedModel(self.weight, self.bias, self.data.feature_names, self.data.target_names,
+                          {"settings": self.config.to_dict(), "standardize": scaler.to_dict() if scaler else None,
+                           "metrics": json_safe(self.metrics), "status": history.status,
+                           "epochs_run": len(history), "optimum_loss": json_safe(self.solution.loss)})
+
     def __repr__(self) -> str:
         return f"FitResult({self.data!r}, {self.history!r}, files={sorted(self.files)})"
 

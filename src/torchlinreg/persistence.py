@@ -243,7 +243,8 @@ def _write_pair(tensors_path: Path, json_path: Path, tensor_bytes: bytes, json_b
 def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = False) -> tuple[Path, Path]:
     """Write ``model`` to ``<path>.safetensors`` and ``<path>.json``; return the two paths.
 
-    ``model`` is a :class:`SavedModel`, or a fitted estimator with ``coef_`` and ``intercept_``
+    ``model`` is a :class:`SavedModel`, a fit's result (``tl.fit``, ``tl.run_fit``: its trained model, by its
+    ``saved_model()``), or a fitted estimator with ``coef_`` and ``intercept_``
     (:class:`torchlinreg.LinearRegression`, or scikit-learn's): its names are ``feature_names_in_``
     when it was fitted on a DataFrame (else ``x1, x2, ...``), and its parameters go into the metadata.
 
@@ -261,7 +262,7 @@ def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = Fals
     """
     tensors_path, json_path = model_paths(path)
     if not isinstance(model, SavedModel):
-        model = _from_estimator(model)
+        model = model.saved_model() if hasattr(model, "saved_model") else _from_estimator(model)
     tensor_bytes, json_bytes = _encoded(model)
     _write_pair(tensors_path, json_path, tensor_bytes, json_bytes, force=force)
     return tensors_path, json_path

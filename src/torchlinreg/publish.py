@@ -155,14 +155,9 @@ class Publish:
         remove_stale(out, OUTPUT_FILES, result.files.values())
 
     def _save_model(self, result) -> None:
-        from .persistence import SavedModel, save_model
+        from .persistence import save_model
 
-        scaler, history = result.scaler, result.history
-        saved = SavedModel(result.weight, result.bias, result.data.feature_names, result.data.target_names,
-                           {"settings": result.config.to_dict(), "standardize": scaler.to_dict() if scaler else None,
-                            "metrics": json_safe(result.metrics), "status": history.status,
-                            "epochs_run": len(history), "optimum_loss": json_safe(result.solution.loss)})
-        result.files["model"], result.files["model_json"] = save_model(self.save, saved, force=self.force)
+        result.files["model"], result.files["model_json"] = save_model(self.save, result, force=self.force)
 
     def print(self, text: str) -> None:
         if not self.quiet:
