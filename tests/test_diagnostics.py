@@ -6,7 +6,6 @@ from sklearn.preprocessing import StandardScaler
 from torchlinreg import TrainConfig, build_model, diagnostics, max_stable_lr, train, tutorial_data
 from torchlinreg.cli import FLAGS
 from torchlinreg.diagnostics import diagnose
-from torchlinreg.errors import render
 
 from bounds import gamma
 
@@ -220,8 +219,8 @@ def test_messages_for_the_tutorial_defaults():
     assert diag.epochs_needed_standardized < 100
     assert f"would converge in about {diag.epochs_needed_standardized} epochs" in conditioning
     # The advice names settings: as flags for the command, as keywords for the library.
-    assert f"--standardize --lr {diag.best_lr_standardized:.3g}" in render(conditioning, FLAGS)
-    assert f"standardize=True lr={diag.best_lr_standardized:.3g}" in render(conditioning)
+    assert f"standardize=True lr={diag.best_lr_standardized:.3g}" in conditioning
+    assert f"--standardize --lr {diag.best_lr_standardized:.3g}" in diag.messages(FLAGS)[-1]
     assert diag.to_dict()["epochs_needed"] == diag.epochs_needed
 
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from .errors import render
 from .report import percent
 from .scaling import Standardizer
 
@@ -91,8 +92,13 @@ class GDDiagnostics:
     rank: int = 0  # of the Hessian (of the design [X, 1]): the solver's rank when it is given
     n_parameters: int = 0  # weights and bias of one target: the Hessian's size
 
-    def messages(self) -> list[str]:
-        """Plain-English one-liners for a report, most important first."""
+    def messages(self, flags: dict[str, str] | None = None) -> list[str]:
+        """Plain-English one-liners for a report, most important first. The settings they advise are named
+        as the library's keywords (``standardize=True``), or with ``flags`` as the command's (``--standardize``):
+        see :func:`torchlinreg.errors.render`."""
+        return [render(line, flags) for line in self._lines()]
+
+    def _lines(self) -> list[str]:
         limit = f"{self.max_stable_lr:.3g} ({self._limit_formula()})"
         if self.lr >= self.max_stable_lr:
             lines = [f"lr {self.lr:g} is above the divergence limit {limit}: "

@@ -202,7 +202,8 @@ class _Run:
                 self.scaler = self.objective.standardizer()
         self.model = build_model(len(self.source.feature_names), len(self.source.target_names), seed=self.config.seed)
         self.diagnostics = _diagnostics(self)
-        notes = [f"note: {m}" for m in self.diagnostics.messages()] if self.diagnostics is not None else []
+        notes = [f"note: {m}" for m in self.diagnostics.messages(self.publish.flags)] \
+            if self.diagnostics is not None else []
         if not self.in_memory:
             notes.insert(0, f"reading: {self.n_rows:,} rows streamed in chunks of {self.options.chunk_rows:,}"
                          + (f" ({self.options.reading})" if self.options.reading else ""))

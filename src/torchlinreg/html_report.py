@@ -83,24 +83,25 @@ footer { margin-top: 40px; color: var(--muted); font-size: 0.85em; }
 """
 
 
-def write_report(out_dir: str | os.PathLike, result, *, statistics=None, files=None) -> Path:
+def write_report(out_dir: str | os.PathLike, result, *, statistics=None, files=None, flags=None) -> Path:
     """Write ``report.html`` for a fit into ``out_dir`` (atomically) and return its path.
 
     Parameters
     ----------
     out_dir : folder to write into; it must exist.
-    result : FitResult, as :func:`torchlinreg.pipeline.run_fit` returns it.
+    result : FitResult, as :func:`torchlinreg.fitting.run_fit` returns it.
     statistics : list of objects with ``summary()`` (a text table) and ``to_dict()``, optional.
         A ``to_dict()`` with ``term_names, params, std_err, t_values, p_values, conf_int``
         becomes an HTML table; anything else is shown as the ``summary()`` text.
     files : dict mapping plot names to PNG or GIF paths; default ``result.files``. Every
         one that exists is embedded; other files (JSON, CSV, model files) are ignored.
+    flags : the command's flags for the settings the advice names (None: the library's keywords).
     """
-    text = render_report(result, statistics=statistics, files=files)
+    text = render_report(result, statistics=statistics, files=files, flags=flags)
     return atomic_write_text(Path(out_dir) / REPORT_HTML, text)
 
 
-def render_report(result, *, statistics=None, files=None) -> str:
+def render_report(result, *, statistics=None, files=None, flags=None) -> str:
     """The page :func:`write_report` writes, as a string."""
     history = result.history
     status = history.status
@@ -108,7 +109,7 @@ def render_report(result, *, statistics=None, files=None) -> str:
     sections = [
         ("data", "Data", _data_section(result)),
         ("settings", "Settings", _settings_section(result)),
-        ("diagnostics", "Diagnostics before training", _diagnostics_section(result.diagnostics)),
+        ("diagnostics", "Diagnostics before training", _diagnostics_section(result.diagnostics, flags)),
         ("plots", "Plots", _plots_section(result.files if files is None else files)),
         ("epochs", "Epochs", _epochs_section(result)),
         ("model", "Trained model and the exact least-squares optimum", _model_section(result)),
@@ -182,7 +183,7 @@ def _settings_section(result) -> str:
     return f'<div class="row">\n{_kv_table(pairs[:half])}\n{_kv_table(pairs[half:])}\n</div>'
 
 
-def _diagnostics_section(diagnostics) -> str:
+def _diagnostics_section(diagnostics, flags=None) -> str:
     if diagnostics is None:
         return ('<p class="muted">Not computed: the learning-rate diagnostics apply to full-batch '
                 'gradient descent (optimizer sgd without mini-batches).</p>')
@@ -205,7 +206,7 @@ def _diagnostics_section(diagnostics) -> str:
              ("predicted epochs on standardised data", epochs(d["epochs_needed_standardized"]))]
     if d.get("epochs") is not None:
         pairs.append(("epochs asked for", f"{d['epochs']:,}"))
-    items = "\n".join(f"<li>{_esc(m)}</li>" for m in diagnostics.messages())
+    items = "\n".join(f"<li>{_esc(m)}</li>" for m in diagnostics.messages(flags))
     return _kv_table(pairs) + f'\n<ul class="messages">\n{items}\n</ul>'
 
 

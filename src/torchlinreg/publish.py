@@ -151,7 +151,7 @@ class Publish:
         if self.report:
             from .html_report import write_report
 
-            result.files["report"] = write_report(out, result, statistics=result.statistics)
+            result.files["report"] = write_report(out, result, statistics=result.statistics, flags=self.flags)
         remove_stale(out, OUTPUT_FILES, result.files.values())
 
     def _save_model(self, result) -> None:
