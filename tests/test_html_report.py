@@ -9,7 +9,6 @@ import base64
 import html
 import io
 import shutil
-import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 from PIL import Image
 
 from bounds import U64, gamma
+from browser import counted_dom, screenshot_gray
 from torchlinreg.config import TrainConfig
 from torchlinreg.data import Dataset, tutorial_data
 from torchlinreg.errors import OutputError
@@ -25,9 +25,6 @@ from torchlinreg.fitting import run_fit
 
 SECTIONS = ["data", "settings", "diagnostics", "plots", "epochs", "model", "metrics"]
 HOSTILE = "x<script>alert('column')</script>"
-BROWSER_TIMEOUT = 60  # seconds for one Chromium run
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 class Page(HTMLParser):
@@ -343,29 +340,9 @@ def test_an_unwritable_folder_is_an_output_error(fitted, tmp_path):
 
 # -- in a real browser ----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    pytest.skip("Chromium not installed: run scripts/install-chromium")
-
-
-def run_chromium(chromium, tmp_path, *args) -> str:
-    """Run headless Chromium once; its stdout. Messages on stderr (dbus and the like) are ignored."""
-    done = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
-                          capture_output=True, text=True, timeout=BROWSER_TIMEOUT)
-    assert done.returncode == 0, f"chromium exited with {done.returncode}: {done.stderr[-2000:]}"
-    return done.stdout
-
-
 def test_chromium_renders_a_page_with_content(fitted, chromium, tmp_path):
     _, path, _ = fitted
-    shot = tmp_path / "report.png"
-    run_chromium(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", path.as_uri())
-    with Image.open(shot) as im:
-        assert im.size == (1280, 2000)
-        gray = np.asarray(im.convert("L"), dtype=float)
+    gray = screenshot_gray(chromium, tmp_path, path.as_uri())
     # A blank page gives 0 and 0; this report's first 2000 px about 30 and 0.066 (mostly white margins).
     assert gray.std() > 15  # not a blank or uniform page
     assert (gray < 245).mean() > 0.03  # text, table lines and plots cover a good part of it
@@ -373,20 +350,9 @@ def test_chromium_renders_a_page_with_content(fitted, chromium, tmp_path):
 
 def images_loaded(chromium, tmp_path, text: str) -> str:
     """``loaded/total`` images once the page has loaded, counted by a script the test adds."""
-    counter = """<script>
-addEventListener("load", () => {
-  const images = Array.from(document.images);
-  const loaded = images.filter((img) => img.complete && img.naturalWidth > 0).length;
-  document.documentElement.dataset.images = loaded + "/" + images.length;
-});
-</script>
-</body>"""
-    assert CSP in text and text.count("</body>") == 1
-    text = text.replace(CSP, CSP + "; script-src 'unsafe-inline'").replace("</body>", counter)  # images as before
-    copy = tmp_path / "counted.html"
-    copy.write_text(text, encoding="utf-8")
-    dom = run_chromium(chromium, tmp_path, "--dump-dom", "--virtual-time-budget=5000", copy.as_uri())
-    return Page(dom).html_attrs.get("data-images", "script did not run")
+    assert CSP in text
+    text = text.replace(CSP, CSP + "; script-src 'unsafe-inline'")  # the counter runs; images load as before
+    return Page(counted_dom(chromium, tmp_path, text)).html_attrs.get("data-images", "script did not run")
 
 
 def test_chromium_loads_every_image(fitted, chromium, tmp_path):

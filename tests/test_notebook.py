@@ -14,12 +14,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pytest
-from PIL import Image
 
 from conftest import EPOCH_LINE
-from test_html_report import run_chromium
+from browser import counted_dom, screenshot_gray
 from test_reproduction import PRINTED, current_line_agrees, tutorial_float32_error
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,32 +240,11 @@ def test_the_page_has_every_image_and_no_script_or_fetch(executed, page):
 
 # -- in a real browser ----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def chromium():
-    import shutil
-
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    pytest.skip("Chromium not installed: run scripts/install-chromium")
-
-
-COUNTER = """<script>
-addEventListener("load", () => {
-  const images = Array.from(document.images);
-  const loaded = images.filter((img) => img.complete && img.naturalWidth > 0).length;
-  document.documentElement.dataset.images = loaded + "/" + images.length;
-});
-</script>
-</body>"""
 
 
 def test_chromium_loads_every_image(executed, page, chromium, tmp_path):
     text = page.read_text(encoding="utf-8")
-    assert text.count("</body>") == 1
-    counted = tmp_path / "counted.html"
-    counted.write_text(text.replace("</body>", COUNTER), encoding="utf-8")  # the page has no CSP to relax
-    dom = Page(run_chromium(chromium, tmp_path, "--dump-dom", "--virtual-time-budget=5000", counted.as_uri()))
+    dom = Page(counted_dom(chromium, tmp_path, text))  # the page has no CSP to relax
     n = images(executed)
     assert dom.html_attrs.get("data-images", "script did not run") == f"{n}/{n}"
     text = " ".join(dom.text)
@@ -275,11 +252,7 @@ def test_chromium_loads_every_image(executed, page, chromium, tmp_path):
 
 
 def test_chromium_renders_a_page_with_content(page, chromium, tmp_path):
-    shot = tmp_path / "page.png"
-    run_chromium(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri())
-    with Image.open(shot) as im:
-        assert im.size == (1280, 2000)
-        gray = np.asarray(im.convert("L"), dtype=float)
+    gray = screenshot_gray(chromium, tmp_path, page.as_uri())
     # A blank page gives 0 and 0; this page's first 2000 px about 40 and 0.2 (text, code cells, the first plots).
     assert gray.std() > 15  # not a blank or uniform page
     assert (gray < 245).mean() > 0.03  # text, cells and plots cover a good part of it

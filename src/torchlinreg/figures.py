@@ -92,23 +92,38 @@ def _one_feature(table: PlotData, what: str) -> None:
                          "(plot_predicted, plot_residuals_vs_features and plot_residuals draw any number)")
 
 
-def plot_data(data, *, target=None) -> Figure:
-    """The data: each target against the one feature, one panel per target.
-
-    Parameters
-    ----------
-    data : FitResult, Dataset, PlotData or pandas DataFrame
+_DATA = """    data : FitResult, Dataset, PlotData or pandas DataFrame
         A fit's result (its rows, and by default its trained coefficients); a
         :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
         (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
         ``target`` column(s) are the targets and whose other columns are the features.
-    target : str or list of str, optional
+"""
+_COEFFICIENTS = """    weight : array-like of shape (n_targets, n_features), or (n_features,) for one target, optional
+        The model's coefficients; by default a fit result's trained ones (required otherwise).
+    bias : array-like of shape (n_targets,) or a number, optional
+        The intercepts; 0 when ``weight`` is given without them, a fit result's trained ones by default.
+"""
+_TARGET = """    target : str or list of str, optional
         With a DataFrame: the target column(s).
+"""
 
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
+
+def _documented(parameters: str):
+    """Follow a function's one-line docstring by ``parameters`` (numpydoc lines) and what it returns: a Figure."""
+    def document(function):
+        function.__doc__ += ("\n\n    Parameters\n    ----------\n" + parameters
+                             + "\n    Returns\n    -------\n    matplotlib.figure.Figure\n    ")
+        return function
+
+    return document
+
+
+_residual_parameters = _documented(_DATA + _COEFFICIENTS + _TARGET)
+
+
+@_documented(_DATA + _TARGET)
+def plot_data(data, *, target=None) -> Figure:
+    """The data: each target against the one feature, one panel per target."""
     table = _table(data, target)
     _one_feature(table, "plot_data")
     return data_figure(table)
@@ -135,35 +150,20 @@ def plot_loss(history, optimum_loss: float | None = None) -> Figure:
     return loss_figure(history, optimum_loss)
 
 
-def plot_model(data, weight=None, bias=None, *, target=None, initial: bool = False, band: bool | None = None,
-               title: str | None = None) -> Figure:
-    """The data with a one-feature model's line, one panel per target.
-
-    Parameters
-    ----------
-    data : FitResult, Dataset, PlotData or pandas DataFrame
-        A fit's result (its rows, and by default its trained coefficients); a
-        :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
-        (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
-        ``target`` column(s) are the targets and whose other columns are the features.
-    weight : array-like of shape (n_targets, n_features), or (n_features,) for one target, optional
-        The model's coefficients; by default a fit result's trained ones (required otherwise).
-    bias : array-like of shape (n_targets,) or a number, optional
-        The intercepts; 0 when ``weight`` is given without them, a fit result's trained ones by default.
-    target : str or list of str, optional
-        With a DataFrame: the target column(s).
-    initial : bool, default False
+_MODEL_EXTRA = """    initial : bool, default False
         With a fit's result and no ``weight``: the model before training instead of the trained one.
     band : bool, optional
         Shade the 95% confidence band of the least-squares line of the rows; by default for every
         model but the initial one.
     title : str, optional
         ``"Initial Model"`` for the initial model, ``"Current Model"`` otherwise, by default.
+"""
 
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
+
+@_documented(_DATA + _COEFFICIENTS + _TARGET + _MODEL_EXTRA)
+def plot_model(data, weight=None, bias=None, *, target=None, initial: bool = False, band: bool | None = None,
+               title: str | None = None) -> Figure:
+    """The data with a one-feature model's line, one panel per target."""
     table = _table(data, target)
     _one_feature(table, "plot_model")
     params = _params(data, table, weight, bias, initial)
@@ -171,104 +171,26 @@ def plot_model(data, weight=None, bias=None, *, target=None, initial: bool = Fal
     return model_figure(table, params, title, band=not initial if band is None else band)
 
 
-def plot_residuals(data, weight=None, bias=None, *, target=None) -> Figure:
-    """The residuals ``y - ŷ`` against the predictions ``ŷ``, one panel per target.
+def _error_plot(name: str, draw, summary: str):
+    """A public plot of a model's errors: ``draw(table, params)`` on the rows and coefficients it is given."""
+    def plot(data, weight=None, bias=None, *, target=None) -> Figure:
+        table = _table(data, target)
+        return draw(table, _params(data, table, weight, bias))
 
-    Parameters
-    ----------
-    data : FitResult, Dataset, PlotData or pandas DataFrame
-        A fit's result (its rows, and by default its trained coefficients); a
-        :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
-        (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
-        ``target`` column(s) are the targets and whose other columns are the features.
-    weight : array-like of shape (n_targets, n_features), or (n_features,) for one target, optional
-        The model's coefficients; by default a fit result's trained ones (required otherwise).
-    bias : array-like of shape (n_targets,) or a number, optional
-        The intercepts; 0 when ``weight`` is given without them, a fit result's trained ones by default.
-    target : str or list of str, optional
-        With a DataFrame: the target column(s).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    table = _table(data, target)
-    return residuals_figure(table, _params(data, table, weight, bias))
+    plot.__name__ = plot.__qualname__ = name
+    plot.__doc__ = summary
+    return _residual_parameters(plot)
 
 
-def plot_qq(data, weight=None, bias=None, *, target=None) -> Figure:
-    """The normal Q-Q plot of the residuals (standardised, ordered, against the normal quantiles).
-
-    Parameters
-    ----------
-    data : FitResult, Dataset, PlotData or pandas DataFrame
-        A fit's result (its rows, and by default its trained coefficients); a
-        :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
-        (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
-        ``target`` column(s) are the targets and whose other columns are the features.
-    weight : array-like of shape (n_targets, n_features), or (n_features,) for one target, optional
-        The model's coefficients; by default a fit result's trained ones (required otherwise).
-    bias : array-like of shape (n_targets,) or a number, optional
-        The intercepts; 0 when ``weight`` is given without them, a fit result's trained ones by default.
-    target : str or list of str, optional
-        With a DataFrame: the target column(s).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    table = _table(data, target)
-    return qq_figure(table, _params(data, table, weight, bias))
-
-
-def plot_predicted(data, weight=None, bias=None, *, target=None) -> Figure:
-    """The predictions ``ŷ`` against the actual targets, with the diagonal ``ŷ = y``, one panel per target.
-
-    Parameters
-    ----------
-    data : FitResult, Dataset, PlotData or pandas DataFrame
-        A fit's result (its rows, and by default its trained coefficients); a
-        :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
-        (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
-        ``target`` column(s) are the targets and whose other columns are the features.
-    weight : array-like of shape (n_targets, n_features), or (n_features,) for one target, optional
-        The model's coefficients; by default a fit result's trained ones (required otherwise).
-    bias : array-like of shape (n_targets,) or a number, optional
-        The intercepts; 0 when ``weight`` is given without them, a fit result's trained ones by default.
-    target : str or list of str, optional
-        With a DataFrame: the target column(s).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    table = _table(data, target)
-    return predicted_figure(table, _params(data, table, weight, bias))
-
-
-def plot_residuals_vs_features(data, weight=None, bias=None, *, target=None) -> Figure:
-    """The residuals against each feature (the first four), one row of panels per target (the first three).
-
-    Parameters
-    ----------
-    data : FitResult, Dataset, PlotData or pandas DataFrame
-        A fit's result (its rows, and by default its trained coefficients); a
-        :class:`~torchlinreg.data.Dataset` or :class:`~torchlinreg.plots.PlotData` with ``X`` of shape
-        (n_samples, n_features) and ``y`` of shape (n_samples, n_targets); or a DataFrame whose
-        ``target`` column(s) are the targets and whose other columns are the features.
-    weight : array-like of shape (n_targets, n_features), or (n_features,) for one target, optional
-        The model's coefficients; by default a fit result's trained ones (required otherwise).
-    bias : array-like of shape (n_targets,) or a number, optional
-        The intercepts; 0 when ``weight`` is given without them, a fit result's trained ones by default.
-    target : str or list of str, optional
-        With a DataFrame: the target column(s).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    table = _table(data, target)
-    return residuals_features_figure(table, _params(data, table, weight, bias))
+plot_residuals = _error_plot("plot_residuals", residuals_figure,
+                             "The residuals ``y - ŷ`` against the predictions ``ŷ``, one panel per target.")
+plot_qq = _error_plot("plot_qq", qq_figure,
+                      "The normal Q-Q plot of the residuals (standardised, ordered, against the normal quantiles).")
+plot_predicted = _error_plot("plot_predicted", predicted_figure, "The predictions ``ŷ`` against the actual targets, "
+                             "with the diagonal ``ŷ = y``, one panel per target.")
+plot_residuals_vs_features = _error_plot("plot_residuals_vs_features", residuals_features_figure,
+                                         "The residuals against each feature (the first four), one row of panels "
+                                         "per target (the first three).")
 
 
 def result_figures(result) -> dict[str, Figure]:
