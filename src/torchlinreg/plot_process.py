@@ -17,7 +17,10 @@ It can only save time:
 - if it cannot start, dies, or fails in any way, ``save_plots`` draws in the command's own
   process, so an error is raised there exactly as it would be without it;
 - it never outlives the command: it reads one job from a pipe, is terminated when the
-  command ends without sending one, and exits when the pipe closes because the command died.
+  command ends without sending one, and exits when the pipe closes because the command died;
+  a command killed while it draws (SIGKILL: no handler runs) takes it along: on Linux the
+  kernel kills it with its parent (``PR_SET_PDEATHSIG``), and everywhere it checks before each
+  file that its parent is still the command (:func:`_orphaned`) and exits without writing if not.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 MAX_VALUES = 1_000_000  # numbers in X and y sent through the pipe; beyond that the copy costs more than it saves
+PARENT_ENV = "TORCHLINREG_PLOT_PARENT"  # the command's pid, as the plotting process must find it as its parent
 _waiting = None  # the plotting process (a subprocess.Popen) while it waits for its job
 
 
@@ -56,7 +60,8 @@ def plotting_process(enabled: bool = True) -> Iterator[bool]:
     import subprocess
 
     here = str(Path(__file__).resolve().parent.parent)  # so that it imports this torchlinreg, wherever it came from
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])),
+               **{PARENT_ENV: str(os.getpid())})
     try:
         proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, env=env)
@@ -126,10 +131,40 @@ def _stop(proc, answered: bool) -> None:
         proc.wait()
 
 
+def _die_with_parent() -> int:
+    """Have the kernel kill this process when its parent dies (Linux); return the parent's pid to check against."""
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())  # the command's pid, even if it died already
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    _orphaned(parent)  # a parent that died before the prctl sends no signal: look
+    return parent
+
+
+def _orphaned(parent: int) -> None:
+    """Exit at once, writing nothing more, when the command that started this process is gone."""
+    if os.getppid() != parent:  # reparented: the command died
+        os._exit(1)
+
+
+def _checked(write, parent: int):
+    """``write`` that first checks that the command still runs: the portable guard of each file, just before it is written."""
+    @functools.wraps(write)
+    def checked_write(*args, **kwargs):
+        _orphaned(parent)
+        return write(*args, **kwargs)
+    return checked_write
+
+
 def _serve() -> int:
     """The plotting process: import what drawing needs, then do the one job that comes through stdin."""
     import pickle
 
+    parent = _die_with_parent()
     jobs, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything printed must not mix with the answer
     import matplotlib.backends.backend_agg  # noqa: F401  (what the time is spent on, before the job arrives)
@@ -138,6 +173,7 @@ def _serve() -> int:
 
     from torchlinreg import plots
 
+    plots.atomic_write_bytes = _checked(plots.atomic_write_bytes, parent)  # save_figure writes each PNG file through it
     try:
         job = pickle.load(jobs)
     except EOFError:  # the command ended without plots
