@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -243,3 +244,30 @@ def test_two_process_solve_summary_equals_one_process(weighted_csv, tmp_path, ca
         for term in theirs["term_names"]:
             for key in ("param", "std_err", "t_value"):
                 assert ours["terms"][term][key] == pytest.approx(theirs["terms"][term][key], rel=bound, abs=bound)
+
+
+def _rank_exit_codes(stderr: str) -> list[int]:
+    """The ranks' exit codes in torchrun's failure report (torchrun itself exits 1 whatever they were)."""
+    import re
+
+    return [int(code) for code in re.findall(r"exitcode\s*:\s*(-?\d+)", stderr)]
+
+
+@pytest.mark.parametrize("reading", [[], ["--stream", "--chunk-rows", "100"]], ids=["every-rank-fails", "one-rank-fails"])
+def test_a_damaged_data_file_exits_1_under_torchrun_as_in_one_process(tmp_path, capsys, reading):
+    """Issue 15, finding 13: the ranks exited 2 (a DistributedError) where one process exits 1 (a DataError).
+    Read whole, every rank finds the bad value; streamed, only rank 1 reads the chunk that holds it
+    (chunk i is rank i % 2's) and rank 0 learns of it from rank 1: both exit 1."""
+    rows = ["x1,x2,y"] + [f"{i},{i % 7},{2 * i + 1}" for i in range(300)]
+    rows[151] = "150,abc,301"  # row 151 of the data (chunk 1 when streamed in chunks of 100)
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(rows) + "\n")
+    argv = ["solve", str(path), *reading]
+    assert main(argv) == 1  # one process: a DataError
+    one = capsys.readouterr().err
+    assert one.count("\n") == 1 and "row 151 holds 'abc'" in one
+    failed = torchrun(*argv, cwd=tmp_path)
+    assert failed.returncode != 0
+    codes = _rank_exit_codes(failed.stderr)  # torchrun ends (SIGTERM, -15) a rank still running when one has exited
+    assert 1 in codes and set(codes) <= {1, -signal.SIGTERM}, failed.stderr[-3000:]
+    assert "rank 1 failed: " in failed.stderr and "row 151 holds 'abc'" in failed.stderr

@@ -13,7 +13,9 @@ and :func:`ddp_mse` make its steps those of single-process training with the sam
 batch size (see :mod:`torchlinreg.minibatch` for the loop).
 
 Failures end every rank: a phase run by :func:`run_guarded` that fails or hangs on one rank
-ends with a :class:`DistributedError` on every rank, naming the rank at fault (how: ``guarded``).
+ends with a :class:`DistributedError` on every rank, naming the rank at fault (how: ``guarded``);
+a damaged or unusable file there keeps its kind (a ``DataError``, ``ModelFileError`` or
+``CheckpointError`` too), so a command exits on every rank as it does in one process.
 
 A command runs all this through :class:`Job`: its place in the job, with every phase guarded.
 

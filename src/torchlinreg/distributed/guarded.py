@@ -9,6 +9,11 @@ that finishes waits for the others' word at most ``timeout_s``. Either way every
 with a :class:`DistributedError` that names the rank that failed or did not arrive.
 :func:`_exchange` gives every rank the others' texts through the same store (the check that
 the ranks see the same columns, :mod:`torchlinreg.distributed.schema`).
+
+A failure keeps its kind on every rank: when the failing rank's error is a :class:`DataError`,
+:class:`ModelFileError` or :class:`CheckpointError` (a damaged or unusable file), every rank
+raises a :class:`DistributedError` that is also one of those (:class:`RankDataError`, ...),
+so the command exits as it does in one process (1 for a damaged file, not 2).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import itertools
 import time
 from typing import Callable, TypeVar
 
-from ..errors import DistributedError, TorchlinregError
+from ..errors import CheckpointError, DataError, DistributedError, ModelFileError, TorchlinregError
 from .group import Dist, _first_line, shutdown
 
 T = TypeVar("T")
@@ -26,6 +31,33 @@ T = TypeVar("T")
 _GRACE_S = 0.5  # after a collective broke, how long to wait for the rank that broke it to say why (it says so first)
 _POLL_MAX_S = 0.02  # longest sleep between two looks at the store
 _steps = itertools.count()  # checkpoints in this process; every rank passes the same ones in the same order
+
+
+class RankDataError(DistributedError, DataError):
+    """A rank's data could not be used (a :class:`DataError` there): every rank of the job stops with this."""
+
+
+class RankModelFileError(DistributedError, ModelFileError):
+    """A rank's model file could not be loaded (a :class:`ModelFileError` there): every rank stops with this."""
+
+
+class RankCheckpointError(DistributedError, CheckpointError):
+    """A rank's checkpoint could not be resumed from (a :class:`CheckpointError` there): every rank stops with this."""
+
+
+# a rank's error -> what every rank raises; most specific first (a CheckpointError is a ModelFileError)
+_KINDS = ((CheckpointError, RankCheckpointError), (ModelFileError, RankModelFileError), (DataError, RankDataError))
+
+
+def _kind(exc: BaseException) -> str:
+    """The name of the kind of error a failure is raised as on every rank ("" for a plain DistributedError)."""
+    return next((cls.__name__ for cls, _ in _KINDS if isinstance(exc, cls)), "")
+
+
+def _error(kind: str, message: str, *, rank: int, failed_ranks: tuple[int, ...]) -> DistributedError:
+    """The error every rank raises for a failure of ``kind`` (sent between ranks by its name)."""
+    cls = next((rank_cls for cls, rank_cls in _KINDS if cls.__name__ == kind), DistributedError)
+    return cls(message, rank=rank, failed_ranks=failed_ranks)
 
 
 def _exchange(dist: Dist, tag: str, text: str, what: str) -> list[str]:
@@ -69,15 +101,16 @@ def _is_communication_error(exc: BaseException) -> bool:
         "gloo", "NCCL", "nccl", "Connection closed", "Connection reset", "Timed out", "timed out"))
 
 
-def _failures(dist: Dist, step: str) -> list[tuple[int, str]]:
-    """The ranks that failed at ``step`` and why, in rank order."""
+def _failures(dist: Dist, step: str) -> list[tuple[int, str, str]]:
+    """The ranks that failed at ``step``, the kind of their error (:func:`_kind`) and why, in rank order."""
     found = []
     for r in range(dist.world_size):
         key = f"{step}/status/{r}"
         if dist.store.check([key]):
             value = dist.store.get(key).decode()
-            if value.startswith("failed:"):
-                found.append((r, value[len("failed:"):]))
+            if value.startswith("failed:"):  # failed:<kind>:<message>
+                kind, _, message = value[len("failed:"):].partition(":")
+                found.append((r, kind, message))
     return found
 
 
@@ -86,9 +119,10 @@ def _missing(dist: Dist, step: str) -> tuple[int, ...]:
 
 
 def _failed_error(dist: Dist, failures, what: str) -> DistributedError:
-    reasons = "; ".join(f"rank {r} failed: {message}" for r, message in failures)
-    return DistributedError(f"{reasons} (rank {dist.rank} stopped too, during {what})", rank=dist.rank,
-                            failed_ranks=tuple(r for r, _ in failures))
+    """Every failure named; raised as the kind of the first (in rank order), as one process raises its first."""
+    reasons = "; ".join(f"rank {r} failed: {message}" for r, _, message in failures)
+    return _error(failures[0][1], f"{reasons} (rank {dist.rank} stopped too, during {what})", rank=dist.rank,
+                  failed_ranks=tuple(r for r, _, _ in failures))
 
 
 def _missing_error(dist: Dist, missing, what: str, detail: str = "") -> DistributedError:
@@ -120,12 +154,12 @@ def _on_failure(dist: Dist, step: str, what: str, exc: Exception) -> Distributed
             return _missing_error(dist, missing, what, f" ({_first_line(exc)})")
     # This rank's own failure: say why before leaving, so that the others can name it. The
     # failure is counted before the arrival: a rank checking in must never see all arrived and none failed.
-    message = _describe(exc)
-    store.set(f"{step}/status/{me}", "failed:" + message)
+    message, kind = _describe(exc), _kind(exc)
+    store.set(f"{step}/status/{me}", f"failed:{kind}:{message}")
     store.add(f"{step}/failed", 1)
     store.add(f"{step}/done", 1)
     _abort(dist)
-    return DistributedError(f"rank {me} failed: {message} (during {what})", rank=me, failed_ranks=(me,))
+    return _error(kind, f"rank {me} failed: {message} (during {what})", rank=me, failed_ranks=(me,))
 
 
 def _check_in(dist: Dist, step: str, what: str) -> None:
@@ -166,8 +200,8 @@ def run_guarded(fn: Callable[[], T], dist: Dist, *, what: str = "this step") -> 
         try:
             error = _on_failure(dist, step, what, exc)
         except Exception as lost:  # the store itself is gone (its host died): say what is known
-            error = DistributedError(f"rank {dist.rank} failed: {_describe(exc)} (and lost contact with the "
-                                     f"other ranks: {_first_line(lost)})", rank=dist.rank, failed_ranks=())
+            error = _error(_kind(exc), f"rank {dist.rank} failed: {_describe(exc)} (and lost contact with the "
+                           f"other ranks: {_first_line(lost)})", rank=dist.rank, failed_ranks=())
         raise error from exc
     try:
         _check_in(dist, step, what)
