@@ -23,7 +23,7 @@ PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)(?:=([^{}]*))?\}")
 # column called "{x}") stays as it is; tests/test_messages.py holds every placeholder in src to this list.
 SETTINGS = frozenset({
     "batch_size", "checkpoint_every", "chunk_rows", "device", "dtype", "engine", "epochs", "features", "force",
-    "gamma", "lr", "max_memory", "momentum", "nesterov", "optimizer", "out_dir", "patience", "resume", "save",
+    "gamma", "lr", "max_memory", "momentum", "nesterov", "optimizer", "out_dir", "output", "patience", "resume", "save",
     "standardize", "step_size", "stream", "target", "tensorboard", "threads", "tol", "validation_fraction",
     "weight_decay", "statistics", "animation", "plots", "report", "weights", "seed", "schedule", "summary",
     "targets", "coef", "intercept", "noise", "x_start", "x_stop", "true_weight", "true_bias", "noise_low",

@@ -119,8 +119,11 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it into place."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, setting: str = "out_dir") -> Path:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it into place.
+
+    ``setting`` names the setting that chose ``path`` (the output folder, or a file's own setting such as
+    ``output`` or ``save``): the message of a failed write tells to pass it with another place."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -140,8 +143,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         except FileNotFoundError:
             pass
         if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {str(path)!r} ({exc.strerror or exc}); "
-                              "free some space or pass {out_dir} with another folder") from None
+            raise OutputError(f"cannot write {str(path)!r} ({exc.strerror or exc}); free some space or pass "
+                              f"{{{setting}}} with another {'folder' if setting == 'out_dir' else 'path'}") from None
         raise
     return path
 

@@ -226,15 +226,15 @@ def _write_pair(tensors_path: Path, json_path: Path, tensor_bytes: bytes, json_b
         raise OutputError(f"cannot write the model to {str(tensors_path.parent)!r} "
                           f"({exc.strerror or exc}); choose another path") from None
 
-    atomic_write_bytes(tensors_path, tensor_bytes)
+    atomic_write_bytes(tensors_path, tensor_bytes, setting="save")
     try:
-        atomic_write_bytes(json_path, json_bytes)
+        atomic_write_bytes(json_path, json_bytes, setting="save")
     except BaseException:
         try:  # best effort: keep the old pair matching rather than new tensors with old JSON
             if previous is None:
                 tensors_path.unlink(missing_ok=True)
             else:
-                atomic_write_bytes(tensors_path, previous)
+                atomic_write_bytes(tensors_path, previous, setting="save")
         except OSError:
             pass
         raise

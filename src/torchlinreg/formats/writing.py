@@ -65,7 +65,7 @@ def write_table(
     else:
         pq.write_table(table, sink)
     try:
-        return atomic_write_bytes(path, sink.getvalue().to_pybytes())
+        return atomic_write_bytes(path, sink.getvalue().to_pybytes(), setting="output")  # predict's and make-data's -o
     except OutputError:
         raise
     except OSError as exc:  # atomic_write_bytes creates its temporary file outside its own handler
