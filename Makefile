@@ -5,6 +5,9 @@
 #               paths (MKL_CBWR), which stand in for other CPUs
 #   make fuzz   random exploration: SEED=<seed> (default: a fresh one, printed), EXAMPLES=<cases
 #               per property> (default 1000); rerun a failure with the SEED and EXAMPLES it printed
+#   make soak   random SIGKILLs during model saves, checkpointed fits and output writes, and pairs of fits
+#               into one folder (scripts/soak.py; not in `make test`): SOAK_SEED (default 15), KILLS (300),
+#               PAIRS (50); it prints every failure with how to rerun it, and exits 1 on any
 # A second run skips the installs: each is redone only when its requirements file changes.
 
 PYTHON ?= python3
@@ -21,7 +24,7 @@ OTHER_BLAS_PATHS ?= COMPATIBLE:Nehalem AVX2:Haswell
 SEED ?=
 EXAMPLES ?= 1000
 
-.PHONY: demo test fuzz clean
+.PHONY: demo test fuzz soak clean
 
 demo: $(VENV)/.run-installed
 	$(VENV)/bin/torchlinreg fit --out $(OUT)
@@ -37,6 +40,9 @@ test: $(VENV)/.test-installed
 
 fuzz: $(VENV)/.test-installed
 	TORCHLINREG_FUZZ_SEED=$(SEED) TORCHLINREG_FUZZ_EXAMPLES=$(EXAMPLES) $(PY) -m pytest --fuzz $(PYTEST_ARGS)
+
+soak: $(VENV)/.test-installed
+	SOAK_SEED=$(SOAK_SEED) KILLS=$(KILLS) PAIRS=$(PAIRS) $(PY) scripts/soak.py
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

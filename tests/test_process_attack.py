@@ -88,3 +88,29 @@ def test_an_orphaned_plotting_process_writes_nothing(tmp_path):
                           capture_output=True, timeout=120, env=dict(ENV, **{plot_process.PARENT_ENV: str(not_the_parent)}))
     assert proc.returncode == 1 and proc.stdout == b""
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def soak():
+    """scripts/soak.py (``make soak``) with tiny counts: one kill of each kind (the checkpoint one resumed), one pair."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "soak.py"
+    env = dict(ENV, SOAK_SEED="15", KILLS="3", PAIRS="1", SOAK_RESUME_EVERY="1")
+    env.pop("SOAK_ONLY", None), env.pop("SOAK_DIR", None)
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_the_soak_runs_and_reports(soak):
+    """It runs every kind and prints its summary: counts per kind, then one line with the failures found."""
+    assert soak.returncode in (0, 1), soak.stderr[-3000:]
+    out = soak.stdout
+    for kind in ("save", "checkpoint", "output"):
+        assert f"  {kind}" in out and "1 kills:" in out.split(f"  {kind}", 1)[1].splitlines()[0], out
+    assert "  pairs" in out and out.rstrip().splitlines()[-1].startswith("soak: "), out
+    assert "failure(s) in 4 cases" in out, out
+    assert soak.returncode == 0 or "reproduce: SOAK_SEED=15 SOAK_ONLY=" in out, out
+
+
+@pytest.mark.xfail(reason="until the atomic generations and the output lock are merged (issue 15, items 1-2)",
+                   strict=False)
+def test_the_soak_finds_nothing_lost_or_mixed(soak):
+    assert soak.returncode == 0, soak.stdout[-3000:]
