@@ -128,7 +128,7 @@ def _check_specs(path: Path, desc: dict) -> None:
 def header_limit(desc: dict) -> int:
     """The longest safetensors header the model can have: its entries, and the names it holds again."""
     names = sum(len(json.dumps(json.dumps(desc[key]))) for key in ("feature_names", "target_names"))
-    return 2 * names + HEADER_SLACK
+    return names + HEADER_SLACK  # the entries and the other metadata take a few hundred bytes
 
 
 def tensors_limit(desc: dict) -> int:
@@ -145,7 +145,7 @@ def check_header_length(path: Path, data: bytes, desc: dict) -> None:
             raise _pickle_error(path)
         shown = "no header" if size is None else f"a header of {size:,} bytes"
         raise ModelFileError(f"{str(path)!r} is truncated or corrupt ({shown}, more than its "
-                             f"{len(desc['feature_names'])} feature names need); copy the file again or {RESAVE}")
+                             f"{len(desc['feature_names']):,} feature names need); copy the file again or {RESAVE}")
 
 
 def mismatch(tensors_path: Path, json_path: Path, data: bytes, desc: dict) -> ModelFileError:
@@ -161,7 +161,27 @@ def mismatch(tensors_path: Path, json_path: Path, data: bytes, desc: dict) -> Mo
                           f"or {RESAVE}")
 
 
+def _entries(path: Path, data: bytes) -> list[str]:
+    """The tensor names in a safetensors header, read by Python's parser (its length is bounded already)
+    so that a header of a million entries is refused before safetensors builds them."""
+    size = int.from_bytes(data[:8], "little")
+    try:
+        header = json.loads(data[8:8 + size])
+    except (ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{str(path)!r} is truncated or corrupt (its header: {_one_line(exc)}); "
+                             f"copy the file again or {RESAVE}") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{str(path)!r} is truncated or corrupt (its header is no object); "
+                             f"copy the file again or {RESAVE}")
+    return sorted(name for name in header if name != "__metadata__")
+
+
 def parse_tensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
+    """The tensors of a file whose SHA-256 matched: its header's entries first, then safetensors."""
+    names = _entries(path, data)
+    if names != sorted(TENSOR_NAMES):
+        shown = str(names) if len(names) <= 4 else f"{names[:4]} and {len(names) - 4:,} more"
+        raise ModelFileError(f"{str(path)!r} holds tensors {shown}, expected exactly 'weight' and 'bias'; {RESAVE}")
     try:
         return safetensors.numpy.load(data)
     except Exception as exc:  # safetensors raises SafetensorError, numpy may raise on odd dtypes
