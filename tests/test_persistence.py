@@ -333,6 +333,12 @@ def test_bad_json(saved, content, match):
     (lambda d: d.pop("target_names"), "no valid 'target_names'"),
     (lambda d: d["tensors"].pop("bias"), "no valid 'tensors' entry"),
     (lambda d: d["tensors"].update(bias="float64"), "invalid entry for tensor 'bias'"),
+    (lambda d: d["tensors"]["weight"].update(dtype=["x"]), "invalid entry for tensor 'weight'"),  # found by fuzzing
+    (lambda d: d["tensors"]["weight"].update(dtype="complex128"), "invalid entry for tensor 'weight'"),
+    (lambda d: d["tensors"]["weight"].update(shape=[2, -3]), "invalid entry for tensor 'weight'"),
+    (lambda d: d.update(extra=1), "unknown entry 'extra'"),
+    (lambda d: d.update(versions=[]), "'versions' entry that is not an object"),
+    (lambda d: d.update(tensors_sha256="z" * 64), "no valid 'tensors_sha256'"),
     (lambda d: d.pop("tensors_sha256"), "no valid 'tensors_sha256'"),
     (lambda d: d.update(metadata=[1]), "'metadata' entry that is not an object"),
 ])

@@ -110,7 +110,8 @@ def _check_specs(path: Path, desc: dict) -> None:
     for name, spec in specs.items():
         shape = spec.get("shape") if isinstance(spec, dict) else None
         if (not isinstance(shape, list) or not all(_is_count(s) for s in shape) or len(shape) > 8
-                or spec.get("dtype") not in DTYPES or sorted(spec) != ["dtype", "shape"]):
+                or not isinstance(spec.get("dtype"), str) or spec["dtype"] not in DTYPES
+                or sorted(spec) != ["dtype", "shape"]):
             raise _bad(path, f"has an invalid entry for tensor {name!r} (expected a dtype and a shape)")
     weight, bias = tuple(specs["weight"]["shape"]), tuple(specs["bias"]["shape"])
     if len(weight) != 2 or 0 in weight or bias != weight[:1]:
