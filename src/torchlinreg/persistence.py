@@ -27,15 +27,14 @@ import safetensors.numpy
 
 from .data import default_names
 from .errors import ModelFileError, OutputError
-from .outputs import atomic_write_bytes
+from .locks import hold
+from .modelcheck import (FORMAT, FORMAT_VERSION, JSON_LIMIT, RESAVE, TENSOR_NAMES, TENSORS_LIMIT, check_header_length,  # noqa: F401
+                         check_names, check_tensors, mismatch, parse_description, parse_tensors, tensors_limit,
+                         _looks_like_pickle, _one_line)  # the last two are checkpoint.py's too
+from .modelfiles import committed_tensors, read_regular, write_pair
 from .shapes import dimension
 
-FORMAT = "torchlinreg-model"
-FORMAT_VERSION = 1
-TENSOR_NAMES = ("weight", "bias")
 SUFFIXES = (".safetensors", ".json")
-
-RESAVE = "re-save the model with torchlinreg"
 
 
 def _to_float64(x, name: str) -> np.ndarray:
@@ -210,34 +209,11 @@ def _encoded(model: SavedModel) -> tuple[bytes, bytes]:
         text = json.dumps(description, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"model metadata must be JSON-serialisable with finite numbers ({exc})") from None
-    return tensor_bytes, (text + "\n").encode("utf-8")
-
-
-def _write_pair(tensors_path: Path, json_path: Path, tensor_bytes: bytes, json_bytes: bytes, *, force: bool) -> None:
-    """Write the tensors, then the JSON; if the JSON fails, put the previous tensors file back (or remove the new)."""
-    if not force:
-        for p in (tensors_path, json_path):
-            if p.exists():
-                raise OutputError(f"model file {str(p)!r} exists; pass {{force=True}} to replace it or choose another path")
-    try:
-        tensors_path.parent.mkdir(parents=True, exist_ok=True)
-        previous = tensors_path.read_bytes() if tensors_path.is_file() else None
-    except OSError as exc:
-        raise OutputError(f"cannot write the model to {str(tensors_path.parent)!r} "
-                          f"({exc.strerror or exc}); choose another path") from None
-
-    atomic_write_bytes(tensors_path, tensor_bytes, setting="save")
-    try:
-        atomic_write_bytes(json_path, json_bytes, setting="save")
-    except BaseException:
-        try:  # best effort: keep the old pair matching rather than new tensors with old JSON
-            if previous is None:
-                tensors_path.unlink(missing_ok=True)
-            else:
-                atomic_write_bytes(tensors_path, previous, setting="save")
-        except OSError:
-            pass
-        raise
+    json_bytes = (text + "\n").encode("utf-8")
+    if len(json_bytes) > JSON_LIMIT:  # load_model would refuse it
+        raise ValueError(f"the model's description would be {len(json_bytes):,} bytes, more than the "
+                         f"{JSON_LIMIT:,} a model file may hold; keep less in its metadata")
+    return tensor_bytes, json_bytes
 
 
 def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = False) -> tuple[Path, Path]:
@@ -248,15 +224,20 @@ def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = Fals
     (:class:`torchlinreg.LinearRegression`, or scikit-learn's): its names are ``feature_names_in_``
     when it was fitted on a DataFrame (else ``x1, x2, ...``), and its parameters go into the metadata.
 
-    Each file is written to a temporary file and renamed into place, tensors first. If the
-    JSON cannot be written, the previous tensors file is put back (or the new one removed),
-    so a failed save leaves the previous model as it was. Should the process die between
-    the two renames, the SHA-256 in the JSON makes :func:`load_model` refuse the mixed pair.
+    The pair is replaced as one generation: killed at any moment, the save leaves the previous
+    model or the new one, and :func:`load_model` loads it. Each file is written to a temporary
+    file and renamed into place, tensors first; the JSON, which names the tensors by their
+    SHA-256, is the commit, and the previous tensors are kept beside the new ones until it is in
+    place. If a file cannot be written, the previous pair is put back as it was (or the new
+    files removed). A killed save's temporary files are removed by the next save of the model.
+    A lock (``.<name>.lock`` beside the files) keeps a second process from saving to the same
+    path at the same time: it is refused, with the pid of the one saving.
 
     Raises
     ------
     OutputError
-        A file exists and ``force`` is false, or a file cannot be written.
+        A file exists and ``force`` is false, another process is saving to the same path, or a
+        file cannot be written.
     ValueError
         The coefficients are not finite or the metadata is not JSON-serialisable.
     """
@@ -264,7 +245,21 @@ def save_model(path: str | os.PathLike, model: SavedModel, *, force: bool = Fals
     if not isinstance(model, SavedModel):
         model = model.saved_model() if hasattr(model, "saved_model") else _from_estimator(model)
     tensor_bytes, json_bytes = _encoded(model)
-    _write_pair(tensors_path, json_path, tensor_bytes, json_bytes, force=force)
+    try:
+        tensors_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write the model to {str(tensors_path.parent)!r} "
+                          f"({exc.strerror or exc}); choose another {{save}} path") from None
+    stem = tensors_path.with_suffix("")
+    with hold(stem, what=f"the model files {str(tensors_path)!r} and {str(json_path)!r}",
+              fix="wait for it to finish, or choose another {save} path"):
+        if not force:
+            for p in (tensors_path, json_path):
+                if p.exists():
+                    raise OutputError(f"model file {str(p)!r} exists; pass {{force=True}} to replace it or "
+                                      "choose another path")
+        write_pair(tensors_path, json_path, tensor_bytes, json_bytes, json_limit=JSON_LIMIT,
+                   tensors_limit=TENSORS_LIMIT)
     return tensors_path, json_path
 
 
@@ -293,167 +288,48 @@ def _from_estimator(estimator) -> SavedModel:
 # ---------------------------------------------------------------------------- loading
 
 
-def _looks_like_pickle(data: bytes) -> bool:
-    """A pickle of protocol 2+ starts with PROTO (0x80, version); ``torch.save`` writes a zip."""
-    return (len(data) >= 2 and data[0] == 0x80 and data[1] < 16) or data[:4] == b"PK\x03\x04"
-
-
-def _pickle_error(path: Path) -> ModelFileError:
-    return ModelFileError(f"{str(path)!r} is a pickle/torch.save file; torchlinreg never loads pickles "
-                          f"(they can run code); {RESAVE}")
-
-
-def _one_line(text, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _short(value, limit: int = 60) -> str:
-    """A value from a file, for a message: its repr on one line, shortened."""
-    return _one_line(repr(value), limit)
-
-
-def _read(path: Path, other: Path) -> bytes:
-    if not path.exists():
+def _read(path: Path, other: Path, limit: int) -> bytes:
+    fix = "pass the path of a model saved by torchlinreg"
+    try:
+        return read_regular(path, limit, fix=fix)
+    except FileNotFoundError:
         if not other.exists():
             raise ModelFileError(f"no model at {str(path.with_suffix(''))!r} (neither {path.name!r} nor "
-                                 f"{other.name!r} exists); pass the path of a model saved by torchlinreg")
+                                 f"{other.name!r} exists); {fix}") from None
         raise ModelFileError(f"model file {str(path)!r} is missing (its partner {other.name!r} is there); "
-                             "a model is both files: copy them together or re-save the model")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read model file {str(path)!r} ({exc.strerror or exc}); "
-                             "check that it is a readable file") from None
-
-
-def _parse_description(path: Path, data: bytes) -> dict:
-    """The JSON description, with its fields checked for type (not yet against the tensors)."""
-    def bad(what: str) -> ModelFileError:
-        return ModelFileError(f"{str(path)!r} {what}; {RESAVE}")
-
-    try:  # utf-8-sig: a byte-order mark (left by some editors) is not an error
-        desc = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        if _looks_like_pickle(data):
-            raise _pickle_error(path) from None
-        raise bad(f"is not valid JSON, perhaps truncated ({_one_line(exc)})") from None
-    except RecursionError:  # nested deeper than Python's parser goes: no file torchlinreg wrote
-        raise bad("is not a model description (its JSON is nested thousands of levels deep)") from None
-    if not isinstance(desc, dict) or desc.get("format") != FORMAT:
-        found = desc.get("format") if isinstance(desc, dict) else type(desc).__name__
-        raise ModelFileError(f"{str(path)!r} is not a torchlinreg model description (format {_short(found)}, "
-                             f"expected {FORMAT!r}); pass the .json written by torchlinreg")
-    version = desc.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise bad(f"has an invalid format_version {_short(version)}")
-    if version > FORMAT_VERSION:
-        raise ModelFileError(f"{str(path)!r} has format version {version}, newer than this torchlinreg "
-                             f"reads ({FORMAT_VERSION}); upgrade torchlinreg to load it")
-
-    for key in ("feature_names", "target_names"):
-        names = desc.get(key)
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise bad(f"has no valid {key!r} (a list of strings)")
-        if len(set(names)) != len(names):
-            raise bad(f"has repeated names in {key!r}")
-    specs = desc.get("tensors")
-    if not isinstance(specs, dict) or sorted(specs) != sorted(TENSOR_NAMES):
-        raise bad("has no valid 'tensors' entry (expected 'weight' and 'bias')")
-    for name, spec in specs.items():
-        shape = spec.get("shape") if isinstance(spec, dict) else None
-        if (not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape)
-                or not isinstance(spec.get("dtype"), str)):
-            raise bad(f"has an invalid entry for tensor {name!r} (expected a dtype and a shape)")
-    sha = desc.get("tensors_sha256")
-    if not isinstance(sha, str) or len(sha) != 64:
-        raise bad("has no valid 'tensors_sha256'")
-    if not isinstance(desc.get("metadata", {}), dict):
-        raise bad("has a 'metadata' entry that is not an object")
-    return desc
-
-
-def _parse_tensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
-    try:
-        return safetensors.numpy.load(data)
-    except Exception as exc:  # safetensors raises SafetensorError, numpy may raise on odd dtypes
-        if _looks_like_pickle(data):
-            raise _pickle_error(path) from None
-        raise ModelFileError(f"{str(path)!r} is truncated or corrupt ({_one_line(exc)}); "
-                             f"copy the file again or {RESAVE}") from None
-
-
-def _check_tensors(tensors_path: Path, json_path: Path, tensors: dict, desc: dict) -> None:
-    """The tensors agree with each other and with the description, and are finite floats."""
-    def bad(what: str) -> ModelFileError:
-        return ModelFileError(f"{what}; {RESAVE}")
-
-    where = repr(str(tensors_path))
-    if sorted(tensors) != sorted(TENSOR_NAMES):
-        raise bad(f"{where} holds tensors {sorted(tensors)}, expected exactly 'weight' and 'bias'")
-    weight, bias = tensors["weight"], tensors["bias"]
-    for name, t in tensors.items():
-        if not np.issubdtype(t.dtype, np.floating):
-            raise bad(f"tensor {name!r} in {where} has dtype {t.dtype}, expected a float dtype")
-        spec = desc["tensors"][name]
-        if list(t.shape) != spec["shape"] or str(t.dtype) != spec["dtype"]:
-            raise bad(f"tensor {name!r} in {where} is {t.dtype} of shape {tuple(t.shape)} but "
-                      f"{str(json_path)!r} says {_short(spec['dtype'])[1:-1]} of shape {_short(tuple(spec['shape']))}")
-    if weight.ndim != 2 or 0 in weight.shape or bias.shape != weight.shape[:1]:
-        raise bad(f"{where} has weight of shape {tuple(weight.shape)} and bias of shape {tuple(bias.shape)}; "
-                  "expected (n_targets, n_features) and (n_targets,)")
-    n_targets, n_features = weight.shape
-    for key, count, kind in (("feature_names", n_features, "features"), ("target_names", n_targets, "targets")):
-        if len(desc[key]) != count:
-            raise bad(f"{str(json_path)!r} lists {len(desc[key])} {key} but the model has {count} {kind}")
-    for name, t in tensors.items():
-        if not np.isfinite(t).all():
-            raise bad(f"tensor {name!r} in {where} holds non-finite values (inf or NaN)")
-
-
-def _check_names(tensors_path: Path, json_path: Path, tensor_bytes: bytes, desc: dict) -> None:
-    """The feature and target names in the JSON must be those stored in the tensors file's header."""
-    size = int.from_bytes(tensor_bytes[:8], "little")  # safetensors: u64 header length, then JSON
-    stored = json.loads(tensor_bytes[8:8 + size]).get("__metadata__") or {}  # parsed by safetensors already
-    for key in ("feature_names", "target_names"):
-        if key not in stored:
-            continue
-        try:
-            names = json.loads(stored[key])
-        except (ValueError, RecursionError):
-            names = None
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ModelFileError(f"the {key.replace('_', ' ')} saved in {str(tensors_path)!r} are not a list of "
-                                 f"names: the file was not written by torchlinreg; {RESAVE}")
-        if names != list(desc[key]):
-            raise ModelFileError(f"the {key.replace('_', ' ')} in {str(json_path)!r} differ from those saved in "
-                                 f"{str(tensors_path)!r}: the JSON was edited; restore it or {RESAVE}")
+                             "a model is both files: copy them together or re-save the model") from None
 
 
 def load_model(path: str | os.PathLike) -> SavedModel:
     """Load the model saved at ``path`` (``run/model``, ``run/model.safetensors`` or ``run/model.json``).
 
-    Both files are read and checked before anything is returned: the JSON's format and
-    version, the SHA-256 of the tensors file, the tensor names, dtypes, shapes and values.
-    Nothing in either file is ever executed.
+    Both files are read and checked before anything is returned: the JSON's every field, then
+    the size of the tensors file and of its header against the shapes the JSON gives, the SHA-256
+    of the tensors file, and only then its tensor names, dtypes, shapes and values. Only regular
+    files are read, never more than the model can need. Nothing in either file is ever executed.
+    If a save was stopped after it replaced the tensors file but before its JSON, the previous
+    tensors, kept beside them, are the ones the JSON names: the previous model loads.
 
     Raises
     ------
     ModelFileError
-        A file is missing, unreadable, truncated, corrupt, inconsistent with the other,
-        of another format or a newer version, or a pickle; the message says how to fix it.
+        A file is missing, unreadable, not a regular file, too large, truncated, corrupt,
+        inconsistent with the other, of another format or a newer version, or a pickle; the
+        message says how to fix it.
     """
     tensors_path, json_path = model_paths(path)
-    json_bytes = _read(json_path, tensors_path)
-    tensor_bytes = _read(tensors_path, json_path)
-    desc = _parse_description(json_path, json_bytes)
-    tensors = _parse_tensors(tensors_path, tensor_bytes)
-    if hashlib.sha256(tensor_bytes).hexdigest() != desc["tensors_sha256"].lower():
-        raise ModelFileError(f"{str(tensors_path)!r} does not match the SHA-256 in {str(json_path)!r}: it was "
-                             "changed after saving or does not belong to this JSON; copy the matching pair "
-                             f"or {RESAVE}")
-    _check_tensors(tensors_path, json_path, tensors, desc)
-    _check_names(tensors_path, json_path, tensor_bytes, desc)
+    desc = parse_description(json_path, _read(json_path, tensors_path, JSON_LIMIT))
+    try:
+        tensor_bytes, matched = committed_tensors(tensors_path, desc["tensors_sha256"].lower(), tensors_limit(desc),
+                                                  fix=f"pass the path of a model saved by torchlinreg, or {RESAVE}")
+    except FileNotFoundError:
+        tensor_bytes, matched = _read(tensors_path, json_path, 0), False  # the message for a missing file
+    check_header_length(tensors_path, tensor_bytes, desc)
+    if not matched:
+        raise mismatch(tensors_path, json_path, tensor_bytes, desc)
+    tensors = parse_tensors(tensors_path, tensor_bytes)
+    check_tensors(tensors_path, json_path, tensors, desc)
+    check_names(tensors_path, json_path, tensor_bytes, desc)
     return SavedModel(
         weight=tensors["weight"],  # copied to float64 arrays of their own by SavedModel
         bias=tensors["bias"],
