@@ -8,7 +8,7 @@ The disk fills as in tests/test_outputs.py (ENOSPC in the middle of the write).
 import pytest
 
 from test_outputs import DiskFills
-from torchlinreg import outputs
+from torchlinreg import modelfiles, outputs
 from torchlinreg.cli import build_parser, main
 
 
@@ -71,9 +71,9 @@ class _ReplaceFails:
 
 
 def test_a_full_disk_while_saving_the_model_names_save(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(outputs, "os", _ReplaceFails(".safetensors"))
+    monkeypatch.setattr(modelfiles, "os", _ReplaceFails(".safetensors"))  # the model pair's own writer
     assert main(["fit", "--epochs", "2", "--quiet", "--no-plots", "--out", str(tmp_path / "run"),
                  "--save", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err, err
-    assert "pass --save with another path" in err, err
+    assert "choose another --save path" in err, err
