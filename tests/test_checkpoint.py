@@ -172,10 +172,12 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, refere
             else:
                 monkeypatch.setattr(outputs, "os", DiskFills(fail_at=1 if where == "tensors" else 2))
 
-    with pytest.raises(OutputError, match="No space left on device"):
+    with pytest.raises(OutputError, match="No space left on device") as failed:
         fit(tmp_path, case, callbacks=[FillAt()], checkpoint_every=4, plots=False)
     monkeypatch.undo()
+    assert "the checkpoint of epoch 4 in" in str(failed.value) and "resume from it with resume=True" in str(failed.value)
     assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["epoch"] == 4
+    assert [p.name for p in (tmp_path / "checkpoint").glob("state-*")] == ["state-000004.safetensors"]  # no new one
     assert temporary_files(tmp_path) == []
     assert_same_run(fit(tmp_path, case, resume=True), reference, tmp_path, reference_out)
 

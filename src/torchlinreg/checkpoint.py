@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -40,11 +41,11 @@ import torch
 from . import __version__
 from .errors import CheckpointError, ConfigError, Interrupted, OutputError
 from .history import EpochRecord, History
+from .checkpoint_state import FORMAT_VERSION, decode, encode, seal, unseal
 from .outputs import (CHECKPOINT_DIR, CHECKPOINT_FORMAT, CHECKPOINT_STATE, atomic_write_bytes, atomic_write_text,
-                      read_json_object)
+                      parse_json, read_json_object)
 from .persistence import _looks_like_pickle, _one_line, sorted_metadata
 
-FORMAT_VERSION = 1
 HISTORY_LOG = "history.jsonl"
 SIGNALS = (signal.SIGINT, signal.SIGTERM)  # stop at the end of the epoch, with a checkpoint
 START_OVER = "start over without {resume=True} (with {force=True})"
@@ -167,7 +168,7 @@ class Checkpointer:
         self.stop_signal: int | None = None  # set by the first SIGINT/SIGTERM inside on_signals()
         self.saved_epoch: int | None = None  # the epoch the checkpoint on disk holds
         self._log_bytes, self._log_records, self._log_hash = 0, 0, hashlib.sha256()
-        self._restored = None
+        self._restored, self._committed_file = None, None  # the tensors file state.json names
         if resume:
             self._restored = self._load()
             if every is None:
@@ -204,9 +205,9 @@ class Checkpointer:
                         raise self._damaged(f"it holds no {prefix} parameter {name!r} of shape {tuple(target.shape)}")
                     target.copy_(saved)
         try:  # the SHA-256 vouches for the files; this catches a state that does not fit these objects
-            optimizer.load_state_dict(_decode(state["optimizer"], tensors))
+            optimizer.load_state_dict(decode(state["optimizer"], tensors))
             if scheduler is not None:
-                scheduler.load_state_dict(_decode(state["scheduler"], tensors))
+                scheduler.load_state_dict(decode(state["scheduler"], tensors))
             if generator is not None:
                 generator.set_state(tensors["rng.shuffle"])
             torch.set_rng_state(tensors["rng.torch"])
@@ -269,35 +270,60 @@ class Checkpointer:
     # --- writing -----------------------------------------------------------------------------------
 
     def save(self, epoch: int, last_state: dict[str, torch.Tensor], first_loss: float) -> None:
-        """Write the state after ``epoch`` epochs (``bind`` must have been called)."""
+        """Write the state after ``epoch`` epochs (``bind`` must have been called).
+
+        A write that fails (a full disk) leaves the previous checkpoint as it was and no new
+        tensors file; the message says from which epoch the run can be resumed.
+        """
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create the checkpoint folder {str(self.folder)!r} "
                               f"({exc.strerror or exc}); pass {{out_dir}} with a folder you can write to") from None
-        self._append_history()
+        name = f"state-{epoch:06d}.safetensors"
+        try:
+            self._append_history()
+            blob, state = self._state(epoch, last_state, first_loss, name)
+            atomic_write_bytes(self.folder / name, blob)
+            atomic_write_text(self.folder / CHECKPOINT_STATE, json.dumps(seal(state), indent=1) + "\n")  # the commit
+        except OutputError as exc:
+            if name != self._committed_file:
+                (self.folder / name).unlink(missing_ok=True)  # state.json does not name it: no new tensors file stays
+            raise OutputError(f"{exc.template}; {self._resumable()}") from None
+        self.saved_epoch, self._committed_file = epoch, name
+        for old in self.folder.glob("state-*.safetensors"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    def _resumable(self) -> str:
+        if self.saved_epoch is None:
+            return "no checkpoint of this run was complete: run it again"
+        return (f"the checkpoint of epoch {self.saved_epoch} in {str(self.folder)!r} is whole: once there is room, "
+                "resume from it with {resume=True}")
+
+    def _state(self, epoch: int, last_state: dict[str, torch.Tensor], first_loss: float,
+               name: str) -> tuple[bytes, dict]:
+        """The tensors file's bytes and state.json's content (unsealed) after ``epoch`` epochs."""
         tensors: dict[str, torch.Tensor] = {}
-        for name, p in self._model.named_parameters():
-            tensors[f"model.{name}"] = p.detach().cpu().clone()
-            tensors[f"last.{name}"] = last_state[name].detach().cpu().clone()
-        optimizer = _encode(self._optimizer.state_dict(), tensors, "optimizer")
-        scheduler = None if self._scheduler is None else _encode(self._scheduler.state_dict(), tensors, "scheduler")
+        for param, p in self._model.named_parameters():
+            tensors[f"model.{param}"] = p.detach().cpu().clone()
+            tensors[f"last.{param}"] = last_state[param].detach().cpu().clone()
+        optimizer = encode(self._optimizer.state_dict(), tensors, "optimizer")
+        scheduler = None if self._scheduler is None else encode(self._scheduler.state_dict(), tensors, "scheduler")
         if self._generator is not None:
             tensors["rng.shuffle"] = self._generator.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         tensors["rng.numpy"] = torch.from_numpy(keys.astype(np.int64))
         blob = sorted_metadata(safetensors.torch.save(tensors, metadata={"format": CHECKPOINT_FORMAT}))
-        name = f"state-{epoch:06d}.safetensors"
-        atomic_write_bytes(self.folder / name, blob)
-        state = {
+        return blob, {
             "format": CHECKPOINT_FORMAT,
             "format_version": FORMAT_VERSION,
             "epoch": epoch,
             "every": self.every,
             "settings": self.settings,
             "data_sha256": self._data_sha256(),
-            "tensors": {"file": name, "sha256": hashlib.sha256(blob).hexdigest()},
+            "tensors": {"file": name, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)},
             "history": {"records": self._log_records, "bytes": self._log_bytes, "sha256": self._log_hash.hexdigest()},
             "optimizer": optimizer,
             "scheduler": scheduler,
@@ -305,11 +331,6 @@ class Checkpointer:
             "first_loss": first_loss,
             "numpy_rng": [kind, int(pos), int(has_gauss), float(cached)],
         }
-        atomic_write_text(self.folder / CHECKPOINT_STATE, json.dumps(state, indent=1) + "\n")  # the commit
-        self.saved_epoch = epoch
-        for old in self.folder.glob("state-*.safetensors"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
 
     def _append_history(self) -> None:
         """Append the records since the last checkpoint to the log, at the byte where the valid part ends."""
@@ -356,31 +377,22 @@ class Checkpointer:
         return CheckpointError(f"the checkpoint in {str(self.folder)!r} cannot be used: {what}; {START_OVER}")
 
     def _load(self) -> tuple[dict, dict[str, torch.Tensor], list[EpochRecord]]:
-        """state.json, the tensors and the history records, each checked, and the settings and data compared."""
-        raw = _read(self.folder / CHECKPOINT_STATE, self._damaged)
+        """state.json, the tensors and the history records, each read bounded and checked, and the settings
+        and data compared."""
         try:
-            state = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise self._damaged(f"{CHECKPOINT_STATE} is not valid JSON, perhaps truncated ({_one_line(exc)})") from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise self._damaged(f"{CHECKPOINT_STATE} is not a torchlinreg checkpoint")
-        if state.get("format_version") != FORMAT_VERSION:
-            raise self._damaged(f"it has format version {state.get('format_version')!r}, this torchlinreg reads "
-                                f"{FORMAT_VERSION}")
-        missing = [key for key in ("epoch", "settings", "data_sha256", "tensors", "history", "optimizer",
-                                   "scheduler", "plateau", "first_loss", "numpy_rng") if key not in state]
-        if missing:
-            raise self._damaged(f"{CHECKPOINT_STATE} has no {', '.join(missing)}")
+            state = unseal(self.folder / CHECKPOINT_STATE)
+        except OSError as exc:
+            raise self._damaged(f"cannot read {CHECKPOINT_STATE} ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+                raise self._damaged(f"{CHECKPOINT_STATE} is not valid JSON, perhaps truncated ({_one_line(exc)})") \
+                    from None
+            raise self._damaged(_one_line(exc if CHECKPOINT_STATE in str(exc) else f"{CHECKPOINT_STATE}: {exc}")) \
+                from None
         self._check_same(state)
-        try:
-            file, sha = Path(str(state["tensors"]["file"])).name, state["tensors"]["sha256"]
-            n_bytes, log_sha, n_records = int(state["history"]["bytes"]), state["history"]["sha256"], \
-                state["history"]["records"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise self._damaged(f"{CHECKPOINT_STATE} has an invalid entry ({_one_line(exc)})") from None
-
-        blob = _read(self.folder / file, self._damaged)
-        if hashlib.sha256(blob).hexdigest() != sha:
+        file, n_bytes = state["tensors"]["file"], state["history"]["bytes"]
+        blob = _read(self.folder / file, state["tensors"]["bytes"], self._damaged)
+        if hashlib.sha256(blob).hexdigest() != state["tensors"]["sha256"]:
             if _looks_like_pickle(blob):
                 raise self._damaged(f"{file} is a pickle/torch.save file; torchlinreg never loads pickles")
             raise self._damaged(f"{file} does not match the SHA-256 in {CHECKPOINT_STATE} (changed or truncated)")
@@ -389,19 +401,15 @@ class Checkpointer:
         except Exception as exc:  # SafetensorError and friends
             raise self._damaged(f"{file} is corrupt ({_one_line(exc)})") from None
 
-        text = _read(self.folder / HISTORY_LOG, self._damaged)
-        valid = text[:n_bytes]
-        if len(valid) != n_bytes or hashlib.sha256(valid).hexdigest() != log_sha:
+        valid = _read(self.folder / HISTORY_LOG, n_bytes, self._damaged, prefix=True)
+        if hashlib.sha256(valid).hexdigest() != state["history"]["sha256"]:
             raise self._damaged(f"{HISTORY_LOG} is shorter than, or differs from, what {CHECKPOINT_STATE} records")
-        try:
-            records = [EpochRecord(**json.loads(line)) for line in valid.decode("utf-8").splitlines()]
-        except (ValueError, TypeError) as exc:
-            raise self._damaged(f"{HISTORY_LOG} holds an invalid record ({_one_line(exc)})") from None
-        if len(records) != n_records or len(records) != state["epoch"]:
+        records = _records(valid, self._damaged)
+        if len(records) != state["history"]["records"] or len(records) != state["epoch"]:
             raise self._damaged(f"{HISTORY_LOG} holds {len(records)} epochs, the checkpoint is at epoch "
                                 f"{state['epoch']}")
         self._log_bytes, self._log_records, self._log_hash = len(valid), len(records), hashlib.sha256(valid)
-        self.saved_epoch = state["epoch"]
+        self.saved_epoch, self._committed_file = state["epoch"], file
         return state, tensors, records
 
     def _check_same(self, state: dict) -> None:
@@ -418,41 +426,41 @@ class Checkpointer:
                               f"pass the same data and columns, or {START_OVER}")
 
 
-# --- optimizer and scheduler state as JSON plus tensors ------------------------------------------------
-
-def _encode(value, tensors: dict[str, torch.Tensor], key: str):
-    """``value`` (a state_dict) as JSON, its tensors moved into ``tensors`` under names starting with ``key``.
-
-    Dicts become ``{"dict": [[key, value], ...]}`` (their keys may be ints), tuples
-    ``{"tuple": [...]}``, tensors ``{"tensor": name}``; lists and scalars stay as they are.
-    """
-    if isinstance(value, torch.Tensor):
-        tensors[key] = value.detach().cpu().contiguous().clone()
-        return {"tensor": key}
-    if isinstance(value, dict):
-        return {"dict": [[k, _encode(v, tensors, f"{key}.{k}")] for k, v in value.items()]}
-    if isinstance(value, (list, tuple)):
-        items = [_encode(v, tensors, f"{key}.{i}") for i, v in enumerate(value)]
-        return {"tuple": items} if isinstance(value, tuple) else items
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise ConfigError(f"cannot checkpoint the {key.split('.')[0]}: it holds a {type(value).__name__}")
-
-
-def _decode(value, tensors: dict[str, torch.Tensor]):
-    if isinstance(value, list):
-        return [_decode(v, tensors) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "tensor" in value:
-        return tensors[value["tensor"]]
-    if "tuple" in value:
-        return tuple(_decode(v, tensors) for v in value["tuple"])
-    return {k: _decode(v, tensors) for k, v in value["dict"]}
-
-
-def _read(path: Path, damaged) -> bytes:
+def _read(path: Path, n_bytes: int, damaged, *, prefix: bool = False) -> bytes:
+    """The ``n_bytes`` bytes of the regular file ``path`` (``prefix``: its first ``n_bytes``), never more."""
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise damaged(f"cannot read {path.name} ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise damaged(f"{path.name} is not a regular file")
+        if st.st_size < n_bytes or (st.st_size != n_bytes and not prefix):
+            if _looks_like_pickle(os.pread(fd, 4, 0)):
+                raise damaged(f"{path.name} is a pickle/torch.save file; torchlinreg never loads pickles")
+            raise damaged(f"{path.name} holds {st.st_size:,} bytes, {CHECKPOINT_STATE} records {n_bytes:,}")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(n_bytes)
+    except OSError as exc:
+        raise damaged(f"cannot read {path.name} ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+HISTORY_FIELDS = {"epoch", "loss", "params", "lr", "val_loss"}
+
+
+def _records(valid: bytes, damaged) -> list[EpochRecord]:
+    """The records of the history log's valid part, each line parsed depth-safe and its fields checked."""
+    records = []
+    for i, line in enumerate(valid.splitlines(), start=1):
+        try:
+            record = parse_json(line)
+        except ValueError as exc:
+            raise damaged(f"{HISTORY_LOG} holds an invalid record ({_one_line(exc)})") from None
+        if not isinstance(record, dict) or set(record) != HISTORY_FIELDS or record["epoch"] != i \
+                or not isinstance(record["params"], dict):
+            raise damaged(f"{HISTORY_LOG}'s line {i} is not the record of epoch {i}")
+        records.append(EpochRecord(**record))
+    return records

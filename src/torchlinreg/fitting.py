@@ -147,9 +147,10 @@ def run_fit(data, config: TrainConfig = TrainConfig(), out_dir: str | os.PathLik
     run = _Run(as_source(data), config, dist, *_options(out_dir, options))
     run.check()
     run.solve()  # one pass: the R factor, the optimum
-    run.prepare()
-    history = run.train()
-    return run.judge(history)
+    with run.publish.holding():  # the output folder locked from its preparation to its last file
+        run.prepare()
+        history = run.train()
+        return run.judge(history)
 
 
 def _options(out_dir, options: dict) -> tuple[FitOptions, Publish]:

@@ -1,8 +1,24 @@
-"""Writing output files safely: a file is either the old one, the whole new one, or absent."""
+"""Writing output files safely: a file is either the old one, the whole new one, or absent.
+
+An output folder is written as one generation (:func:`new_generation`, :func:`commit_generation`;
+:func:`torchlinreg.publish.claim_output_dir` locks the folder, :mod:`torchlinreg.locks`): a run writes its
+files into a hidden staging folder ``.run-<id>``, ``summary.json`` last (it lists every file with
+its SHA-256), then moves them into place, ``summary.json`` last. A reader sees the previous
+complete run, or the new one; a folder without ``summary.json`` holds no complete run. A run
+killed while moving its files is finished by the next run (it rolls the staged files
+forward); one killed before is forgotten (its staging folder removed).
+"""
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import os
+import re
+import secrets
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -13,6 +29,9 @@ RUN_MARKER = "summary.json"  # a folder holding this file, written by torchlinre
 CHECKPOINT_DIR = "checkpoint"  # ... and so is one whose checkpoint/state.json is a torchlinreg checkpoint
 CHECKPOINT_STATE = "state.json"
 CHECKPOINT_FORMAT = "torchlinreg-checkpoint"
+STAGE_PREFIX = ".run-"  # a generation being written: .run-<32 hex digits>
+_STAGE = re.compile(r"\.run-[0-9a-f]{32}")
+MAX_JSON_BYTES = 64 << 20  # what an earlier run's JSON may take when read back (a summary is a few kB)
 
 
 def prepare_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), force: bool = False) -> Path:
@@ -24,8 +43,7 @@ def prepare_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), 
     nothing the user had is overwritten by surprise.
     """
     out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output folder {str(out)!r} is a file; pass {{out_dir}} with a folder path")
+    check_path(out)
     if out.is_dir() and not force and not is_run_folder(out):
         clash = next((name for name in owned if (out / name).exists()), None)
         if clash is not None:
@@ -36,18 +54,43 @@ def prepare_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), 
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise OutputError(f"cannot write to output folder {str(out)!r} ({reason}); "
+        raise OutputError(f"cannot write to output folder {str(out)!r} ({reason(exc)}); "
                           "pass {out_dir} with a folder you can write to") from None
     return out
+
+
+def check_path(out: Path) -> None:
+    if out.is_symlink() and not out.exists():
+        raise OutputError(f"output folder {str(out)!r} is a symbolic link to {os.readlink(out)!r}, which does not "
+                          "exist; create that folder, or pass another {out_dir}")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output folder {str(out)!r} is a file; pass {{out_dir}} with a folder path")
+
+
+def reason(exc: OSError) -> str:
+    """An OSError in words, saying what a read-only file system is."""
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    return exc.strerror or type(exc).__name__
+
+
+def _unwritable(folder: Path) -> str:
+    """Why ``folder`` cannot be written: a read-only file system, or no permission."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        pass
+    return "no permission"
 
 
 def check_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), force: bool = False) -> None:
     """The refusals of :func:`prepare_output_dir`, creating nothing: before any data is read."""
     out = Path(path)
+    check_path(out)
     if out.exists():
         if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot write to output folder {str(out)!r} (no permission); "
+            raise OutputError(f"cannot write to output folder {str(out)!r} ({_unwritable(out)}); "
                               "pass {out_dir} with a folder you can write to")
         prepare_output_dir(out, owned=owned, force=force)  # there already: checks it, makes nothing
         return
@@ -58,26 +101,146 @@ def check_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), fo
         raise OutputError(f"cannot make output folder {str(out)!r}: {str(probe)!r} is a file; "
                           "pass {out_dir} with a folder path")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot make output folder {str(out)!r}: no permission to write in {str(probe)!r}; "
+        raise OutputError(f"cannot make output folder {str(out)!r}: {_unwritable(probe)}, cannot write in {str(probe)!r}; "
                           "pass {out_dir} with a folder you can write to")
 
 
 def is_run_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds the summary of a torchlinreg run, or the checkpoint of an interrupted one."""
-    summary = read_json_object(folder / RUN_MARKER)
+    """Whether ``folder`` holds the summary of a torchlinreg run (also one still being moved into place), or
+    the checkpoint of an interrupted one."""
+    summaries = [folder / RUN_MARKER, *(stage / RUN_MARKER for stage in _stages(folder))]
     checkpoint = read_json_object(folder / CHECKPOINT_DIR / CHECKPOINT_STATE)
-    return "torchlinreg_version" in summary or checkpoint.get("format") == CHECKPOINT_FORMAT
+    return any("torchlinreg_version" in read_json_object(p) for p in summaries) \
+        or checkpoint.get("format") == CHECKPOINT_FORMAT
 
 
-def read_json_object(path: Path) -> dict:
-    """The JSON object in ``path``; empty when the file is missing or holds anything else."""
-    import json
-
+def read_json_object(path: Path, max_bytes: int = MAX_JSON_BYTES) -> dict:
+    """The JSON object in ``path``; empty when the file is missing or holds anything else (see :func:`read_json`)."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # RecursionError: nested deeper than Python's parser goes
+        value = read_json(path, max_bytes)
+    except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def read_json(path: Path, max_bytes: int = MAX_JSON_BYTES):
+    """The JSON value in ``path``, read bounded (:func:`read_bounded`, :func:`parse_json`).
+
+    Raises OSError when it cannot be read, ValueError (a one-line reason) when it is not a
+    regular file, is larger than ``max_bytes``, or is not JSON nested at most ``MAX_JSON_DEPTH`` deep.
+    """
+    return parse_json(read_bounded(path, max_bytes))
+
+
+def read_bounded(path: Path, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path``, refused (ValueError) when it is anything else or holds more
+    than ``max_bytes``: a FIFO, a device or ``/dev/zero`` is never read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO does not block the open
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{Path(path).name} is not a regular file")
+        if st.st_size > max_bytes:
+            raise ValueError(f"{Path(path).name} holds {st.st_size:,} bytes, more than the {max_bytes:,} it may")
+        pieces, left = [], max_bytes + 1
+        while left > 0:
+            piece = os.read(fd, min(left, 1 << 20))
+            if not piece:
+                break
+            pieces.append(piece)
+            left -= len(piece)
+        raw = b"".join(pieces)
+    finally:
+        os.close(fd)
+    if len(raw) > max_bytes:  # grew while read
+        raise ValueError(f"{Path(path).name} holds more than the {max_bytes:,} bytes it may")
+    return raw
+
+
+MAX_JSON_DEPTH = 64  # torchlinreg's JSON files nest fewer than 20 levels
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def parse_json(raw: bytes):
+    """JSON from UTF-8 bytes; nesting deeper than ``MAX_JSON_DEPTH`` is refused (ValueError) before parsing,
+    so neither the parser nor the code reading the value recurses without bound."""
+    text = raw.decode("utf-8-sig")  # UnicodeDecodeError is a ValueError
+    depth = 0
+    for m in _BRACKET.finditer(_JSON_STRING.sub('""', text)):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"it is nested more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        return json.loads(text)
+    except RecursionError:  # not reached after the count above; kept as the last guard
+        raise ValueError("it is nested too deeply") from None
+
+
+# --- an output folder's generations ---------------------------------------------------------------------
+
+def new_generation(out: Path) -> Path:
+    """A new empty staging folder in ``out`` for a run's files (see :func:`commit_generation`)."""
+    stage = out / f"{STAGE_PREFIX}{secrets.token_hex(16)}"
+    try:
+        stage.mkdir()
+    except OSError as exc:
+        raise OutputError(f"cannot write to output folder {str(out)!r} ({reason(exc)}); "
+                          "free some space or pass {out_dir} with another folder") from None
+    return stage
+
+
+def generation_record(stage: Path) -> dict:
+    """What ``summary.json`` records of the files staged so far: each one's SHA-256 and an id of the set."""
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(stage.iterdir()) if p.is_file() and not p.name.startswith(".")}
+    run_id = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:32]
+    return {"id": run_id, "files": files}
+
+
+def commit_generation(out: Path, stage: Path, owned: tuple[str, ...]) -> dict[str, Path]:
+    """Move the staged files into ``out`` (``summary.json``, which lists them, last) and remove the files of
+    ``owned`` that the run did not write. Returns the paths in ``out`` by file name."""
+    record = read_json_object(stage / RUN_MARKER).get("run") or {}
+    names = [n for n in record.get("files", {}) if isinstance(n, str) and "/" not in n and n != RUN_MARKER]
+    (out / RUN_MARKER).unlink(missing_ok=True)  # from here until the last move no summary claims the folder
+    remove_stale(out, owned, [*names, RUN_MARKER])
+    for name in [*names, RUN_MARKER]:
+        if (stage / name).is_file():
+            os.replace(stage / name, out / name)
+    _fsync_folder(out)
+    shutil.rmtree(stage, ignore_errors=True)
+    return {name: out / name for name in [*names, RUN_MARKER]}
+
+
+def recover(out: Path, owned: tuple[str, ...]) -> None:
+    """Settle what a killed run left in ``out`` (under its lock): a generation whose ``summary.json`` was
+    staged is moved into place; one killed earlier is removed, as are temporary files."""
+    for stage in _stages(out):
+        if "torchlinreg_version" in read_json_object(stage / RUN_MARKER):
+            commit_generation(out, stage, owned)
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _stages(out: Path) -> list[Path]:
+    try:
+        return sorted(p for p in out.iterdir() if _STAGE.fullmatch(p.name) and p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def remove_stale(folder: Path, owned: tuple[str, ...], written) -> list[Path]:
@@ -108,7 +271,7 @@ def check_writable_path(path: str | os.PathLike) -> None:
     if not probe.is_dir():
         raise OutputError(f"cannot write {str(path)!r}: {str(probe)!r} is a file, not a folder; choose another path")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {str(path)!r}: no permission to write in {str(probe)!r}; "
+        raise OutputError(f"cannot write {str(path)!r}: {_unwritable(probe)}, cannot write in {str(probe)!r}; "
                           "choose another path")
 
 
@@ -143,7 +306,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, setting: str = "
         except FileNotFoundError:
             pass
         if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {str(path)!r} ({exc.strerror or exc}); free some space or pass "
+            raise OutputError(f"cannot write {str(path)!r} ({reason(exc)}); free some space or pass "
                               f"{{{setting}}} with another {'folder' if setting == 'out_dir' else 'path'}") from None
         raise
     return path

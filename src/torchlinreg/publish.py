@@ -10,11 +10,13 @@ computes a figure; everything comes from the :class:`torchlinreg.fitting.FitResu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TextIO
@@ -23,8 +25,9 @@ import numpy as np
 
 from .callbacks import Callback
 from .errors import ConfigError, OutputError, render
-from .outputs import (CHECKPOINT_DIR, atomic_write_text, check_output_dir, check_writable_path, prepare_output_dir,
-                      remove_stale)
+from .locks import hold
+from .outputs import (CHECKPOINT_DIR, atomic_write_text, check_output_dir, check_path, check_writable_path,
+                      commit_generation, generation_record, new_generation, prepare_output_dir, reason, recover)
 from .report import PrintReport, format_comparison, format_metrics, format_statistics
 
 HISTORY_JSON, HISTORY_CSV, SUMMARY_JSON = "history.json", "history.csv", "summary.json"
@@ -68,6 +71,7 @@ class Publish:
     print_statistics: bool = True
     out: Path | None = field(default=None, init=False, repr=False)  # the folder, once prepared
     bar: object = field(default=None, init=False, repr=False)  # the progress bar while training, unless quiet
+    _held: contextlib.ExitStack | None = field(default=None, init=False, repr=False)  # the folder's lock, inside holding()
 
     @classmethod
     def field_names(cls) -> frozenset[str]:
@@ -90,10 +94,24 @@ class Publish:
         if self.out_dir is not None:
             check_output_dir(self.out_dir, owned=OUTPUT_FILES, force=self.force or claim)
 
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[Publish]:
+        """While inside, the output folder :meth:`prepare` makes stays locked (:mod:`torchlinreg.locks`): from
+        its preparation to the last file written, no other run writes there."""
+        with contextlib.ExitStack() as held:
+            self._held = held
+            try:
+                yield self
+            finally:
+                self._held = None
+
     def prepare(self, *, claim: bool = False) -> Path | None:
-        """Make (or claim) the output folder, once the data has been read without error."""
+        """Make (or claim) the output folder, once the data has been read without error; inside
+        :meth:`holding`, lock it for the rest of the run."""
         if self.out_dir is not None:
-            self.out = prepare_output_dir(self.out_dir, owned=OUTPUT_FILES, force=self.force or claim)
+            force = self.force or claim
+            self.out = self._held.enter_context(claim_output_dir(self.out_dir, owned=OUTPUT_FILES, force=force)) \
+                if self._held is not None else prepare_output_dir(self.out_dir, owned=OUTPUT_FILES, force=force)
         return self.out
 
     def text(self, template: str) -> str:
@@ -138,21 +156,30 @@ class Publish:
             self._save_model(result)
 
     def _write_folder(self, result) -> None:
-        out, history = self.out, result.history
-        result.files["history"] = atomic_write_text(out / HISTORY_JSON, history.to_json() + "\n")
-        result.files["history_csv"] = atomic_write_text(out / HISTORY_CSV, history.to_csv())
-        result.files["summary"] = atomic_write_text(out / SUMMARY_JSON,
-                                                    json.dumps(json_safe(result.to_dict()), indent=1) + "\n")
-        if self.plots:
-            from .pictures import save_plots  # matplotlib only when plots are asked for
+        """The run's files as one generation (:func:`torchlinreg.outputs.commit_generation`): written into a
+        staging folder, ``summary.json`` last with the SHA-256 of every other file, then moved into place."""
+        out, history, files = self.out, result.history, {}
+        stage = new_generation(out)
+        try:
+            files["history"] = atomic_write_text(stage / HISTORY_JSON, history.to_json() + "\n")
+            files["history_csv"] = atomic_write_text(stage / HISTORY_CSV, history.to_csv())
+            if self.plots:
+                from .pictures import save_plots  # matplotlib only when plots are asked for
 
-            result.files.update(save_plots(result.data, history, out, optimum_loss=result.solution.loss,
-                                           animation=self.animation))
-        if self.report:
-            from .html_report import write_report
+                files.update(save_plots(result.data, history, stage, optimum_loss=result.solution.loss,
+                                        animation=self.animation))
+            if self.report:
+                from .html_report import write_report
 
-            result.files["report"] = write_report(out, result, statistics=result.statistics, flags=self.flags)
-        remove_stale(out, OUTPUT_FILES, result.files.values())
+                files["report"] = write_report(stage, result, statistics=result.statistics, files=files, flags=self.flags)
+            summary = {**json_safe(result.to_dict()), "run": generation_record(stage)}
+            files["summary"] = atomic_write_text(stage / SUMMARY_JSON, json.dumps(summary, indent=1) + "\n")
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)  # the previous generation stays whole
+            raise
+        moved = commit_generation(out, stage, OUTPUT_FILES)
+        for key in ("history", "history_csv", "summary", *files):  # the order the command names them in
+            result.files[key] = moved[Path(files[key]).name]
 
     def _save_model(self, result) -> None:
         from .persistence import save_model
@@ -162,6 +189,26 @@ class Publish:
     def print(self, text: str) -> None:
         if not self.quiet:
             print(text, file=self.stream or sys.stdout, flush=True)
+
+
+@contextlib.contextmanager
+def claim_output_dir(path: str | os.PathLike, *, owned: tuple[str, ...] = (), force: bool = False) -> Iterator[Path]:
+    """:func:`prepare_output_dir` under the folder's lock, held while inside (one writer at a time).
+
+    A second run into the same folder is refused (:class:`~torchlinreg.errors.OutputError`
+    naming the holder's pid and start time); a lock left by a killed run is taken over, and
+    what that run left half-done is settled first (:func:`recover`).
+    """
+    out = Path(path)
+    check_path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot make output folder {str(out)!r} ({reason(exc)}); "
+                          "pass {out_dir} with a folder you can write to") from None
+    with hold(out, what=f"the output folder {str(out)!r}", fix="wait for it to finish, or choose another {out_dir}"):
+        recover(out, owned)
+        yield prepare_output_dir(out, owned=owned, force=force)
 
 
 def json_safe(value):
