@@ -96,9 +96,16 @@ def test_fits_started_together_never_mix_their_files(tmp_path):
 def test_a_live_holder_refuses_and_a_dead_ones_lock_is_taken_over(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    with hold(out, what=f"the output folder {str(out)!r}"):  # held by this process, as a running fit would hold it
+    holder = subprocess.Popen(  # another process holds the folder, as a running fit would (hold is re-entrant here)
+        [sys.executable, "-c", "import sys; from torchlinreg.locks import hold\n"
+         f"with hold({str(out)!r}, what='the output folder'):\n    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
         code, _, err = run_cli(*FIT, "--epochs", "5", "--out", str(out))
-        assert code == 2 and err.count("\n") == 1 and f"process {os.getpid()} (started " in err, err
+        assert code == 2 and err.count("\n") == 1 and f"process {holder.pid} (started " in err, err
+    finally:
+        holder.communicate("", timeout=60)
     assert not (out / "summary.json").exists()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     lock_path(out).write_text(json.dumps({"pid": int(dead.stdout), "started": "2000-01-01 00:00:00 +0000"}))
