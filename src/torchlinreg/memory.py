@@ -259,7 +259,7 @@ def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: 
     if wide and used - 1 > WIDE_FEATURES_ABOVE:  # solve.wide: through the n × n side, no d × d factor
         return Reading(False, f"fewer rows ({rows:,}) than columns ({used:,}): read whole and solved through the "
                               "rows' side", data_bytes, budget)
-    _check_factor(path, rows, used, budget, wide_possible=rows < used - 1 and need <= budget and not array)
+    _check_factor(path, rows, used, budget, wide_possible=one_pass and rows < used - 1 and need <= budget and not array)
     if path.is_dir():
         return Reading(True, f"{path.name or path} is a folder of files", data_bytes, budget)
     if stream:
