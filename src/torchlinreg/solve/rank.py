@@ -11,8 +11,11 @@ by group of dependent features, so that it stays exact with scales 1e16 apart
 (``_MinNormGroup``). A solution beyond float64's range is refused (``DataError``).
 
 Rank is decided on the centred, column-scaled design: a singular value at most
-``rtol`` (default ``RANK_RTOL``) times the largest counts as zero, and a centred column
-whose norm is at most ``rtol`` times its raw norm is constant.
+``rtol`` (default ``RANK_RTOL``) times the largest counts as zero. A column is constant when
+all its values are equal, exactly (``QRAccumulator.varies``); R is that of the rows shifted by
+the first counted row, so the decisions see the columns' spread, not their magnitude (1e18 + i).
+Only an R given without that knowledge (``QRAccumulator.R = ...``) falls back to calling
+constant a centred column whose norm is at most ``rtol`` times its raw norm.
 """
 
 from __future__ import annotations
