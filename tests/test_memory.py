@@ -90,21 +90,26 @@ def test_npy_cannot_stream_and_is_refused_over_the_budget(files):
 
 def test_too_many_columns_for_the_factor_are_refused_whatever_the_rows(tmp_path, capsys):
     from torchlinreg.cli import main
-    from torchlinreg.memory import FACTOR_COPIES, plan_reading
+    from torchlinreg.memory import DECOMPOSITION_COPIES, FACTOR_COPIES, plan_reading
 
     wide = tmp_path / "wide.csv"
     columns = 3000
     wide.write_text(",".join(f"x{j}" for j in range(columns)) + "\n" + ",".join("1" for _ in range(columns)) + "\n")
-    need = (columns + 1) ** 2 * 8 * FACTOR_COPIES  # about 432 MB: three rows of data would need far less
-    with pytest.raises(ConfigError, match="3,000 columns need about .* for the exact solver's factor"):
+    # R of [X, 1, y] is (columns + 2)² float64 (about 72 MB), its accumulation and its decomposition
+    # several such arrays each: about 1.3 GB, where three rows of data would need far less
+    need = (columns + 2) ** 2 * 8 * (FACTOR_COPIES + DECOMPOSITION_COPIES)
+    with pytest.raises(ConfigError, match="1 rows x 3,000 columns: the R factor .* decomposition about"):
         plan_reading(wide, budget=need - 1)
     assert not plan_reading(wide, budget=need + (1 << 20)).stream  # just enough room: read whole
-    for command in ("solve", "fit"):
-        extra = ["--out", str(tmp_path / "out")] if command == "fit" else []
-        code = main([command, str(wide), "--max-memory", "100M", *extra])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert code == 2 and "columns need about" in err[-1] and "--features" in err[-1]
-        assert not (tmp_path / "out").exists()
+    code = main(["fit", str(wide), "--max-memory", "100M", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "the R factor" in err[-1] and "--features" in err[-1] and "--max-memory" in err[-1]
+    assert not (tmp_path / "out").exists()
+    # solve reads fewer rows than columns whole and solves them through the rows' side (solve.wide)
+    assert main(["solve", str(wide), "--max-memory", "100M"]) == 0
+    code = main(["solve", str(wide), "--max-memory", "100M", "--stream"])  # streamed, R is needed: refused
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "without --stream" in err[-1]
 
 
 def test_the_factor_counts_the_columns_chosen_with_features_not_the_files_width(tmp_path, capsys):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .data import Source, as_source
 from .config import check_chunk_rows
 from .defaults import CHUNK_ROWS
-from .errors import check_positive
+from .errors import DataError, check_positive
 from .solve import MAX_PASSES, RANK_RTOL, LstsqSolution, QRAccumulator, needs_refinement
 from .solve import refine as refine_solution
 
@@ -192,7 +192,26 @@ def run_solve(data, *, statistics: bool = False, conf_level: float = 0.95, cov_t
         check_settings(conf_level, cov_type)  # before the pass
     check_chunk_rows(chunk_rows)
     source = as_source(data)
+    if _wide_in_memory(source, dist):  # fewer rows than features: the n × n side, no d × d factor
+        from .solve import solve_dataset
+
+        if statistics:
+            raise DataError(f"{source.dataset.n_samples} rows for {len(source.feature_names) + 1} parameters: the "
+                            "statistics need more rows than parameters; leave out the statistics, or choose fewer "
+                            "columns with {features}")
+        return solve_dataset(source.dataset), None
     _, _, solution = solve(source, dist, chunk_rows)
     stats = statistics_of(source, solution, conf_level=conf_level, cov_type=cov_type, dist=dist,
                           chunk_rows=chunk_rows) if statistics else None
     return solution, stats
+
+
+def _wide_in_memory(source, dist) -> bool:
+    """Whether ``source``'s rows are in memory, in one process, and fewer than its many features (``solve.is_wide``)."""
+    from .solve import is_wide
+
+    if not getattr(source, "in_memory", False) or (dist is not None and dist.is_distributed):
+        return False
+    w = getattr(source.dataset, "sample_weight", None)
+    rows = source.dataset.n_samples if w is None else int((w > 0).sum())
+    return is_wide(rows, len(source.feature_names))

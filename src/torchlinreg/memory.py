@@ -31,7 +31,11 @@ from .errors import ConfigError, render
 # measured on 500,000 x 10 CSV and Parquet files: fit +500 MB and solve +250 MB for 40 MB of data.
 FIT_COPIES = 12
 SOLVE_COPIES = 6
-FACTOR_COPIES = 6  # (columns + 1)² float64 matrices the solver holds: R, the Gram sum, a 4-column-deep block
+FACTOR_COPIES = 6  # (columns + 2)² float64 matrices the accumulation holds: R, the Gram sum, a block's Gram, its scaled copy, Cholesky, inverse
+# ... and the solve of R holds: R padded and permuted (2), its QR, the centred block and its scaled copy, the
+# SVD's U and Vᵀ and LAPACK's gesdd workspace (about 4 d² for full U and Vᵀ) and input copy
+DECOMPOSITION_COPIES = 12
+WIDE_FEATURES_ABOVE = 512  # as solve.wide (not imported: choosing costs no import): fewer rows go through the rows' side
 FALLBACK_BUDGET = 2 << 30  # bytes, when the machine's memory cannot be read at all
 STREAM_READ_BYTES = 192 << 20  # values per record batch a streamed pass reads at most (a whole row group if it fits)
 STREAM_READ_SHARE = 8  # ... and at most this fraction of the budget: a pass holds about 3 batches (measured)
@@ -251,11 +255,11 @@ def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: 
         raise ConfigError(f"{path}: {path.suffix} files are read whole, but {why}; save the data as Parquet "
                           "(or CSV) to stream it, or raise {max_memory}")
     used = columns if n_selected is None else min(columns, n_selected)
-    factor = (used + 1) ** 2 * 8 * FACTOR_COPIES  # R of [X, 1, y], the Gram matrix and the block workspace
-    if factor > budget:
-        raise ConfigError(f"{path}: {used:,} columns need about {format_size(factor)} for the exact solver's "
-                          f"factor (it grows as columns squared, whatever the rows), over the {format_size(budget)} "
-                          "of {max_memory}; choose fewer columns with {features}, or raise {max_memory}")
+    wide = one_pass and not stream and not path.is_dir() and not array and rows < used - 1 and need <= budget
+    if wide and used - 1 > WIDE_FEATURES_ABOVE:  # solve.wide: through the n × n side, no d × d factor
+        return Reading(False, f"fewer rows ({rows:,}) than columns ({used:,}): read whole and solved through the "
+                              "rows' side", data_bytes, budget)
+    _check_factor(path, rows, used, budget, wide_possible=one_pass and rows < used - 1 and need <= budget and not array)
     if path.is_dir():
         return Reading(True, f"{path.name or path} is a folder of files", data_bytes, budget)
     if stream:
@@ -266,6 +270,22 @@ def plan_reading(path: str | os.PathLike, budget: int | None = None, *, copies: 
         return Reading(True, render(over, {}), data_bytes, budget)  # a note of the report: the flag, as yet
     return Reading(False, f"read whole: about {format_size(need)} within the {format_size(budget)} of --max-memory",
                    data_bytes, budget)
+
+
+def _check_factor(path: Path, rows: int, used: int, budget: int, *, wide_possible: bool) -> None:
+    """Refuse, before any reading, data whose R factor of ``[X, 1, y]`` ((used + 2)² float64, whatever the
+    rows) and its decomposition do not fit in ``budget``: with the sizes, and the fixes that apply."""
+    square = (used + 2) ** 2 * 8
+    factor, decomposition = square * FACTOR_COPIES, square * DECOMPOSITION_COPIES
+    if factor + decomposition <= budget:
+        return
+    fixes = "choose fewer columns with {features}, or raise {max_memory} to " + format_size(factor + decomposition)
+    if wide_possible:  # a streamed (or folder) read of data that would be solved through the rows' side read whole
+        fixes = "read it whole (without {stream}) as one file, which solves fewer rows than columns through the " \
+                "rows' side; or " + fixes
+    raise ConfigError(f"{path}: {rows:,} rows x {used:,} columns: the R factor ({format_size(square)}) needs "
+                      f"about {format_size(factor)} with its accumulation and its decomposition about "
+                      f"{format_size(decomposition)}, over the {format_size(budget)} of {{max_memory}}; {fixes}")
 
 
 def check_fits(n_rows: int, n_columns: int, budget: int | None = None, *, copies: int = FIT_COPIES,

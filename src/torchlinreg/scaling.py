@@ -61,13 +61,20 @@ class Standardizer:
     def column_stats(a: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Column means and population standard deviations of ``a`` (n, k), weighted by ``w`` (n,)
         when given; scale 1 where a column is constant (on the rows of positive weight)."""
+        counted = a if w is None else a[w > 0]
+        # Shifted by the first counted row: a - ref is exact for values within a factor 2 of it and
+        # rounded by at most eps times the spread otherwise, so that columns far from zero (1e18 + 37i)
+        # keep the digits of their spread, which mean-then-subtract would round away.
+        ref = counted[0] if len(counted) else np.zeros(a.shape[1])
+        shifted = a - ref
         if w is None:
-            mean, scale, counted = a.mean(axis=0), a.std(axis=0), a
+            offset, scale = shifted.mean(axis=0), shifted.std(axis=0)
         else:
-            mean = np.average(a, axis=0, weights=w)
-            scale = np.sqrt(np.average((a - mean) ** 2, axis=0, weights=w))
-            counted = a[w > 0]
+            offset = np.average(shifted, axis=0, weights=w)
+            scale = np.sqrt(np.average((shifted - offset) ** 2, axis=0, weights=w))
+        mean = ref + offset
         constant = np.ptp(counted, axis=0) == 0  # exactly constant; its computed std may be rounding, not 0
+        mean[constant] = ref[constant]  # exactly its value
         scale[constant | (scale == 0)] = 1.0
         return mean, scale
 

@@ -23,20 +23,26 @@ _HEADER = 8  # n_samples, sum_weights, n_positive, weighted, rows of R, n_featur
 
 
 def _pack(acc: QRAccumulator) -> torch.Tensor:
-    """The accumulator as one float64 vector of fixed length ``_HEADER + c * c`` (R padded to c x c)."""
-    c = acc.n_columns
-    header = [acc.n_samples, acc.sum_weights, acc.n_positive, acc.weighted, acc.R.shape[0],
+    """The accumulator as one float64 vector of fixed length ``_HEADER + c * c + 2 q`` (R padded to c x c,
+    then the reference and which columns vary, ``q`` = features + targets)."""
+    c, q = acc.n_columns, acc.n_features + acc.n_targets
+    Rs = acc.R_shifted  # with the reference it is shifted by (exact digits of data far from 0) and the columns that vary
+    header = [acc.n_samples, acc.sum_weights, acc.n_positive, acc.weighted, Rs.shape[0],
               acc.n_features, acc.n_targets, acc.fit_intercept]  # counts below 2**53 are exact in float64
     R = np.zeros((c, c))
-    R[:acc.R.shape[0]] = acc.R
-    return torch.from_numpy(np.concatenate([np.asarray(header, dtype=np.float64), R.ravel()]))
+    R[:Rs.shape[0]] = Rs
+    reference = np.full(q, np.nan) if acc.reference is None else acc.reference
+    varies = np.full(q, -1.0) if acc.varies is None else acc.varies.astype(np.float64)
+    return torch.from_numpy(np.concatenate([np.asarray(header, dtype=np.float64), R.ravel(), reference, varies]))
 
 
 def _unpack(v: np.ndarray) -> QRAccumulator:
     n, sum_w, n_pos, weighted, rows, d, m, intercept = v[:_HEADER]
     acc = QRAccumulator(int(d), int(m), fit_intercept=bool(intercept))
-    c = acc.n_columns
-    acc.R = v[_HEADER:_HEADER + c * c].reshape(c, c)[:int(rows)].copy()
+    c, q = acc.n_columns, acc.n_features + acc.n_targets
+    reference, varies = v[_HEADER + c * c:_HEADER + c * c + q], v[_HEADER + c * c + q:_HEADER + c * c + 2 * q]
+    acc.set_state(v[_HEADER:_HEADER + c * c].reshape(c, c)[:int(rows)].copy(),
+                  None if np.isnan(reference).any() else reference.copy(), None if (varies < 0).any() else varies > 0)
     acc.n_samples, acc.sum_weights, acc.n_positive, acc.weighted = int(n), float(sum_w), int(n_pos), bool(weighted)
     return acc
 

@@ -36,21 +36,25 @@ One concept each; a module imports only those listed before it:
 * ``accumulator``: ``QRAccumulator`` (``update``, ``update_columns``, ``merge``, ``loss``, ``solve``)
 * ``refinement``: ``refine``, ``needs_refinement``, the pass sums that ``distributed`` adds
   across ranks (``add_pass_sums``)
+* ``wide``: fewer rows than features, through the n × n side (``wide_lstsq``)
 * this package: ``lstsq`` and ``solve_dataset``, and the names above for ``torchlinreg.solve``.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 # The names other modules, tests and benchmarks import from ``torchlinreg.solve``. A test that
 # monkeypatches a function must patch the module that looks it up (e.g. ``accumulator`` for
 # ``_block_r``, ``_exact_shift`` and ``UPDATE_BLOCK_ENTRIES``): patching this package changes nothing.
 from .accumulator import UPDATE_BLOCK_ENTRIES, QRAccumulator  # noqa: F401
 from .blocks import CHOLESKY_ONCE_BELOW, CHOLESKY_TWICE_BELOW, _block_r, _exact_shift  # noqa: F401
-from .numerics import _EPS, MAX_MAGNITUDE, _as_array, _column_names, _norms, _triangularize, _weights  # noqa: F401
+from .numerics import _EPS, MAX_MAGNITUDE, _as_array, _column_names, _names, _norms, _triangularize, _weights  # noqa: F401
 from .rank import _NULL_TOL, RANK_RTOL, _Factorization, _MinNormGroup  # noqa: F401
 from .refinement import MAX_PASSES, REFINE_ABOVE_CONDITION, PassSums, _refine, add_pass_sums  # noqa: F401
 from .refinement import needs_refinement, refine  # noqa: F401
 from .solution import LstsqSolution  # noqa: F401
+from .wide import WIDE_FEATURES_ABOVE, is_wide, wide_lstsq  # noqa: F401
 
 
 # --- one call ---------------------------------------------------------------------------------
@@ -86,6 +90,12 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
     if y.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D or 2-D (n_samples, n_targets), got shape {y.shape}")
     w = None if sample_weight is None else _weights(sample_weight, len(X))
+    if not 0 <= rtol < 1:
+        raise ValueError(f"rtol must be in [0, 1), got {rtol!r}")
+    if is_wide(len(X) if w is None else int(np.count_nonzero(w)), X.shape[1]):  # the n × n side
+        Y = y.reshape(len(y), -1)
+        return wide_lstsq(X, Y, w, _names(feature_names, X.shape[1], "x", "feature_names"),
+                          _names(target_names, Y.shape[1], "y", "target_names"), fit_intercept=fit_intercept, rtol=rtol)
     acc = QRAccumulator(X.shape[1], 1 if y.ndim == 1 else y.shape[-1], fit_intercept=fit_intercept).update(X, y, w)
     solution = acc.solve(feature_names=feature_names, target_names=target_names, rtol=rtol)
     chunks = [(X, y)] if w is None else [(X, y, w)]

@@ -21,9 +21,9 @@ import numpy as np
 
 from ..errors import RankDeficiencyWarning
 from .blocks import (CHOLESKY_ONCE_BELOW, _block_r, _drifted, _exact_shift, _gram_r, _Rows, _scaled_cholesky,
-                     _shift_map, _shifted_gram)
+                     _shift_map, _shifted_gram, _unshift)
 from .numerics import _as_array, _check_values, _names, _shaped, _triangularize, _weights
-from .rank import RANK_RTOL, _check_normal, _check_range, _Factorization
+from .rank import RANK_RTOL, _affine, _check_normal, _check_range, _Factorization
 from .solution import LstsqSolution
 
 UPDATE_BLOCK_ENTRIES = 2 ** 22  # rows × columns per block inside update(): a 32 MB workspace, reused; fewer, larger BLAS calls
@@ -59,21 +59,43 @@ class QRAccumulator:
         self.sum_weights = 0.0
         self.n_positive = 0
         self.weighted = False
-        self._R = np.zeros((0, self.n_columns))  # R of the rows folded in so far
+        self._R = np.zeros((0, self.n_columns))  # R of the shifted rows [X - ref_x, 1, y - ref_y] folded in so far
         self._G = None  # Gram matrix of [C, s] (shifted by _shift) of well-conditioned blocks not yet in _R
         self._shift = None  # column means of [X, y] that blocks are shifted by
+        self.reference = None  # (d + m,): the first counted row's [x, y] (zeros without an intercept)
+        self.varies = np.zeros(self.n_features + self.n_targets, dtype=bool)  # a value != reference seen
 
     @property
-    def R(self) -> np.ndarray:
+    def R_shifted(self) -> np.ndarray:
+        """R of ``[X - ref_x, 1, y - ref_y]`` (``ref``: ``reference``), which keeps every digit of the
+        columns' spread however far their values lie from zero (1e18 + i): what ``solve`` uses."""
         if self._G is not None:  # fold the running Gram matrix in: one Cholesky factorisation
             cols, scale, Rs = _gram_r(self._G)
-            rows = _shift_map(Rs, cols, scale, self._shift, self.n_features, self.fit_intercept)
+            rows = _shift_map(Rs, cols, scale, self._shift - self.reference, self.n_features, self.fit_intercept)
             self._R, self._G = _triangularize(np.vstack([self._R, rows])), None
         return self._R
 
+    @property
+    def R(self) -> np.ndarray:
+        """R of the raw ``[X, 1, y]`` (``Rᵀ R = Aᵀ A``), from ``R_shifted``; rounded in the raw units, so
+        columns of a large offset keep fewer digits of their spread here than in ``R_shifted``."""
+        if self.reference is None:
+            return self.R_shifted
+        if not np.any(self.reference):
+            return self.R_shifted
+        return _triangularize(_unshift(self.R_shifted, self.reference, self.n_features, self.fit_intercept))
+
     @R.setter
     def R(self, value: np.ndarray) -> None:
+        """Set a raw R (reference 0; which columns vary is then decided from R, as to rounding)."""
         self._R, self._G = np.asarray(value, dtype=np.float64), None
+        self.reference, self.varies = np.zeros(self.n_features + self.n_targets), None
+
+    def set_state(self, R_shifted: np.ndarray, reference: np.ndarray | None, varies: np.ndarray | None) -> None:
+        """Set ``R_shifted``, ``reference`` and ``varies`` (an accumulator sent between processes)."""
+        self._R, self._G = np.asarray(R_shifted, dtype=np.float64), None
+        self.reference = None if reference is None else np.asarray(reference, dtype=np.float64)
+        self.varies = None if varies is None else np.asarray(varies, dtype=bool)
 
     @property
     def n_columns(self) -> int:
@@ -132,21 +154,36 @@ class QRAccumulator:
             return
         if self._shift is None:
             self._shift = _exact_shift(rows, w, None, None)
-        B, G, exponents = _shifted_gram(rows, w, self._shift, rows_before, work)
+        B, G, exponents = _shifted_gram(rows, w, self._shift, rows_before, work)  # (checks the values)
+        self._note_values(rows, w)
         cols, scale, R1, rcond = _scaled_cholesky(G)
         if rcond * CHOLESKY_ONCE_BELOW < 1 and _drifted(G):  # shift by this block's own means and look again
             shift = _exact_shift(rows, w, G, self._shift, exponents)
             if np.any(shift != self._shift):
-                self.R  # fold the Gram matrix of the old shift
+                self.R_shifted  # fold the Gram matrix of the old shift
                 self._shift = shift
                 B, G, exponents = _shifted_gram(rows, w, shift, rows_before, work)
                 cols, scale, R1, rcond = _scaled_cholesky(G)
         if rcond * CHOLESKY_ONCE_BELOW >= 1 and exponents is None:
             self._G = G if self._G is None else self._G + G
         else:
-            block_rows = _shift_map(_block_r(B, cols, scale, R1, rcond), cols, scale, self._shift, self.n_features,
-                                    self.fit_intercept, exponents)
+            block_rows = _shift_map(_block_r(B, cols, scale, R1, rcond), cols, scale, self._shift - self.reference,
+                                    self.n_features, self.fit_intercept, exponents)
             self._R = _triangularize(np.vstack([self._R, block_rows]))
+
+    def _note_values(self, rows: _Rows, w) -> None:
+        """Fix the reference at the first counted row, and note the columns that hold another value (exactly)."""
+        taken = np.flatnonzero(w) if w is not None else slice(None)
+        if self.reference is None:
+            first = 0 if w is None else int(taken[0])
+            self.reference = np.array([float(rows.column(j)[first]) if self.fit_intercept else 0.0
+                                       for j in range(len(self.varies))])
+        if self.varies is None:
+            return
+        for j in np.flatnonzero(~self.varies):
+            column, ref = rows.column(j)[taken], self.reference[j]
+            self.varies[j] = bool(len(column)) and not (column[0] == ref and column[-1] == ref
+                                                         and (column == ref).all())
 
     def merge(self, other: QRAccumulator) -> QRAccumulator:
         """Add the rows another accumulator has seen (from another chunk range or process)."""
@@ -155,7 +192,16 @@ class QRAccumulator:
             raise ValueError(f"can only merge a QRAccumulator with (n_features, n_targets, fit_intercept) = {shape}, "
                              f"got {other!r}")
         if other.n_samples:
-            self.R = _triangularize(np.vstack([self.R, other.R]))
+            R_other = other.R_shifted
+            if other.reference is not None and self.reference is None:
+                self.reference = other.reference.copy()
+            elif other.reference is not None:  # from its reference to ours: rounding of ‖ref - ref'‖ ≤ the spread
+                R_other = _unshift(R_other, other.reference - self.reference, self.n_features, self.fit_intercept)
+                if self.varies is not None:
+                    self.varies |= other.reference != self.reference
+            if self.varies is not None:
+                self.varies = None if other.varies is None else self.varies | other.varies
+            self._R, self._G = _triangularize(np.vstack([self.R_shifted, R_other])), None
             self.n_samples += other.n_samples
             self.sum_weights += other.sum_weights
             self.n_positive += other.n_positive
@@ -186,9 +232,12 @@ class QRAccumulator:
         if self.n_samples == 0:
             raise ValueError("no rows yet: call update(X, y) first")
         W, b = self._params(coef, intercept)
+        if self.fit_intercept:  # in the shifted units: b' = b + ref_x·W - ref_y, in double-double
+            d = self.n_features
+            b = _affine([b, -self.reference[d:]], [self.reference[:d]], W)
         rows = [W, b[None, :]] if self.fit_intercept else [W]
-        V = np.vstack(rows + [-np.eye(self.n_targets)])  # (d + 1 + m, m): A @ V = X W + b - y
-        return float(np.sum((self.R @ V) ** 2) / (self.sum_weights * self.n_targets))
+        V = np.vstack(rows + [-np.eye(self.n_targets)])  # (d + 1 + m, m): A' @ V = X W + b - y
+        return float(np.sum((self.R_shifted @ V) ** 2) / (self.sum_weights * self.n_targets))
 
     def solve(self, *, feature_names=None, target_names=None, rtol: float = RANK_RTOL) -> LstsqSolution:
         """The least-squares solution from R alone, without another pass over the data.
@@ -206,9 +255,12 @@ class QRAccumulator:
             raise ValueError(f"rtol must be in [0, 1), got {rtol!r}")
         features = _names(feature_names, self.n_features, "x", "feature_names")
         targets = _names(target_names, self.n_targets, "y", "target_names")
-        _check_normal(self.R, self.n_features, self.fit_intercept, features, targets)
-        factor = _Factorization(self.R, self.n_features, fit_intercept=self.fit_intercept, n_samples=self.n_samples,
-                                n_positive=self.n_positive, sum_weights=self.sum_weights, rtol=rtol)
+        raw = self.R
+        _check_normal(raw, self.n_features, self.fit_intercept, features, targets)
+        reference = np.zeros(self.n_features + self.n_targets) if self.reference is None else self.reference
+        factor = _Factorization(self.R_shifted, self.n_features, fit_intercept=self.fit_intercept,
+                                n_samples=self.n_samples, n_positive=self.n_positive, sum_weights=self.sum_weights,
+                                rtol=rtol, raw=raw, reference=reference, varies=self.varies)
         W, b, sse = factor.minimizer()
         _check_range(W, b, features, factor.raw_norms)
         unidentified, messages = factor.deficiencies(features)

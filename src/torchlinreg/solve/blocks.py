@@ -306,3 +306,14 @@ def _shift_map(Rs: np.ndarray, cols: np.ndarray, scale: np.ndarray, mu: np.ndarr
     if fit_intercept:
         T[q, d] = 1.0  # the intercept column is s
     return R @ T
+
+
+def _unshift(R: np.ndarray, delta: np.ndarray, d: int, fit_intercept: bool) -> np.ndarray:
+    """R of ``A + 1 deltaᵀ`` (the data columns moved by ``delta``) from R of ``A = [X, 1, y]``:
+    column j gains ``delta_j`` times the column of ones (column ``d``). Not triangular; rounded."""
+    if not fit_intercept or not np.any(delta):
+        return R
+    out = R.copy()
+    data = np.r_[0:d, d + 1:R.shape[1]]
+    out[:, data] += R[:, d:d + 1] * delta[None, :]
+    return out

@@ -11,8 +11,11 @@ by group of dependent features, so that it stays exact with scales 1e16 apart
 (``_MinNormGroup``). A solution beyond float64's range is refused (``DataError``).
 
 Rank is decided on the centred, column-scaled design: a singular value at most
-``rtol`` (default ``RANK_RTOL``) times the largest counts as zero, and a centred column
-whose norm is at most ``rtol`` times its raw norm is constant.
+``rtol`` (default ``RANK_RTOL``) times the largest counts as zero. A column is constant when
+all its values are equal, exactly (``QRAccumulator.varies``); R is that of the rows shifted by
+the first counted row, so the decisions see the columns' spread, not their magnitude (1e18 + i).
+Only an R given without that knowledge (``QRAccumulator.R = ...``) falls back to calling
+constant a centred column whose norm is at most ``rtol`` times its raw norm.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
+from .doubledouble import _dd_sum, _split, _split_wide, _two_prod, _two_sum
 from .numerics import _EPS, _norms, _power_of_two
 
 # 1e6 x float64's eps: far above the rounding noise of QR over many chunks and of centring
@@ -61,6 +65,22 @@ def _check_range(W: np.ndarray, b: np.ndarray, features: tuple[str, ...], raw_no
                     f"it by a power of ten")
 
 
+@np.errstate(over="ignore", invalid="ignore")  # a W beyond float64 is refused by _check_range
+def _affine(constants: list[np.ndarray], rows: list[np.ndarray], W: np.ndarray) -> np.ndarray:
+    """``Σ constants + Σ_k rows[k] @ W`` (m,) in double-double, rounded once: the intercept of data
+    far from zero, ``ȳ - x̄·w``, is a difference of terms up to 1e18 times larger than itself."""
+    if not np.isfinite(W).all():
+        return sum(constants) + sum(r @ W for r in rows)
+    W_split = _split_wide(W)
+    hi, lo = [np.atleast_2d(c) for c in constants], [np.zeros((1, W.shape[1]))] * len(constants)
+    for r in rows:
+        p, e = _two_prod(r[:, None], _split(r[:, None]), W, W_split)  # (d, m), exact
+        hi.append(p)
+        lo.append(e)
+    h, l = _dd_sum(np.vstack(hi), np.vstack(lo))
+    return h + l
+
+
 class _Factorization:
     """What the solution and its refinement need from R: centring, column scales, SVD, null space.
 
@@ -69,26 +89,36 @@ class _Factorization:
     """
 
     def __init__(self, R: np.ndarray, n_features: int, *, fit_intercept: bool, n_samples: int, n_positive: int,
-                 sum_weights: float, rtol: float):
+                 sum_weights: float, rtol: float, raw: np.ndarray | None = None, reference: np.ndarray | None = None,
+                 varies: np.ndarray | None = None):
+        """``R``: of ``[X - ref_x, 1, y - ref_y]`` (``reference``; 0 when None), ``raw`` that of ``[X, 1, y]``
+        (default ``R``); ``varies``: which columns of ``[X, y]`` hold two different values (None: decide
+        from R, to its rounding)."""
         p = R.shape[1]
         d, m = n_features, p - n_features - fit_intercept
         self.fit_intercept = fit_intercept
         self.n = n_positive  # rows that count: a zero weight leaves its row out
         self.zero_weight_rows = n_samples - n_positive
         self.sum_weights = sum_weights  # ‖√w‖²: the squared norm of the column of ones
-        R_rows, R = R, np.zeros((p, p))
-        R[:len(R_rows)] = R_rows  # zero rows change nothing while fewer rows than columns were seen
-        raw_norms = _norms(R[:, :d])  # ‖X_j‖ (‖√w X_j‖ with weights)
+        R = _square(R, p)
+        raw = R if raw is None else _square(raw, p)
+        raw_norms = _norms(raw[:, :d])  # ‖X_j‖ (‖√w X_j‖ with weights)
         self.raw_norms = raw_norms
+        reference = np.zeros(d + m) if reference is None or not fit_intercept else reference
         if self.fit_intercept:
-            Rp = np.linalg.qr(R[:, [d, *range(d), *range(d + 1, p)]], mode="r")  # R of [1, X, y]
-            self.xbar, ybar = Rp[0, 1:d + 1] / Rp[0, 0], Rp[0, d + 1:] / Rp[0, 0]
+            Rp = np.linalg.qr(R[:, [d, *range(d), *range(d + 1, p)]], mode="r")  # R of [1, X', y']
+            xbar, ybar = Rp[0, 1:d + 1] / Rp[0, 0], Rp[0, d + 1:] / Rp[0, 0]  # of the shifted columns
             Rc = Rp[1:, 1:]  # R of the centred [X - x̄, y - ȳ] (weighted means, rows scaled by √w)
         else:
-            self.xbar, ybar, Rc = np.zeros(d), np.zeros(m), R
+            xbar, ybar, Rc = np.zeros(d), np.zeros(m), R
+        self.xbar, self.xbar_lo = _two_sum(reference[:d], xbar)  # x̄ rounded, and exactly as a pair
+        self._ybar_parts = list(_two_sum(reference[d:], ybar))
+        ybar_hi = self._ybar_parts[0]
         Rxx, self.Rxy, self.Ryy = Rc[:d, :d].copy(), Rc[:d, d:], Rc[d:, d:]
         norms = _norms(Rxx)  # ‖X_j - x̄_j‖
-        self.constant = norms <= rtol * raw_norms  # what is left of such a column is rounding
+        # A column is constant when all its values are equal (exactly); else when, without that
+        # knowledge, what is left of it after centring is rounding.
+        self.constant = ~varies[:d] if varies is not None else norms <= rtol * raw_norms
         Rxx[:, self.constant] = 0.0
         self.scale = _power_of_two(np.where(self.constant, 1.0, norms))
         self.U, self.S, self.Vt = np.linalg.svd(Rxx / self.scale)
@@ -97,12 +127,12 @@ class _Factorization:
         self.singular_values = sv
         self.r = int(np.sum(self.S > rtol * sv[0])) if sv[0] > 0 else 0
         self.rank = self.r + self.fit_intercept
-        self.ybar = ybar
+        self.ybar = ybar_hi
         null = _split_constant(self.Vt[self.r:].T, self.constant)  # (d, d - r), scaled units
         self.null_scaled = null
         self.groups = self._groups(null)
         q = d + self.fit_intercept
-        self.condition_number = _condition_number(R[:q, :q]) if self.rank == q else np.inf
+        self.condition_number = _condition_number(raw[:q, :q]) if self.rank == q else np.inf
         # Refinement forms the gradient of the scaled columns (exactly) when some are so small
         # that products x r could fall below float64's normal range.
         self.exponents = np.frexp(self.scale)[1] - 1 if self.scale.min() < _SCALED_GRADIENT_BELOW else None
@@ -149,9 +179,15 @@ class _Factorization:
         z = self.U.T @ self.Rxy  # (d, m): the centred targets in the left singular basis
         W = self.min_norm(self.Vt[:r].T @ (z[:r] / self.S[:r, None]))
         W[self.constant] = 0.0  # exactly, not rounding away from it
-        b = self.ybar - self.xbar @ W
+        b = self.intercept(W)
         sse = np.sum(self.Ryy ** 2, axis=0) + np.sum(z[r:] ** 2, axis=0)
         return W, b, sse
+
+    def intercept(self, W: np.ndarray) -> np.ndarray:
+        """``ȳ - x̄·W`` (m,), in double-double (see ``_affine``); 0 without an intercept."""
+        if not self.fit_intercept:
+            return np.zeros(W.shape[1])
+        return _affine(self._ybar_parts, [-self.xbar, -self.xbar_lo], W)
 
     def correction(self, gc: np.ndarray, gb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Solve ``Rᵀ R δ = Aᵀ W r`` given the centred gradient ``(X - x̄)ᵀ W r`` (d, m) and ``Σ w r`` (m,);
@@ -168,7 +204,7 @@ class _Factorization:
         """Norm of the parameters in the units of the centred design with unit-norm columns."""
         parts = [(W * self.scale[:, None]).ravel()]
         if self.fit_intercept:
-            parts.append(np.sqrt(self.sum_weights) * (b + self.xbar @ W))
+            parts.append(np.sqrt(self.sum_weights) * _affine([b], [self.xbar, self.xbar_lo], W))
         return float(_norms(np.concatenate(parts)[:, None])[0])
 
     def deficiencies(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
@@ -198,6 +234,13 @@ class _Factorization:
             messages.append(f"the design has rank {self.rank} for {n_params} parameters; "
                             f"the minimum-norm solution is returned")
         return unidentified, messages
+
+
+def _square(R: np.ndarray, p: int) -> np.ndarray:
+    """``R`` padded with zero rows to (p, p): they change nothing while fewer rows than columns were seen."""
+    out = np.zeros((p, p))
+    out[:len(R)] = R
+    return out
 
 
 def _rref(N: np.ndarray, tol: float = _NULL_TOL) -> tuple[np.ndarray, np.ndarray]:

@@ -133,7 +133,7 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
     factor = solution._factor
     W, b = solution.coef.T.copy(), solution.intercept.copy()
     d, m = W.shape
-    previous, done, moved = np.inf, False, False
+    previous, done, moved, at_floor = np.inf, False, False, False
     for k in range(max_passes):
         sums = _residual_pass(W, b, source(), d, m, factor.exponents)
         n, sum_w, sse, G, gb = sums if combine is None else combine(sums)
@@ -145,9 +145,11 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
                              f"weights summing to {factor.sum_weights:.12g}; refine on the same (X, y, "
                              f"sample_weight) chunks")
         if factor.fit_intercept:  # (X - x̄)ᵀ r = Xᵀ r - x̄ Σ r, still in double-double
-            xbar = (factor.xbar if factor.exponents is None else np.ldexp(factor.xbar, -factor.exponents))[:, None]
+            xbar, xbar_lo = ((factor.xbar, factor.xbar_lo) if factor.exponents is None else
+                             (np.ldexp(factor.xbar, -factor.exponents), np.ldexp(factor.xbar_lo, -factor.exponents)))
+            xbar, xbar_lo = xbar[:, None], xbar_lo[:, None]  # x̄ = xbar + xbar_lo (data far from 0: 1e18 + i)
             p, e = _two_prod(xbar, _split(xbar), gb[0][None, :], _split(gb[0][None, :]))
-            gc = np.add(*_dd_add(*G, -p, -(e + xbar * gb[1][None, :])))
+            gc = np.add(*_dd_add(*G, -p, -(e + xbar * gb[1][None, :] + xbar_lo * gb[0][None, :])))
         else:
             gc = G[0] + G[1]
         dW, db = factor.correction(gc, gb[0] + gb[1])
@@ -159,8 +161,10 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
         # A coefficient that is zero has no last bits: a step below the rounding of the whole
         # solution (or of the targets, when the solution is near zero) is done too.
         scale = max(factor.scaled_norm(W, b), float(np.sqrt(sse.sum() / factor.sum_weights)))
-        done = bool(np.all(np.abs(dW) <= 2 * _EPS * np.abs(W)) and np.all(np.abs(db) <= 2 * _EPS * np.abs(b))
-                    or step > 0.5 * previous or step <= 2 * _EPS * scale)
+        # (An intercept far from zero, -3e17 for x = 1.7e18 + 37i, is a float64 to 32 units: a step
+        # below its last bit cannot be taken, and the loss is that of the float64 parameters.)
+        at_floor = bool(np.all(np.abs(dW) <= 2 * _EPS * np.abs(W)) and np.all(np.abs(db) <= 2 * _EPS * np.abs(b)))
+        done = at_floor or step > 0.5 * previous or step <= 2 * _EPS * scale
         if step <= previous and (done or k + 1 < max_passes):  # else the loss of the last pass would not match
             W, b = W + dW, b + db  # a last, tiny correction moves the loss by less than its rounding
             _check_range(W, b, solution.feature_names, factor.raw_norms)
@@ -172,7 +176,7 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
         sums = _residual_pass(W, b, source(), d, m, factor.exponents)
         sse = (sums if combine is None else combine(sums))[2]
     messages = solution.warnings
-    if not done or step > 1e-8 * scale:
+    if not done or step > 1e-8 * scale and not at_floor:
         message = (f"iterative refinement did not converge in {max_passes} passes; the coefficients may "
                    f"have fewer than 8 correct digits (the design is close to rank-deficient: raise rtol)")
         warn(message, ConvergenceWarning, stacklevel=3)
