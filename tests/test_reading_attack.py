@@ -112,3 +112,75 @@ def test_an_honest_file_reads_every_row_whole_and_streamed(honest_parquet):
     streamed = np.concatenate([X for X, _, _ in open_files(honest_parquet, target=["y"]).chunks(999)])
     np.testing.assert_array_equal(streamed[:, 0], expected.column("x").to_numpy())
     np.testing.assert_array_equal(whole.X.numpy()[:, 0], expected.column("x").to_numpy())
+
+
+# ---- finding 9: a CSV field longer than pyarrow's block ---------------------------------------------
+
+LONG_ROW = 1001  # the data row holding the long field (the issue's)
+
+
+def _long_field_csv(path: Path, field_bytes: int, rows: int = 3000, newline: bytes = b"\n") -> np.ndarray:
+    """A CSV of x, notes, y = 2x + 1 whose row ``LONG_ROW`` has a quoted notes field of ``field_bytes``
+    (commas, doubled quotes and newlines inside); the x values, for the reference."""
+    x = np.random.default_rng(9).standard_normal(rows)
+    unit = b'ab, ""c""\n x '  # 13 bytes: a comma, a doubled quote and a newline inside the quotes
+    with open(path, "wb") as f:
+        f.write(b"x,notes,y" + newline)
+        for i, value in enumerate(x):
+            notes = b'"' + unit * (field_bytes // len(unit)) + b'"' if i + 1 == LONG_ROW else b"n"
+            f.write(b"%r,%s,%r" % (float(value), notes, float(2 * value + 1)) + newline)
+    return x
+
+
+@pytest.fixture(scope="module")
+def long_field(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    path = tmp_path_factory.mktemp("long") / "notes.csv"
+    return path, _long_field_csv(path, 3 << 20)
+
+
+def test_a_long_quoted_field_reads_whole_and_streamed(long_field):
+    """The 3 MB field straddled pyarrow's 1 MiB block: "straddling object straddles two block boundaries"."""
+    path, x = long_field
+    whole = formats.read_dataset(path, target=["y"])
+    np.testing.assert_array_equal(whole.X.numpy()[:, 0], x)
+    np.testing.assert_array_equal(whole.y.numpy()[:, 0], 2 * x + 1)
+    chunks = list(open_files(path, target=["y"]).chunks(700))
+    np.testing.assert_array_equal(np.concatenate([X for X, _, _ in chunks])[:, 0], x)
+
+
+@pytest.mark.parametrize("argv", [["solve"], ["solve", "--stream"], ["fit", "--epochs", "3"],
+                                  ["fit", "--epochs", "3", "--stream"]])
+def test_a_long_quoted_field_is_read_by_every_command_path(tmp_path, long_field, argv):
+    """solve streams through the parallel piece parser; fit reads whole or streams."""
+    path, x = long_field
+    out = ["--out", tmp_path / "out", "--no-plots"] if argv[0] == "fit" else []
+    code, stdout, err = run_cli(argv[0], path, "--target", "y", *argv[1:], *out)
+    assert code == 0, err
+    assert f"{len(x)} rows" in stdout or argv[0] == "fit", stdout
+
+
+def test_a_long_field_in_a_file_of_carriage_returns_is_read_by_pyarrows_streaming_reader(tmp_path):
+    """Rows ended by \\r\\n and a lone \\r are not split by the piece parser: pyarrow's streaming reader
+    grows its block instead, and the rows already given are not given again."""
+    path = tmp_path / "cr.csv"
+    x = _long_field_csv(path, 3 << 20, rows=1500, newline=b"\r")
+    chunks = list(open_files(path, target=["y"]).chunks(500))
+    np.testing.assert_array_equal(np.concatenate([X for X, _, _ in chunks])[:, 0], x)
+
+
+@pytest.mark.parametrize("where", ["field", "header"])
+def test_a_row_longer_than_the_budget_allows_is_refused_by_number(tmp_path, where):
+    """--max-memory 16M lets a CSV row take 2 MiB (an eighth): a 5 MB field or header is one line naming it."""
+    path = tmp_path / "long.csv"
+    if where == "field":
+        _long_field_csv(path, 5 << 20)
+        named = f"row {LONG_ROW}"
+    else:
+        path.write_text('x,"' + "n" * (5 << 20) + '",y\n' + "".join(f"{i},1,{2 * i}\n" for i in range(100)))
+        named = "the header line"
+    for command in ("solve", "fit"):
+        out = ["--out", tmp_path / "out"] if command == "fit" else []
+        code, stdout, err = run_cli(command, path, "--target", "y", "--features", "x", "--max-memory", "16M",
+                                    "--stream", *out)
+        _refused(code, stdout, err, str(path), named, "--max-memory", "2 MiB")
+        assert not (tmp_path / "out").exists()

@@ -52,6 +52,8 @@ class FileSource:
         until a complete pass of :meth:`chunks` has counted them
     read_bytes : values per Parquet record batch read at once, at most (a whole row group when
         it fits, never less than a chunk); see :func:`torchlinreg.memory.stream_read_bytes`
+    max_block : bytes of CSV/TSV text a block may grow to for a long row (a longer row is refused);
+        see :func:`torchlinreg.formats.block_limit`
     """
 
     paths: tuple[Path, ...]
@@ -61,6 +63,7 @@ class FileSource:
     weight_name: str | None = None
     n_rows: int | None = field(default=None, compare=False)
     read_bytes: int = field(default=STREAM_READ_BYTES, compare=False, repr=False)
+    max_block: int = field(default=formats.MAX_BLOCK, compare=False, repr=False)
     _bool_columns: tuple[str, ...] = field(default=(), repr=False)  # CSV columns of true/false text
 
     in_memory = False  # a Source read in chunks (see torchlinreg.sources)
@@ -139,7 +142,8 @@ class FileSource:
             if self.format == "parquet":
                 batches = formats.parquet_batches(path, self.columns, chunk_rows, self.read_bytes)
             else:
-                batches = formats.text_batches(path, self.format, self._fixes(), self._bool_columns)
+                batches = formats.text_batches(path, self.format, self._fixes(), self._bool_columns,
+                                             self.max_block)
             for batch in batches:
                 if len(batch):
                     yield path, row, batch
@@ -211,6 +215,7 @@ def open_files(
     features: Sequence[str] | None = None,
     weights: str | None = None,
     read_bytes: int = STREAM_READ_BYTES,
+    max_block: int | None = None,
 ) -> FileSource:
     """Resolve a CSV, TSV or Parquet file, or a folder of them, for streaming.
 
@@ -224,6 +229,9 @@ def open_files(
         is left out with a warning; a text column holding some numbers is an error naming the row).
     read_bytes : values per Parquet record batch read at once, at most (see
         :func:`torchlinreg.memory.stream_read_bytes` for one within a memory budget)
+    max_block : bytes a CSV/TSV block may grow to for a long row, at most (default
+        ``formats.MAX_BLOCK``; :func:`torchlinreg.formats.block_limit` gives one within a memory budget):
+        a longer row is refused, naming it
 
     Returns
     -------
@@ -238,10 +246,12 @@ def open_files(
         in format or columns, or a named column is missing or unusable.
     """
     check_positive("read_bytes", read_bytes)
+    max_block = formats.MAX_BLOCK if max_block is None else max_block
+    check_positive("max_block", max_block)
     path = Path(path)
     paths = _data_files(path)
     fmt = FORMATS[paths[0].suffix.lower()]
-    schema, sample, sample_path, n_rows = _open_all(path, paths, fmt)
+    schema, sample, sample_path, n_rows = _open_all(path, paths, fmt, max_block)
     table = Table(schema, len(sample), lambda names: sample.select(names),
                   (schema.names[-1],) if schema.names else ())
     chosen = choose(path, table, target, features, weights)
@@ -251,7 +261,8 @@ def open_files(
             column_values(sample_path, name, sample.column(name), fix=ROLE_FIX[role])
     bools = tuple(n for n in chosen.columns if fmt != "parquet" and pa.types.is_boolean(schema.field(n).type))
     return FileSource(tuple(paths), fmt, chosen.features, chosen.targets, chosen.weight[0] if chosen.weight else None,
-                      n_rows if fmt == "parquet" else None, read_bytes=read_bytes, _bool_columns=bools)
+                      n_rows if fmt == "parquet" else None, read_bytes=read_bytes, max_block=max_block,
+                      _bool_columns=bools)
 
 
 def _data_files(path: Path) -> list[Path]:
@@ -277,7 +288,7 @@ def _data_files(path: Path) -> list[Path]:
     return paths
 
 
-def _open_all(where: Path, paths: list[Path], fmt: str) -> tuple[pa.Schema, pa.Table, Path, int]:
+def _open_all(where: Path, paths: list[Path], fmt: str, max_block: int) -> tuple[pa.Schema, pa.Table, Path, int]:
     """The columns and their types, the first rows found and their file, and the row count (Parquet: all files).
 
     The names are every file's (checked equal); the types and the sample come from the first
@@ -290,7 +301,7 @@ def _open_all(where: Path, paths: list[Path], fmt: str) -> tuple[pa.Schema, pa.T
             n_rows += file_rows
             file_sample = formats.parquet_sample(path, schema, CHUNK_ROWS) if sample is None and file_rows else None
         else:
-            schema, file_sample = formats.text_head(path, fmt)
+            schema, file_sample = formats.text_head(path, fmt, max_block)
         if names is None:
             names = schema.names
             first_schema = schema

@@ -24,7 +24,7 @@ from .columns import check_magnitudes
 from .data import ArraySource, Source, as_source  # noqa: F401 - the Source interface, where callers look
 from .filesource import FileSource
 from .filesource import open_files as open_streamed
-from .formats import read_dataset
+from .formats import block_limit, read_dataset
 from .memory import FIT_COPIES, SOLVE_COPIES, plan_reading, stream_read_bytes
 
 __all__ = ["ArraySource", "FileSource", "Source", "as_source", "open_source", "open_streamed", "open_whole"]
@@ -105,4 +105,5 @@ def open_planned(path: str | os.PathLike, streamed: bool, *, target=None, featur
         return open_whole(path, target=target, features=features, weights=weights)
     if read_bytes is None:
         read_bytes = stream_read_bytes(max_memory)
-    return open_streamed(path, target=target, features=features, weights=weights, read_bytes=read_bytes)
+    return open_streamed(path, target=target, features=features, weights=weights, read_bytes=read_bytes,
+                         max_block=block_limit(max_memory))

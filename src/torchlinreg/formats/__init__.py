@@ -19,11 +19,12 @@ from ..columns import suffix_text, target_fix
 from ..data import Dataset
 from ..errors import DataError
 from .arrays import open_npy, open_npz
+from .blocks import MAX_BLOCK, block_limit
 from .parquet import open_parquet, parquet_batches, parquet_sample, parquet_schema
 from .text import SNIFF_BYTES, check_text, open_text, text_batches, text_head
 from .writing import WRITABLE_SUFFIXES, write_table
 
-__all__ = ["SUPPORTED_SUFFIXES", "WRITABLE_SUFFIXES", "check_file", "check_text", "open_table", "parquet_batches",
+__all__ = ["MAX_BLOCK", "SUPPORTED_SUFFIXES", "block_limit", "WRITABLE_SUFFIXES", "check_file", "check_text", "open_table", "parquet_batches",
            "parquet_sample", "parquet_schema", "read_columns", "read_dataset", "text_batches", "text_head",
            "write_table"]
 
