@@ -184,3 +184,47 @@ def test_a_row_longer_than_the_budget_allows_is_refused_by_number(tmp_path, wher
                                     "--stream", *out)
         _refused(code, stdout, err, str(path), named, "--max-memory", "2 MiB")
         assert not (tmp_path / "out").exists()
+
+
+# ---- finding 10: column names holding terminal escape sequences ---------------------------------------
+
+HOSTILE = "a\nb\x1b[31mRED\x1b]0;pwned\x07\x1b[0m"  # a newline, a colour, a window title, a bell
+
+
+def test_shown_name_escapes_what_is_not_printable_and_keeps_the_rest():
+    from torchlinreg.shown import shown_name
+
+    assert shown_name("x1 (€/m²)") == "x1 (€/m²)"
+    shown = shown_name(HOSTILE)
+    assert shown == repr(HOSTILE)[1:-1]  # as repr escapes it, without the quotes
+    assert shown.isprintable()
+
+
+@pytest.fixture(scope="module")
+def hostile_parquet(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(10)
+    x, z = rng.standard_normal((2, 200))
+    path = tmp_path_factory.mktemp("names") / "names.parquet"
+    pq.write_table(pa.table({HOSTILE: x, "z": z, "y" + HOSTILE: 2 * x - z + 1 + 0.1 * rng.standard_normal(200)}),
+                   path)
+    return path
+
+
+@pytest.mark.parametrize("argv", [["solve"], ["solve", "--summary"], ["solve", "--json"],
+                                  ["fit", "--epochs", "3", "--no-plots", "--summary"],
+                                  ["fit", "--epochs", "3", "--no-plots", "--stream"]])
+def test_escape_sequences_in_column_names_never_reach_the_terminal(tmp_path, hostile_parquet, argv):
+    """The names were printed raw in fit's trained-model table and solve's output: they recoloured the
+    terminal, set its title and broke the table. Now every table shows them escaped."""
+    out = ["--out", tmp_path / "out"] if argv[0] == "fit" else []
+    code, stdout, err = run_cli(argv[0], hostile_parquet, *argv[1:], *out)
+    assert code == 0, err
+    text = stdout + err
+    assert "\x1b" not in text and "\x07" not in text
+    assert not any(line.startswith("b\\x1b") or line.startswith("b\x1b") for line in text.splitlines())
+    if argv[1:2] != ["--json"]:
+        assert repr(HOSTILE)[1:-1] in stdout  # the name shown, escaped, in the table
+    if argv[0] == "fit":  # the files keep the real name
+        import json
+
+        assert HOSTILE in json.loads((tmp_path / "out" / "summary.json").read_text())["features"]
