@@ -228,3 +228,87 @@ def test_escape_sequences_in_column_names_never_reach_the_terminal(tmp_path, hos
         import json
 
         assert HOSTILE in json.loads((tmp_path / "out" / "summary.json").read_text())["features"]
+
+
+# ---- finding 11: folders holding what is not a data file, and a data folder as --out ---------------------
+
+@pytest.fixture
+def parts(tmp_path) -> Path:
+    """A folder of two Parquet parts of y = 2 x1 + 1."""
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    for k in range(2):
+        x = rng.standard_normal(50)
+        pq.write_table(pa.table({"x1": x, "y": 2 * x + 1}), folder / f"p{k}.parquet")
+    return folder
+
+
+@pytest.mark.parametrize("entry, words", [("dangling", "symbolic link to nothing"), ("fifo", "FIFO"),
+                                          ("folder", "is a folder")])
+def test_a_data_name_that_is_not_a_regular_file_is_refused_by_name(parts, entry, words):
+    """A dangling b.parquet symlink, a FIFO named b.parquet, a folder named b.parquet: skipped silently
+    before (the FIFO can also block a read forever); now one line naming it, exit 1."""
+    bad = parts / "b.parquet"
+    if entry == "dangling":
+        bad.symlink_to(parts / "missing.parquet")
+    elif entry == "fifo":
+        os.mkfifo(bad)
+    else:
+        bad.mkdir()
+    with pytest.raises(DataError, match=words):
+        open_files(parts, target="y")
+    _refused(*run_cli("solve", parts, "--target", "y"), str(bad), words)
+
+
+def test_a_fifo_as_data_is_refused_before_anything_reads_it(tmp_path):
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+    for command in ("solve", "fit"):
+        _refused(*run_cli(command, fifo, "--target", "y", *(["--out", tmp_path / "o"] if command == "fit" else [])),
+                 str(fifo), "not a regular file")
+
+
+def test_a_subfolder_and_other_files_are_named_in_a_warning_and_not_read(parts):
+    (parts / "sub").mkdir()
+    pq.write_table(pa.table({"x1": [1.0], "y": [100.0]}), parts / "sub" / "p9.parquet")
+    (parts / "notes.txt").write_text("not data")
+    (parts / "_SUCCESS").write_text("")  # Spark's marker, and hidden files: left out without a word
+    with pytest.warns(UserWarning) as caught:
+        source = open_files(parts, target="y")
+    assert len(caught) == 1 and "'sub' (a folder)" in str(caught[0].message) and "'notes.txt'" in str(caught[0].message)
+    assert [p.name for p in source.paths] == ["p0.parquet", "p1.parquet"]
+    code, out, err = run_cli("solve", parts, "--target", "y")
+    assert code == 0 and "100 rows" in out and "'sub' (a folder)" in err
+
+
+@pytest.mark.parametrize("out", [".", "out", "out/deeper"])
+def test_the_data_folder_or_a_folder_inside_it_cannot_be_out(tmp_path, parts, out):
+    """`fit parts --out parts` wrote its history.csv among the parts; the next run failed on it."""
+    before = sorted(p.name for p in parts.iterdir())
+    code, stdout, err = run_cli("fit", parts, "--target", "y", "--epochs", "2", "--out", parts / out)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "data folder" in err and "--out" in err
+    assert sorted(p.name for p in parts.iterdir()) == before  # nothing written
+
+
+def test_run_fit_refuses_a_streamed_data_folder_as_out_dir(parts):
+    from torchlinreg.errors import ConfigError
+    from torchlinreg.fitting import run_fit
+    from torchlinreg.sources import open_source
+
+    source = open_source(parts, target="y", stream=True)
+    with pytest.raises(ConfigError, match="data folder"):
+        run_fit(source, out_dir=parts)
+    assert sorted(p.name for p in parts.iterdir()) == ["p0.parquet", "p1.parquet"]
+
+
+def test_data_inside_what_fit_writes_cannot_be_read_from_there(tmp_path):
+    """DATA out/history.csv (a file fit writes) or a folder out/checkpoint: refused, as a file was before."""
+    out = tmp_path / "out"
+    (out / "checkpoint").mkdir(parents=True)
+    (out / "history.csv").write_text("x,y\n1,3\n2,5\n3,7\n")
+    (out / "checkpoint" / "d.csv").write_text("x,y\n1,3\n2,5\n3,7\n")
+    for data in (out / "history.csv", out / "checkpoint"):
+        code, _, err = run_cli("fit", data, "--target", "y", "--epochs", "2", "--out", out)
+        assert code == 2 and "fit writes into --out" in err, err
