@@ -295,16 +295,13 @@ def _cmd_fit(args) -> int:
     config = settings.config
     if args.log_every < 1:
         raise ConfigError(f"--log-every must be a positive integer, got {args.log_every}; pass e.g. --log-every 100")
-    from pathlib import Path
 
     from .fitting import run_fit
     from .memory import FIT_COPIES
     from .publish import OUTPUT_FILES
+    from .sources import check_outside
 
-    if args.data is not None and Path(args.data).name in OUTPUT_FILES and \
-            Path(args.data).resolve().parent == Path(args.out).resolve():
-        raise ConfigError(f"DATA {args.data!r} is a file that fit writes into --out {args.out!r}; "
-                          "choose another --out")
+    check_outside(args.data, args.out, OUTPUT_FILES)  # the data folder cannot be --out, nor a file fit writes
     with _job(args) as dist:
         main = dist.is_main
         data, why = _open_data(dist, args, FIT_COPIES)

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from .defaults import MAX_MAGNITUDE
 from .errors import DataError, SettingsWarning
+from .shown import shown_name  # noqa: F401 - where readers of names look for it
 
 MAX_LISTED = 20  # column names quoted in one message
 ROLE_FIX = {"feature": "or leave the column out", "target": "or choose another target",

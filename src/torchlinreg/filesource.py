@@ -18,6 +18,7 @@ import os
 import queue
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from . import formats
 from .columns import ROLE_FIX, Table, check_has_rows, check_weights, choose, column_values, first_too_large
 from .columns import float64_values, is_numeric, magnitude_error, suffix_text
 from .defaults import CHUNK_ROWS
-from .errors import DataError, check_part, check_positive
+from .errors import DataError, SettingsWarning, check_part, check_positive
 from .memory import STREAM_FORMATS, STREAM_READ_BYTES
 
 FORMATS = STREAM_FORMATS  # suffix: format
@@ -52,6 +53,9 @@ class FileSource:
         until a complete pass of :meth:`chunks` has counted them
     read_bytes : values per Parquet record batch read at once, at most (a whole row group when
         it fits, never less than a chunk); see :func:`torchlinreg.memory.stream_read_bytes`
+    max_block : bytes of CSV/TSV text a block may grow to for a long row (a longer row is refused);
+        see :func:`torchlinreg.formats.block_limit`
+    origin : the file or folder :func:`open_files` opened (an output folder must not be it, or be in it)
     """
 
     paths: tuple[Path, ...]
@@ -61,6 +65,8 @@ class FileSource:
     weight_name: str | None = None
     n_rows: int | None = field(default=None, compare=False)
     read_bytes: int = field(default=STREAM_READ_BYTES, compare=False, repr=False)
+    max_block: int = field(default=formats.MAX_BLOCK, compare=False, repr=False)
+    origin: Path | None = field(default=None, compare=False, repr=False)  # the file or folder opened
     _bool_columns: tuple[str, ...] = field(default=(), repr=False)  # CSV columns of true/false text
 
     in_memory = False  # a Source read in chunks (see torchlinreg.sources)
@@ -139,7 +145,8 @@ class FileSource:
             if self.format == "parquet":
                 batches = formats.parquet_batches(path, self.columns, chunk_rows, self.read_bytes)
             else:
-                batches = formats.text_batches(path, self.format, self._fixes(), self._bool_columns)
+                batches = formats.text_batches(path, self.format, self._fixes(), self._bool_columns,
+                                             self.max_block)
             for batch in batches:
                 if len(batch):
                     yield path, row, batch
@@ -211,6 +218,7 @@ def open_files(
     features: Sequence[str] | None = None,
     weights: str | None = None,
     read_bytes: int = STREAM_READ_BYTES,
+    max_block: int | None = None,
 ) -> FileSource:
     """Resolve a CSV, TSV or Parquet file, or a folder of them, for streaming.
 
@@ -224,6 +232,9 @@ def open_files(
         is left out with a warning; a text column holding some numbers is an error naming the row).
     read_bytes : values per Parquet record batch read at once, at most (see
         :func:`torchlinreg.memory.stream_read_bytes` for one within a memory budget)
+    max_block : bytes a CSV/TSV block may grow to for a long row, at most (default
+        ``formats.MAX_BLOCK``; :func:`torchlinreg.formats.block_limit` gives one within a memory budget):
+        a longer row is refused, naming it
 
     Returns
     -------
@@ -238,10 +249,12 @@ def open_files(
         in format or columns, or a named column is missing or unusable.
     """
     check_positive("read_bytes", read_bytes)
+    max_block = formats.MAX_BLOCK if max_block is None else max_block
+    check_positive("max_block", max_block)
     path = Path(path)
     paths = _data_files(path)
     fmt = FORMATS[paths[0].suffix.lower()]
-    schema, sample, sample_path, n_rows = _open_all(path, paths, fmt)
+    schema, sample, sample_path, n_rows = _open_all(path, paths, fmt, max_block)
     table = Table(schema, len(sample), lambda names: sample.select(names),
                   (schema.names[-1],) if schema.names else ())
     chosen = choose(path, table, target, features, weights)
@@ -251,14 +264,14 @@ def open_files(
             column_values(sample_path, name, sample.column(name), fix=ROLE_FIX[role])
     bools = tuple(n for n in chosen.columns if fmt != "parquet" and pa.types.is_boolean(schema.field(n).type))
     return FileSource(tuple(paths), fmt, chosen.features, chosen.targets, chosen.weight[0] if chosen.weight else None,
-                      n_rows if fmt == "parquet" else None, read_bytes=read_bytes, _bool_columns=bools)
+                      n_rows if fmt == "parquet" else None, read_bytes=read_bytes, max_block=max_block,
+                      origin=path, _bool_columns=bools)
 
 
 def _data_files(path: Path) -> list[Path]:
     """The file itself, or a folder's data files in name order; each checked to be readable and non-empty."""
     if path.is_dir():
-        paths = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS
-                       and not p.name.startswith((".", "_")))
+        paths = folder_files(path)
         if not paths:
             raise DataError(f"{path}: holds no {', '.join(FORMATS)} files; pass a folder of data files or one file")
     else:
@@ -277,7 +290,50 @@ def _data_files(path: Path) -> list[Path]:
     return paths
 
 
-def _open_all(where: Path, paths: list[Path], fmt: str) -> tuple[pa.Schema, pa.Table, Path, int]:
+def folder_files(folder: Path) -> list[Path]:
+    """A folder's data files in name order: its regular files named ``*.csv``, ``*.tsv``, ``*.parquet``,
+    ``*.pq`` (names starting with ``.`` or ``_`` aside: hidden files, Spark's ``_SUCCESS``).
+
+    Subfolders are not read, and other files neither: a warning names them. An entry with a data
+    file's name that is not a regular file (a dangling symbolic link, a FIFO, a folder named
+    ``b.parquet``) is an error naming it: a folder is read whole or not at all.
+    """
+    paths, left = [], []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith((".", "_")):
+            continue
+        data = p.suffix.lower() in FORMATS
+        if data and p.is_file():
+            paths.append(p)
+        elif data:
+            raise DataError(f"{p}: {_not_regular(p)}, not a data file; remove it from {folder} "
+                            "or replace it with the file (a folder's data files are all read)")
+        else:
+            left.append(f"{p.name!r}{' (a folder)' if p.is_dir() else ''}")
+    if left and paths:
+        warnings.warn(SettingsWarning(f"{folder}: not read: {', '.join(left[:5])}"
+                                      f"{f' and {len(left) - 5} more' if len(left) > 5 else ''} "
+                                      f"(only its own {', '.join(FORMATS)} files are read, not subfolders); "
+                                      "move the data files there to read them"), stacklevel=3)
+    return paths
+
+
+def _not_regular(p: Path) -> str:
+    """What a path that is not a regular file is, for a message."""
+    import stat
+
+    if p.is_symlink() and not p.exists():
+        return "is a symbolic link to nothing"
+    try:
+        mode = p.stat().st_mode
+    except OSError as exc:
+        return f"cannot be looked at ({exc.strerror or exc})"
+    return ("is a folder" if stat.S_ISDIR(mode) else "is a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "is a socket" if stat.S_ISSOCK(mode) else "is a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "is not a regular file")
+
+
+def _open_all(where: Path, paths: list[Path], fmt: str, max_block: int) -> tuple[pa.Schema, pa.Table, Path, int]:
     """The columns and their types, the first rows found and their file, and the row count (Parquet: all files).
 
     The names are every file's (checked equal); the types and the sample come from the first
@@ -290,7 +346,7 @@ def _open_all(where: Path, paths: list[Path], fmt: str) -> tuple[pa.Schema, pa.T
             n_rows += file_rows
             file_sample = formats.parquet_sample(path, schema, CHUNK_ROWS) if sample is None and file_rows else None
         else:
-            schema, file_sample = formats.text_head(path, fmt)
+            schema, file_sample = formats.text_head(path, fmt, max_block)
         if names is None:
             names = schema.names
             first_schema = schema

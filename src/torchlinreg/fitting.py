@@ -145,6 +145,9 @@ def run_fit(data, config: TrainConfig = TrainConfig(), out_dir: str | os.PathLik
     and numbers of a run never interrupted.
     """
     run = _Run(as_source(data), config, dist, *_options(out_dir, options))
+    from .sources import check_outside  # a data folder streamed cannot be out_dir (nor hold it)
+
+    check_outside(getattr(run.source, "origin", None), out_dir, OUTPUT_FILES)
     run.check()
     run.solve()  # one pass: the R factor, the optimum
     with run.publish.holding():  # the output folder locked from its preparation to its last file

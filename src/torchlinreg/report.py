@@ -12,6 +12,7 @@ from typing import TextIO
 
 from .callbacks import Callback
 from .history import EpochRecord, History, Params
+from .shown import shown_name
 
 WEIGHT, BIAS = "linear.weight", "linear.bias"
 MAX_LISTED = 6  # values shown in full before a list is shortened to its ends
@@ -131,6 +132,7 @@ def format_comparison(feature_names, target_names, trained: dict, optimum: dict,
     hidden = max(0, len(rows) - MAX_TABLE_ROWS)
     rows = rows[:MAX_TABLE_ROWS]
     rows.append(("loss (MSE)", trained["loss"], optimum["loss"]))
+    rows = [(shown_name(name), a, b) for name, a, b in rows]  # an escape sequence in a name is shown, not sent
     width = max(len(name) for name, *_ in rows)
     cells = [(name, _fixed(a).strip(), _fixed(b).strip(), a - b) for name, a, b in rows]
     number = max(15, *(len(c) for _, a, b, _ in cells for c in (a, b)))  # 15: the tutorial's; wider for millions
@@ -211,11 +213,11 @@ def format_solution(solution) -> str:
     lines = [f"Least-squares solution ({solution.n_samples} rows, rank {solution.rank}, "
              f"condition number {solution.condition_number:.3g}):"]
     for j, target in enumerate(solution.target_names):
-        names = [f"weight {f}" for f in solution.feature_names] + ["intercept"]
+        names = [f"weight {shown_name(f)}" for f in solution.feature_names] + ["intercept"]
         values = list(solution.coef[j]) + [solution.intercept[j]]
         width = max(len(n) for n in names)
         if len(solution.target_names) > 1:
-            lines.append(f" target {target}:")
+            lines.append(f" target {shown_name(target)}:")
         lines.extend(f"  {n:{width}}  {v: .10g}" for n, v in zip(names, values))
     lines.append(f"  loss (MSE)  {solution.loss:.10g}")
     return "\n".join(lines)

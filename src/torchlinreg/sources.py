@@ -17,17 +17,44 @@ read it whole or stream it; callers that only pass over the rows never need to k
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import Literal
 
 from .columns import check_magnitudes
 from .data import ArraySource, Source, as_source  # noqa: F401 - the Source interface, where callers look
 from .filesource import FileSource
 from .filesource import open_files as open_streamed
-from .formats import read_dataset
+from .errors import ConfigError
+from .formats import block_limit, check_regular, read_dataset
 from .memory import FIT_COPIES, SOLVE_COPIES, plan_reading, stream_read_bytes
 
-__all__ = ["ArraySource", "FileSource", "Source", "as_source", "open_source", "open_streamed", "open_whole"]
+__all__ = ["ArraySource", "FileSource", "Source", "as_source", "check_outside", "open_source", "open_streamed",
+           "open_whole"]
+
+
+def check_outside(data: str | os.PathLike | None, out_dir: str | os.PathLike | None, written: Collection[str]) -> None:
+    """Refuse an ``out_dir`` that would write into the data or over it, before anything is read or written.
+
+    Refused: ``out_dir`` is the data folder or inside it (the next run would read the outputs as data),
+    or the data file or folder is one of the names ``written`` into ``out_dir`` (or inside one).
+    Symbolic links are followed: the paths compared are the real ones.
+
+    Raises
+    ------
+    ConfigError
+        naming both paths and the fix (another ``{out_dir}``).
+    """
+    if data is None or out_dir is None:
+        return
+    real, out = Path(data).resolve(), Path(out_dir).resolve()
+    if real.is_dir() and (out == real or real in out.parents):
+        where = "is the data folder" if out == real else f"is inside the data folder {str(data)!r}"
+        raise ConfigError(f"{{out_dir}} {str(out_dir)!r} {where}: fit would write its files among the data, "
+                          "and the next run would read them as data; choose another {out_dir}")
+    if out in real.parents and real.relative_to(out).parts[0] in written:
+        raise ConfigError(f"DATA {str(data)!r} is a file that fit writes into {{out_dir}} {str(out_dir)!r}; "
+                          "choose another {out_dir}")
 
 
 def open_whole(
@@ -92,6 +119,7 @@ def plan(path: str | os.PathLike, *, target=None, features=None, weights=None, m
     if passes not in ("one", "many"):
         raise ValueError(f"passes must be 'one' or 'many', got {passes!r}")
     one = passes == "one"
+    check_regular(Path(path))  # before the estimate reads it: a FIFO would block it
     targets = [target] if isinstance(target, str) else target
     selected = len(features) + len(targets or [None]) + (weights is not None) if features else None
     return plan_reading(path, max_memory, copies=SOLVE_COPIES if one else FIT_COPIES, stream=stream,
@@ -105,4 +133,5 @@ def open_planned(path: str | os.PathLike, streamed: bool, *, target=None, featur
         return open_whole(path, target=target, features=features, weights=weights)
     if read_bytes is None:
         read_bytes = stream_read_bytes(max_memory)
-    return open_streamed(path, target=target, features=features, weights=weights, read_bytes=read_bytes)
+    return open_streamed(path, target=target, features=features, weights=weights, read_bytes=read_bytes,
+                         max_block=block_limit(max_memory))

@@ -13,6 +13,8 @@ import html
 import math
 from typing import Iterable
 
+from .shown import shown_name
+
 NOT_IDENTIFIED = "not identified"
 # What the text summary and the HTML report call each figure of a fit (keys of ``to_dict()``), written once.
 LABELS = {
@@ -89,7 +91,7 @@ def notes(stats) -> list[str]:
 def summary_text(stats) -> str:
     """The table as text: the title, the fit's figures in two columns, one row per term, the notes."""
     widths = [14, 12, 10, 11, 14, 14]  # of the term columns
-    name_width = max(len("term"), *(len(name) for name in stats.term_names))
+    name_width = max(len("term"), *(len(shown_name(name)) for name in stats.term_names))
     header = f"{TERM_COLUMNS[0]:<{name_width}}" + "".join(f"{h:>{w}}" for h, w in zip(term_header(stats), widths))
     width = len(header)
     lines = [title(stats), "=" * width]
@@ -98,6 +100,7 @@ def summary_text(stats) -> str:
         lines.append(f"{ln + ':':<16}{lv:>{half - 18}}  " + f"  {rn + ':':<16}{rv:>{width - half - 20}}")
     lines += ["=" * width, header, "-" * width]
     for name, cells in term_rows(stats):
+        name = shown_name(name)  # an escape sequence in a column name is shown, not sent
         if cells is None:
             lines.append(f"{name:<{name_width}}{NOT_IDENTIFIED:>26}")
         else:

@@ -19,13 +19,14 @@ from ..columns import suffix_text, target_fix
 from ..data import Dataset
 from ..errors import DataError
 from .arrays import open_npy, open_npz
+from .blocks import MAX_BLOCK, block_limit
 from .parquet import open_parquet, parquet_batches, parquet_sample, parquet_schema
 from .text import SNIFF_BYTES, check_text, open_text, text_batches, text_head
 from .writing import WRITABLE_SUFFIXES, write_table
 
-__all__ = ["SUPPORTED_SUFFIXES", "WRITABLE_SUFFIXES", "check_file", "check_text", "open_table", "parquet_batches",
-           "parquet_sample", "parquet_schema", "read_columns", "read_dataset", "text_batches", "text_head",
-           "write_table"]
+__all__ = ["MAX_BLOCK", "SUPPORTED_SUFFIXES", "WRITABLE_SUFFIXES", "block_limit", "check_file", "check_regular",
+           "check_text", "open_table", "parquet_batches", "parquet_sample", "parquet_schema", "read_columns",
+           "read_dataset", "text_batches", "text_head", "write_table"]
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".parquet", ".pq", ".npy", ".npz")
 
@@ -41,6 +42,7 @@ def check_file(path: Path) -> tuple[str, bytes]:
         raise DataError(f"{path}: is a folder, not a data file; pass the path of a file inside it")
     if not path.exists():
         raise DataError(f"{path}: no such file; check the path")
+    check_regular(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise DataError(f"{path}: cannot read {suffix_text(path)} files; "
@@ -53,6 +55,13 @@ def check_file(path: Path) -> tuple[str, bytes]:
     if not head:
         raise DataError(f"{path}: the file is empty (0 bytes); write a header and data rows into it")
     return suffix, head
+
+
+def check_regular(path: Path) -> None:
+    """Refuse a path that exists but is neither a folder nor a regular file: a FIFO would block a read
+    forever, a device never end."""
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise DataError(f"{path}: is not a regular file (a FIFO, a device or a socket); pass a data file")
 
 
 def open_table(path: Path) -> Table:

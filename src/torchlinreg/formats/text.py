@@ -16,6 +16,7 @@ import pyarrow.csv as pa_csv
 
 from ..columns import Table, clean, first_non_number, is_numeric, show
 from ..errors import DataError
+from .blocks import MAX_BLOCK, grown, row_ends, straddles, too_long
 
 DELIMITERS = {".csv": ",", ".tsv": "\t", "csv": ",", "tsv": "\t"}  # by suffix and by format name
 # pyarrow's default null markers without the NaN spellings: "nan" then reads as NaN and is reported as NaN
@@ -41,31 +42,47 @@ def open_text(path: Path, suffix: str, head: bytes) -> Table:
     check_text(path, kind, head)
     convert = pa_csv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True)
     options = read_options(path, head)
-    try:
-        table = pa_csv.read_csv(str(path), read_options=options,
-                                parse_options=pa_csv.ParseOptions(delimiter=delimiter), convert_options=convert)
-        names = table.column_names  # decodes the header
-    except Exception as exc:  # noqa: BLE001 - _open_error re-raises what it does not know
-        raise _open_error(path, kind, exc, head,
-                          lambda: _parse_error(path, kind, delimiter, convert, exc, options.block_size)) from None
+    limit = max(options.block_size, min(MAX_BLOCK, path.stat().st_size + 1))  # a block of the whole file holds any row
+    parse = pa_csv.ParseOptions(delimiter=delimiter)
+    while True:
+        try:
+            table = pa_csv.read_csv(str(path), read_options=options, parse_options=parse, convert_options=convert)
+            names = table.column_names  # decodes the header
+            break
+        except Exception as exc:  # noqa: BLE001 - _open_error re-raises what it does not know
+            if straddles(exc):  # a row longer than the block: read again with a larger one
+                options.block_size = grown(options.block_size, limit, path)
+                continue
+            if isinstance(exc, pa.ArrowInvalid) and not parse.newlines_in_values:  # a quoted newline
+                parse = pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True)  # (slower: tried second)
+                continue
+            raise _open_error(path, kind, exc, head,
+                              lambda: _parse_error(path, kind, delimiter, convert, exc, options.block_size)) from None
     check_delimiter(path, table.schema, delimiter)
     return Table(table.schema, table.num_rows, table.select, (names[-1],))
 
 
-def text_head(path: Path, fmt: str) -> tuple[pa.Schema, pa.Table]:
-    """A CSV/TSV file's header and the types pyarrow infers from its first block, and that block."""
+def text_head(path: Path, fmt: str, limit: int = MAX_BLOCK) -> tuple[pa.Schema, pa.Table]:
+    """A CSV/TSV file's header and the types pyarrow infers from its first block, and that block
+    (a larger block when a row does not fit, up to ``limit`` bytes: see :mod:`.blocks`)."""
     delimiter = DELIMITERS[fmt]
     with open(path, "rb") as f:
         head = f.read(SNIFF_BYTES)
-    try:
-        reader = pa_csv.open_csv(str(path), read_options=read_options(path, head),
-                                 parse_options=pa_csv.ParseOptions(delimiter=delimiter),
-                                 convert_options=pa_csv.ConvertOptions(null_values=NULL_VALUES,
-                                                                       strings_can_be_null=True))
-        first = next(iter(reader), None)
-        reader.schema.names  # noqa: B018 (decodes the header: not UTF-8 raises here)
-    except Exception as exc:  # noqa: BLE001 - _open_error re-raises what it does not know
-        raise _open_error(path, fmt.upper(), exc, head, lambda: locate(path, fmt, {}, 1, exc)) from None
+    options = read_options(path, head, limit=limit)
+    parse = pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True)  # one block: no cost
+    while True:
+        try:
+            reader = pa_csv.open_csv(str(path), read_options=options, parse_options=parse,
+                                     convert_options=pa_csv.ConvertOptions(null_values=NULL_VALUES,
+                                                                           strings_can_be_null=True))
+            first = next(iter(reader), None)
+            reader.schema.names  # noqa: B018 (decodes the header: not UTF-8 raises here)
+            break
+        except Exception as exc:  # noqa: BLE001 - _open_error re-raises what it does not know
+            if straddles(exc):
+                options.block_size = grown(options.block_size, limit, path)
+                continue
+            raise _open_error(path, fmt.upper(), exc, head, lambda: locate(path, fmt, {}, 1, exc)) from None
     check_delimiter(path, reader.schema, delimiter)
     sample = pa.Table.from_batches([first]) if first is not None else reader.schema.empty_table()
     return reader.schema, sample
@@ -82,14 +99,14 @@ def _open_error(path: Path, kind: str, exc: Exception, head: bytes, invalid) -> 
     raise exc
 
 
-def read_options(path: Path, head: bytes, **options) -> pa_csv.ReadOptions:
+def read_options(path: Path, head: bytes, limit: int = MAX_BLOCK, **options) -> pa_csv.ReadOptions:
     """pyarrow's read options with a block that holds the whole header line: pyarrow finds the
     columns in the first block, so a header longer than a block (1 MiB, some 50,000 columns)
-    would otherwise read as no header at all."""
-    return pa_csv.ReadOptions(block_size=_block_size(path, head), **options)
+    would otherwise read as no header at all. A header longer than ``limit`` bytes is refused."""
+    return pa_csv.ReadOptions(block_size=_block_size(path, head, limit), **options)
 
 
-def _block_size(path: Path, head: bytes) -> int:
+def _block_size(path: Path, head: bytes, limit: int = MAX_BLOCK) -> int:
     """pyarrow's read block: its default, or larger when the header line is longer (a wide file)."""
     end = re.search(rb"[\r\n]", head)
     if end is not None or len(head) < SNIFF_BYTES:
@@ -103,7 +120,11 @@ def _block_size(path: Path, head: bytes) -> int:
                 length += end.start()
                 break
             length += len(piece)
-    return max(BLOCK_BYTES, length + SNIFF_BYTES)
+            if length > limit:  # stop reading: the header alone is over the limit
+                break
+    if length >= limit:
+        raise too_long(path, limit)
+    return max(BLOCK_BYTES, min(limit, length + SNIFF_BYTES))
 
 
 def check_delimiter(path: Path, schema: pa.Schema, delimiter: str) -> None:
@@ -199,7 +220,8 @@ def _wrong_width(path: Path, delimiter: str) -> DataError | None:
 
 # ---- record batches -----------------------------------------------------------------------------
 
-def text_batches(path: Path, fmt: str, fixes: dict[str, str], bools: Sequence[str]) -> Iterator[pa.RecordBatch]:
+def text_batches(path: Path, fmt: str, fixes: dict[str, str], bools: Sequence[str],
+                 limit: int = MAX_BLOCK) -> Iterator[pa.RecordBatch]:
     """The columns named in ``fixes`` (column: how a message about it ends), piece by piece, as float64
     (``bools``: as bool). Types are given, not inferred: inference sees only the first block, and a column
     of integers there may hold decimals later. A value that is not a number stops the read; :func:`locate`
@@ -208,7 +230,8 @@ def text_batches(path: Path, fmt: str, fixes: dict[str, str], bools: Sequence[st
     The file is cut into pieces of about ``PIECE_BYTES`` at row ends (a newline outside quotes) and the
     pieces are parsed on ``PARSERS`` threads at once (pyarrow parses without Python's lock), in order;
     pyarrow's own streaming reader parses one block at a time, and parsing is what a pass over a CSV
-    file waits on.
+    file waits on. A row longer than a piece or a block makes it larger, up to ``limit`` bytes
+    (:mod:`.blocks`); a longer row is refused by number.
     """
     types = {name: pa.bool_() if name in bools else pa.float64() for name in fixes}
     convert = pa_csv.ConvertOptions(column_types=types, include_columns=list(fixes),
@@ -219,15 +242,23 @@ def text_batches(path: Path, fmt: str, fixes: dict[str, str], bools: Sequence[st
         with open(path, "rb") as f:
             head = f.read(SNIFF_BYTES)
             if not _splittable(head):  # pyarrow's streaming reader, which knows every line ending
-                yield from _streamed(path, head, parse, convert, row)
+                yield from _streamed(path, head, parse, convert, row, limit)
                 return
-            header = _header(f, read_options(path, head))
-            names = pa_csv.read_csv(pa.py_buffer(header), parse_options=parse).schema.names
-            options = pa_csv.ReadOptions(column_names=names, use_threads=False, block_size=PIECE_BYTES * 2)
-            for piece in _parsed(_pieces(f), lambda p: pa_csv.read_csv(
-                    pa.py_buffer(p), read_options=options, parse_options=parse, convert_options=convert)):
+            header = _header(f, read_options(path, head, limit=limit))
+            names = pa_csv.read_csv(pa.py_buffer(header), read_options=pa_csv.ReadOptions(
+                block_size=max(BLOCK_BYTES, len(header) + 1)), parse_options=parse).schema.names
+
+            def parsed(p: memoryview) -> pa.Table:  # a piece in one block, however long its rows
+                options = pa_csv.ReadOptions(column_names=names, use_threads=False,
+                                             block_size=max(PIECE_BYTES * 2, len(p) + 1))
+                return pa_csv.read_csv(pa.py_buffer(p), read_options=options, parse_options=parse,
+                                       convert_options=convert)
+
+            for piece in _parsed(_pieces(f, limit, path), parsed):
                 yield from piece.to_batches()
                 row[0] += piece.num_rows
+    except DataError:
+        raise
     except pa.ArrowInvalid as exc:
         raise locate(path, fmt, fixes, row[0], exc, bools) from None
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
@@ -245,22 +276,38 @@ def _splittable(head: bytes) -> bool:
     return head[:1] not in (b"\n", b"\r", b"") and b"\n" in head and head.count(b"\r") == head.count(b"\r\n")
 
 
-def _streamed(path: Path, head: bytes, parse, convert, row: list) -> Iterator[pa.RecordBatch]:
-    """Record batches from pyarrow's streaming reader, one block at a time; ``row[0]`` follows them."""
-    reader = pa_csv.open_csv(str(path), read_options=read_options(path, head), parse_options=parse,
-                             convert_options=convert)
-    for batch in reader:
-        yield batch
-        row[0] += len(batch)
+def _streamed(path: Path, head: bytes, parse, convert, row: list, limit: int) -> Iterator[pa.RecordBatch]:
+    """Record batches from pyarrow's streaming reader, one block at a time; ``row[0]`` follows them.
+    A row longer than the block: read again from the start with a block twice as large, the rows
+    already given skipped."""
+    options = read_options(path, head, limit=limit)
+    parse = pa_csv.ParseOptions(delimiter=parse.delimiter, newlines_in_values=True)  # a quoted field's newlines
+    done = 0  # rows given
+    while True:
+        seen = 0
+        try:
+            for batch in pa_csv.open_csv(str(path), read_options=options, parse_options=parse,
+                                         convert_options=convert):
+                skip = min(max(done - seen, 0), len(batch))  # rows an earlier attempt gave
+                seen += len(batch)
+                if skip < len(batch):
+                    batch = batch.slice(skip)
+                    yield batch
+                    done += len(batch)
+                    row[0] += len(batch)
+            return
+        except pa.ArrowInvalid as exc:
+            if not straddles(exc):
+                raise
+            options.block_size = grown(options.block_size, limit, path)
 
 
 def _header(f, options: pa_csv.ReadOptions) -> bytes:
     """The header line (its end included), from the start of ``f``; ``f`` is left just after it."""
     f.seek(0)
     head = f.read(max(options.block_size, SNIFF_BYTES))
-    end = head.find(b"\n")
-    while end >= 0 and head.count(b'"', 0, end) % 2:  # inside a quoted name: look further on
-        end = head.find(b"\n", end + 1)
+    ends = row_ends(head)
+    end = int(ends[0]) if len(ends) else -1
     if end < 0:  # no row after the header: the whole file is the header
         return head + f.read()
     f.seek(end + 1)
@@ -272,18 +319,20 @@ def _row_end(text: bytes) -> int:
     end = text.rfind(b"\n")
     if b'"' not in text:
         return end
-    while end >= 0 and text.count(b'"', 0, end) % 2:  # inside a quoted value: look further back
-        end = text.rfind(b"\n", 0, end)
-    return end
+    ends = row_ends(text) if end >= 0 else ()
+    return int(ends[-1]) if len(ends) else -1
 
 
-def _pieces(f) -> Iterator[memoryview]:
+def _pieces(f, limit: int = MAX_BLOCK, path: Path | None = None) -> Iterator[memoryview]:
     """The rest of ``f`` in pieces of about ``PIECE_BYTES`` that end at a row's end (the last may not):
-    views of what was read, no copy; a piece's unfinished last row is read again with the next."""
+    views of what was read, no copy; a piece's unfinished last row is read again with the next.
+    A row longer than ``limit`` bytes is refused (:func:`.blocks.too_long`)."""
     size = PIECE_BYTES
     while text := f.read(size):
         end = _row_end(text) if len(text) == size else len(text) - 1  # the file's end ends the last row
         if end < 0:  # no row ends in it: a row longer than a piece, read it with more
+            if size > limit:
+                raise too_long(path, limit)
             f.seek(-len(text), 1)
             size *= 2
             continue
