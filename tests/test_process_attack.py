@@ -110,7 +110,5 @@ def test_the_soak_runs_and_reports(soak):
     assert soak.returncode == 0 or "reproduce: SOAK_SEED=15 SOAK_ONLY=" in out, out
 
 
-@pytest.mark.xfail(reason="until the atomic generations and the output lock are merged (issue 15, items 1-2)",
-                   strict=False)
 def test_the_soak_finds_nothing_lost_or_mixed(soak):
     assert soak.returncode == 0, soak.stdout[-3000:]
