@@ -104,18 +104,24 @@ def run_killed(argv, *, trigger, delay: float, log: Path):
     return killed, proc.returncode, (time.monotonic() - seen) if seen else None
 
 
+def _temporary(path: Path, folder: Path) -> bool:
+    """A file a run keeps out of sight until it commits: a dot file, ``*.tmp``, or anything in a hidden folder
+    (a run's ``.run-<id>`` staging folder)."""
+    parts = path.relative_to(folder).parts
+    return any(part.startswith(".") for part in parts) or path.name.endswith(".tmp")
+
+
 def files(folder: Path, *, hidden: bool = True) -> dict[str, bytes]:
-    """Every regular file under ``folder`` by relative path (without dot files and *.tmp unless ``hidden``)."""
+    """Every regular file under ``folder`` by relative path (without temporary ones unless ``hidden``)."""
     found = {}
     for p in sorted(folder.rglob("*")):
-        name = str(p.relative_to(folder))
-        if p.is_file() and (hidden or not (p.name.startswith(".") or p.name.endswith(".tmp"))):
-            found[name] = p.read_bytes()
+        if p.is_file() and (hidden or not _temporary(p, folder)):
+            found[str(p.relative_to(folder))] = p.read_bytes()
     return found
 
 
 def temporaries(folder: Path) -> int:
-    return sum(1 for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp"))
+    return sum(1 for p in folder.rglob("*") if p.is_file() and _temporary(p, folder))
 
 
 def make_references(root: Path) -> References:
