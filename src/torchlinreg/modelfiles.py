@@ -89,17 +89,44 @@ def committed_tensors(tensors_path: Path, expected_sha: str, limit: int, *, fix:
     """The tensors file whose SHA-256 is ``expected_sha``: ``tensors_path``, else its hidden sibling left by
     a save that was stopped before its JSON was put in place. Returns ``(bytes, matched)``: the bytes of
     ``tensors_path`` and False when neither matches. Nothing is parsed before the checksum matches."""
-    data = read_regular(tensors_path, limit, fix=fix)
-    if sha256(data) == expected_sha:
+    try:
+        data = read_regular(tensors_path, limit, fix=fix)
+    except FileNotFoundError:
+        data = None  # a first save stopped after its JSON: the tensors are still the hidden sibling
+    if data is not None and sha256(data) == expected_sha:
         return data, True
     with contextlib.suppress(FileNotFoundError, ModelFileError):
         kept = read_regular(previous_path(tensors_path), limit, fix=fix)
         if sha256(kept) == expected_sha:
             return kept, True
+    if data is None:
+        raise FileNotFoundError(tensors_path)
     return data, False
 
 
 # ---------------------------------------------------------------------------- writing
+
+
+def _first_pair(tensors_path: Path, json_path: Path, staged: Path, tensor_bytes: bytes, json_bytes: bytes) -> None:
+    """A first save: the tensors go to the hidden sibling, the JSON commits, then the tensors take their name.
+    Killed before the commit, it leaves no model (only hidden files the next save removes); after it, the JSON's
+    tensors are found under either name (:func:`committed_tensors`)."""
+    try:
+        _put(staged, tensor_bytes)
+        _sync_folder(tensors_path.parent)
+        _put(json_path, json_bytes)  # the commit
+    except BaseException:
+        with contextlib.suppress(OSError):
+            staged.unlink()
+        raise
+    try:
+        os.replace(staged, tensors_path)
+    except OSError as exc:  # the save failed as a whole: no model, as before it
+        with contextlib.suppress(OSError):
+            json_path.unlink()
+            staged.unlink()
+        raise _cannot_write(tensors_path, exc) from None
+    _sync_folder(tensors_path.parent)
 
 
 def _temporaries(target: Path) -> re.Pattern:
@@ -202,6 +229,9 @@ def write_pair(tensors_path: Path, json_path: Path, tensor_bytes: bytes, json_by
     remove_leftovers(tensors_path, json_path)
     kept = _keep_previous(tensors_path, json_path, json_limit, tensors_limit)
     previous = previous_path(tensors_path)
+    if not kept and not json_path.exists():  # a first save: nothing in sight until the JSON commits
+        _first_pair(tensors_path, json_path, previous, tensor_bytes, json_bytes)
+        return
     replaced = False
     try:
         _put(tensors_path, tensor_bytes)
