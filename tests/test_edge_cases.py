@@ -322,3 +322,17 @@ def test_a_constant_column_does_not_spoil_the_minimum_norm_of_a_dependency():
     assert np.all(np.abs(X @ w + b - y[:, 0]) <= 10 * U64 * terms)
     # The loss reported is that of these coefficients, its residuals evaluated to the same rounding.
     assert solution.loss <= np.mean((10 * U64 * terms) ** 2)
+
+
+def test_a_loss_that_overflows_only_in_the_datas_units_ends_as_diverged(tmp_path):
+    """Found by the fuzz profile (issue 15's session): a constant feature at 1e150 standardises to 0, so the
+    standardised loss is finite while the same parameters in the data's units (bias ≈ w·1e150) overflow. The
+    epoch is not recorded with an infinite loss: the run ends as diverged, every recorded loss finite."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"x": [0.0, 0.0], "y": [1e150, 1e150], "a": pa.array([0, 1], pa.int64()),
+                             "b": [0.0, 1.665665193722567e20]}), path, row_group_size=1)
+    code, out, err, summary = fit(path, tmp_path / "out", "--epochs", "5")
+    assert code == 3 and "the loss in the data's units became inf at epoch 1" in err

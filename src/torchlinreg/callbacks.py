@@ -83,6 +83,15 @@ class DivergenceGuard(Callback):
             kept.copy_(p.detach())
         return None
 
+    def record(self, state) -> None:
+        """The loss in the data's units can overflow where the model's is finite (standardised training on
+        values near float64's limit): that epoch is not kept, and the run ends as diverged."""
+        loss = state.record.loss
+        if not math.isfinite(loss):
+            state.history.records.pop()
+            self._diverged(state, f"the loss in the data's units became {loss} at epoch {state.epoch} (the "
+                                  "parameters in the data's units overflow float64)")
+
     def end(self, state) -> None:
         history = state.history
         if history.status == "converged":

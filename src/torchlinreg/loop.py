@@ -100,7 +100,8 @@ def _record(state: LoopState) -> None:
 
 class _Hooks:
     """``hooks(name, state)`` calls hook ``name`` of every callback in order and says whether one set
-    ``state.stop``; a stop in ``check`` ends the round there (the epoch is not recorded).
+    ``state.stop``; a stop in ``check`` ends the round there (the epoch is not recorded), and so does one in
+    ``record`` (the divergence guard's drops the epoch; the stopping rule comes last).
 
     Each hook's list holds only the callbacks that do something in it (the base class's hooks that
     do nothing are left out), bound once: the loop's own cost per epoch stays a few microseconds.
@@ -114,7 +115,7 @@ class _Hooks:
     def __call__(self, name: str, state: LoopState) -> bool:
         for hook in self.bound[name]:
             hook(state)
-            if state.stop and name == "check":
+            if state.stop and name in ("check", "record"):  # the later hooks do not see an epoch that ended it
                 break
         return state.stop
 
