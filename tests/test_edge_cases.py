@@ -334,5 +334,7 @@ def test_a_loss_that_overflows_only_in_the_datas_units_ends_as_diverged(tmp_path
     path = tmp_path / "d.parquet"
     pq.write_table(pa.table({"x": [0.0, 0.0], "y": [1e150, 1e150], "a": pa.array([0, 1], pa.int64()),
                              "b": [0.0, 1.665665193722567e20]}), path, row_group_size=1)
-    code, out, err, summary = fit(path, tmp_path / "out", "--epochs", "5")
-    assert code == 3 and "the loss in the data's units became inf at epoch 1" in err
+    code, _, err = run_cli("fit", path, "--out", tmp_path / "out", "--no-plots", "--quiet", "--epochs", "5")
+    assert code == 3 and "the loss in the data's units became inf at epoch 1" in err and "Traceback" not in err
+    history = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert history["status"] == "diverged" and all(math.isfinite(r["loss"]) for r in history["records"])
