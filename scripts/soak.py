@@ -245,8 +245,16 @@ def _output_case(i: int, rng: random.Random, refs: References, case: Path) -> Ou
     killed, code, _ = run_killed(argv, trigger=lambda line: line.startswith(WRITING), delay=delay,
                                  log=case / "stderr")
     detail = f"killed {delay:.3f} s after the writes began" if killed else f"ended ({code}) before the kill"
+    left = temporaries(case / "o")
+    finished = ""
+    if not (case / "o" / "summary.json").exists():  # killed while moving its files in: no run is claimed complete,
+        from torchlinreg.outputs import recover     # and the next run into the folder settles it first
+        from torchlinreg.publish import OUTPUT_FILES
+
+        recover(case / "o", OUTPUT_FILES)
+        finished = " (settled by the next run)"
     result, failure = _which_folder(case / "o", refs.root, list(GENERATIONS))
-    return Outcome(str(i), "output", result, failure, temporaries(case / "o"), detail)
+    return Outcome(str(i), "output", result + finished, failure, left, detail)
 
 
 def _which_folder(folder: Path, refs_root: Path, allowed: list[str]) -> tuple[str, str]:
