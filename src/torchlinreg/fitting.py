@@ -429,9 +429,7 @@ def fit(data, target=None, *, features=None, weights=None, standardize: bool | N
     FitResult
         The trained model beside the optimum, with the column names of ``data``.
     """
-    from dataclasses import fields as dataclass_fields
-
-    trainable = {f.name for f in dataclass_fields(TrainConfig)}
+    trainable = {f.name for f in fields(TrainConfig)}
     given = {k: settings.pop(k) for k in list(settings) if k in trainable}
     chosen = choose_settings(standardize=standardize, **given)
     source = _fit_source(data, target, features, weights)
