@@ -1,5 +1,4 @@
 import os
-import platform
 import re
 from pathlib import Path
 
@@ -30,34 +29,15 @@ KERNEL_ENV = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THR
               "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def cpu_model() -> str:
-    """The model name, with family and model numbers (which tell CPU generations apart)."""
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
-                      if ":" in line)
-    except OSError:
-        return platform.processor() or platform.machine()
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    return f"{fields.get('model name', platform.machine())} (family {fields.get('cpu family', '?')}, " \
-           f"model {fields.get('model', '?')})"
-
-
 def run_header() -> str:
-    """One line: the CPU, PyTorch's CPU capability and BLAS, NumPy's BLAS, the thread counts."""
-    import numpy as np
-    import threadpoolctl
-    import torch
+    """One line: the CPU, PyTorch's and NumPy's BLAS with their thread counts, the settings that choose kernels."""
+    import torch  # noqa: F401  (so that machine() describes its BLAS)
 
-    mkl = re.search(r"Math Kernel Library Version ([0-9.]+)", torch.__config__.show())
-    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-    pools = {p["internal_api"]: p for p in threadpoolctl.threadpool_info()}
-    numpy_blas = f"{blas['name']} {blas.get('version', '')}".strip()
-    if "openblas" in pools:
-        numpy_blas += f" ({pools['openblas'].get('architecture')} kernels, {pools['openblas']['num_threads']} threads)"
-    settings = " ".join(f"{k}={os.environ[k]}" for k in KERNEL_ENV if k in os.environ) or "none"
-    return (f"cpu: {cpu_model()}, {os.cpu_count()} cores | torch {torch.__version__}: capability "
-            f"{torch.backends.cpu.get_cpu_capability()}, BLAS {'MKL ' + mkl.group(1) if mkl else 'not MKL'}, "
-            f"{torch.get_num_threads()} threads | numpy {np.__version__}: BLAS {numpy_blas} | kernel settings: {settings}")
+    from torchlinreg.solve.kernels import ENVIRONMENT, machine
+
+    m = machine()
+    settings = " ".join(f"{k}={os.environ[k]}" for k in KERNEL_ENV + (ENVIRONMENT,) if k in os.environ) or "none"
+    return f"cpu: {m['cpu']}, {m['cores']} cores | {m['torch_blas']} | {m['numpy_blas']} | kernel settings: {settings}"
 
 
 def pytest_sessionstart(session):

@@ -338,19 +338,14 @@ def _fit_done(args, result) -> int:
 def _cmd_solve(args) -> int:
     from .exact import run_solve
     from .memory import SOLVE_COPIES
-    from .solve.blocks import set_kernels
 
-    # A fresh command: the solve needs nothing else of PyTorch, whose import costs more than a pass over a large file
-    previous = set_kernels("numpy") if "torch" not in sys.modules else None
-    try:
-        with _job(args) as job:
-            data, _ = _open_data(job, args, SOLVE_COPIES)
-            solution, stats = job.run(lambda: run_solve(data, statistics=args.summary, conf_level=args.conf_level,
-                                                        cov_type=args.cov_type, dist=job.dist,
-                                                        chunk_rows=args.chunk_rows), "the solve")
-    finally:
-        if previous is not None:
-            set_kernels(previous)
+    # The block products run in NumPy unless PyTorch is imported already (solve.kernels): this command never
+    # imports it, whose import costs more than a pass over a large file
+    with _job(args) as job:
+        data, _ = _open_data(job, args, SOLVE_COPIES)
+        solution, stats = job.run(lambda: run_solve(data, statistics=args.summary, conf_level=args.conf_level,
+                                                    cov_type=args.cov_type, dist=job.dist,
+                                                    chunk_rows=args.chunk_rows), "the solve")
     return _print_solution(args, solution, stats) if job.is_main else EXIT_OK
 
 

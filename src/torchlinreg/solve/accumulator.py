@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import RankDeficiencyWarning
 from .blocks import (CHOLESKY_ONCE_BELOW, _block_r, _drifted, _exact_shift, _gram_r, _Rows, _scaled_cholesky,
                      _shift_map, _shifted_gram, _unshift)
+from .kernels import one_pass
 from .numerics import _as_array, _check_values, _names, _shaped, _triangularize, _weights
 from .rank import RANK_RTOL, _affine, _check_normal, _check_range, _Factorization
 from .solution import LstsqSolution
@@ -114,8 +115,12 @@ class QRAccumulator:
         default the row after those added so far.
         """
         X, y = _shaped(X, y, self.n_features, self.n_targets, keep_float32=True)
-        layout = "F" if X.flags.f_contiguous and not X.flags.c_contiguous else "C"  # X's, for contiguous passes
-        return self._add(_Rows(X, y), sample_weight, layout, first_row)
+        if X.flags.f_contiguous and not X.flags.c_contiguous:  # column by column: contiguous reads
+            rows = _Rows(columns=[X[:, j] for j in range(X.shape[1])] + [y[:, j] for j in range(y.shape[1])],
+                         n_features=X.shape[1])
+        else:
+            rows = _Rows(X, y)
+        return self._add(rows, sample_weight, first_row)
 
     def update_columns(self, columns: Sequence, sample_weight=None, *, first_row: int | None = None) -> QRAccumulator:
         """Add rows given column by column: the ``n_features`` feature columns, then the
@@ -128,25 +133,25 @@ class QRAccumulator:
                              f"got {len(columns)}")
         if any(c.ndim != 1 or len(c) != len(columns[0]) for c in columns):
             raise ValueError(f"columns must be 1-D arrays of one length, got shapes {[c.shape for c in columns]}")
-        return self._add(_Rows(columns=columns, n_features=self.n_features), sample_weight, "F", first_row)
+        return self._add(_Rows(columns=columns, n_features=self.n_features), sample_weight, first_row)
 
-    def _add(self, data: _Rows, sample_weight, layout: str, first_row: int | None) -> QRAccumulator:
+    def _add(self, data: _Rows, sample_weight, first_row: int | None) -> QRAccumulator:
         n = len(data)
         before = self.n_samples if first_row is None else int(first_row) - 1  # data rows before these, for messages
         w = None if sample_weight is None else _weights(sample_weight, n, before)
         if n:
             rows = max(UPDATE_BLOCK_ENTRIES // (self.n_columns + 1), 4 * self.n_columns)
-            work = np.empty((min(rows, n), self.n_features + self.n_targets + 1), order=layout)  # for every block
-            for start in range(0, n, rows):
-                block = slice(start, start + rows)
-                self._absorb(data.rows(block), None if w is None else w[block], before + start, work)
+            with one_pass():  # one BLAS thread between the kernel's products (see kernels)
+                for start in range(0, n, rows):
+                    block = slice(start, start + rows)
+                    self._absorb(data.rows(block), None if w is None else w[block], before + start)
             self.weighted = self.weighted or w is not None
             self.n_samples += n
             self.sum_weights += n if w is None else float(w.sum())
             self.n_positive += n if w is None else int(np.count_nonzero(w))
         return self
 
-    def _absorb(self, rows: _Rows, w, rows_before: int, work: np.ndarray) -> None:
+    def _absorb(self, rows: _Rows, w, rows_before: int) -> None:
         """One block of rows into the running Gram matrix or, when ill-conditioned, into R (see above);
         ``rows_before``: the data rows before the block's first, for messages."""
         if w is not None and not w.any():  # rows of weight 0 change nothing, but must still be numbers
@@ -154,7 +159,7 @@ class QRAccumulator:
             return
         if self._shift is None:
             self._shift = _exact_shift(rows, w, None, None)
-        B, G, exponents = _shifted_gram(rows, w, self._shift, rows_before, work)  # (checks the values)
+        B, G, exponents = _shifted_gram(rows, w, self._shift, rows_before)  # (checks the values)
         self._note_values(rows, w)
         cols, scale, R1, rcond = _scaled_cholesky(G)
         if rcond * CHOLESKY_ONCE_BELOW < 1 and _drifted(G):  # shift by this block's own means and look again
@@ -162,11 +167,14 @@ class QRAccumulator:
             if np.any(shift != self._shift):
                 self.R_shifted  # fold the Gram matrix of the old shift
                 self._shift = shift
-                B, G, exponents = _shifted_gram(rows, w, shift, rows_before, work)
+                B, G, exponents = _shifted_gram(rows, w, shift, rows_before)
                 cols, scale, R1, rcond = _scaled_cholesky(G)
         if rcond * CHOLESKY_ONCE_BELOW >= 1 and exponents is None:
             self._G = G if self._G is None else self._G + G
         else:
+            if B is None:  # the R route needs the block itself
+                B, G, exponents = _shifted_gram(rows, w, self._shift, rows_before, keep=True)
+                cols, scale, R1, rcond = _scaled_cholesky(G)
             block_rows = _shift_map(_block_r(B, cols, scale, R1, rcond), cols, scale, self._shift - self.reference,
                                     self.n_features, self.fit_intercept, exponents)
             self._R = _triangularize(np.vstack([self._R, block_rows]))

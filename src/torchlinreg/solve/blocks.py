@@ -13,6 +13,7 @@ from warnings import catch_warnings, simplefilter
 
 import numpy as np
 
+from .kernels import shifted_gram, torch_in_use
 from .numerics import MAX_MAGNITUDE, _check_values, _power_of_two, _triangularize
 
 CHOLESKY_ONCE_BELOW = 1e3  # scaled block condition (2-norm): Cholesky QR's error eps·cond² < 2.2e-10
@@ -20,29 +21,10 @@ CHOLESKY_TWICE_BELOW = 1e6  # Cholesky QR twice is backward stable while eps·co
 _TINY_GRAM = 2.0 ** -960  # a Gram diagonal below rows × this may hold squares that underflowed (values below ~1e-145)
 
 
-_KERNELS = ["torch"]  # whose BLAS runs the block products: see set_kernels
-
-
-def set_kernels(name: str) -> str:
-    """Run the block products in PyTorch (``"torch"``, the default) or NumPy (``"numpy"``).
-
-    Each library's BLAS is at the memory bound for some shapes and not others (MKL's products on
-    wide blocks, OpenBLAS's on narrow ones, on the CPUs measured), but importing PyTorch costs
-    about a second, more than a pass over a 1 GB file: ``torchlinreg solve``, which needs nothing
-    else of PyTorch, asks for NumPy when PyTorch is not loaded yet. Both agree to rounding.
-    Returns the previous choice, to put back.
-    """
-    if name not in ("torch", "numpy"):
-        raise ValueError(f"kernels must be 'torch' or 'numpy', got {name!r}")
-    previous, _KERNELS[0] = _KERNELS[0], name
-    return previous
-
-
 def _torch():
-    """PyTorch for the block products (imported when needed), or None when they run in NumPy."""
-    if _KERNELS[0] == "numpy":
-        return None
-    return sys.modules.get("torch") or __import__("torch")
+    """PyTorch for the small products of a block's route when the kernel forming its Gram matrix is
+    PyTorch's (``kernels.torch_in_use``); None: NumPy's."""
+    return torch_in_use()
 
 
 # --- one block of rows -------------------------------------------------------------------
@@ -106,9 +88,11 @@ class _Rows:
                     if w is None else np.concatenate([w @ X, w @ y]) / w.sum())
         return np.array([c.mean(dtype=np.float64) if w is None else (w @ c) / w.sum() for c in self.columns])
 
-    def shift_into(self, out, mu: np.ndarray) -> None:
-        """``out[:, :q] = [X, y] - mu`` (``out`` a tensor, or with NumPy an array, of shape (k, q + 1))."""
-        torch = _torch()
+    def arrays(self) -> list[np.ndarray]:
+        return [self.X, self.y] if self.columns is None else list(self.columns)
+
+    def shift_into(self, out, mu: np.ndarray, torch=None) -> None:
+        """``out[:, :q] = [X, y] - mu``: ``out`` a tensor of shape (k, q + 1) when ``torch`` is given, else an array."""
         if torch is None:
             if self.columns is None:
                 d, q = self.n_features, len(mu)
@@ -139,32 +123,27 @@ def _tensor(a: np.ndarray):
 
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")  # overflow and NaN are diagnosed from the Gram
-def _shifted_gram(rows: _Rows, w: np.ndarray | None, mu: np.ndarray, rows_before: int,
-                  work: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``B = [C, s]`` written into ``work``, its Gram matrix, and the exponents its columns were scaled by.
+def _shifted_gram(rows: _Rows, w: np.ndarray | None, mu: np.ndarray, rows_before: int, *,
+                  keep: bool = False) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """The Gram matrix of ``B = [C, s]``, ``B`` itself when ``keep`` (else None), and the exponents its
+    columns were scaled by.
 
+    ``B`` is kept only for a block that takes the R route, or one whose columns must be scaled:
+    otherwise ``kernels.shifted_gram`` forms the Gram matrix tile by tile and ``B`` is never whole.
     A NaN or inf makes a Gram entry non-finite, and ``|x_j| ≤ |μ_j| + ‖C_j‖`` bounds the
     magnitudes (unweighted); only then, or with weights, are the values scanned. The exponents
     are None unless a column of tiny values was scaled up (``B_j`` is then ``C_j 2^e_j``).
     """
-    torch = _torch()  # PyTorch's BLAS, when loaded: MKL on Intel runs these narrow passes about twice as fast
     k, q = len(rows), len(mu)
-    B = work[:k]
-    Bt = B if torch is None else torch.from_numpy(B)  # the same memory
-    rows.shift_into(Bt, mu)
-    if w is None:
-        B[:, q] = 1.0
-    else:
-        root = np.sqrt(w)
-        B[:, :q] *= root[:, None]
-        B[:, q] = root
-    G = _gram(Bt)  # (q + 1, q + 1)
+    B, G = _whole(rows, w, mu) if keep else (None, shifted_gram(rows, w, mu))
     diag = np.diagonal(G)
     if not np.isfinite(G).all() or w is not None or (np.abs(mu) + np.sqrt(diag[:q])).max() > MAX_MAGNITUDE:
         _check_values(*rows.parts(), rows_before)  # raises naming the row or column, or finds the values fine
     exponents = None
     low = np.flatnonzero(diag < k * _TINY_GRAM)
     if low.size:  # all-zero columns (constant in the block) too: only these columns are read
+        if B is None:
+            B, G = _whole(rows, w, mu)
         big = np.abs(B[:, low]).max(axis=0)
         low, big = low[big > 0], big[big > 0]
         if low.size:
@@ -172,8 +151,24 @@ def _shifted_gram(rows: _Rows, w: np.ndarray | None, mu: np.ndarray, rows_before
             exponents[low] = -np.frexp(big)[1]  # the largest |value| to [0.5, 1)
             for j in low:
                 np.ldexp(B[:, j], exponents[j], out=B[:, j])  # exact (a subnormal only gains bits)
-            G = _gram(Bt)
+            G = _gram(B if _torch() is None else _torch().from_numpy(B))
     return B, G, exponents
+
+
+def _whole(rows: _Rows, w: np.ndarray | None, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``B = [C, s]`` of the whole block in a new array (laid out as the rows came), and its Gram matrix."""
+    torch = _torch()
+    B = np.empty((len(rows), len(mu) + 1), order="F" if rows.columns is not None else "C")
+    Bt = B if torch is None else torch.from_numpy(B)  # the same memory
+    rows.shift_into(Bt, mu, torch)
+    q = len(mu)
+    if w is None:
+        B[:, q] = 1.0
+    else:
+        root = np.sqrt(w)
+        B[:, :q] *= root[:, None]
+        B[:, q] = root
+    return B, _gram(Bt)
 
 
 def _gram(B) -> np.ndarray:

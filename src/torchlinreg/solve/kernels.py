@@ -1,0 +1,444 @@
+"""The block step's kernel: the Gram matrix of a block of rows shifted by column means, and how to
+form it fastest on this CPU, chosen by measurement.
+
+The work is fixed: ``B = √w ([X, y] - μ)`` with a column ``√w`` beside it, and ``BᵀB``. How to
+do it is not. Each library's BLAS is fast on some shapes and CPUs and slow on others (MKL takes
+slow code paths on AMD processors; OpenBLAS is weak on narrow blocks), and both thread a
+tall, narrow product badly: on a 2-core AMD EPYC (Zen 4), splitting the rows between two
+threads that each run a one-thread product is 1.5-3× faster than either library's own
+threading, whichever the library. So a kernel is three choices:
+
+* ``library``: whose product, PyTorch's (``"torch"``, only when PyTorch is already imported:
+  importing it costs a second) or NumPy's (``"numpy"``);
+* ``threads``: the rows split among this many threads, each with a one-thread BLAS, or 1: one
+  product at a time, threaded by the library as it likes;
+* ``tile_bytes``: the size of the shifted tile each product takes (the shift writes into a
+  small buffer that the product then reads, so ``X`` is read from memory once).
+
+The first large blocks of each *shape class* (the tile's width in powers of two, rows or
+columns, float32 or float64, weighted or not) are measured: their rows are cut into slices of
+``SLICE_BYTES``, and each slice is formed by the next candidate kernel and timed. Every slice's
+Gram matrix is part of the answer, so measuring wastes only the slower candidates' extra time.
+Each library is tried with and without the split (a second time for those within ``KEEP`` of
+the best), then the winner's other tile sizes. The choice is kept for the process and
+reported by :func:`chosen` (``summary.json`` and the benchmarks record it).
+
+``TORCHLINREG_KERNEL=library[,threads[,tile KiB]]`` (or :func:`set_kernel`) forces one, e.g.
+``numpy,1`` or ``torch,2,512``, so that tests run every kernel on any machine. Every kernel sums
+the same products in another order: their Gram matrices agree to the bound of a float64 sum
+of ``k`` products, ``k·eps·|B|ᵀ|B|``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+
+KiB, MiB = 1024, 1024 * 1024
+DEFAULT_TILE_BYTES = 2 * MiB  # stage one's tile: 1-4 MiB were within 10% of the best on every shape measured
+TILE_BYTES = (512 * KiB, 2 * MiB, 8 * MiB)  # stage two's choices
+SLICE_BYTES = 16 * MiB  # rows of the block (as shifted float64) formed by one candidate and timed (smaller
+# slices time the threads' start more than the work: 4 MiB put the libraries in the wrong order on 100 columns)
+KEEP = 1.5  # after round one, candidates slower than this times the best are not timed again
+ENVIRONMENT = "TORCHLINREG_KERNEL"
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One way to form the shifted block's Gram matrix (see the module's docstring)."""
+
+    library: str  # "torch" or "numpy"
+    threads: int = 1  # > 1: rows split among threads, each with a one-thread BLAS; 1: the library's own threads
+    tile_bytes: int = DEFAULT_TILE_BYTES
+
+    def tile_rows(self, width: int) -> int:
+        return max(self.tile_bytes // (8 * width), 16)
+
+    def __str__(self) -> str:
+        split = f"rows split over {self.threads} threads" if self.threads > 1 else "the library's own threads"
+        size = f"{self.tile_bytes // MiB} MiB" if self.tile_bytes % MiB == 0 else f"{self.tile_bytes // KiB} KiB"
+        return f"{self.library} ({split}, tiles of {size})"
+
+    @classmethod
+    def parse(cls, text: str, *, origin: str = ENVIRONMENT) -> Kernel:
+        """``library[,threads[,tile KiB]]``, e.g. ``numpy``, ``torch,1``, ``numpy,2,512``."""
+        parts = [p.strip() for p in str(text).split(",")]
+        fix = f"set {origin} to library[,threads[,tile KiB]], e.g. numpy,2,2048 (library: numpy or torch)"
+        if parts[0] not in ("numpy", "torch") or len(parts) > 3:
+            raise ConfigError(f"{origin}={text!r} is not a kernel; {fix}")
+        try:
+            threads = int(parts[1]) if len(parts) > 1 else 1
+            tile = int(parts[2]) * KiB if len(parts) > 2 else DEFAULT_TILE_BYTES
+        except ValueError:
+            raise ConfigError(f"{origin}={text!r}: threads and tile KiB must be whole numbers; {fix}") from None
+        if threads < 1 or tile < 8 * KiB:
+            raise ConfigError(f"{origin}={text!r}: threads must be at least 1 and tiles at least 8 KiB; {fix}")
+        return cls(parts[0], threads, tile)
+
+
+# --- which kernel ---------------------------------------------------------------------------------
+
+_FORCED: list[Kernel | None] = [None]
+_LIBRARIES = ["numpy", "torch"]  # the libraries a kernel may use (torch only once it is imported)
+
+
+def set_kernel(kernel: Kernel | str | None) -> Kernel | None:
+    """Force one kernel for every block (a :class:`Kernel` or its text, see ``Kernel.parse``), or with
+    None go back to measuring. Returns the previous forced kernel, to put back."""
+    if isinstance(kernel, str):
+        kernel = Kernel.parse(kernel, origin="set_kernel")
+    previous, _FORCED[0] = _FORCED[0], kernel
+    return previous
+
+
+def set_libraries(*names: str) -> tuple[str, ...]:
+    """Let the kernels use only these libraries (``"numpy"``, ``"torch"``); returns the previous ones."""
+    if not names or any(n not in ("numpy", "torch") for n in names):
+        raise ValueError(f"libraries must be 'numpy' and/or 'torch', got {names!r}")
+    previous = tuple(_LIBRARIES)
+    _LIBRARIES[:] = names
+    return previous
+
+
+def _torch_loaded():
+    return sys.modules.get("torch") if "torch" in _LIBRARIES else None
+
+
+_IN_USE = ["numpy"]
+
+
+def torch_in_use():
+    """PyTorch when the last block's Gram matrix was formed by it, else None: the small products between
+    blocks (a triangular inverse, a block's R) then run in the same library, since the other's threads,
+    woken between the kernel's products, spin against them (OpenMP's and OpenBLAS's both wait busily)."""
+    return _torch_loaded() if _IN_USE[0] == "torch" else None
+
+
+def _forced() -> Kernel | None:
+    if _FORCED[0] is not None:
+        return _FORCED[0]
+    text = os.environ.get(ENVIRONMENT)
+    if not text:
+        return None
+    kernel = Kernel.parse(text)
+    if kernel.library == "torch" and "torch" not in sys.modules:
+        __import__("torch")  # asked for by name
+    return kernel
+
+
+def _threads(library: str) -> int:
+    """How many threads the library may use here: its setting before the pass, at most the CPUs this process
+    may run on."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, _SETTING[library] if library in _SETTING else _library_threads(library)))
+
+
+def _library_threads(library: str) -> int:
+    if library == "torch":
+        return sys.modules["torch"].get_num_threads()
+    return min([info["num_threads"] for info in _controller().info() if info.get("user_api") == "blas"] or [1])
+
+
+def _set_library_threads(library: str, n: int) -> None:
+    """Set this thread's count for PyTorch's BLAS and OpenMP, or the process's for NumPy's BLAS."""
+    if library == "torch":
+        sys.modules["torch"].set_num_threads(n)
+    else:
+        _controller().limit(limits=n, user_api="blas")
+
+
+_SETTING: dict[str, int] = {}  # during a pass: each loaded library's thread count from before it
+
+
+class one_pass:
+    """A pass over many blocks: this thread's BLAS runs one thread between the kernel's products.
+
+    Between blocks only small matrices are factored, and threads woken for them go on waiting busily
+    for more work (OpenBLAS's and OpenMP's both do) while the next block's split threads run: on 2
+    cores that halved the pass. A kernel that asks for the library's own threads gets its count from
+    before the pass back for its products (``_own_threads``).
+    """
+
+    def __enter__(self) -> one_pass:
+        self.outer = bool(_SETTING)
+        if not self.outer:
+            libraries = ["numpy"] + (["torch"] if _torch_loaded() is not None else [])
+            _SETTING.update({library: _library_threads(library) for library in libraries})
+            for library in _SETTING:
+                _set_library_threads(library, 1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.outer:
+            for library, n in _SETTING.items():
+                _set_library_threads(library, n)
+            _SETTING.clear()
+
+
+class _Choice:
+    """The measurements of one shape class, and the kernel they point to.
+
+    Round one times every candidate on a slice; round two times again those within ``KEEP`` of the
+    best (the others are far behind, and each of their slices costs time); stage two tries the
+    winner's other tile sizes. The best time of each kernel counts.
+    """
+
+    def __init__(self, candidates: list[Kernel]):
+        self.times: dict[Kernel, float] = {}  # seconds per row, the best of the rounds
+        self.pending = list(candidates)
+        self.step = "round one"
+
+    @property
+    def measuring(self) -> bool:
+        return bool(self.pending)
+
+    def best(self) -> Kernel:
+        return min(self.times, key=self.times.get)
+
+    def record(self, kernel: Kernel, seconds_per_row: float) -> None:
+        self.times[kernel] = min(self.times.get(kernel, np.inf), seconds_per_row)
+        if self.pending:
+            return
+        best = self.best()
+        if self.step == "round one":
+            self.step = "round two"
+            self.pending = [k for k in self.times if self.times[k] <= KEEP * self.times[best]]
+            if len(self.pending) > 1:
+                return
+        if self.step in ("round one", "round two"):
+            self.step = "tiles"
+            self.pending = [Kernel(best.library, best.threads, t) for t in TILE_BYTES if t != best.tile_bytes]
+            return
+        self.step = "done"
+
+
+_CHOICES: dict[tuple, _Choice] = {}
+_LOCK = threading.Lock()  # one split pass at a time in a process (it sets the libraries' thread counts)
+
+
+def _candidates() -> list[Kernel]:
+    libraries = ["numpy"] + (["torch"] if _torch_loaded() is not None else [])
+    if "numpy" not in _LIBRARIES:
+        libraries.remove("numpy")
+    out = []
+    for library in libraries:
+        n = _threads(library)
+        out += [Kernel(library, n)] if n > 1 else []
+        out.append(Kernel(library, 1))
+    return out
+
+
+def _shape_class(rows, width: int, weighted: bool) -> tuple:
+    bucket = 1 << max(int(width - 1).bit_length(), 3)  # 8, 16, 32, ...: widths that behave alike
+    floats = {a.dtype.itemsize for a in rows.arrays()}
+    return (min(bucket, 1024), "columns" if rows.columns is not None else "rows", max(floats), weighted)
+
+
+def _describe(key: tuple) -> str:
+    bucket, layout, itemsize, weighted = key
+    return (f"up to {bucket} columns, {layout}, float{8 * itemsize}" + (", weighted" if weighted else "")
+            + ("" if bucket < 1024 else " or more"))
+
+
+def chosen() -> dict[str, str]:
+    """The kernel each shape class of this process uses (measured, forced, or not yet decided)."""
+    forced = _forced()
+    if forced is not None:
+        return {"every shape": f"{forced} (forced by {ENVIRONMENT} or set_kernel)"}
+    out = {}
+    for key, choice in sorted(_CHOICES.items(), key=lambda kv: kv[0]):
+        if not choice.times:
+            continue
+        best = choice.best()
+        state = "measured" if not choice.measuring else "measuring, best so far"
+        rivals = ", ".join(f"{k}: {choice.times[k] / choice.times[best]:.2f}×"
+                           for k in sorted(choice.times, key=choice.times.get) if k != best)
+        out[_describe(key)] = f"{best} ({state}; the others' time per row: {rivals or 'none measured'})"
+    return out
+
+
+# --- forming the Gram matrix ------------------------------------------------------------------------
+
+def shifted_gram(rows, w: np.ndarray | None, mu: np.ndarray) -> np.ndarray:
+    """``BᵀB`` (float64, ``(q + 1) × (q + 1)``) for ``B = [√w ([X, y] - μ), √w]`` of the rows ``rows`` (a
+    ``blocks._Rows``), by the kernel chosen for their shape class (see the module's docstring)."""
+    n, width = len(rows), len(mu) + 1
+    forced = _forced()
+    if forced is not None:
+        _IN_USE[0] = forced.library
+        return _run(forced, rows, w, mu)
+    key = _shape_class(rows, width, w is not None)
+    choice = _CHOICES.get(key)
+    if choice is None:
+        choice = _CHOICES[key] = _Choice(_candidates())
+    slice_rows = max(SLICE_BYTES // (8 * width), 1)
+    G, start = np.zeros((width, width)), 0
+    while choice.measuring and n - start >= slice_rows:
+        kernel = choice.pending.pop(0)
+        part = slice(start, start + slice_rows)
+        began = time.perf_counter()
+        G += _run(kernel, rows.rows(part), None if w is None else w[part], mu)
+        choice.record(kernel, (time.perf_counter() - began) / slice_rows)
+        start += slice_rows
+    if start < n:
+        kernel = choice.best() if choice.times else _guess(choice)
+        rest = slice(start, n)
+        G += _run(kernel, rows.rows(rest) if start else rows, None if w is None else w[rest], mu)
+    _IN_USE[0] = (choice.best() if choice.times else _guess(choice)).library
+    return G
+
+
+def _guess(choice: _Choice) -> Kernel:
+    """Before any measurement (blocks smaller than a slice): the first candidate, a split where there is one."""
+    return choice.pending[0] if choice.pending else Kernel("numpy")
+
+
+def _run(kernel: Kernel, rows, w, mu) -> np.ndarray:
+    """The Gram matrix by ``kernel``: in this thread, or the rows split among its threads."""
+    width = len(mu) + 1
+    tile = kernel.tile_rows(width)
+    threads = min(kernel.threads, -(-len(rows) // tile))  # no thread without a whole tile of its own
+    with one_pass():
+        if threads <= 1:
+            with _own_threads(kernel.library if kernel.threads == 1 else None):
+                return _tiles(kernel.library, rows, w, mu, tile)
+        edges = np.linspace(0, len(rows), threads + 1).astype(int)
+        parts = [(rows.rows(slice(a, b)), None if w is None else w[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+        with _LOCK:
+            futures = [_pool(threads).submit(_tiles, kernel.library, part, wp, mu, tile, True) for part, wp in parts]
+            G = sum(f.result() for f in futures)
+        if kernel.library == "torch":
+            _set_library_threads("torch", 1)  # a worker's first setting also set what new threads start with
+        return G
+
+
+class _own_threads:
+    """For a kernel of the library's own threads: its thread count from before the pass, for its products."""
+
+    def __init__(self, library: str | None):
+        self.library = library if library is not None and _SETTING.get(library, 1) > 1 else None
+
+    def __enter__(self) -> None:
+        if self.library is not None:
+            _set_library_threads(self.library, _SETTING[self.library])
+
+    def __exit__(self, *exc) -> None:
+        if self.library is not None:
+            _set_library_threads(self.library, 1)
+
+
+@np.errstate(over="ignore", invalid="ignore")  # overflow and NaN are diagnosed from the Gram matrix
+def _tiles(library: str, rows, w, mu, tile: int, worker: bool = False) -> np.ndarray:
+    """``BᵀB`` formed tile by tile: each tile shifted into a buffer of this thread's, then one product
+    (``worker``: in a thread of the split, whose PyTorch runs one thread)."""
+    q, n = len(mu), len(rows)
+    width = q + 1
+    buffer = _buffer(min(tile, n), width, "F" if rows.columns is not None else "C")
+    torch = sys.modules["torch"] if library == "torch" else None
+    if worker and torch is not None and not getattr(_LOCAL, "one_thread", False):
+        torch.set_num_threads(1)  # this thread's own (OpenMP's and MKL's settings are per thread) ...
+        _LOCAL.one_thread = True  # ... but it is also what new threads start with: _run puts that back
+    if torch is None:
+        G = np.zeros((width, width))
+    else:
+        G = torch.zeros((width, width), dtype=torch.float64)
+        whole = torch.from_numpy(buffer)
+    for start in range(0, n, tile):
+        k = min(tile, n - start)
+        part = rows if k == n else rows.rows(slice(start, start + k))
+        B = buffer[:k]
+        Bt = B if torch is None else whole[:k]
+        part.shift_into(Bt, mu, torch)
+        if w is None:
+            B[:, q] = 1.0
+        else:
+            root = np.sqrt(w[start:start + k])
+            B[:, :q] *= root[:, None]
+            B[:, q] = root
+        if torch is None:
+            G += B.T @ B
+        else:
+            G.addmm_(Bt.T, Bt)
+    return G if torch is None else G.numpy()
+
+
+_LOCAL = threading.local()
+
+
+def _buffer(rows: int, width: int, order: str) -> np.ndarray:
+    """This thread's tile buffer (kept between calls: a fresh one would be paged in again each time)."""
+    held = getattr(_LOCAL, "buffer", None)
+    if held is None or held.shape[0] < rows or held.shape[1] != width or not held.flags[order + "_CONTIGUOUS"]:
+        held = _LOCAL.buffer = np.empty((rows, width), order=order)
+    return held[:rows]
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="torchlinreg-gram")
+    return _POOLS[threads]
+
+
+_CONTROLLER = []
+
+
+def _controller():
+    """threadpoolctl's view of the BLAS libraries loaded (made once: it scans the process's libraries)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
+# --- where the run happened --------------------------------------------------------------------------
+
+def machine() -> dict[str, str]:
+    """The CPU and the libraries' BLAS, as ``summary.json``, the benchmarks and the tests' first line record
+    them: ``cpu``, ``cores``, ``numpy_blas``, and ``torch_blas`` when PyTorch is imported."""
+    import numpy
+
+    info = {"cpu": cpu_name(), "cores": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                            else os.cpu_count())}
+    blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    text = f"numpy {numpy.__version__}: {blas['name']} {blas.get('version', '')}".strip()
+    pools = [p for p in _controller().info() if p.get("internal_api") == "openblas"]
+    if pools:
+        text += f" ({pools[0].get('architecture')} kernels, {_SETTING.get('numpy', pools[0]['num_threads'])} threads)"
+    info["numpy_blas"] = text
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        mkl = re.search(r"Math Kernel Library Version ([0-9.]+)", torch.__config__.show())
+        info["torch_blas"] = (f"torch {torch.__version__}: {'MKL ' + mkl.group(1) if mkl else 'not MKL'} "
+                              f"(CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+                              f"{_SETTING.get('torch', torch.get_num_threads())} threads)")
+    return info
+
+
+def cpu_name() -> str:
+    """e.g. ``AMD EPYC (family 25, model 17, AVX-512)``: the model name, the family and model numbers (which
+    tell CPU generations apart) and the widest vectors, from ``/proc/cpuinfo`` (Linux), else the platform's."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            first = f.read().split("\n\n")[0]
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+    flags = set(fields.get("flags", "").split())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "AVX" if "avx" in flags else "SSE"
+    return (f"{fields.get('model name', platform.machine())} (family {fields.get('cpu family', '?')}, "
+            f"model {fields.get('model', '?')}, {vector})")
