@@ -353,10 +353,12 @@ def _print_solution(args, solution, stats) -> int:
     if args.json:
         import json
 
+        from .solve.kernels import machine_record
+
         out = solution.to_dict()
         if stats is not None:
             out["statistics"] = [s.to_dict() for s in stats]
-        print(json.dumps(out, indent=1))
+        print(json.dumps({**out, "machine": machine_record()}, indent=1))
     else:
         from .report import format_solution
 

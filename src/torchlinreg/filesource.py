@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import os
 import queue
-import sys
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,28 +107,31 @@ class FileSource:
 
         NaN and inf are found from each block's Gram matrix, not by scanning the values; only then
         is the chunk converted again with the checks, whose message names the file, column and row.
+        One process (``parts == 1``) takes each record batch as read, whatever ``rows`` says: the
+        chunks only decide which rows are whose, and fewer, larger calls cost less (the solver cuts
+        them into blocks of its own, and ``solve.kernels`` measures its kernels on them).
         """
-        with _sharing_cores():
-            for pieces in self._groups(rows, part, parts):
-                columns, w = self._columns(pieces)
-                try:
-                    acc.update_columns(columns, w)  # blocked inside: one Gram pass per block
-                except DataError:
-                    self._convert(pieces)  # raises naming the file, column and row of a NaN or inf
-                    self._check_magnitudes(pieces)  # ... or of a value whose square overflows
-                    raise
-                del pieces, columns, w  # not held while the next chunk is read
+        for pieces in self._groups(rows, part, parts, as_read=parts == 1):
+            columns, w = self._columns(pieces)
+            try:
+                acc.update_columns(columns, w)  # blocked inside: one Gram pass per block
+            except DataError:
+                self._convert(pieces)  # raises naming the file, column and row of a NaN or inf
+                self._check_magnitudes(pieces)  # ... or of a value whose square overflows
+                raise
+            del pieces, columns, w  # not held while the next chunk is read
 
     def _chunks(self, chunk_rows: int, part: int, n_parts: int):
         """Chunks number ``part``, ``part + n_parts``, ...; the others are read but not converted or checked."""
         for pieces in self._groups(chunk_rows, part, n_parts):
             yield self._convert(pieces)
 
-    def _groups(self, chunk_rows: int, part: int, n_parts: int):
-        """The pieces of chunks number ``part``, ``part + n_parts``, ... (see :func:`_group`), unconverted."""
+    def _groups(self, chunk_rows: int, part: int, n_parts: int, as_read: bool = False):
+        """The pieces of chunks number ``part``, ``part + n_parts``, ... (see :func:`_group`), unconverted;
+        ``as_read``: each record batch as read is a chunk."""
         seen = 0
         batches = _read_ahead(self._pieces(chunk_rows), READ_AHEAD)
-        for index, pieces in enumerate(_group(batches, chunk_rows)):
+        for index, pieces in enumerate(([piece] for piece in batches) if as_read else _group(batches, chunk_rows)):
             seen += sum(len(batch) for _, _, batch in pieces)
             if index % n_parts == part:
                 yield pieces
@@ -369,25 +370,6 @@ def _differs(names: list[str], first: list[str], first_name: str) -> str:
     if extra:
         return f"has column {extra[0]!r}, which {first_name} lacks"
     return f"has the columns of {first_name} in another order"
-
-
-@contextmanager
-def _sharing_cores():
-    """PyTorch on one thread fewer while the read-ahead thread decodes the next record batch.
-
-    pyarrow's decoding and PyTorch's threads otherwise contend for the same cores (PyTorch's
-    spin while they wait), and the pass runs slower than on fewer threads. Restored after.
-    """
-    torch = sys.modules.get("torch")  # PyTorch's threads only matter when PyTorch is loaded
-    threads = torch.get_num_threads() if torch is not None else 1
-    if READ_AHEAD <= 0 or threads <= 1:
-        yield
-        return
-    torch.set_num_threads(threads - 1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 # ---- reading ahead, and regrouping batches into chunks --------------------------------------------

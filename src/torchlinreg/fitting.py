@@ -32,6 +32,7 @@ from .results import Summary, View, drawn_images, fit_heading, html, text
 from .scaling import Standardizer
 from .exact import solve
 from .solve import LstsqSolution, QRAccumulator
+from .solve.kernels import machine_record
 from .data import ArraySource, as_source
 
 __all__ = ["OUTPUT_FILES", "PLOT_SAMPLE_ROWS", "FitOptions", "FitResult", "run_fit"]
@@ -66,7 +67,8 @@ class FitResult:
     def to_dict(self) -> dict:
         """The run as plain JSON-able data (``summary.json``): what was fitted and how; ``trained``, the
         trained model (its weight, bias, loss and metrics); ``optimum``, the exact least-squares optimum on
-        the training rows (and its statistics, when computed); ``gap``, how far apart the two are."""
+        the training rows (and its statistics, when computed); ``gap``, how far apart the two are;
+        ``machine``, the CPU, the libraries' BLAS and the exact solve's kernels (``solve.kernels``)."""
         statistics = [s.to_dict() for s in self.statistics] if self.statistics is not None else None
         return {
             "torchlinreg_version": __version__,
@@ -87,6 +89,7 @@ class FitResult:
             "optimum": {**self.solution.to_dict(), "statistics": statistics},
             "gap": self.gap,
             "diagnostics": self.diagnostics.to_dict() if self.diagnostics is not None else None,
+            "machine": machine_record(),
         }
 
     def summary(self) -> Summary:

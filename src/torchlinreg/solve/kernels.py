@@ -10,7 +10,8 @@ threading, whichever the library. So a kernel is three choices:
 
 * ``library``: whose product, PyTorch's (``"torch"``, only when PyTorch is already imported:
   importing it costs a second) or NumPy's (``"numpy"``);
-* ``threads``: the rows split among this many threads, each with a one-thread BLAS, or 1: one
+* ``threads``: the rows split among this many threads, each with a one-thread BLAS (1: one
+  thread, which leaves the other cores to a reader decoding the next batch), or none: one
   product at a time, threaded by the library as it likes;
 * ``tile_bytes``: the size of the shifted tile each product takes (the shift writes into a
   small buffer that the product then reads, so ``X`` is read from memory once).
@@ -24,7 +25,7 @@ the best), then the winner's other tile sizes. The choice is kept for the proces
 reported by :func:`chosen` (``summary.json`` and the benchmarks record it).
 
 ``TORCHLINREG_KERNEL=library[,threads[,tile KiB]]`` (or :func:`set_kernel`) forces one, e.g.
-``numpy,1`` or ``torch,2,512``, so that tests run every kernel on any machine. Every kernel sums
+``numpy,own``, ``numpy,1`` or ``torch,2,512``, so that tests run every kernel on any machine. Every kernel sums
 the same products in another order: their Gram matrices agree to the bound of a float64 sum
 of ``k`` products, ``k·eps·|B|ᵀ|B|``.
 """
@@ -48,6 +49,7 @@ DEFAULT_TILE_BYTES = 2 * MiB  # stage one's tile: 1-4 MiB were within 10% of the
 TILE_BYTES = (512 * KiB, 2 * MiB, 8 * MiB)  # stage two's choices
 SLICE_BYTES = 16 * MiB  # rows of the block (as shifted float64) formed by one candidate and timed (smaller
 # slices time the threads' start more than the work: 4 MiB put the libraries in the wrong order on 100 columns)
+LEAST_SLICE_BYTES = 4 * MiB  # a smaller call (a streamed chunk) is measured whole when it holds at least this
 KEEP = 1.5  # after round one, candidates slower than this times the best are not timed again
 ENVIRONMENT = "TORCHLINREG_KERNEL"
 
@@ -57,30 +59,34 @@ class Kernel:
     """One way to form the shifted block's Gram matrix (see the module's docstring)."""
 
     library: str  # "torch" or "numpy"
-    threads: int = 1  # > 1: rows split among threads, each with a one-thread BLAS; 1: the library's own threads
+    threads: int | None = None  # rows split among this many threads, each with a one-thread BLAS; None: the
+    # library's own threads, one product at a time
     tile_bytes: int = DEFAULT_TILE_BYTES
 
     def tile_rows(self, width: int) -> int:
         return max(self.tile_bytes // (8 * width), 16)
 
     def __str__(self) -> str:
-        split = f"rows split over {self.threads} threads" if self.threads > 1 else "the library's own threads"
+        split = ("the library's own threads" if self.threads is None else "one thread" if self.threads == 1
+                 else f"rows split over {self.threads} threads")
         size = f"{self.tile_bytes // MiB} MiB" if self.tile_bytes % MiB == 0 else f"{self.tile_bytes // KiB} KiB"
         return f"{self.library} ({split}, tiles of {size})"
 
     @classmethod
     def parse(cls, text: str, *, origin: str = ENVIRONMENT) -> Kernel:
-        """``library[,threads[,tile KiB]]``, e.g. ``numpy``, ``torch,1``, ``numpy,2,512``."""
+        """``library[,threads[,tile KiB]]``, e.g. ``numpy``, ``torch,1``, ``numpy,2,512``, ``torch,own``
+        (``own`` or no threads: the library's own threads)."""
         parts = [p.strip() for p in str(text).split(",")]
-        fix = f"set {origin} to library[,threads[,tile KiB]], e.g. numpy,2,2048 (library: numpy or torch)"
+        fix = (f"set {origin} to library[,threads[,tile KiB]], e.g. numpy,2,2048 (library: numpy or torch; "
+               "threads: a number, or own for the library's own)")
         if parts[0] not in ("numpy", "torch") or len(parts) > 3:
             raise ConfigError(f"{origin}={text!r} is not a kernel; {fix}")
         try:
-            threads = int(parts[1]) if len(parts) > 1 else 1
+            threads = None if len(parts) < 2 or parts[1] == "own" else int(parts[1])
             tile = int(parts[2]) * KiB if len(parts) > 2 else DEFAULT_TILE_BYTES
         except ValueError:
             raise ConfigError(f"{origin}={text!r}: threads and tile KiB must be whole numbers; {fix}") from None
-        if threads < 1 or tile < 8 * KiB:
+        if threads is not None and threads < 1 or tile < 8 * KiB:
             raise ConfigError(f"{origin}={text!r}: threads must be at least 1 and tiles at least 8 KiB; {fix}")
         return cls(parts[0], threads, tile)
 
@@ -232,8 +238,7 @@ def _candidates() -> list[Kernel]:
     out = []
     for library in libraries:
         n = _threads(library)
-        out += [Kernel(library, n)] if n > 1 else []
-        out.append(Kernel(library, 1))
+        out += [Kernel(library, n), Kernel(library, 1), Kernel(library)] if n > 1 else [Kernel(library, 1)]
     return out
 
 
@@ -257,6 +262,8 @@ def chosen() -> dict[str, str]:
     out = {}
     for key, choice in sorted(_CHOICES.items(), key=lambda kv: kv[0]):
         if not choice.times:
+            out[_describe(key)] = (f"{_guess(choice)} (not measured: every call held less than "
+                                   f"{LEAST_SLICE_BYTES // MiB} MiB of rows)")
             continue
         best = choice.best()
         state = "measured" if not choice.measuring else "measuring, best so far"
@@ -280,15 +287,15 @@ def shifted_gram(rows, w: np.ndarray | None, mu: np.ndarray) -> np.ndarray:
     choice = _CHOICES.get(key)
     if choice is None:
         choice = _CHOICES[key] = _Choice(_candidates())
-    slice_rows = max(SLICE_BYTES // (8 * width), 1)
+    slice_rows, least = max(SLICE_BYTES // (8 * width), 1), max(LEAST_SLICE_BYTES // (8 * width), 1)
     G, start = np.zeros((width, width)), 0
-    while choice.measuring and n - start >= slice_rows:
+    while choice.measuring and n - start >= least:
         kernel = choice.pending.pop(0)
-        part = slice(start, start + slice_rows)
+        part = slice(start, min(start + slice_rows, n))
         began = time.perf_counter()
         G += _run(kernel, rows.rows(part), None if w is None else w[part], mu)
-        choice.record(kernel, (time.perf_counter() - began) / slice_rows)
-        start += slice_rows
+        choice.record(kernel, (time.perf_counter() - began) / (part.stop - part.start))
+        start = part.stop
     if start < n:
         kernel = choice.best() if choice.times else _guess(choice)
         rest = slice(start, n)
@@ -298,19 +305,21 @@ def shifted_gram(rows, w: np.ndarray | None, mu: np.ndarray) -> np.ndarray:
 
 
 def _guess(choice: _Choice) -> Kernel:
-    """Before any measurement (blocks smaller than a slice): the first candidate, a split where there is one."""
-    return choice.pending[0] if choice.pending else Kernel("numpy")
+    """Before any measurement (small blocks): the first candidate, a split where there is one."""
+    return choice.pending[0] if choice.pending else Kernel("numpy", 1)
 
 
 def _run(kernel: Kernel, rows, w, mu) -> np.ndarray:
     """The Gram matrix by ``kernel``: in this thread, or the rows split among its threads."""
     width = len(mu) + 1
     tile = kernel.tile_rows(width)
-    threads = min(kernel.threads, -(-len(rows) // tile))  # no thread without a whole tile of its own
     with one_pass():
-        if threads <= 1:
-            with _own_threads(kernel.library if kernel.threads == 1 else None):
+        if kernel.threads is None:
+            with _own_threads(kernel.library):
                 return _tiles(kernel.library, rows, w, mu, tile)
+        threads = min(kernel.threads, -(-len(rows) // tile))  # no thread without a whole tile of its own
+        if threads <= 1:
+            return _tiles(kernel.library, rows, w, mu, tile)
         edges = np.linspace(0, len(rows), threads + 1).astype(int)
         parts = [(rows.rows(slice(a, b)), None if w is None else w[a:b]) for a, b in zip(edges[:-1], edges[1:])]
         with _LOCK:
@@ -324,8 +333,8 @@ def _run(kernel: Kernel, rows, w, mu) -> np.ndarray:
 class _own_threads:
     """For a kernel of the library's own threads: its thread count from before the pass, for its products."""
 
-    def __init__(self, library: str | None):
-        self.library = library if library is not None and _SETTING.get(library, 1) > 1 else None
+    def __init__(self, library: str):
+        self.library = library if _SETTING.get(library, 1) > 1 else None
 
     def __enter__(self) -> None:
         if self.library is not None:
@@ -425,6 +434,11 @@ def machine() -> dict[str, str]:
                               f"(CPU capability {torch.backends.cpu.get_cpu_capability()}, "
                               f"{_SETTING.get('torch', torch.get_num_threads())} threads)")
     return info
+
+
+def machine_record() -> dict:
+    """:func:`machine` and the kernels :func:`chosen` so far: what ``summary.json`` and ``solve --json`` record."""
+    return {**machine(), "kernels": chosen()}
 
 
 def cpu_name() -> str:
