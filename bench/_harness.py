@@ -6,7 +6,10 @@ child imports what the contender needs, builds the data (deterministically, from
 then resets the kernel's peak-RSS counter (``/proc/self/clear_refs``), so that
 ``ru_maxrss`` after the runs minus the RSS before them is the contender's *extra* peak
 memory: what it needed beyond the data it was given. The best of ``repeat`` runs is the
-time (one run when the first is slow). All children get the same thread settings.
+time (one run when the first is slow); the first run's is shown too (it pays one-off costs,
+such as torchlinreg's measurement of its Gram kernels, reported under the table). All children
+get the same thread settings, and none gets the test suite's emulation of other CPUs
+(``EMULATION_VARS``).
 
 A benchmark script defines ``Contender`` objects and calls :func:`main`.
 """
@@ -43,6 +46,11 @@ def set_threads(n: int = THREADS) -> None:
 
 
 set_threads()
+
+# The test suite sets these to run OpenBLAS's kernels for other CPUs; a benchmark measures NumPy at its own best,
+# so its children never inherit them (removed here, before any child is spawned; the header says so).
+EMULATION_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+UNSET = {var: os.environ.pop(var) for var in EMULATION_VARS if var in os.environ}
 
 
 # --- contenders -------------------------------------------------------------------------------
@@ -83,6 +91,7 @@ class Result:
     error: str | None = None
     note: str = ""
     out_overrides: set = field(default_factory=set)  # keys of ``out`` that replaced a measurement
+    kernels: dict | None = None  # torchlinreg's Gram kernels chosen in the child (kernels.chosen()), None: not loaded
 
     @property
     def ok(self) -> bool:
@@ -150,8 +159,9 @@ def _child(conn, contender: Contender, params: dict) -> None:
             if times[-1] > SLOW_RUN_S:
                 break
         peak = maxrss_mb()
+        kernels = sys.modules.get("torchlinreg.solve.kernels")  # loaded only by contenders that use torchlinreg
         conn.send({"times": times, "cpu": cpu, "baseline_mb": baseline, "extra_mb": max(0.0, peak - baseline),
-                   "out": out})
+                   "out": out, "kernels": kernels.chosen() if kernels else None})
     except BaseException:
         conn.send({"error": traceback.format_exc(limit=6)})
     finally:
@@ -217,7 +227,7 @@ def measure(contender: Contender, params: dict, *, quiet: bool = True) -> Result
         result.error = msg["error"].strip().splitlines()[-1]
         print(f"  {contender.name}: FAILED\n{msg['error']}", file=sys.stderr, flush=True)
         return result
-    result.times, result.out = msg["times"], msg["out"]
+    result.times, result.out, result.kernels = msg["times"], msg["out"], msg["kernels"]
     result.cpu_seconds = msg["cpu"][min(range(len(msg["times"])), key=msg["times"].__getitem__)]
     result.baseline_mb, result.extra_mb = msg["baseline_mb"], msg["extra_mb"]
     result.out_overrides = {k for k in ("seconds",) if k in result.out}
@@ -227,16 +237,6 @@ def measure(contender: Contender, params: dict, *, quiet: bool = True) -> Result
 
 
 # --- machine facts and the table --------------------------------------------------------------
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
 
 def _memory_gib() -> float:
     try:
@@ -277,11 +277,21 @@ def _versions() -> str:
 
 
 def print_header(title: str) -> None:
+    import torch  # noqa: F401  (imported first, so that machine() describes PyTorch's BLAS too)
+
+    from torchlinreg.solve.kernels import machine
+
+    m = machine()
     print(f"# {title}")
     print(f"command: {shlex.join(['python', 'bench/' + Path(sys.argv[0]).name, *sys.argv[1:]])}")
     print(f"date:    {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}")
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} logical CPUs ({THREADS} usable), {_memory_gib():.0f} GiB RAM, "
+    print(f"cpu:     {m['cpu']}")
+    print(f"blas:    {m['numpy_blas']}, {m.get('torch_blas', 'torch: not imported')}")
+    print(f"machine: {os.cpu_count()} logical CPUs ({THREADS} usable), {_memory_gib():.0f} GiB RAM, "
           f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+    if UNSET:
+        print(f"unset:   {', '.join(f'{k}={v}' for k, v in UNSET.items())} (the test suite's emulation of other "
+              f"CPUs) removed from this benchmark's children's environment")
     print(f"threads: {', '.join(f'{v}={os.environ[v]}' for v in THREAD_VARS[:3])}, torch.set_num_threads({THREADS})")
     print(f"versions: {_versions()}; torchlinreg at {_commit()}")
     print("memory:  extra peak = ru_maxrss after the runs - RSS after imports and data (peak reset in between)")
@@ -304,19 +314,21 @@ def fmt_seconds(s: float | None) -> str:
 
 
 def print_table(results: list[Result], reference: str, extra_columns: dict[str, Callable[[Result], str]] = {}) -> None:
-    """contender | seconds | × reference | extra peak MB | runs | [extra columns] | CPU s | others' CPU | note."""
+    """contender | seconds | first s | × reference | extra peak MB | runs | [extra columns] | CPU s | others' CPU |
+    note; then the Gram kernels each torchlinreg contender chose (one line per shape class)."""
     if not results:
         return
     ref = next((r for r in results if r.name == reference and r.ok), None)
-    header = ["contender", "seconds", f"× {reference}", "extra peak MB", "runs", *extra_columns, "CPU s",
+    header = ["contender", "seconds", "first s", f"× {reference}", "extra peak MB", "runs", *extra_columns, "CPU s",
               "others' CPU", "note"]
     rows = []
     for r in results:
         if not r.ok:
-            rows.append([r.name, "failed", "-", "-", "-", *("-" for _ in extra_columns), "-", "-", r.error or ""])
+            rows.append([r.name, "failed", "-", "-", "-", "-", *("-" for _ in extra_columns), "-", "-", r.error or ""])
             continue
         ratio = f"{r.seconds / ref.seconds:.2f}" if ref is not None and ref.seconds > 0 else "-"
-        rows.append([r.name, fmt_seconds(r.seconds), ratio, f"{r.extra_mb:,.0f}", str(len(r.times)),
+        first = "-" if "seconds" in r.out_overrides else fmt_seconds(r.times[0])  # "-": the run reported its seconds
+        rows.append([r.name, fmt_seconds(r.seconds), first, ratio, f"{r.extra_mb:,.0f}", str(len(r.times)),
                      *(f(r) for f in extra_columns.values()),
                      "-" if r.cpu_seconds is None or "seconds" in r.out_overrides else fmt_seconds(r.cpu_seconds),
                      "-" if r.others_cpu is None else f"{r.others_cpu:.2f}", r.note])
@@ -329,7 +341,10 @@ def print_table(results: list[Result], reference: str, extra_columns: dict[str, 
     print("| " + " | ".join("-" * (w - 1) + (":" if i in numeric else "-") for i, w in enumerate(widths)) + " |")
     for row in rows:
         print(line(row))
-    print(flush=True)
+    print()
+    chosen = [f"kernels chosen by {r.name}: {shape}: {kernel}" for r in results if r.kernels is not None
+              for shape, kernel in (r.kernels or {"none measured": "no block was large enough to time"}).items()]
+    print("\n".join(chosen) + "\n" if chosen else "", end="", flush=True)
 
 
 def target(label: str, value: float | None, goal: float, *, at_least: bool, unit: str = "×") -> bool | None:

@@ -12,7 +12,7 @@ torchlinreg's gram engine makes one pass over the data (``QRAccumulator``, float
 then 1,000 epochs of O(d²) each; the pass is counted in its time. Both run SGD at the
 same rate from the same initial parameters; their last losses are compared.
 
-Target (issue 5, item 7): 1,000 epochs at least 100× faster than the tutorial's loop.
+Target (issue 16): 1,000 epochs at least 300× faster than the tutorial's loop (issue 5 asked 100×).
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
         print(f"tutorial loop: {tut.seconds / EPOCHS * 1e3:.1f} ms per epoch on {n:,} rows "
               f"({2 * n * d * 4 / (tut.seconds / EPOCHS) / 1e9:.1f} GB/s reading X twice per epoch)")
     h.target("tutorial loop time / gram engine time (pass counted)",
-             tut.seconds / ref.seconds if ref and tut else None, 100, at_least=True)
+             tut.seconds / ref.seconds if ref and tut else None, 300, at_least=True)
     return 0
 
 
