@@ -49,7 +49,7 @@ set_threads()
 
 # The test suite sets these to run OpenBLAS's kernels for other CPUs; a benchmark measures NumPy at its own best,
 # so its children never inherit them (removed here, before any child is spawned; the header says so).
-EMULATION_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+EMULATION_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_CBWR")
 UNSET = {var: os.environ.pop(var) for var in EMULATION_VARS if var in os.environ}
 
 
