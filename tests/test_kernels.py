@@ -122,12 +122,15 @@ def test_the_first_blocks_measure_every_candidate_and_the_answer_stays_exact(mon
     (choice,) = kernels._CHOICES.values()
     assert not choice.measuring
     libraries = {k.library for k in choice.times}
-    assert libraries == {"numpy", "torch"}  # torch is imported here
+    assert libraries == {"numpy", "torch"}  # torch is imported here: every candidate timed
     splits = {k.threads for k in choice.times}
-    assert None in splits and 1 in splits
+    assert 1 in splits and None not in splits  # the libraries' own threads only when forced
+    tiles = {k.tile_bytes for k in choice.times if (k.library, k.threads) == (choice.best().library,
+                                                                                choice.best().threads)}
+    assert tiles == set(kernels.TILE_BYTES)
     (line,) = kernels.chosen().values()
     assert line.startswith(str(choice.best())) and "measured" in line
-    assert choice.best() == min(choice.times, key=choice.times.get)
+    assert choice.best() == min(choice.times, key=choice.times.get)  # on full slices
 
 
 def test_small_calls_are_not_measured_and_say_so():

@@ -17,11 +17,11 @@ threading, whichever the library. So a kernel is three choices:
   small buffer that the product then reads, so ``X`` is read from memory once).
 
 The first large blocks of each *shape class* (the tile's width in powers of two, rows or
-columns, float32 or float64, weighted or not) are measured: their rows are cut into slices of
-``SLICE_BYTES``, and each slice is formed by the next candidate kernel and timed. Every slice's
-Gram matrix is part of the answer, so measuring wastes only the slower candidates' extra time.
-Each library is tried with and without the split (a second time for those within ``KEEP`` of
-the best), then the winner's other tile sizes. The choice is kept for the process and
+columns, float32 or float64, weighted or not) are measured: their rows are cut into slices, and
+each slice is formed by the next candidate kernel and timed. Every slice's Gram matrix is part
+of the answer, so measuring wastes only the slower candidates' extra time. Each library is tried
+with the split and on one thread (a second time for those within ``KEEP`` of the best), then the
+winner's other tile sizes (see ``_Choice``); the libraries' own threading only when forced. The choice is kept for the process and
 reported by :func:`chosen` (``summary.json`` and the benchmarks record it).
 
 ``TORCHLINREG_KERNEL=library[,threads[,tile KiB]]`` (or :func:`set_kernel`) forces one, e.g.
@@ -47,10 +47,11 @@ from ..errors import ConfigError
 KiB, MiB = 1024, 1024 * 1024
 DEFAULT_TILE_BYTES = 2 * MiB  # stage one's tile: 1-4 MiB were within 10% of the best on every shape measured
 TILE_BYTES = (512 * KiB, 2 * MiB, 8 * MiB)  # stage two's choices
-SLICE_BYTES = 16 * MiB  # rows of the block (as shifted float64) formed by one candidate and timed (smaller
-# slices time the threads' start more than the work: 4 MiB put the libraries in the wrong order on 100 columns)
-LEAST_SLICE_BYTES = 4 * MiB  # a smaller call (a streamed chunk) is measured whole when it holds at least this
+SLICE_BYTES = 32 * MiB  # rows (as shifted float64) formed by one candidate and timed: a whole block of
+# ``accumulator.UPDATE_BLOCK_ENTRIES``. Handing work to threads costs 0.1-0.3 ms a call; on 8 MiB slices that
+# made a split over 2 threads look no faster than one thread, where on whole blocks it is twice as fast
 KEEP = 1.5  # after round one, candidates slower than this times the best are not timed again
+LEAST_SLICE_BYTES = 4 * MiB  # a smaller call (a streamed chunk) is measured whole when it holds at least this
 ENVIRONMENT = "TORCHLINREG_KERNEL"
 
 
@@ -194,14 +195,25 @@ class _Choice:
     """The measurements of one shape class, and the kernel they point to.
 
     Round one times every candidate on a slice; round two times again those within ``KEEP`` of the
-    best (the others are far behind, and each of their slices costs time); stage two tries the
-    winner's other tile sizes. The best time of each kernel counts.
+    best (the others are far behind, and each of their slices costs time); then the winner's other
+    tile sizes are tried. The fastest time per row of each kernel counts.
+
+    A kernel that runs threads of its own forms an untimed slice just before each timed one: its
+    first call after another kernel's is slow (the idle cores' wake-up, the threads' buffers), and
+    timed cold, a split over 2 threads looked slower than one thread on an AMD EPYC where it is
+    1.7× faster block after block.
     """
 
     def __init__(self, candidates: list[Kernel]):
+        self.candidates = candidates
         self.times: dict[Kernel, float] = {}  # seconds per row, the best of the rounds
-        self.pending = list(candidates)
+        self.pending: list[tuple[Kernel, bool]] = []  # (kernel, timed)
         self.step = "round one"
+        self._queue(candidates)
+
+    def _queue(self, kernels: list[Kernel]) -> None:
+        for k in kernels:
+            self.pending += ([(k, False)] if k.threads != 1 else []) + [(k, True)]
 
     @property
     def measuring(self) -> bool:
@@ -210,19 +222,21 @@ class _Choice:
     def best(self) -> Kernel:
         return min(self.times, key=self.times.get)
 
-    def record(self, kernel: Kernel, seconds_per_row: float) -> None:
-        self.times[kernel] = min(self.times.get(kernel, np.inf), seconds_per_row)
+    def record(self, kernel: Kernel, timed: bool, seconds_per_row: float) -> None:
+        if timed:
+            self.times[kernel] = min(self.times.get(kernel, np.inf), seconds_per_row)
         if self.pending:
             return
         best = self.best()
         if self.step == "round one":
             self.step = "round two"
-            self.pending = [k for k in self.times if self.times[k] <= KEEP * self.times[best]]
-            if len(self.pending) > 1:
+            again = [k for k in self.candidates if self.times[k] <= KEEP * self.times[best]]
+            if len(again) > 1:
+                self._queue(again)
                 return
-        if self.step in ("round one", "round two"):
+        if self.step == "round two":
             self.step = "tiles"
-            self.pending = [Kernel(best.library, best.threads, t) for t in TILE_BYTES if t != best.tile_bytes]
+            self._queue([Kernel(best.library, best.threads, t) for t in TILE_BYTES if t != best.tile_bytes])
             return
         self.step = "done"
 
@@ -235,11 +249,17 @@ def _candidates() -> list[Kernel]:
     libraries = ["numpy"] + (["torch"] if _torch_loaded() is not None else [])
     if "numpy" not in _LIBRARIES:
         libraries.remove("numpy")
-    out = []
+    splits, single = [], []
     for library in libraries:
         n = _threads(library)
-        out += [Kernel(library, n), Kernel(library, 1), Kernel(library)] if n > 1 else [Kernel(library, 1)]
-    return out
+        single.append(Kernel(library, 1))
+        if n > 1:
+            splits.append(Kernel(library, n))
+    # Not the libraries' own threads (forced only): slower than the split on every shape measured, and
+    # their threads wait busily after each product (OpenBLAS's for up to a tenth of a second), which
+    # slowed whatever ran next: the next candidate, or a streamed pass's decoding (its first pass took
+    # 3.7 s instead of 1.7 s with them among the candidates)
+    return splits + single
 
 
 def _shape_class(rows, width: int, weighted: bool) -> tuple:
@@ -265,10 +285,9 @@ def chosen() -> dict[str, str]:
             out[_describe(key)] = (f"{_guess(choice)} (not measured: every call held less than "
                                    f"{LEAST_SLICE_BYTES // MiB} MiB of rows)")
             continue
-        best = choice.best()
+        best, times = choice.best(), choice.times
         state = "measured" if not choice.measuring else "measuring, best so far"
-        rivals = ", ".join(f"{k}: {choice.times[k] / choice.times[best]:.2f}×"
-                           for k in sorted(choice.times, key=choice.times.get) if k != best)
+        rivals = ", ".join(f"{k}: {times[k] / times[best]:.2f}×" for k in sorted(times, key=times.get) if k != best)
         out[_describe(key)] = f"{best} ({state}; the others' time per row: {rivals or 'none measured'})"
     return out
 
@@ -287,14 +306,14 @@ def shifted_gram(rows, w: np.ndarray | None, mu: np.ndarray) -> np.ndarray:
     choice = _CHOICES.get(key)
     if choice is None:
         choice = _CHOICES[key] = _Choice(_candidates())
-    slice_rows, least = max(SLICE_BYTES // (8 * width), 1), max(LEAST_SLICE_BYTES // (8 * width), 1)
     G, start = np.zeros((width, width)), 0
-    while choice.measuring and n - start >= least:
-        kernel = choice.pending.pop(0)
+    while choice.measuring and n - start >= LEAST_SLICE_BYTES // (8 * width):
+        slice_rows = max(SLICE_BYTES // (8 * width), 1)
+        kernel, timed = choice.pending.pop(0)
         part = slice(start, min(start + slice_rows, n))
         began = time.perf_counter()
         G += _run(kernel, rows.rows(part), None if w is None else w[part], mu)
-        choice.record(kernel, (time.perf_counter() - began) / (part.stop - part.start))
+        choice.record(kernel, timed, (time.perf_counter() - began) / (part.stop - part.start))
         start = part.stop
     if start < n:
         kernel = choice.best() if choice.times else _guess(choice)
@@ -306,7 +325,7 @@ def shifted_gram(rows, w: np.ndarray | None, mu: np.ndarray) -> np.ndarray:
 
 def _guess(choice: _Choice) -> Kernel:
     """Before any measurement (small blocks): the first candidate, a split where there is one."""
-    return choice.pending[0] if choice.pending else Kernel("numpy", 1)
+    return choice.candidates[0] if choice.candidates else Kernel("numpy", 1)
 
 
 def _run(kernel: Kernel, rows, w, mu) -> np.ndarray:
@@ -322,9 +341,11 @@ def _run(kernel: Kernel, rows, w, mu) -> np.ndarray:
             return _tiles(kernel.library, rows, w, mu, tile)
         edges = np.linspace(0, len(rows), threads + 1).astype(int)
         parts = [(rows.rows(slice(a, b)), None if w is None else w[a:b]) for a, b in zip(edges[:-1], edges[1:])]
-        with _LOCK:
-            futures = [_pool(threads).submit(_tiles, kernel.library, part, wp, mu, tile, True) for part, wp in parts]
-            G = sum(f.result() for f in futures)
+        with _LOCK:  # this thread takes the first part (one hand-over fewer), the pool's threads the others
+            futures = [_pool(threads - 1).submit(_tiles, kernel.library, part, wp, mu, tile, True)
+                       for part, wp in parts[1:]]
+            G = _tiles(kernel.library, *parts[0], mu, tile)  # (one_pass: this thread's BLAS runs one thread)
+            G = G + sum(f.result() for f in futures)
         if kernel.library == "torch":
             _set_library_threads("torch", 1)  # a worker's first setting also set what new threads start with
         return G
