@@ -26,8 +26,9 @@ from torchlinreg.solve.kernels import Kernel, set_kernel, shifted_gram
 
 U = 2.0 ** -53
 
-KERNELS = [Kernel(library, threads, tile) for library in ("numpy", "torch") for threads in (None, 1, 2, 3)
-           for tile in (8 * 1024, 2 * 1024 * 1024)]
+KERNELS = [Kernel(library, threads, tile, product) for library in ("numpy", "torch") for threads in (None, 1, 2, 3)
+           for tile in (8 * 1024, 2 * 1024 * 1024) for product in ("syrk", "gemm") if library == "numpy" or
+           product == "syrk"]
 
 
 def gamma(n: int) -> float:
@@ -140,6 +141,14 @@ def test_small_calls_are_not_measured_and_say_so():
     assert "not measured" in line
 
 
+def test_kernel_texts_parse():
+    assert Kernel.parse("numpy") == Kernel("numpy", None)
+    assert Kernel.parse("torch,own") == Kernel("torch", None)
+    assert Kernel.parse("numpy,1,512,gemm") == Kernel("numpy", 1, 512 * 1024, "gemm")
+    assert str(Kernel("numpy", 2, 512 * 1024, "gemm")) == \
+        "numpy (rows split over 2 threads, tiles of 512 KiB, GEMM on 256 KiB pieces)"
+
+
 def test_a_forced_kernel_from_the_environment(monkeypatch):
     monkeypatch.setenv(kernels.ENVIRONMENT, "numpy,2,64")
     X, y, w, mu = problem()
@@ -151,7 +160,7 @@ def test_a_forced_kernel_from_the_environment(monkeypatch):
 
 @pytest.mark.parametrize("text, words", [
     ("blas", "is not a kernel"), ("numpy,two", "whole numbers"), ("torch,0", "at least 1"),
-    ("numpy,2,4", "at least 8 KiB"), ("numpy,2,64,9", "is not a kernel"),
+    ("numpy,2,4", "at least 8 KiB"), ("numpy,2,64,9", "is not a kernel"), ("torch,2,64,gemm,1", "is not a kernel"),
 ])
 def test_a_bad_kernel_setting_names_the_variable_and_the_fix(monkeypatch, text, words):
     monkeypatch.setenv(kernels.ENVIRONMENT, text)

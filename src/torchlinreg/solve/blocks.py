@@ -98,17 +98,19 @@ class _Rows:
                 d, q = self.n_features, len(mu)
                 np.subtract(self.X, mu[:d], out=out[:, :d])
                 np.subtract(self.y, mu[d:], out=out[:, d:q])
-            else:
-                for j, column in enumerate(self.columns):
-                    np.subtract(column, mu[j], out=out[:, j])
+            else:  # two calls, not one a column: a split's threads would wait on Python's lock between calls
+                q = len(mu)
+                np.stack(self.columns, axis=1, out=out[:, :q], casting="same_kind")
+                np.subtract(out[:, :q], mu, out=out[:, :q])
             return
         if self.columns is None:
             d, q = self.n_features, len(mu)
             torch.sub(_tensor(self.X), torch.from_numpy(mu[:d]), out=out[:, :d])
             torch.sub(_tensor(self.y), torch.from_numpy(mu[d:]), out=out[:, d:q])
         else:
-            for j, column in enumerate(self.columns):
-                torch.sub(_tensor(column), float(mu[j]), out=out[:, j])
+            q = len(mu)
+            torch.stack([_tensor(c) for c in self.columns], dim=1, out=out[:, :q])
+            out[:, :q].sub_(torch.from_numpy(mu))
 
 
 def _tensor(a: np.ndarray):
