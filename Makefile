@@ -17,7 +17,8 @@ OUT ?= torchlinreg-output
 
 # The tests whose results depend on how BLAS/LAPACK round (QR, Gram, statistics, streaming).
 NUMERIC_TESTS := tests/test_solve.py tests/test_solve_blocks.py tests/test_gram.py tests/test_statistics.py \
-	tests/test_stream.py tests/test_estimator.py tests/test_diagnostics.py tests/test_offsets_wide.py tests/test_real_data.py
+	tests/test_stream.py tests/test_estimator.py tests/test_diagnostics.py tests/test_offsets_wide.py tests/test_real_data.py \
+	tests/test_kernels.py
 # MKL's code paths besides the native one: another CPU takes another path (AMD vs Intel, AVX2 vs AVX-512).
 # Each comes with an OpenBLAS kernel of the same age for NumPy's products (what `solve` runs without PyTorch).
 OTHER_BLAS_PATHS ?= COMPATIBLE:Nehalem AVX2:Haswell
