@@ -141,6 +141,27 @@ def test_small_calls_are_not_measured_and_say_so():
     assert "not measured" in line
 
 
+@pytest.mark.parametrize("kernel", KERNELS, ids=str)
+def test_a_kernel_is_repeated_by_its_spec(kernel):
+    assert Kernel.parse(kernel.spec) == kernel
+
+
+def test_a_solution_records_the_kernel_its_blocks_took(monkeypatch):
+    """What summary.json records: the kernel, how it was chosen and the setting that repeats it; a rerun
+    with that setting gives the same bits (the measured choice may differ between processes)."""
+    monkeypatch.setattr(kernels, "SLICE_BYTES", 6 * 100 * 8)
+    monkeypatch.setattr(kernels, "LEAST_SLICE_BYTES", 6 * 50 * 8)
+    X, y, _, _ = problem(rows=5000)
+    first = QRAccumulator(4).update(X, y).solve()
+    (line,) = first.kernels.values()
+    assert "(measured; TORCHLINREG_KERNEL=" in line
+    spec = line.split("TORCHLINREG_KERNEL=")[1].split()[0]
+    monkeypatch.setenv(kernels.ENVIRONMENT, spec)
+    again = [QRAccumulator(4).update(X, y).solve() for _ in range(2)]
+    assert "forced" in next(iter(again[0].kernels.values()))
+    assert np.array_equal(again[0].coef, again[1].coef) and np.array_equal(again[0].intercept, again[1].intercept)
+
+
 def test_kernel_texts_parse():
     assert Kernel.parse("numpy") == Kernel("numpy", None)
     assert Kernel.parse("torch,own") == Kernel("torch", None)

@@ -358,7 +358,7 @@ def _print_solution(args, solution, stats) -> int:
         out = solution.to_dict()
         if stats is not None:
             out["statistics"] = [s.to_dict() for s in stats]
-        print(json.dumps({**out, "machine": machine_record()}, indent=1))
+        print(json.dumps({**out, "machine": machine_record(solution.kernels)}, indent=1))
     else:
         from .report import format_solution
 

@@ -89,7 +89,7 @@ class FitResult:
             "optimum": {**self.solution.to_dict(), "statistics": statistics},
             "gap": self.gap,
             "diagnostics": self.diagnostics.to_dict() if self.diagnostics is not None else None,
-            "machine": machine_record(),
+            "machine": machine_record(self.solution.kernels),
         }
 
     def summary(self) -> Summary:

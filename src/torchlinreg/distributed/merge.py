@@ -74,6 +74,7 @@ def merge_accumulators(acc: QRAccumulator, dist: Dist) -> QRAccumulator:
                             f"fit_intercept={other.fit_intercept}, but rank {dist.rank} {shape[0]}, {shape[1]}, "
                             f"{shape[2]}; every rank must fit the same columns")
         merged.merge(other)
+    merged.kernels = dict(acc.kernels)  # this rank's (each rank measures its own)
     return merged
 
 

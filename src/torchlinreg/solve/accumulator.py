@@ -65,6 +65,7 @@ class QRAccumulator:
         self._shift = None  # column means of [X, y] that blocks are shifted by
         self.reference = None  # (d + m,): the first counted row's [x, y] (zeros without an intercept)
         self.varies = np.zeros(self.n_features + self.n_targets, dtype=bool)  # a value != reference seen
+        self.kernels: dict[str, str] = {}  # the block step's kernel for each shape class seen (solve.kernels)
 
     @property
     def R_shifted(self) -> np.ndarray:
@@ -159,7 +160,7 @@ class QRAccumulator:
             return
         if self._shift is None:
             self._shift = _exact_shift(rows, w, None, None)
-        B, G, exponents = _shifted_gram(rows, w, self._shift, rows_before)  # (checks the values)
+        B, G, exponents = _shifted_gram(rows, w, self._shift, rows_before, used=self.kernels)  # (checks the values)
         self._note_values(rows, w)
         cols, scale, R1, rcond = _scaled_cholesky(G)
         if rcond * CHOLESKY_ONCE_BELOW < 1 and _drifted(G):  # shift by this block's own means and look again
@@ -167,7 +168,7 @@ class QRAccumulator:
             if np.any(shift != self._shift):
                 self.R_shifted  # fold the Gram matrix of the old shift
                 self._shift = shift
-                B, G, exponents = _shifted_gram(rows, w, shift, rows_before)
+                B, G, exponents = _shifted_gram(rows, w, shift, rows_before, used=self.kernels)
                 cols, scale, R1, rcond = _scaled_cholesky(G)
         if rcond * CHOLESKY_ONCE_BELOW >= 1 and exponents is None:
             self._G = G if self._G is None else self._G + G
@@ -210,6 +211,7 @@ class QRAccumulator:
             if self.varies is not None:
                 self.varies = None if other.varies is None else self.varies | other.varies
             self._R, self._G = _triangularize(np.vstack([self.R_shifted, R_other])), None
+            self.kernels.update(other.kernels)
             self.n_samples += other.n_samples
             self.sum_weights += other.sum_weights
             self.n_positive += other.n_positive
@@ -279,4 +281,5 @@ class QRAccumulator:
             loss_per_target=sse / self.sum_weights, rank=factor.rank, n_samples=self.n_samples,
             singular_values=factor.singular_values, condition_number=factor.condition_number,
             feature_names=features, target_names=targets, unidentified=unidentified,
-            warnings=tuple(messages), sum_weights=self.sum_weights if self.weighted else None, _factor=factor)
+            warnings=tuple(messages), sum_weights=self.sum_weights if self.weighted else None,
+            kernels=dict(self.kernels), _factor=factor)

@@ -126,18 +126,19 @@ def _tensor(a: np.ndarray):
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")  # overflow and NaN are diagnosed from the Gram
 def _shifted_gram(rows: _Rows, w: np.ndarray | None, mu: np.ndarray, rows_before: int, *,
-                  keep: bool = False) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+                  keep: bool = False, used: dict | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """The Gram matrix of ``B = [C, s]``, ``B`` itself when ``keep`` (else None), and the exponents its
     columns were scaled by.
 
     ``B`` is kept only for a block that takes the R route, or one whose columns must be scaled:
-    otherwise ``kernels.shifted_gram`` forms the Gram matrix tile by tile and ``B`` is never whole.
+    otherwise ``kernels.shifted_gram`` forms the Gram matrix tile by tile and ``B`` is never whole
+    (``used`` gets the kernel it took, see there).
     A NaN or inf makes a Gram entry non-finite, and ``|x_j| ≤ |μ_j| + ‖C_j‖`` bounds the
     magnitudes (unweighted); only then, or with weights, are the values scanned. The exponents
     are None unless a column of tiny values was scaled up (``B_j`` is then ``C_j 2^e_j``).
     """
     k, q = len(rows), len(mu)
-    B, G = _whole(rows, w, mu) if keep else (None, shifted_gram(rows, w, mu))
+    B, G = _whole(rows, w, mu) if keep else (None, shifted_gram(rows, w, mu, used))
     diag = np.diagonal(G)
     if not np.isfinite(G).all() or w is not None or (np.abs(mu) + np.sqrt(diag[:q])).max() > MAX_MAGNITUDE:
         _check_values(*rows.parts(), rows_before)  # raises naming the row or column, or finds the values fine

@@ -68,6 +68,12 @@ class Kernel:
     def tile_rows(self, width: int) -> int:
         return max(self.tile_bytes // (8 * width), 16)
 
+    @property
+    def spec(self) -> str:
+        """The text ``TORCHLINREG_KERNEL`` takes for this kernel (``Kernel.parse(k.spec) == k``)."""
+        threads = "own" if self.threads is None else str(self.threads)
+        return f"{self.library},{threads},{self.tile_bytes // KiB}" + (",gemm" if self.product == "gemm" else "")
+
     def __str__(self) -> str:
         split = ("the library's own threads" if self.threads is None else "one thread" if self.threads == 1
                  else f"rows split over {self.threads} threads")
@@ -300,15 +306,21 @@ def chosen() -> dict[str, str]:
 
 # --- forming the Gram matrix ------------------------------------------------------------------------
 
-def shifted_gram(rows, w: np.ndarray | None, mu: np.ndarray) -> np.ndarray:
+def shifted_gram(rows, w: np.ndarray | None, mu: np.ndarray, used: dict | None = None) -> np.ndarray:
     """``BᵀB`` (float64, ``(q + 1) × (q + 1)``) for ``B = [√w ([X, y] - μ), √w]`` of the rows ``rows`` (a
-    ``blocks._Rows``), by the kernel chosen for their shape class (see the module's docstring)."""
+    ``blocks._Rows``), by the kernel chosen for their shape class (see the module's docstring).
+
+    ``used``, when given, gets the shape class's description mapped to the kernel that formed the
+    rows past the measurement, and how it was chosen (what ``summary.json`` records of a fit).
+    """
     n, width = len(rows), len(mu) + 1
     forced = _forced()
+    key = _shape_class(rows, width, w is not None)
     if forced is not None:
         _IN_USE[0] = forced.library
+        if used is not None:
+            used[_describe(key)] = f"{forced} (forced by {ENVIRONMENT} or set_kernel)"
         return _run(forced, rows, w, mu)
-    key = _shape_class(rows, width, w is not None)
     choice = _CHOICES.get(key)
     if choice is None:
         choice = _CHOICES[key] = _Choice(_candidates())
@@ -325,7 +337,12 @@ def shifted_gram(rows, w: np.ndarray | None, mu: np.ndarray) -> np.ndarray:
         kernel = choice.best() if choice.times else _guess(choice)
         rest = slice(start, n)
         G += _run(kernel, rows.rows(rest) if start else rows, None if w is None else w[rest], mu)
-    _IN_USE[0] = (choice.best() if choice.times else _guess(choice)).library
+    kernel = choice.best() if choice.times else _guess(choice)
+    _IN_USE[0] = kernel.library
+    if used is not None:
+        how = ("measured" if not choice.measuring else "measuring, best so far") if choice.times else \
+            f"not measured: calls under {LEAST_SLICE_BYTES // MiB} MiB of rows"
+        used[_describe(key)] = f"{kernel} ({how}; {ENVIRONMENT}={kernel.spec} repeats it)"
     return G
 
 
@@ -484,9 +501,10 @@ def machine() -> dict[str, str]:
     return info
 
 
-def machine_record() -> dict:
-    """:func:`machine` and the kernels :func:`chosen` so far: what ``summary.json`` and ``solve --json`` record."""
-    return {**machine(), "kernels": chosen()}
+def machine_record(kernels: dict | None = None) -> dict:
+    """:func:`machine` and the kernels a solution's blocks took (``LstsqSolution.kernels``): what
+    ``summary.json`` and ``solve --json`` record. Not the measured times, which differ from run to run."""
+    return {**machine(), "kernels": dict(kernels or {})}
 
 
 def cpu_name() -> str:

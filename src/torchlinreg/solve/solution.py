@@ -35,6 +35,7 @@ class LstsqSolution:
     unidentified : features whose coefficient the data do not determine
     warnings : one line per problem found
     sum_weights : ``Σ w`` of the sample weights; None when fitted without them
+    kernels : the block step's kernel for each shape class of the data (``solve.kernels``)
     """
 
     coef: np.ndarray
@@ -50,6 +51,7 @@ class LstsqSolution:
     unidentified: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     sum_weights: float | None = None
+    kernels: dict = field(default_factory=dict)  # shape class -> the kernel that formed its Gram matrices
     _factor: _Factorization | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
