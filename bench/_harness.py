@@ -279,7 +279,7 @@ def _versions() -> str:
 def print_header(title: str) -> None:
     import torch  # noqa: F401  (imported first, so that machine() describes PyTorch's BLAS too)
 
-    from torchlinreg.solve.kernels import machine
+    from torchlinreg.solve.machine import machine
 
     m = machine()
     print(f"# {title}")

@@ -33,7 +33,8 @@ def run_header() -> str:
     """One line: the CPU, PyTorch's and NumPy's BLAS with their thread counts, the settings that choose kernels."""
     import torch  # noqa: F401  (so that machine() describes its BLAS)
 
-    from torchlinreg.solve.kernels import ENVIRONMENT, machine
+    from torchlinreg.solve.kernels import ENVIRONMENT
+    from torchlinreg.solve.machine import machine
 
     m = machine()
     settings = " ".join(f"{k}={os.environ[k]}" for k in KERNEL_ENV + (ENVIRONMENT,) if k in os.environ) or "none"

@@ -21,6 +21,7 @@ import torch
 
 from torchlinreg.errors import ConfigError
 from torchlinreg.solve import QRAccumulator, kernels
+from torchlinreg.solve.machine import machine, machine_record
 from torchlinreg.solve.blocks import _Rows
 from torchlinreg.solve.kernels import Kernel, set_kernel, shifted_gram
 
@@ -218,8 +219,8 @@ def test_thread_settings_are_put_back():
 
 
 def test_machine_names_the_cpu_and_both_libraries():
-    m = kernels.machine()
+    m = machine()
     assert m["cpu"] and m["cores"].isdigit()
     assert m["numpy_blas"].startswith("numpy ") and m["torch_blas"].startswith("torch ")
-    record = kernels.machine_record()
+    record = machine_record()
     assert set(record) == set(m) | {"kernels"}

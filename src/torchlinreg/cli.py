@@ -353,7 +353,7 @@ def _print_solution(args, solution, stats) -> int:
     if args.json:
         import json
 
-        from .solve.kernels import machine_record
+        from .solve.machine import machine_record
 
         out = solution.to_dict()
         if stats is not None:

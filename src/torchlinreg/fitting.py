@@ -32,7 +32,7 @@ from .results import Summary, View, drawn_images, fit_heading, html, text
 from .scaling import Standardizer
 from .exact import solve
 from .solve import LstsqSolution, QRAccumulator
-from .solve.kernels import machine_record
+from .solve.machine import machine_record
 from .data import ArraySource, as_source
 
 __all__ = ["OUTPUT_FILES", "PLOT_SAMPLE_ROWS", "FitOptions", "FitResult", "run_fit"]

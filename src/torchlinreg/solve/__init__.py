@@ -29,7 +29,8 @@ One concept each; a module imports only those listed before it:
   names), exact power-of-two scaling, column norms, the triangular factor
 * ``doubledouble``: double-double sums and products (Knuth, Dekker)
 * ``kernels``: the Gram matrix of a shifted block, formed the way measured fastest on this CPU
-  (library, thread split, tile size; ``TORCHLINREG_KERNEL`` forces one), and ``machine()``
+  (library, thread split, tile size; ``TORCHLINREG_KERNEL`` forces one)
+* ``machine``: where a run happened (the CPU, both libraries' BLAS), as ``summary.json`` records it
 * ``blocks``: one block of rows, shifted by its means, into the running Gram matrix or R
   (``CHOLESKY_ONCE_BELOW``, ``CHOLESKY_TWICE_BELOW``)
 * ``rank``: from R to the solution: centring, column scales, SVD and rank (``RANK_RTOL``),
@@ -51,7 +52,8 @@ import numpy as np
 # ``_block_r``, ``_exact_shift`` and ``UPDATE_BLOCK_ENTRIES``): patching this package changes nothing.
 from .accumulator import UPDATE_BLOCK_ENTRIES, QRAccumulator  # noqa: F401
 from .blocks import CHOLESKY_ONCE_BELOW, CHOLESKY_TWICE_BELOW, _block_r, _exact_shift  # noqa: F401
-from .kernels import Kernel, chosen, machine, set_kernel  # noqa: F401
+from .kernels import Kernel, chosen, set_kernel  # noqa: F401
+from .machine import machine  # noqa: F401
 from .numerics import _EPS, MAX_MAGNITUDE, _as_array, _column_names, _names, _norms, _triangularize, _weights  # noqa: F401
 from .rank import _NULL_TOL, RANK_RTOL, _Factorization, _MinNormGroup  # noqa: F401
 from .refinement import MAX_PASSES, REFINE_ABOVE_CONDITION, PassSums, _refine, add_pass_sums  # noqa: F401
