@@ -88,12 +88,14 @@ def test_every_kernel_gives_the_gram_matrix_to_the_bound(kernel, layout, weighte
     assert np.all(np.abs(G - reference) <= bound), (np.abs(G - reference) / magnitude).max()
 
 
-@pytest.mark.parametrize("kernel", [Kernel("numpy", None), Kernel("torch", 2, 8192)], ids=str)
-def test_float32_rows_are_shifted_in_float64(kernel):
+@pytest.mark.parametrize("kernel", [Kernel("numpy", None), Kernel("torch", 2, 8192), Kernel("numpy", 1, 8192, "gemm"),
+                                    Kernel("torch", 1, 8192)], ids=str)
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+def test_float32_values_are_shifted_in_float64(kernel, layout):
     X, y, w, mu = problem(dtype=np.float32, m=2)
     reference, magnitude = exact_gram(X, y, w, mu)  # of the float32 values, taken exactly
     set_kernel(kernel)
-    G = shifted_gram(rows_of(X, y, "rows"), w, mu)
+    G = shifted_gram(rows_of(X, y, layout), w, mu)
     assert np.all(np.abs(G - reference) <= gamma(len(X) + 2) * magnitude + 2 * U * np.abs(reference))
 
 
