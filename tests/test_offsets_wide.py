@@ -97,7 +97,11 @@ def test_fit_reports_a_sane_gap_at_an_offset(tmp_path):
                               "--dtype", "float64", "--out", str(tmp_path / "out"))
     assert code == 0, err
     gap = next(line for line in out.splitlines() if "gap:" in line)
-    assert "above the optimum's" in gap and "-" not in gap.split("loss is")[1].split("%")[0]  # before: -1.00e+00
+    # the standardisation comes from the shifted R (all the spread's digits), so training reaches the optimum
+    # to the rounding of a loss evaluated in raw units at 1e12; before that fix it stopped above it, and before
+    # issue 15 the gap read -1.00e+00
+    assert "equals the optimum's to rounding" in gap or \
+        "above the optimum's" in gap and "-" not in gap.split("loss is")[1].split("%")[0]
 
 
 @pytest.mark.parametrize("offset, step", OFFSETS)
@@ -110,6 +114,23 @@ def test_standardizer_keeps_the_digits_of_the_spread(offset, step):
     # differences exact by Sterbenz and a float64 std (≤ 4 eps relative for 100 terms: γ_100 ≈ 1e-14 bound)
     assert abs(Fraction(float(mean[0])) - exact_mean) <= 2 * EPS64 * abs(exact_mean)
     assert float(scale[0]) == pytest.approx(float(exact_var) ** 0.5, rel=2e-14)
+
+
+@pytest.mark.parametrize("offset, step", OFFSETS)
+def test_the_gram_engines_standardizer_keeps_the_digits_of_the_spread(offset, step):
+    """The default fit standardises from R: taken from the shifted R (QRAccumulator.R_shifted), the scale keeps
+    every digit of the spread at offsets up to 2^62, where the raw R has none left."""
+    from torchlinreg.gram import GramObjective
+
+    X, y = offset_data(offset, step)
+    scaler = GramObjective.from_accumulator(QRAccumulator(1).update(X, y)).standardizer()
+    exact_mean = sum(Fraction(float(v)) for v in X[:, 0]) / 100
+    exact_var = sum((Fraction(float(v)) - exact_mean) ** 2 for v in X[:, 0]) / 100
+    # the mean: the reference plus a shifted mean (two roundings: ≤ 2 eps |mean| + eps·spread); the scale: a
+    # column norm of a Cholesky factor of the shifted Gram matrix (relative error a few eps; 1e-13 holds it)
+    assert abs(Fraction(float(scaler.x_mean[0])) - exact_mean) <= 2 * EPS64 * abs(exact_mean) + \
+        EPS64 * Fraction(float(exact_var) ** 0.5)
+    assert float(scaler.x_scale[0]) == pytest.approx(float(exact_var) ** 0.5, rel=1e-13)
 
 
 # --- wide data: fewer rows than features --------------------------------------------------------

@@ -59,7 +59,8 @@ class GramObjective:
     """
 
     def __init__(self, R, *, n_samples: int, sum_weights: float, n_features: int, n_targets: int,
-                 weighted: bool = False, scaler: Standardizer | None = None):
+                 weighted: bool = False, scaler: Standardizer | None = None,
+                 shifted: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None):
         p = n_features + 1 + n_targets
         R = np.asarray(R, dtype=np.float64)
         if R.ndim != 2 or R.shape[1] != p or R.shape[0] > p:
@@ -72,6 +73,10 @@ class GramObjective:
         self.n_samples, self.sum_weights = int(n_samples), float(sum_weights)
         self.n_features, self.n_targets = int(n_features), int(n_targets)
         self.weighted, self.scaler = bool(weighted), scaler
+        # (R_shifted, reference, varies): R of [X - ref_x, 1, y - ref_y], which keeps the columns' spread however
+        # far their values lie from zero, and which columns hold another value than the reference (None: not
+        # known); the standardisation is taken from these (QRAccumulator.R_shifted)
+        self._shifted = shifted
         self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
@@ -87,8 +92,10 @@ class GramObjective:
         if acc.sum_weights == 0:
             raise ValueError(f"all {acc.n_samples} sample weights are 0, so no row counts; "
                              f"give at least one row a positive weight")
+        shifted = None if acc.reference is None else (
+            acc.R_shifted.copy(), acc.reference.copy(), None if acc.varies is None else acc.varies.copy())
         return cls(acc.R.copy(), n_samples=acc.n_samples, sum_weights=acc.sum_weights,
-                   n_features=acc.n_features, n_targets=acc.n_targets, weighted=acc.weighted)
+                   n_features=acc.n_features, n_targets=acc.n_targets, weighted=acc.weighted, shifted=shifted)
 
     def __repr__(self) -> str:
         extra = (", weighted" if self.weighted else "") + (", standardised" if self.scaler is not None else "")
@@ -148,10 +155,14 @@ class GramObjective:
 
     # --- standardisation, from R alone ---------------------------------------------------------
 
-    def _ones_first(self) -> np.ndarray:
-        """R factor of ``[1, X, y]`` with a positive diagonal: row 0 holds the means, the rest is centred."""
+    def _ones_first(self) -> tuple[np.ndarray, np.ndarray]:
+        """R factor of ``[1, X - ref, y - ref]`` with a positive diagonal (row 0 holds the means less the
+        reference, the rest is centred), and the reference (zeros without a shifted R)."""
         d, p = self.n_features, self.R.shape[1]
-        return _triangularize(self.R[:, [d, *range(d), *range(d + 1, p)]])
+        R, reference = self._shifted[:2] if self._shifted is not None else (self.R, np.zeros(p - 1))
+        full = np.zeros((p, p))
+        full[:len(R)] = R
+        return _triangularize(full[:, [d, *range(d), *range(d + 1, p)]]), reference
 
     def standardizer(self, *, scale_y: bool = True) -> Standardizer:
         """Column means and population standard deviations of ``X`` and ``y``, from R alone.
@@ -162,12 +173,16 @@ class GramObjective:
         ``√(Σ w (x - x̄)² / Σ w)``, as ``torchlinreg.LinearRegression(standardize=True)`` uses.
         """
         d = self.n_features
-        Rp = self._ones_first()
-        mean = Rp[0, 1:] / Rp[0, 0]  # Σ w x / √Σw over √Σw
+        Rp, reference = self._ones_first()
+        mean = reference + Rp[0, 1:] / Rp[0, 0]  # Σ w (x - ref) / √Σw over √Σw, plus the reference
         centred = np.linalg.norm(Rp[1:, 1:], axis=0)  # ‖√w (x - x̄)‖ per column
         scale = centred / np.sqrt(self.sum_weights)
-        raw = np.linalg.norm(np.delete(self.R, d, axis=1), axis=0)  # ‖√w x‖ per column
-        constant = (centred <= RANK_RTOL * raw) | (scale == 0)  # what is left of such a column is rounding
+        varies = None if self._shifted is None else self._shifted[2]
+        if varies is not None:  # known exactly: a column that holds one value has exactly zero spread here
+            constant = ~varies | (scale == 0)
+        else:  # from the raw R: what is left of such a column is rounding
+            raw = np.linalg.norm(np.delete(self.R, d, axis=1), axis=0)  # ‖√w x‖ per column
+            constant = (centred <= RANK_RTOL * raw) | (scale == 0)
         scale[constant] = 1.0
         if not scale_y:
             mean[d:], scale[d:] = 0.0, 1.0
@@ -189,9 +204,9 @@ class GramObjective:
         shift, scale = np.concatenate([x_mean, y_mean]), np.concatenate([x_scale, y_scale])
         # [1, X, y] = Q Rp; subtracting shift * 1 changes only row 0 of the columns (exactly 0
         # when shift is the mean, so no cancellation), then each column is divided by its scale.
-        Rp = self._ones_first()
+        Rp, reference = self._ones_first()
         S = Rp.copy()
-        S[0, 1:] = Rp[0, 0] * (Rp[0, 1:] / Rp[0, 0] - shift)
+        S[0, 1:] = Rp[0, 0] * (Rp[0, 1:] / Rp[0, 0] - (shift - reference))  # the shift is near the reference
         S[:, 1:] /= scale
         R = _triangularize(S[:, [*range(1, d + 1), 0, *range(d + 1, d + 1 + m)]])  # back to [X, 1, y]
         return GramObjective(R, n_samples=self.n_samples, sum_weights=self.sum_weights, n_features=d,
