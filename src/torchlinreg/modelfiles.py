@@ -23,20 +23,14 @@ import hashlib
 import json
 import os
 import re
-import stat
 import tempfile
 from pathlib import Path
 
+from .bounded import ReadRefused, read_bounded
 from .errors import ModelFileError, OutputError
 
 PREVIOUS = ".previous"  # the hidden sibling holding the tensors of the committed JSON, during a save
 SAVE = "choose another {save} path"
-
-
-def _kind(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
-             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
-    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def read_regular(path: Path, limit: int, *, what: str = "model file", fix: str) -> bytes:
@@ -46,34 +40,16 @@ def read_regular(path: Path, limit: int, *, what: str = "model file", fix: str) 
     is no regular file, is larger than ``limit`` or cannot be read. Never blocks on a FIFO or device.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {what} {str(path)!r} ({exc.strerror or exc}); "
-                             "check that it is a readable file") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ModelFileError(f"{what} {str(path)!r} is {_kind(info.st_mode)}, not a regular file; {fix}")
-        if info.st_size > limit:
-            raise ModelFileError(f"{what} {str(path)!r} is {info.st_size:,} bytes, more than the "
-                                 f"{limit:,} its model can need; {fix}")
-        chunks, total = [], 0
-        while total <= limit:  # a file that grows while read stops here too
-            chunk = os.read(fd, min(1 << 24, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > limit:
-            raise ModelFileError(f"{what} {str(path)!r} grew past {limit:,} bytes while read; {fix}")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {what} {str(path)!r} ({exc.strerror or exc}); "
-                             "check that it is a readable file") from None
-    finally:
-        os.close(fd)
+        return read_bounded(path, limit)
+    except ReadRefused as refused:
+        where = f"{what} {str(path)!r}"
+        message = {
+            "unreadable": f"cannot read {where} ({refused.strerror}); check that it is a readable file",
+            "not regular": f"{where} is {refused.kind}, not a regular file; {fix}",
+            "too large": f"{where} is {refused.size:,} bytes, more than the {limit:,} its model can need; {fix}",
+            "grew": f"{where} grew past {limit:,} bytes while read; {fix}",
+        }[refused.reason]
+        raise ModelFileError(message) from None
 
 
 def previous_path(tensors_path: Path) -> Path:

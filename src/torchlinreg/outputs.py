@@ -18,10 +18,10 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import tempfile
 from pathlib import Path
 
+from . import bounded
 from .errors import OutputError
 
 
@@ -134,27 +134,18 @@ def read_json(path: Path, max_bytes: int = MAX_JSON_BYTES):
 
 def read_bounded(path: Path, max_bytes: int) -> bytes:
     """The bytes of the regular file ``path``, refused (ValueError) when it is anything else or holds more
-    than ``max_bytes``: a FIFO, a device or ``/dev/zero`` is never read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO does not block the open
+    than ``max_bytes``: a FIFO, a device or ``/dev/zero`` is never read (:mod:`torchlinreg.bounded`)."""
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{Path(path).name} is not a regular file")
-        if st.st_size > max_bytes:
-            raise ValueError(f"{Path(path).name} holds {st.st_size:,} bytes, more than the {max_bytes:,} it may")
-        pieces, left = [], max_bytes + 1
-        while left > 0:
-            piece = os.read(fd, min(left, 1 << 20))
-            if not piece:
-                break
-            pieces.append(piece)
-            left -= len(piece)
-        raw = b"".join(pieces)
-    finally:
-        os.close(fd)
-    if len(raw) > max_bytes:  # grew while read
-        raise ValueError(f"{Path(path).name} holds more than the {max_bytes:,} bytes it may")
-    return raw
+        return bounded.read_bounded(path, max_bytes)
+    except bounded.ReadRefused as refused:
+        name = Path(path).name
+        if refused.reason == "unreadable":
+            raise OSError(f"{name} cannot be read ({refused.strerror})") from None
+        raise ValueError({
+            "not regular": f"{name} is not a regular file",
+            "too large": f"{name} holds {refused.size:,} bytes, more than the {max_bytes:,} it may",
+            "grew": f"{name} holds more than the {max_bytes:,} bytes it may",
+        }[refused.reason]) from None
 
 
 MAX_JSON_DEPTH = 64  # torchlinreg's JSON files nest fewer than 20 levels
