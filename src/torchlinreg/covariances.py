@@ -16,6 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from .config import COV_TYPES
+from .constant import ConstantSums
 from .errors import ConfigError
 from .solve import _NULL_TOL, LstsqSolution, _as_array
 
@@ -105,10 +106,11 @@ class ResidualPass:
     """What the statistics need beyond the R factor, summed in one pass over the rows.
 
     ``Σ log w`` over the rows of positive weight (the weighted log-likelihood) and, for the
-    HC covariances, ``C = Σᵢ ωᵢ ẽᵢ² q_i q_iᵀ`` per target at the solution. The rows may come
-    in chunks of any size (:meth:`update`), and passes over parts of the rows add up
-    (:meth:`merge`), so a file can be streamed and split among processes. The classical
-    covariance of unweighted data needs no pass (:attr:`needed` is False).
+    HC covariances, ``C = Σᵢ ωᵢ ẽᵢ² q_i q_iᵀ`` per target at the solution; without intercept,
+    the sums that tell whether the columns hold a constant (:mod:`torchlinreg.constant`). The
+    rows may come in chunks of any size (:meth:`update`), and passes over parts of the rows add
+    up (:meth:`merge`), so a file can be streamed and split among processes. The classical
+    covariance of unweighted data with an intercept needs no pass (:attr:`needed` is False).
     """
 
     def __init__(self, solution: LstsqSolution, cov_type: str = "nonrobust"):
@@ -121,11 +123,13 @@ class ResidualPass:
         self.middle = None if self.cov_type == "nonrobust" else np.zeros((m, k, k))
         self.log_weights = 0.0  # Σ log w over rows of positive weight
         self.n_rows = 0
+        # without intercept: whether the columns hold a constant all the same (statsmodels' k_constant)
+        self.constant = None if self.basis.fit_intercept else ConstantSums(len(solution.feature_names), m)
 
     @property
     def needed(self) -> bool:
         """Whether the statistics need this pass: an HC covariance, or weighted rows (for the log-likelihood)."""
-        return self.middle is not None or self.solution.sum_weights is not None
+        return self.middle is not None or self.solution.sum_weights is not None or self.constant is not None
 
     def __repr__(self) -> str:
         return f"ResidualPass(cov_type={self.cov_type!r}, n_rows={self.n_rows})"
@@ -136,6 +140,8 @@ class ResidualPass:
         Y = _as_array(y, "y").reshape(len(X), -1)  # (k, m)
         w = np.ones(len(X)) if sample_weight is None else _as_array(sample_weight, "sample_weight")
         self.log_weights += float(np.sum(np.log(w[w > 0])))
+        if self.constant is not None:
+            self.constant.update(X, Y, w)
         if self.middle is not None:
             self.middle += _robust_middle(_blocks(X, Y, np.sqrt(w)), self.solution, self.basis, self.cov_type)
         self.n_rows += len(X)
@@ -148,21 +154,27 @@ class ResidualPass:
         self.log_weights += other.log_weights
         if self.middle is not None:
             self.middle += other.middle
+        if self.constant is not None:
+            self.constant.merge(other.constant)
         self.n_rows += other.n_rows
         return self
 
     def to_vector(self) -> np.ndarray:
         """The sums as one float64 vector (to send to other processes); :meth:`add_vector` reads it."""
         middle = self.middle.ravel() if self.middle is not None else np.zeros(0)
-        return np.concatenate([[self.log_weights, self.n_rows], middle])
+        constant = self.constant.to_vector() if self.constant is not None else np.zeros(0)
+        return np.concatenate([[self.log_weights, self.n_rows], middle, constant])
 
     def add_vector(self, v: np.ndarray) -> ResidualPass:
         """Add the sums of another pass given as :meth:`to_vector` made them."""
         v = np.asarray(v, dtype=np.float64)
         self.log_weights += float(v[0])
         self.n_rows += int(v[1])
+        size = self.middle.size if self.middle is not None else 0
         if self.middle is not None:
-            self.middle += v[2:].reshape(self.middle.shape)
+            self.middle += v[2:2 + size].reshape(self.middle.shape)
+        if self.constant is not None:
+            self.constant.add_vector(v[2 + size:])
         return self
 
 

@@ -23,7 +23,11 @@ factor, so standard errors keep their digits on designs whose raw condition numb
 Conventions (statsmodels' unless said)
 --------------------------------------
 * Terms: ``"intercept"`` first, then the features (as ``add_constant(prepend=True)``).
-* Without intercept, R² is uncentred (``1 - SSR / Σ w y²``) and the F test is of all terms.
+* Without intercept, R² is uncentred (``1 - SSR / Σ w y²``) and the F test is of all terms,
+  unless the columns hold a constant (a constant column, or columns adding up to one:
+  statsmodels' ``k_constant``, found by :mod:`torchlinreg.constant` in the pass over the rows);
+  then R² is centred, ``df_model`` is the rank minus 1, and the robust F test leaves the
+  constant column out (NaN for an implicit constant, as statsmodels).
 * With ``cov_type`` HC*, t and p use the normal distribution (statsmodels' default
   ``use_t=False`` for robust covariances; pass ``use_t=True`` for Student's t) and the F
   statistic is the Wald test of all slopes with the robust covariance; its p-value uses
@@ -86,6 +90,9 @@ class RegressionStatistics:
     unidentified : terms the data cannot identify (rank deficiency)
     use_t : t and p from Student's t (else from the normal distribution)
     weighted : fitted with sample weights (WLS)
+    fit_intercept : whether the constant term was fitted
+    k_constant : 1 when the model holds a constant (the intercept, or without it a constant column or
+        columns adding up to one: statsmodels' ``k_constant``), else 0; it decides R², ``df_model`` and F
     """
 
     target_name: str
@@ -112,6 +119,8 @@ class RegressionStatistics:
     unidentified: tuple[str, ...] = ()
     use_t: bool = True
     weighted: bool = False
+    fit_intercept: bool = True
+    k_constant: int = 1
 
     def __repr__(self) -> str:
         params = {name: round(float(v), 6) for name, v in zip(self.term_names[:6], self.params[:6])}
@@ -166,6 +175,7 @@ class RegressionStatistics:
             **{key: _plain(getattr(self, key)) for key in ("r2", "adj_r2", "f_statistic", "f_pvalue", "log_likelihood",
                                                            "aic", "bic", "condition_number")},
             "unidentified": list(self.unidentified),
+            "fit_intercept": bool(self.fit_intercept), "k_constant": int(self.k_constant),
         }
 
     @classmethod
@@ -187,7 +197,8 @@ class RegressionStatistics:
                    cov_params=_floats(record["cov_params"]).reshape(len(names), len(names)),
                    n_obs=int(record["n_obs"]), condition_number=math.inf if condition is None else float(condition),
                    unidentified=tuple(record["unidentified"]), use_t=bool(record["use_t"]),
-                   weighted=bool(record["weighted"]), **fields)
+                   weighted=bool(record["weighted"]), fit_intercept=bool(record.get("fit_intercept", True)),
+                   k_constant=int(record.get("k_constant", 1)), **fields)
 
 
 def _plain(v) -> float | None:
@@ -269,7 +280,8 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
     use_t = cov_type == "nonrobust" if use_t is None else bool(use_t)
     basis = residuals.basis if residuals is not None else _Basis(solution)
     n_obs = int(solution._factor.n)  # a row of weight 0 is left out
-    k_const, rank = int(fit_intercept), solution.rank
+    k_const, const_idx = (1, None) if fit_intercept else residuals.constant.k_constant(basis.L)
+    rank = solution.rank
     df_resid, df_model = np.float64(n_obs - rank), np.float64(rank - k_const)  # NumPy: x / 0 is inf or nan
     log_weights = residuals.log_weights if weighted else 0.0
     middle = None if cov_type == "nonrobust" else residuals.middle
@@ -284,11 +296,13 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
     unidentified = tuple(name for name, gone in zip(terms, missing) if gone)
     results = tables.StatisticsList()
     for t, target in enumerate(solution.target_names):
-        theta = np.append(solution.coef[t], solution.intercept[t])[:d + k_const]
+        theta = np.append(solution.coef[t], solution.intercept[t])[:d + int(fit_intercept)]
         ssr = solution.loss_per_target[t] * basis.sum_weights
-        tss = basis.tss[t]
+        tss = residuals.constant.m2[t] if k_const > int(fit_intercept) else basis.tss[t]  # centred without intercept
         cov, f_statistic = _covariance(basis, None if middle is None else middle[t], solution.coef[t], ssr, tss,
                                        hc1, df_resid, df_model)
+        if middle is not None and k_const > int(fit_intercept) and df_model > 0 and df_resid > 0:
+            f_statistic = _wald_but(theta, cov, basis.identified, const_idx)
         with np.errstate(divide="ignore", invalid="ignore"):
             cov = cov[np.ix_(order, order)]
             params = theta[order]
@@ -309,7 +323,7 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
                 f_statistic=float(f_statistic), f_pvalue=float(special.fdtrc(df_model, df_resid, f_statistic)),
                 log_likelihood=float(llf), aic=float(-2 * llf + 2 * rank), bic=float(-2 * llf + math.log(n_obs) * rank),
                 condition_number=float(solution.condition_number), unidentified=unidentified, use_t=use_t,
-                weighted=weighted))
+                weighted=weighted, fit_intercept=fit_intercept, k_constant=k_const))
     return results
 
 
@@ -322,6 +336,19 @@ def _check_pass(solution: LstsqSolution, residuals: ResidualPass | None, cov_typ
     if residuals is None and (cov_type != "nonrobust" or weighted):
         raise ValueError(f"the {cov_type} covariance of {'weighted ' if weighted else ''}rows needs a pass over "
                          "them: give a ResidualPass(solution, cov_type) updated with every row")
+    if residuals is None and not solution._factor.fit_intercept:
+        raise ValueError("a fit without intercept needs a pass over its rows (to find a constant among the columns, "
+                         "as statsmodels does): give a ResidualPass(solution, cov_type) updated with every row")
     if residuals is not None and (residuals.cov_type != cov_type or residuals.solution is not solution):
         raise ValueError(f"the ResidualPass is for cov_type {residuals.cov_type!r} of another solution; "
                          f"make it with ResidualPass(solution, {cov_type!r})")
+
+
+def _wald_but(theta: np.ndarray, cov: np.ndarray, identified: np.ndarray, const_idx: int | None) -> float:
+    """The robust F statistic without intercept but with a constant: the Wald test of every identified
+    coefficient but the constant column ``const_idx``; NaN when the constant is implicit (statsmodels)."""
+    if const_idx is None:
+        return float("nan")
+    keep = identified.copy()
+    keep[const_idx] = False
+    return _wald(theta[keep], cov[np.ix_(keep, keep)])
