@@ -288,10 +288,7 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
     with np.errstate(divide="ignore", invalid="ignore"):
         hc1 = n_obs / df_resid if cov_type == "HC1" else 1.0
         q = (special.stdtrit(df_resid, 0.5 + conf_level / 2) if use_t else special.ndtri(0.5 + conf_level / 2))
-    d = len(solution.feature_names)
-    order = [d, *range(d)] if fit_intercept else list(range(d))  # intercept first
-    names = (*solution.feature_names, INTERCEPT)
-    terms = tuple(names[i] for i in order)
+    d, order, terms = _terms(solution.feature_names, fit_intercept)
     missing = ~basis.identified[order]  # their parameters, covariances and tests are NaN
     unidentified = tuple(name for name, gone in zip(terms, missing) if gone)
     results = tables.StatisticsList()
@@ -325,6 +322,14 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
                 condition_number=float(solution.condition_number), unidentified=unidentified, use_t=use_t,
                 weighted=weighted, fit_intercept=fit_intercept, k_constant=k_const))
     return results
+
+
+def _terms(feature_names, fit_intercept: bool) -> tuple[int, list[int], tuple[str, ...]]:
+    """The number of features, the terms' order among the internal parameters (intercept first) and their names."""
+    d = len(feature_names)
+    order = [d, *range(d)] if fit_intercept else list(range(d))
+    names = (*feature_names, INTERCEPT)
+    return d, order, tuple(names[i] for i in order)
 
 
 def _check_pass(solution: LstsqSolution, residuals: ResidualPass | None, cov_type: str) -> None:
