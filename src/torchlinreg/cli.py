@@ -221,6 +221,8 @@ def _add_solve_parser(commands) -> None:
                                         "and print the coefficients, intercepts and loss.")
     _add_columns(p)
     p.add_argument("--json", action="store_true", help="print the solution as JSON for scripts")
+    p.add_argument("--no-intercept", dest="fit_intercept", action="store_false",
+                   help="fit no constant term (the intercept is 0); R² and F as statsmodels' OLS without add_constant")
     _add_statistics(p)
     _add_reading(p, "solve")
     _add_dist_timeout(p)
@@ -345,7 +347,8 @@ def _cmd_solve(args) -> int:
         data, _ = _open_data(job, args, SOLVE_COPIES)
         solution, stats = job.run(lambda: run_solve(data, statistics=args.summary, conf_level=args.conf_level,
                                                     cov_type=args.cov_type, dist=job.dist,
-                                                    chunk_rows=args.chunk_rows), "the solve")
+                                                    chunk_rows=args.chunk_rows, fit_intercept=args.fit_intercept),
+                                    "the solve")
     return _print_solution(args, solution, stats) if job.is_main else EXIT_OK
 
 

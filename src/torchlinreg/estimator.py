@@ -37,6 +37,7 @@ from .model import LinearModel, build_model
 from .report import PrintReport
 from .results import Summary, View, text
 from .scaling import Standardizer
+from .covariances import ResidualPass
 from .solve import _column_names, lstsq
 from .training import make_optimizer, train
 
@@ -57,6 +58,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         computes the optimum in float64 with :func:`torchlinreg.lstsq` (QR with iterative
         refinement; the minimum-norm solution when the design is rank-deficient). The
         training parameters below apply to ``"gd"`` only.
+    fit_intercept : bool, default=True
+        False: ``y ≈ X @ coef_.T``, ``intercept_`` 0.0, statsmodels' ``OLS(y, X)`` figures; ``solver="exact"`` only.
     optimizer : {"lbfgs", "sgd", "adam", "adamw"}, default="lbfgs"
         ``"lbfgs"`` takes one line-searched quasi-Newton step per epoch.
     lr : float or None, default=None
@@ -178,8 +181,9 @@ class LinearRegression(RegressorMixin, BaseEstimator):
 
     def __init__(self, *, solver="gd", optimizer="lbfgs", lr=None, epochs=200, batch_size=None, momentum=0.0,
                  nesterov=False, weight_decay=0.0, tol=1e-12, patience=3, schedule="constant", standardize=True,
-                 dtype="float64", device="cpu", random_state=None, warm_start=False, verbose=0):
+                 dtype="float64", device="cpu", random_state=None, warm_start=False, verbose=0, fit_intercept=True):
         self.solver = solver
+        self.fit_intercept = fit_intercept
         self.optimizer = optimizer
         self.lr = lr
         self.epochs = epochs
@@ -240,6 +244,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         w = _weights(sample_weight, X)
         Y = y.reshape(len(y), -1)  # (n, n_targets)
         config = self._config()
+        if not self.fit_intercept and self.solver != "exact":
+            raise ValueError("fit_intercept=False needs solver='exact' for now (the trained model always has a bias)")
         if self.solver == "exact":
             sol = self._set_optimum(X, Y, w, targets, quiet=False)
             self.module_ = self.optimizer_ = self.scaler_ = None
@@ -335,12 +341,11 @@ class LinearRegression(RegressorMixin, BaseEstimator):
                                  "after partial_fit (other rows), or for a loaded model, there is none: call fit "
                                  "first")
         from .judge import gap
-        from .statistics import ResidualPass, solution_statistics
+        from .statistics import solution_statistics
 
         W, b = _coef_2d(self)
-        residuals = None
-        if solution.sum_weights is not None:  # the weighted log-likelihood needs Σ log w, kept by fit
-            residuals = ResidualPass(solution).add_vector([self._fit_sums_["log_weights"], solution.n_samples])
+        sums = self._fit_sums_.get("pass", [self._fit_sums_["log_weights"], solution.n_samples])  # fit kept Σ log w, constant sums
+        residuals = ResidualPass(solution).add_vector(sums) if solution.sum_weights is not None or "pass" in self._fit_sums_ else None
         statistics = solution_statistics(solution, residuals, conf_level=conf_level)
         how = (f"solver='exact'" if self.solver == "exact" else
                f"optimizer={self.optimizer!r}, {self.n_iter_} epochs")
@@ -424,7 +429,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
             if quiet:
                 warnings.simplefilter("ignore", RankDeficiencyWarning)
             try:
-                self.optimum_ = lstsq(X, Y, sample_weight=w, feature_names=features, target_names=targets)
+                self.optimum_ = lstsq(X, Y, sample_weight=w, feature_names=features, target_names=targets,
+                                      fit_intercept=bool(self.fit_intercept))
             except DataError:
                 if not quiet:
                     raise
@@ -432,6 +438,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         Y64 = np.asarray(Y, dtype=np.float64)
         self._fit_sums_ = {"mean_square_y": float(np.mean(Y64 ** 2)),  # tells an exact fit from rounding (judge.gap)
                            "log_weights": 0.0 if w is None else float(np.sum(np.log(w[w > 0])))}
+        if not self.fit_intercept and self.optimum_ is not None:  # the sums that find a constant among the columns
+            self._fit_sums_["pass"] = ResidualPass(self.optimum_).update(X, Y, w).to_vector()
         return self.optimum_
 
 

@@ -81,7 +81,8 @@ def solve_source(
     return refine_solution(solution, lambda: source.chunks(chunk_rows), max_passes=max_passes)
 
 
-def accumulate_shard(source, dist, *, chunk_rows: int) -> tuple[QRAccumulator, list[int]]:
+def accumulate_shard(source, dist, *, chunk_rows: int,
+                     fit_intercept: bool = True) -> tuple[QRAccumulator, list[int]]:
     """The R factor of a streamed source, each rank reading its own chunks, merged; and each rank's rows.
 
     Chunk ``i`` of ``source`` (a :class:`torchlinreg.filesource.FileSource`, chunks of
@@ -92,7 +93,7 @@ def accumulate_shard(source, dist, *, chunk_rows: int) -> tuple[QRAccumulator, l
     """
     from .distributed import gather_vectors, merge_accumulators
 
-    acc = QRAccumulator(len(source.feature_names), len(source.target_names))
+    acc = QRAccumulator(len(source.feature_names), len(source.target_names), fit_intercept=fit_intercept)
     fold(source, acc, chunk_rows, dist.rank, dist.world_size)  # the parts of ShuffledBatches
     counts = [int(v[0]) for v in gather_vectors([acc.n_samples], dist)]
     merged = merge_accumulators(acc, dist)
@@ -101,7 +102,7 @@ def accumulate_shard(source, dist, *, chunk_rows: int) -> tuple[QRAccumulator, l
     return merged, counts
 
 
-def solve_rows(X, y, sample_weight, dist, *, feature_names=None, target_names=None):
+def solve_rows(X, y, sample_weight, dist, *, feature_names=None, target_names=None, fit_intercept: bool = True):
     """The exact solution of rows every rank holds whole: each rank folds its :func:`shard` into
     an R factor, one collective merges them, and an ill-conditioned design is refined by passes
     over each rank's rows with the sums added across the ranks. Returns the merged accumulator
@@ -110,7 +111,7 @@ def solve_rows(X, y, sample_weight, dist, *, feature_names=None, target_names=No
 
     mine = shard(len(X), dist)
     w = None if sample_weight is None else sample_weight[mine]
-    acc = QRAccumulator(X.shape[1], y.shape[1]).update(X[mine], y[mine], sample_weight=w, first_row=mine.start + 1)
+    acc = QRAccumulator(X.shape[1], y.shape[1], fit_intercept=fit_intercept).update(X[mine], y[mine], sample_weight=w, first_row=mine.start + 1)
     acc = merge_accumulators(acc, dist)
     solution = acc.solve(feature_names=feature_names, target_names=target_names)
     if needs_refinement(solution):  # every rank its rows, the sums of each pass added across the ranks
@@ -119,7 +120,7 @@ def solve_rows(X, y, sample_weight, dist, *, feature_names=None, target_names=No
     return acc, solution
 
 
-def solve_shard(source, dist, *, chunk_rows: int):
+def solve_shard(source, dist, *, chunk_rows: int, fit_intercept: bool = True):
     """The exact least-squares solution of a streamed source whose chunks the ranks share (see
     :func:`accumulate_shard`), refined as ``stream.solve_source`` refines it: when the design is
     ill-conditioned, passes in double-double over each rank's chunks, the sums added across the
@@ -127,7 +128,7 @@ def solve_shard(source, dist, *, chunk_rows: int):
     every rank's part (see :func:`accumulate_shard`) and the solution, the same on every rank."""
     from .distributed import sum_pass
 
-    acc, counts = accumulate_shard(source, dist, chunk_rows=chunk_rows)
+    acc, counts = accumulate_shard(source, dist, chunk_rows=chunk_rows, fit_intercept=fit_intercept)
     solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
     if needs_refinement(solution):
         solution = refine_solution(solution, lambda: source.chunks(chunk_rows, dist.rank, dist.world_size),
@@ -135,7 +136,8 @@ def solve_shard(source, dist, *, chunk_rows: int):
     return acc, counts, solution
 
 
-def solve(source, dist=None, chunk_rows: int = CHUNK_ROWS) -> tuple[QRAccumulator, list[int], LstsqSolution]:
+def solve(source, dist=None, chunk_rows: int = CHUNK_ROWS, *,
+          fit_intercept: bool = True) -> tuple[QRAccumulator, list[int], LstsqSolution]:
     """One pass over ``source`` (each process its part): the R factor, each process's rows, the optimum.
 
     An ill-conditioned design is refined by passes in double-double over the same chunks (the sums
@@ -143,8 +145,8 @@ def solve(source, dist=None, chunk_rows: int = CHUNK_ROWS) -> tuple[QRAccumulato
     sources under torchrun (their mini-batches need them), else as one count.
     """
     if dist is not None and dist.is_distributed:  # each process its chunks; one collective merges the R factors
-        return solve_shard(source, dist, chunk_rows=chunk_rows)
-    acc = accumulate(source, chunk_rows=chunk_rows)
+        return solve_shard(source, dist, chunk_rows=chunk_rows, fit_intercept=fit_intercept)
+    acc = accumulate(source, chunk_rows=chunk_rows, fit_intercept=fit_intercept)
     solution = acc.solve(feature_names=source.feature_names, target_names=source.target_names)
     if needs_refinement(solution):  # ill-conditioned: passes in double-double restore the digits
         solution = refine_solution(solution, lambda: source.chunks(chunk_rows))
@@ -183,9 +185,10 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
 
 
 def run_solve(data, *, statistics: bool = False, conf_level: float = 0.95, cov_type: str = "nonrobust", dist=None,
-              chunk_rows: int = CHUNK_ROWS) -> tuple[LstsqSolution, list | None]:
+              chunk_rows: int = CHUNK_ROWS, fit_intercept: bool = True) -> tuple[LstsqSolution, list | None]:
     """``torchlinreg solve``: the exact solution of ``data`` (a Dataset or a source) and, with ``statistics``,
-    its inference tables at ``conf_level`` with the ``cov_type`` covariance."""
+    its inference tables at ``conf_level`` with the ``cov_type`` covariance; ``fit_intercept=False``
+    (``--no-intercept``) fits no constant term (its intercept is 0)."""
     if statistics:
         from .statistics import check_settings
 
@@ -196,11 +199,12 @@ def run_solve(data, *, statistics: bool = False, conf_level: float = 0.95, cov_t
         from .solve import solve_dataset
 
         if statistics:
-            raise DataError(f"{source.dataset.n_samples} rows for {len(source.feature_names) + 1} parameters: the "
+            raise DataError(f"{source.dataset.n_samples} rows for {len(source.feature_names) + fit_intercept} "
+                            "parameters: the "
                             "statistics need more rows than parameters; leave out the statistics, or choose fewer "
                             "columns with {features}")
-        return solve_dataset(source.dataset), None
-    _, _, solution = solve(source, dist, chunk_rows)
+        return solve_dataset(source.dataset, fit_intercept=fit_intercept), None
+    _, _, solution = solve(source, dist, chunk_rows, fit_intercept=fit_intercept)
     stats = statistics_of(source, solution, conf_level=conf_level, cov_type=cov_type, dist=dist,
                           chunk_rows=chunk_rows) if statistics else None
     return solution, stats

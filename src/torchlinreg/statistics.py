@@ -23,7 +23,11 @@ factor, so standard errors keep their digits on designs whose raw condition numb
 Conventions (statsmodels' unless said)
 --------------------------------------
 * Terms: ``"intercept"`` first, then the features (as ``add_constant(prepend=True)``).
-* Without intercept, R² is uncentred (``1 - SSR / Σ w y²``) and the F test is of all terms.
+* Without intercept, R² is uncentred (``1 - SSR / Σ w y²``) and the F test is of all terms,
+  unless the columns hold a constant (a constant column, or columns adding up to one:
+  statsmodels' ``k_constant``, found by :mod:`torchlinreg.constant` in the pass over the rows);
+  then R² is centred, ``df_model`` is the rank minus 1, and the robust F test leaves the
+  constant column out (NaN for an implicit constant, as statsmodels).
 * With ``cov_type`` HC*, t and p use the normal distribution (statsmodels' default
   ``use_t=False`` for robust covariances; pass ``use_t=True`` for Student's t) and the F
   statistic is the Wald test of all slopes with the robust covariance; its p-value uses
@@ -45,18 +49,19 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable  # noqa: F401 (importable from here, as before)
 
 import numpy as np
 from scipy import special  # the distributions' functions, without scipy.stats' import (about 0.6 s)
 
-from .config import COV_TYPES
-from .errors import ConfigError
-from .solve import _NULL_TOL, LstsqSolution, _as_array, lstsq
+from .config import COV_TYPES  # noqa: F401 (importable from here, as before)
+from .covariances import (_BLOCK_ROWS, ResidualPass, _Basis, _blocks, _covariance,  # noqa: F401 (re-exported)
+                          _intercept_identified, _robust_middle, _wald, check_settings)
+from .errors import ConfigError  # noqa: F401 (importable from here, as before)
+from .solve import _NULL_TOL, LstsqSolution, _as_array, lstsq  # noqa: F401 (_NULL_TOL: as before)
 from . import statistics_tables as tables
 
 INTERCEPT = "intercept"  # the constant term's name
-_BLOCK_ROWS = 8192  # rows per block in the pass for robust covariances
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,6 +90,9 @@ class RegressionStatistics:
     unidentified : terms the data cannot identify (rank deficiency)
     use_t : t and p from Student's t (else from the normal distribution)
     weighted : fitted with sample weights (WLS)
+    fit_intercept : whether the constant term was fitted
+    k_constant : 1 when the model holds a constant (the intercept, or without it a constant column or
+        columns adding up to one: statsmodels' ``k_constant``), else 0; it decides R², ``df_model`` and F
     """
 
     target_name: str
@@ -111,6 +119,8 @@ class RegressionStatistics:
     unidentified: tuple[str, ...] = ()
     use_t: bool = True
     weighted: bool = False
+    fit_intercept: bool = True
+    k_constant: int = 1
 
     def __repr__(self) -> str:
         params = {name: round(float(v), 6) for name, v in zip(self.term_names[:6], self.params[:6])}
@@ -165,6 +175,7 @@ class RegressionStatistics:
             **{key: _plain(getattr(self, key)) for key in ("r2", "adj_r2", "f_statistic", "f_pvalue", "log_likelihood",
                                                            "aic", "bic", "condition_number")},
             "unidentified": list(self.unidentified),
+            "fit_intercept": bool(self.fit_intercept), "k_constant": int(self.k_constant),
         }
 
     @classmethod
@@ -186,7 +197,8 @@ class RegressionStatistics:
                    cov_params=_floats(record["cov_params"]).reshape(len(names), len(names)),
                    n_obs=int(record["n_obs"]), condition_number=math.inf if condition is None else float(condition),
                    unidentified=tuple(record["unidentified"]), use_t=bool(record["use_t"]),
-                   weighted=bool(record["weighted"]), **fields)
+                   weighted=bool(record["weighted"]), fit_intercept=bool(record.get("fit_intercept", True)),
+                   k_constant=int(record.get("k_constant", 1)), **fields)
 
 
 def _plain(v) -> float | None:
@@ -203,86 +215,7 @@ def _floats(values) -> np.ndarray:
     return np.array(values, dtype=object).astype(np.float64) if values is not None else np.zeros(0)
 
 
-# --- the basis of the design's column space, from lstsq's factorization --------------------------
-
-class _Basis:
-    """Orthonormal coordinates of the weighted design's column space, and the map ``K`` to the parameters.
-
-    Internal parameter order: the d features, then the intercept. Basis order: the ``r``
-    centred directions, then (with an intercept) the weighted mean's direction.
-    """
-
-    def __init__(self, solution: LstsqSolution):
-        f = solution._factor
-        self.fit_intercept, self.r, self.sum_weights = f.fit_intercept, f.r, f.sum_weights
-        self.xbar = f.xbar
-        self.L = f.Vt[:f.r].T / f.S[:f.r] / f.scale[:, None]  # (d, r): w = L η
-        self.eta_map = f.S[:f.r, None] * f.Vt[:f.r] * f.scale  # (r, d): η = (S V_rᵀ D) w, the slopes' coordinates
-        d = len(self.xbar)
-        K = np.zeros((d + f.fit_intercept, f.r + f.fit_intercept))
-        K[:d, :f.r] = self.L
-        if f.fit_intercept:  # b = c - x̄·w, where c = Σ w ŷ / Σ w is the last coordinate over √Σw
-            K[d, :f.r] = -self.xbar @ self.L
-            K[d, f.r] = 1 / math.sqrt(f.sum_weights)
-        self.K = K
-        identified = np.array([name not in solution.unidentified for name in solution.feature_names]
-                              + [_intercept_identified(f)] * f.fit_intercept)
-        self.identified = identified
-        # (m,): Σ w (y - ȳ)² from the centred R (Σ w y² without intercept): the total sum of squares
-        self.tss = np.sum(f.Rxy ** 2, axis=0) + np.sum(f.Ryy ** 2, axis=0)
-
-    def rows(self, X: np.ndarray, sqrt_w: np.ndarray) -> np.ndarray:
-        """The rows ``q_i`` (k, r [+ 1]) of the orthonormal basis for rows ``X`` (k, d) with ``√w`` (k,)."""
-        q = (sqrt_w[:, None] * (X - self.xbar)) @ self.L
-        if self.fit_intercept:
-            q = np.hstack([q, (sqrt_w / math.sqrt(self.sum_weights))[:, None]])
-        return q
-
-
-def _intercept_identified(f) -> bool:
-    """Whether the intercept is estimable: no null vector of ``[X, 1]`` moves it (measured with unit-norm columns)."""
-    if not f.fit_intercept or f.null_scaled.shape[1] == 0:
-        return True
-    N = f.null_scaled / f.scale[:, None]  # (d, d - r): null vectors of the centred design, data units
-    # [X, 1] (N; -x̄·N) = 0; scale each row by its column's norm, then ask how far the null space reaches the 1.
-    U = np.vstack([N * f.raw_norms[:, None], -(f.xbar @ N)[None, :] * math.sqrt(f.sum_weights)])
-    P, sv, _ = np.linalg.svd(U, full_matrices=False)  # P: orthonormal basis of the reach (an all-zero column adds none)
-    if sv.size == 0 or sv[0] == 0:
-        return True
-    return bool(np.linalg.norm(P[-1, sv > 1e-12 * sv[0]]) <= _NULL_TOL)
-
-
-def _robust_middle(chunks: Iterable, solution: LstsqSolution, basis: _Basis, cov_type: str) -> np.ndarray:
-    """``C = Σᵢ ωᵢ ẽᵢ² q_i q_iᵀ`` per target (m, k, k), in one pass over ``(X, Y, √w)`` chunks."""
-    m, k = len(solution.target_names), basis.K.shape[1]
-    C = np.zeros((m, k, k))
-    for X, Y, sqrt_w in chunks:
-        q = basis.rows(X, sqrt_w)  # (rows, k)
-        e = sqrt_w[:, None] * (Y - X @ solution.coef.T - solution.intercept)  # (rows, m): weighted residuals
-        h = np.sum(q ** 2, axis=1)  # leverages
-        with np.errstate(divide="ignore", invalid="ignore"):
-            omega = {"HC2": 1 / (1 - h), "HC3": 1 / (1 - h) ** 2}.get(cov_type, np.ones_like(h))
-        C += np.einsum("it,ij,il->tjl", e ** 2 * omega[:, None], q, q)
-    return C
-
-
-def _blocks(X: np.ndarray, Y: np.ndarray, sqrt_w: np.ndarray):
-    for start in range(0, len(X), _BLOCK_ROWS):
-        block = slice(start, start + _BLOCK_ROWS)
-        yield X[block], Y[block], sqrt_w[block]
-
-
 # --- the statistics ------------------------------------------------------------------------------
-
-def check_settings(conf_level, cov_type) -> tuple[float, str]:
-    if isinstance(conf_level, bool) or not isinstance(conf_level, (int, float, np.floating)) \
-            or not 0 < conf_level < 1:
-        raise ConfigError(f"confidence level must be between 0 and 1, e.g. 0.95; got {conf_level!r}")
-    names = {name.lower(): name for name in COV_TYPES}
-    if not isinstance(cov_type, str) or cov_type.lower() not in names:
-        raise ConfigError(f"unknown covariance type {cov_type!r}; choose one of {', '.join(COV_TYPES)}")
-    return float(conf_level), names[cov_type.lower()]
-
 
 def regression_statistics(X, y, *, sample_weight=None, conf_level: float = 0.95, cov_type: str = "nonrobust",
                           feature_names=None, target_names=None, fit_intercept: bool = True,
@@ -328,70 +261,6 @@ def _check_names(feature_names, fit_intercept: bool) -> None:
                          f"(or pass fit_intercept=False if it is a column of ones)")
 
 
-class ResidualPass:
-    """What the statistics need beyond the R factor, summed in one pass over the rows.
-
-    ``Σ log w`` over the rows of positive weight (the weighted log-likelihood) and, for the
-    HC covariances, ``C = Σᵢ ωᵢ ẽᵢ² q_i q_iᵀ`` per target at the solution. The rows may come
-    in chunks of any size (:meth:`update`), and passes over parts of the rows add up
-    (:meth:`merge`), so a file can be streamed and split among processes. The classical
-    covariance of unweighted data needs no pass (:attr:`needed` is False).
-    """
-
-    def __init__(self, solution: LstsqSolution, cov_type: str = "nonrobust"):
-        if solution._factor is None:
-            raise ValueError("this solution carries no factorization; make it with QRAccumulator.solve or lstsq")
-        _, self.cov_type = check_settings(0.95, cov_type)
-        self.solution = solution
-        self.basis = _Basis(solution)
-        m, k = len(solution.target_names), self.basis.K.shape[1]
-        self.middle = None if self.cov_type == "nonrobust" else np.zeros((m, k, k))
-        self.log_weights = 0.0  # Σ log w over rows of positive weight
-        self.n_rows = 0
-
-    @property
-    def needed(self) -> bool:
-        """Whether the statistics need this pass: an HC covariance, or weighted rows (for the log-likelihood)."""
-        return self.middle is not None or self.solution.sum_weights is not None
-
-    def __repr__(self) -> str:
-        return f"ResidualPass(cov_type={self.cov_type!r}, n_rows={self.n_rows})"
-
-    def update(self, X, y, sample_weight=None) -> ResidualPass:
-        """Add rows: ``X`` (k, n_features), ``y`` (k, n_targets) or (k,), ``sample_weight`` (k,) or None."""
-        X = _as_array(X, "X")
-        Y = _as_array(y, "y").reshape(len(X), -1)  # (k, m)
-        w = np.ones(len(X)) if sample_weight is None else _as_array(sample_weight, "sample_weight")
-        self.log_weights += float(np.sum(np.log(w[w > 0])))
-        if self.middle is not None:
-            self.middle += _robust_middle(_blocks(X, Y, np.sqrt(w)), self.solution, self.basis, self.cov_type)
-        self.n_rows += len(X)
-        return self
-
-    def merge(self, other: ResidualPass) -> ResidualPass:
-        """Add the sums of a pass over other rows (of the same solution and covariance type)."""
-        if not isinstance(other, ResidualPass) or other.cov_type != self.cov_type:
-            raise ValueError(f"can only merge a ResidualPass of cov_type {self.cov_type!r}, got {other!r}")
-        self.log_weights += other.log_weights
-        if self.middle is not None:
-            self.middle += other.middle
-        self.n_rows += other.n_rows
-        return self
-
-    def to_vector(self) -> np.ndarray:
-        """The sums as one float64 vector (to send to other processes); :meth:`add_vector` reads it."""
-        middle = self.middle.ravel() if self.middle is not None else np.zeros(0)
-        return np.concatenate([[self.log_weights, self.n_rows], middle])
-
-    def add_vector(self, v: np.ndarray) -> ResidualPass:
-        """Add the sums of another pass given as :meth:`to_vector` made them."""
-        v = np.asarray(v, dtype=np.float64)
-        self.log_weights += float(v[0])
-        self.n_rows += int(v[1])
-        if self.middle is not None:
-            self.middle += v[2:].reshape(self.middle.shape)
-        return self
-
 
 def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None = None, *,
                         conf_level: float = 0.95, cov_type: str = "nonrobust",
@@ -411,26 +280,26 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
     use_t = cov_type == "nonrobust" if use_t is None else bool(use_t)
     basis = residuals.basis if residuals is not None else _Basis(solution)
     n_obs = int(solution._factor.n)  # a row of weight 0 is left out
-    k_const, rank = int(fit_intercept), solution.rank
+    k_const, const_idx = (1, None) if fit_intercept else residuals.constant.k_constant(basis.L)
+    rank = solution.rank
     df_resid, df_model = np.float64(n_obs - rank), np.float64(rank - k_const)  # NumPy: x / 0 is inf or nan
     log_weights = residuals.log_weights if weighted else 0.0
     middle = None if cov_type == "nonrobust" else residuals.middle
     with np.errstate(divide="ignore", invalid="ignore"):
         hc1 = n_obs / df_resid if cov_type == "HC1" else 1.0
         q = (special.stdtrit(df_resid, 0.5 + conf_level / 2) if use_t else special.ndtri(0.5 + conf_level / 2))
-    d = len(solution.feature_names)
-    order = [d, *range(d)] if fit_intercept else list(range(d))  # intercept first
-    names = (*solution.feature_names, INTERCEPT)
-    terms = tuple(names[i] for i in order)
+    d, order, terms = _terms(solution.feature_names, fit_intercept)
     missing = ~basis.identified[order]  # their parameters, covariances and tests are NaN
     unidentified = tuple(name for name, gone in zip(terms, missing) if gone)
     results = tables.StatisticsList()
     for t, target in enumerate(solution.target_names):
-        theta = np.append(solution.coef[t], solution.intercept[t])[:d + k_const]
+        theta = np.append(solution.coef[t], solution.intercept[t])[:d + int(fit_intercept)]
         ssr = solution.loss_per_target[t] * basis.sum_weights
-        tss = basis.tss[t]
+        tss = residuals.constant.m2[t] if k_const > int(fit_intercept) else basis.tss[t]  # centred without intercept
         cov, f_statistic = _covariance(basis, None if middle is None else middle[t], solution.coef[t], ssr, tss,
                                        hc1, df_resid, df_model)
+        if middle is not None and k_const > int(fit_intercept) and df_model > 0 and df_resid > 0:
+            f_statistic = _wald_but(theta, cov, basis.identified, const_idx)
         with np.errstate(divide="ignore", invalid="ignore"):
             cov = cov[np.ix_(order, order)]
             params = theta[order]
@@ -451,8 +320,16 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
                 f_statistic=float(f_statistic), f_pvalue=float(special.fdtrc(df_model, df_resid, f_statistic)),
                 log_likelihood=float(llf), aic=float(-2 * llf + 2 * rank), bic=float(-2 * llf + math.log(n_obs) * rank),
                 condition_number=float(solution.condition_number), unidentified=unidentified, use_t=use_t,
-                weighted=weighted))
+                weighted=weighted, fit_intercept=fit_intercept, k_constant=k_const))
     return results
+
+
+def _terms(feature_names, fit_intercept: bool) -> tuple[int, list[int], tuple[str, ...]]:
+    """The number of features, the terms' order among the internal parameters (intercept first) and their names."""
+    d = len(feature_names)
+    order = [d, *range(d)] if fit_intercept else list(range(d))
+    names = (*feature_names, INTERCEPT)
+    return d, order, tuple(names[i] for i in order)
 
 
 def _check_pass(solution: LstsqSolution, residuals: ResidualPass | None, cov_type: str) -> None:
@@ -464,37 +341,19 @@ def _check_pass(solution: LstsqSolution, residuals: ResidualPass | None, cov_typ
     if residuals is None and (cov_type != "nonrobust" or weighted):
         raise ValueError(f"the {cov_type} covariance of {'weighted ' if weighted else ''}rows needs a pass over "
                          "them: give a ResidualPass(solution, cov_type) updated with every row")
+    if residuals is None and not solution._factor.fit_intercept:
+        raise ValueError("a fit without intercept needs a pass over its rows (to find a constant among the columns, "
+                         "as statsmodels does): give a ResidualPass(solution, cov_type) updated with every row")
     if residuals is not None and (residuals.cov_type != cov_type or residuals.solution is not solution):
         raise ValueError(f"the ResidualPass is for cov_type {residuals.cov_type!r} of another solution; "
                          f"make it with ResidualPass(solution, {cov_type!r})")
 
 
-@np.errstate(divide="ignore", invalid="ignore")
-def _covariance(basis: _Basis, middle: np.ndarray | None, coef: np.ndarray, ssr, tss, hc1, df_resid,
-                df_model) -> tuple[np.ndarray, float]:
-    """One target's covariance of the parameters (features, then the intercept) and its F statistic.
-
-    ``middle`` is the target's HC middle matrix from the pass, None for the classical covariance;
-    ``coef`` (n_features,) its slopes, ``ssr`` and ``tss`` its residual and total sums of squares.
-    """
-    scale = ssr / df_resid
-    if middle is None:
-        cov = scale * (basis.K @ basis.K.T)
-        f_statistic = (tss - ssr) / df_model / scale
-    else:
-        cov = hc1 * (basis.K @ middle @ basis.K.T)
-        eta = basis.eta_map @ coef  # the slopes in the basis; F tests η = 0
-        f_statistic = _wald(eta, hc1 * middle[:basis.r, :basis.r])
-    if df_resid == 0:  # the fit interpolates: the noise, and so every test, is not estimable
-        cov, f_statistic = np.full_like(cov, np.nan), np.nan
-    if df_model == 0:
-        f_statistic = np.nan
-    return cov, f_statistic
-
-
-def _wald(eta: np.ndarray, cov_eta: np.ndarray) -> float:
-    """``ηᵀ C⁻¹ η / r``: the Wald F statistic of ``η = 0``; NaN when ``C`` is singular."""
-    try:
-        return float(eta @ np.linalg.solve(cov_eta, eta) / len(eta))
-    except np.linalg.LinAlgError:
+def _wald_but(theta: np.ndarray, cov: np.ndarray, identified: np.ndarray, const_idx: int | None) -> float:
+    """The robust F statistic without intercept but with a constant: the Wald test of every identified
+    coefficient but the constant column ``const_idx``; NaN when the constant is implicit (statsmodels)."""
+    if const_idx is None:
         return float("nan")
+    keep = identified.copy()
+    keep[const_idx] = False
+    return _wald(theta[keep], cov[np.ix_(keep, keep)])

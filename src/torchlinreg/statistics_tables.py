@@ -85,6 +85,10 @@ def notes(stats) -> list[str]:
                    f"drop redundant columns or add rows that separate them.")
     if not stats.use_t:
         out.append(f"{stats.cov_type} covariance: z and P>|z| from the normal distribution.")
+    if not getattr(stats, "fit_intercept", True):
+        out.append("No intercept fitted; " + (
+            "the columns hold a constant, so R² is centred and F tests every term but the constant."
+            if getattr(stats, "k_constant", 0) else "R² is uncentred (1 - SSR / Σ w y²) and F tests every term."))
     return out
 
 
