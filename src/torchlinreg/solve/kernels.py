@@ -102,7 +102,6 @@ class Kernel:
 # --- which kernel ---------------------------------------------------------------------------------
 
 _FORCED: list[Kernel | None] = [None]
-_LIBRARIES = ["numpy", "torch"]  # the libraries a kernel may use (torch only once it is imported)
 
 
 def set_kernel(kernel: Kernel | str | None) -> Kernel | None:
@@ -114,17 +113,9 @@ def set_kernel(kernel: Kernel | str | None) -> Kernel | None:
     return previous
 
 
-def set_libraries(*names: str) -> tuple[str, ...]:
-    """Let the kernels use only these libraries (``"numpy"``, ``"torch"``); returns the previous ones."""
-    if not names or any(n not in ("numpy", "torch") for n in names):
-        raise ValueError(f"libraries must be 'numpy' and/or 'torch', got {names!r}")
-    previous = tuple(_LIBRARIES)
-    _LIBRARIES[:] = names
-    return previous
-
-
 def _torch_loaded():
-    return sys.modules.get("torch") if "torch" in _LIBRARIES else None
+    """PyTorch when it is imported already (a kernel never imports it: that costs a second), else None."""
+    return sys.modules.get("torch")
 
 
 _IN_USE = ["numpy"]
@@ -179,7 +170,8 @@ class one_pass:
     Between blocks only small matrices are factored, and threads woken for them go on waiting busily
     for more work (OpenBLAS's and OpenMP's both do) while the next block's split threads run: on 2
     cores that halved the pass. A kernel that asks for the library's own threads gets its count from
-    before the pass back for its products (``_own_threads``).
+    before the pass back for its products (``_own_threads``). The settings are the process's: a pass
+    inside another (or in another thread meanwhile) leaves them to the outer one.
     """
 
     def __enter__(self) -> one_pass:
@@ -258,8 +250,6 @@ _LOCK = threading.Lock()  # one split pass at a time in a process (it sets the l
 
 def _candidates() -> list[Kernel]:
     libraries = ["numpy"] + (["torch"] if _torch_loaded() is not None else [])
-    if "numpy" not in _LIBRARIES:
-        libraries.remove("numpy")
     splits, single = [], []
     for library in libraries:
         n = _threads(library)
