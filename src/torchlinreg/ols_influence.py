@@ -93,6 +93,18 @@ def _frame(columns: dict):
     return pd.DataFrame(columns)
 
 
+def robust_middle(results) -> np.ndarray:
+    """``M = c Σᵢ ωᵢ ẽᵢ² q_i q_iᵀ`` in the basis of ``ols_basis`` (HC0-HC3: ``ω`` 1, 1, ``1/(1-h)``, ``1/(1-h)²``,
+    ``c = n / df_resid`` for HC1, else 1), so that the robust covariance of the parameters is ``G M Gᵀ``."""
+    data, basis = results.data, results._base._basis
+    q = basis.rows(data.X, data.sqrt_w)
+    h = np.sum(q ** 2, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        omega = {"HC2": 1 / (1 - h), "HC3": 1 / (1 - h) ** 2}.get(results.cov_type, np.ones_like(h))
+    c = results.nobs / results.df_resid if results.cov_type == "HC1" else 1.0
+    return c * (q * (results.wresid ** 2 * omega)[:, None]).T @ q
+
+
 class Prediction:
     """Predicted means at new rows and their standard errors (statsmodels' ``PredictionResults``)."""
 
@@ -116,9 +128,9 @@ class Prediction:
         if results.cov_type == "nonrobust":
             q = results._base._basis.rows(X)
             self.se_mean = np.sqrt(results.scale * np.sum(q ** 2, axis=1))
-        else:
-            Z = np.column_stack([np.ones(len(X))] * results.k_constant + [X])
-            self.se_mean = np.sqrt(np.einsum("ij,jk,ik->i", Z, results.cov_params(), Z))
+        else:  # u M uᵀ in the basis (the robust covariance is G M Gᵀ): no cancellation between the raw terms
+            u = results._base._basis.rows(X)
+            self.se_mean = np.sqrt(np.einsum("ij,jk,ik->i", u, robust_middle(results), u))
         self.se_obs = np.sqrt(self.se_mean ** 2 + results.scale)
 
     def summary_frame(self, alpha: float = 0.05):
