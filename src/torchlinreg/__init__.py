@@ -28,6 +28,8 @@ _EXPORTS = {
     "load_estimator": "estimator",
     "regression_statistics": "statistics",
     "RegressionStatistics": "statistics",
+    "ols": "ols",
+    "OLSResults": "ols",
     "write_report": "html_report",
     "save_animation": "animation",
     "SavedModel": "persistence",
