@@ -62,15 +62,17 @@ def _diagnostics(res) -> list[str]:
 
 
 def _notes(res) -> list[str]:
-    notes = ["Standard Errors assume that the covariance matrix of the errors is correctly specified."
-             if res.cov_type == "nonrobust" else f"Standard Errors are heteroscedasticity robust ({res.cov_type})"]
+    """The notes under the tables, in torchlinreg's words (the facts statsmodels' notes give)."""
+    notes = ["The standard errors take the errors as independent with one variance (nonrobust covariance)."
+             if res.cov_type == "nonrobust" else f"The standard errors allow errors of unequal variance ({res.cov_type})."]
     eig = res.eigenvals
     if len(eig) and eig[-1] < 1e-10:
-        notes.append(f"The smallest eigenvalue is {eig[-1]:.3g}. This might indicate that there are strong "
-                     "multicollinearity problems or that the design matrix is singular.")
+        notes.append(f"The design's smallest eigenvalue is {eig[-1]:.3g}: its columns are (nearly) linearly "
+                     "dependent, and some coefficients are barely determined by the data.")
     elif res.condition_number > 1000:
-        notes.append(f"The condition number is large, {res.condition_number:.3g}. This might indicate that there "
-                     "are strong multicollinearity or other numerical problems.")
+        notes.append(f"The design's condition number is {res.condition_number:.3g}: its columns are nearly "
+                     "collinear or of very different scales, which inflates the standard errors (the figures "
+                     "themselves are computed from an exact QR factor and keep their digits).")
     return ["Notes:"] + [f"[{i}] {text}" for i, text in enumerate(notes, 1)]
 
 
