@@ -324,17 +324,25 @@ def test_a_constant_column_does_not_spoil_the_minimum_norm_of_a_dependency():
     assert solution.loss <= np.mean((10 * U64 * terms) ** 2)
 
 
-def test_a_loss_that_overflows_only_in_the_datas_units_ends_as_diverged(tmp_path):
-    """Found by the fuzz profile (issue 15's session): a constant feature at 1e150 standardises to 0, so the
-    standardised loss is finite while the same parameters in the data's units (bias ≈ w·1e150) overflow. The
-    epoch is not recorded with an infinite loss: the run ends as diverged, every recorded loss finite."""
+def test_a_loss_that_overflows_only_in_the_datas_units_ends_as_diverged(tmp_path, monkeypatch, capsys):
+    """Found by the fuzz profile (issue 15's session): a standardised model whose loss is finite while the same
+    parameters in the data's units overflow (a constant feature at 1e150 whose mean, from the raw R, was an
+    ulp off). The standardisation now comes from the shifted R and that data no longer overflows, so the raw
+    objective's loss is made to overflow here: the epoch is not recorded with an infinite loss, the run ends
+    as diverged, every recorded loss finite."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from torchlinreg import objectives
+
+    monkeypatch.setattr(objectives._Evaluator, "data_loss", lambda self, sse, obj: float("inf"))  # data's units
     path = tmp_path / "d.parquet"
     pq.write_table(pa.table({"x": [0.0, 0.0], "y": [1e150, 1e150], "a": pa.array([0, 1], pa.int64()),
                              "b": [0.0, 1.665665193722567e20]}), path, row_group_size=1)
-    code, _, err = run_cli("fit", path, "--out", tmp_path / "out", "--no-plots", "--quiet", "--epochs", "5")
+    from torchlinreg.cli import main
+
+    code = main(["fit", str(path), "--out", str(tmp_path / "out"), "--no-plots", "--quiet", "--epochs", "5"])
+    err = capsys.readouterr().err
     assert code == 3 and "the loss in the data's units became inf at epoch 1" in err and "Traceback" not in err
     history = json.loads((tmp_path / "out" / "history.json").read_text())
     assert history["status"] == "diverged" and all(math.isfinite(r["loss"]) for r in history["records"])
