@@ -374,7 +374,7 @@ def _clusters(args, data):
     if args.cluster in data.feature_names or args.cluster in data.target_names:
         raise ConfigError(f"the cluster column {args.cluster!r} is also a feature or target; name the features "
                           "with {features} and leave it out")
-    from .formats import read_clusters
+    from .filesource import read_clusters
 
     return read_clusters(args.data, args.cluster)
 

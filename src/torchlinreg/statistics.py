@@ -285,13 +285,12 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
     ``solution`` comes from ``lstsq``, ``QRAccumulator.solve`` or ``refine`` (a streamed or
     merged R factor works: everything but the pass comes from R). ``residuals`` is a
     :class:`ResidualPass` of ``cov_type`` over all the rows the solution was fitted on,
-    needed for an HC covariance and for weighted rows (``ResidualPass.needed``); the
-    classical covariance of unweighted rows needs none.
+    needed for a robust covariance (HC*, HAC, cluster) and weighted rows (``ResidualPass.needed``);
+    the classical covariance of unweighted rows needs none.
     """
     conf_level, cov_type = check_settings(conf_level, cov_type)
     _check_pass(solution, residuals, cov_type)
-    fit_intercept = solution._factor.fit_intercept
-    weighted = solution.sum_weights is not None
+    fit_intercept, weighted = solution._factor.fit_intercept, solution.sum_weights is not None
     use_t = cov_type == "nonrobust" if use_t is None else bool(use_t)
     basis = residuals.basis if residuals is not None else _Basis(solution)
     n_obs = int(solution._factor.n)  # a row of weight 0 is left out
@@ -300,9 +299,7 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
     df_resid, df_model = np.float64(n_obs - rank), np.float64(rank - k_const)  # NumPy: x / 0 is inf or nan
     log_weights = residuals.log_weights if weighted else 0.0
     middle = None if cov_type == "nonrobust" else residuals.robust_middle()
-    df_tests = df_resid  # statsmodels: G - 1 for the cluster covariance's t and F distributions
-    if cov_type == "cluster":
-        df_tests = np.float64(residuals.dependent.n_groups - 1)
+    df_tests = df_resid if cov_type != "cluster" else np.float64(residuals.dependent.n_groups - 1)  # statsmodels'
     with np.errstate(divide="ignore", invalid="ignore"):
         hc1 = 1.0 if middle is None else residuals.factor(n_obs, df_resid)
         q = (special.stdtrit(df_tests, 0.5 + conf_level / 2) if use_t else special.ndtri(0.5 + conf_level / 2))
