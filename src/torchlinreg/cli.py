@@ -21,7 +21,8 @@ from .errors import ConfigError, DataError, Interrupted, ModelFileError, Torchli
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 # The flags of the settings that messages name (errors.render) where the flag is not "--" + the name, "_" as "-"
-FLAGS = {"statistics": "--summary", "out_dir": "--out", "animation": "--animate", "plots": "--no-plots"}
+FLAGS = {"statistics": "--summary", "out_dir": "--out", "animation": "--animate", "plots": "--no-plots",
+         "groups": "--cluster"}
 
 
 def _default(settings, name: str):
@@ -100,7 +101,11 @@ def _add_statistics(p) -> None:
     s.add_argument("--conf-level", type=float, default=_default(FitOptions, "conf_level"), metavar="L",
                    help="level of the confidence intervals")
     s.add_argument("--cov-type", default=_default(FitOptions, "cov_type"), choices=COV_TYPES,
-                   help="covariance of the coefficients: classical, or heteroscedasticity-robust HC0-HC3")
+                   help="covariance of the coefficients: classical, heteroscedasticity-robust HC0-HC3, HAC "
+                        "(Newey-West, the rows a time series in file order; needs --maxlags) or cluster "
+                        "(needs --cluster); HAC and cluster: solve only, in one process")
+    s.add_argument("--maxlags", type=int, metavar="N", help="HAC: the most lags of the Newey-West sum")
+    s.add_argument("--cluster", metavar="COL", help="cluster: the column holding each row's cluster")
 
 
 def _add_tutorial_data(p, title: str = "the tutorial's data, used when no DATA file is given",
@@ -295,6 +300,9 @@ def _cmd_fit(args) -> int:
         batch_size=args.batch_size, tol=args.tol, patience=args.patience, schedule=args.schedule,
         step_size=args.step_size, gamma=args.gamma, dtype=args.dtype, device=args.device, seed=args.seed)
     config = settings.config
+    if args.cov_type in ("HAC", "cluster") or args.maxlags is not None or args.cluster is not None:
+        raise ConfigError("the HAC and cluster covariances (--cov-type, --maxlags, --cluster) are computed by "
+                          "'torchlinreg solve --summary' (the same exact solution's statistics); run that instead")
     if args.log_every < 1:
         raise ConfigError(f"--log-every must be a positive integer, got {args.log_every}; pass e.g. --log-every 100")
 
@@ -343,13 +351,32 @@ def _cmd_solve(args) -> int:
 
     # The block products run in NumPy unless PyTorch is imported already (solve.kernels): this command never
     # imports it, whose import costs more than a pass over a large file
+    from .dependence import check_options
+
+    check_options(args.cov_type, args.maxlags, args.cluster is not None)  # bad flags: exit 2, before the data
     with _job(args) as job:
         data, _ = _open_data(job, args, SOLVE_COPIES)
+        groups = job.run(lambda: _clusters(args, data), "reading the clusters")
         solution, stats = job.run(lambda: run_solve(data, statistics=args.summary, conf_level=args.conf_level,
                                                     cov_type=args.cov_type, dist=job.dist,
-                                                    chunk_rows=args.chunk_rows, fit_intercept=args.fit_intercept),
+                                                    chunk_rows=args.chunk_rows, fit_intercept=args.fit_intercept,
+                                                    maxlags=args.maxlags, groups=groups),
                                     "the solve")
     return _print_solution(args, solution, stats) if job.is_main else EXIT_OK
+
+
+def _clusters(args, data):
+    """The --cluster column's values in file order (None without --summary or --cluster)."""
+    if args.cluster is None or not args.summary:
+        return None
+    if args.data is None:
+        raise ConfigError("--cluster needs a DATA file holding the cluster column")
+    if args.cluster in data.feature_names or args.cluster in data.target_names:
+        raise ConfigError(f"the cluster column {args.cluster!r} is also a feature or target; name the features "
+                          "with {features} and leave it out")
+    from .filesource import read_clusters
+
+    return read_clusters(args.data, args.cluster)
 
 
 def _print_solution(args, solution, stats) -> int:

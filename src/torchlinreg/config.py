@@ -17,7 +17,7 @@ SCHEDULES = ("constant", "step", "cosine")
 DTYPES = ("float32", "float64")
 DEFAULT_LR = {"sgd": defaults.LR, "adam": 0.001, "adamw": 0.001, "lbfgs": 1.0}
 ENGINES = ("auto", "gram", "data")  # the training loop's objective: see gram.select_engine
-COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")  # covariances of the coefficients: see statistics.py
+COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "HAC", "cluster")  # covariances of the coefficients: see statistics.py
 DEFAULT_TIMEOUT_S = 300.0  # under torchrun, a collective or check-in waits this long for the slowest rank
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from .config import COV_TYPES
 from .constant import ConstantSums
+from . import dependence
 from .errors import ConfigError
 from .solve import _NULL_TOL, LstsqSolution, _as_array
 
@@ -82,13 +83,22 @@ def _intercept_identified(f) -> bool:
     return bool(np.linalg.norm(P[-1, sv > 1e-12 * sv[0]]) <= _NULL_TOL)
 
 
-def _robust_middle(chunks: Iterable, solution: LstsqSolution, basis: _Basis, cov_type: str) -> np.ndarray:
-    """``C = Σᵢ ωᵢ ẽᵢ² q_i q_iᵀ`` per target (m, k, k), in one pass over ``(X, Y, √w)`` chunks."""
+def _robust_middle(chunks: Iterable, solution: LstsqSolution, basis: _Basis, cov_type: str, dependent=None,
+                   groups=None) -> np.ndarray:
+    """``C = Σᵢ ωᵢ ẽᵢ² q_i q_iᵀ`` per target (m, k, k), in one pass over ``(X, Y, √w)`` chunks; for HAC and
+    cluster the scores go to ``dependent`` (a :class:`~torchlinreg.dependence.LagSums` or ``ClusterSums``)
+    instead, with the chunks' ``groups``, and C is zero."""
     m, k = len(solution.target_names), basis.K.shape[1]
     C = np.zeros((m, k, k))
+    start = 0
     for X, Y, sqrt_w in chunks:
         q = basis.rows(X, sqrt_w)  # (rows, k)
         e = sqrt_w[:, None] * (Y - X @ solution.coef.T - solution.intercept)  # (rows, m): weighted residuals
+        if dependent is not None:
+            s = dependence.scores(q, e)
+            dependent.update(s) if groups is None else dependent.update(s, groups[start:start + len(X)])
+            start += len(X)
+            continue
         h = np.sum(q ** 2, axis=1)  # leverages
         with np.errstate(divide="ignore", invalid="ignore"):
             omega = {"HC2": 1 / (1 - h), "HC3": 1 / (1 - h) ** 2}.get(cov_type, np.ones_like(h))
@@ -113,14 +123,21 @@ class ResidualPass:
     covariance of unweighted data with an intercept needs no pass (:attr:`needed` is False).
     """
 
-    def __init__(self, solution: LstsqSolution, cov_type: str = "nonrobust"):
+    def __init__(self, solution: LstsqSolution, cov_type: str = "nonrobust", *, maxlags: int | None = None,
+                 clustered: bool | None = None):
         if solution._factor is None:
             raise ValueError("this solution carries no factorization; make it with QRAccumulator.solve or lstsq")
         _, self.cov_type = check_settings(0.95, cov_type)
+        self.maxlags = dependence.check_options(self.cov_type, maxlags, self.cov_type == "cluster"
+                                                if clustered is None else clustered)
         self.solution = solution
         self.basis = _Basis(solution)
         m, k = len(solution.target_names), self.basis.K.shape[1]
         self.middle = None if self.cov_type == "nonrobust" else np.zeros((m, k, k))
+        self.dependent = (dependence.LagSums(m, k, self.maxlags) if self.cov_type == "HAC"
+                          else dependence.ClusterSums(m, k) if self.cov_type == "cluster" else None)
+        if self.cov_type == "HAC":
+            self.middle = self.dependent.middle  # the same array, summed in place
         self.log_weights = 0.0  # Σ log w over rows of positive weight
         self.n_rows = 0
         # without intercept: whether the columns hold a constant all the same (statsmodels' k_constant)
@@ -134,8 +151,12 @@ class ResidualPass:
     def __repr__(self) -> str:
         return f"ResidualPass(cov_type={self.cov_type!r}, n_rows={self.n_rows})"
 
-    def update(self, X, y, sample_weight=None) -> ResidualPass:
-        """Add rows: ``X`` (k, n_features), ``y`` (k, n_targets) or (k,), ``sample_weight`` (k,) or None."""
+    def update(self, X, y, sample_weight=None, groups=None) -> ResidualPass:
+        """Add rows: ``X`` (k, n_features), ``y`` (k, n_targets) or (k,), ``sample_weight`` (k,) or None;
+        ``groups`` (k,): the rows' clusters, for the cluster covariance (and only for it). For HAC, the
+        rows of successive calls follow each other in time."""
+        if (groups is not None) != (self.cov_type == "cluster"):
+            raise ValueError("groups (each row's cluster) go with cov_type 'cluster', and only with it")
         X = _as_array(X, "X")
         Y = _as_array(y, "y").reshape(len(X), -1)  # (k, m)
         w = np.ones(len(X)) if sample_weight is None else _as_array(sample_weight, "sample_weight")
@@ -143,7 +164,10 @@ class ResidualPass:
         if self.constant is not None:
             self.constant.update(X, Y, w)
         if self.middle is not None:
-            self.middle += _robust_middle(_blocks(X, Y, np.sqrt(w)), self.solution, self.basis, self.cov_type)
+            middle = _robust_middle(_blocks(X, Y, np.sqrt(w)), self.solution, self.basis, self.cov_type,
+                                    self.dependent, groups)
+            if self.dependent is None:
+                self.middle += middle
         self.n_rows += len(X)
         return self
 
@@ -151,22 +175,51 @@ class ResidualPass:
         """Add the sums of a pass over other rows (of the same solution and covariance type)."""
         if not isinstance(other, ResidualPass) or other.cov_type != self.cov_type:
             raise ValueError(f"can only merge a ResidualPass of cov_type {self.cov_type!r}, got {other!r}")
+        self._refuse_split("merge")
         self.log_weights += other.log_weights
-        if self.middle is not None:
+        if self.cov_type == "cluster":
+            self.dependent.merge(other.dependent)
+        elif self.middle is not None:
             self.middle += other.middle
         if self.constant is not None:
             self.constant.merge(other.constant)
         self.n_rows += other.n_rows
         return self
 
+    def _refuse_split(self, what: str) -> None:
+        if self.cov_type == "HAC":
+            raise ConfigError(f"the HAC covariance cannot {what} passes over parts of the rows: its lags cross "
+                              "from one part to the next; pass every row, in order, to one ResidualPass")
+
+    def robust_middle(self) -> np.ndarray | None:
+        """The middle matrices ``C`` (m, k, k) of the robust covariance (None for nonrobust)."""
+        if self.cov_type == "cluster":
+            self.dependent.check()
+            return self.dependent.middle()
+        return self.middle
+
+    def factor(self, n_obs: int, df_resid) -> float:
+        """statsmodels' small-sample factor of the covariance: ``n / df_resid`` for HC1, that of
+        :func:`~torchlinreg.dependence.cluster_factor` for cluster, else 1."""
+        if self.cov_type == "HC1":
+            return n_obs / df_resid
+        if self.cov_type == "cluster":
+            return dependence.cluster_factor(self.dependent.n_groups, n_obs, self.basis.K.shape[0])
+        return 1.0
+
     def to_vector(self) -> np.ndarray:
-        """The sums as one float64 vector (to send to other processes); :meth:`add_vector` reads it."""
+        """The sums as one float64 vector (to send to other processes); :meth:`add_vector` reads it.
+        Not for HAC (see :meth:`merge`) nor cluster (whose sums are keyed by cluster: merge the passes)."""
+        self._refuse_split("to_vector")
+        if self.cov_type == "cluster":
+            raise ValueError("a cluster pass's sums are keyed by cluster; merge ResidualPass objects instead")
         middle = self.middle.ravel() if self.middle is not None else np.zeros(0)
         constant = self.constant.to_vector() if self.constant is not None else np.zeros(0)
         return np.concatenate([[self.log_weights, self.n_rows], middle, constant])
 
     def add_vector(self, v: np.ndarray) -> ResidualPass:
         """Add the sums of another pass given as :meth:`to_vector` made them."""
+        self._refuse_split("add_vector")
         v = np.asarray(v, dtype=np.float64)
         self.log_weights += float(v[0])
         self.n_rows += int(v[1])

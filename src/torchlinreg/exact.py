@@ -12,7 +12,7 @@ from __future__ import annotations
 from .data import Source, as_source
 from .config import check_chunk_rows
 from .defaults import CHUNK_ROWS
-from .errors import DataError, check_positive
+from .errors import ConfigError, DataError, check_positive
 from .solve import MAX_PASSES, RANK_RTOL, LstsqSolution, QRAccumulator, needs_refinement
 from .solve import refine as refine_solution
 
@@ -154,23 +154,34 @@ def solve(source, dist=None, chunk_rows: int = CHUNK_ROWS, *,
 
 
 def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, cov_type: str = "nonrobust",
-                  dist=None, chunk_rows: int = CHUNK_ROWS) -> list:
+                  dist=None, chunk_rows: int = CHUNK_ROWS, maxlags: int | None = None, groups=None) -> list:
     """The inference tables of ``solution`` (one :class:`~torchlinreg.statistics.RegressionStatistics` per target),
     fitted on the rows of ``source`` (a Source or a Dataset).
 
-    The classical covariance of unweighted rows comes from R alone; an HC covariance or weighted
-    rows read the rows once more (each process its part, the sums gathered).
+    The classical covariance of unweighted rows comes from R alone; a robust covariance or weighted
+    rows read the rows once more (each process its part, the sums gathered). HAC takes ``maxlags``
+    and the rows in file order (one process); cluster takes ``groups``, each row's cluster in file order.
     """
     from .statistics import ResidualPass, check_settings, solution_statistics
 
     _, cov_type = check_settings(conf_level, cov_type)
     source = as_source(source)
-    residuals = ResidualPass(solution, cov_type)
+    residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None)
     if not residuals.needed:
         return solution_statistics(solution, None, conf_level=conf_level, cov_type=cov_type)
     several = dist is not None and dist.is_distributed
+    if several and cov_type in ("HAC", "cluster"):
+        raise ConfigError(f"the {cov_type} covariance is not computed under torchrun: "
+                          + ("its lags join rows that different processes read" if cov_type == "HAC" else
+                             "the processes' per-cluster sums are not gathered yet")
+                          + "; run the solve in one process for it, or choose another {cov_type}")
+    start = 0
     for X, y, w in source.chunks(chunk_rows, *((dist.rank, dist.world_size) if several else ())):
-        residuals.update(X, y, w)
+        residuals.update(X, y, w, groups=None if groups is None else _rows_groups(groups, start, len(X)))
+        start += len(X)
+    if groups is not None and start != len(groups):
+        raise DataError(f"the cluster column holds {len(groups)} values but the data {start} rows; give one "
+                        "cluster per row")
     if several:
         from .distributed import gather_vectors
 
@@ -184,15 +195,27 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
     return solution_statistics(solution, residuals, conf_level=conf_level, cov_type=cov_type)
 
 
+def _rows_groups(groups, start: int, n: int):
+    part = groups[start:start + n]
+    if len(part) != n:
+        raise DataError(f"the cluster column holds {len(groups)} values but the data more rows; give one "
+                        "cluster per row")
+    return part
+
+
 def run_solve(data, *, statistics: bool = False, conf_level: float = 0.95, cov_type: str = "nonrobust", dist=None,
-              chunk_rows: int = CHUNK_ROWS, fit_intercept: bool = True) -> tuple[LstsqSolution, list | None]:
+              chunk_rows: int = CHUNK_ROWS, fit_intercept: bool = True, maxlags: int | None = None,
+              groups=None) -> tuple[LstsqSolution, list | None]:
     """``torchlinreg solve``: the exact solution of ``data`` (a Dataset or a source) and, with ``statistics``,
-    its inference tables at ``conf_level`` with the ``cov_type`` covariance; ``fit_intercept=False``
-    (``--no-intercept``) fits no constant term (its intercept is 0)."""
+    its inference tables at ``conf_level`` with the ``cov_type`` covariance (HAC: with ``maxlags``; cluster:
+    ``groups``, each row's cluster in file order); ``fit_intercept=False`` (``--no-intercept``) fits no
+    constant term (its intercept is 0)."""
     if statistics:
+        from .dependence import check_options
         from .statistics import check_settings
 
-        check_settings(conf_level, cov_type)  # before the pass
+        _, cov_name = check_settings(conf_level, cov_type)  # before the pass
+        check_options(cov_name, maxlags, groups is not None)
     check_chunk_rows(chunk_rows)
     source = as_source(data)
     if _wide_in_memory(source, dist):  # fewer rows than features: the n × n side, no d × d factor
@@ -206,7 +229,7 @@ def run_solve(data, *, statistics: bool = False, conf_level: float = 0.95, cov_t
         return solve_dataset(source.dataset, fit_intercept=fit_intercept), None
     _, _, solution = solve(source, dist, chunk_rows, fit_intercept=fit_intercept)
     stats = statistics_of(source, solution, conf_level=conf_level, cov_type=cov_type, dist=dist,
-                          chunk_rows=chunk_rows) if statistics else None
+                          chunk_rows=chunk_rows, maxlags=maxlags, groups=groups) if statistics else None
     return solution, stats
 
 

@@ -447,3 +447,24 @@ def _group(pieces: Iterator[tuple[Path, int, pa.RecordBatch]], chunk_rows: int):
         yield group
 
 
+def read_clusters(path: str | os.PathLike, name: str) -> np.ndarray:
+    """The column ``name`` of a data file, or of a folder's files in reading order, as one array of clusters.
+
+    For the cluster-robust covariance: any values (numbers or text), one per data row, none
+    missing. The column is read whole (one value per row); the other columns are not read.
+    """
+    path = Path(path)
+    paths = folder_files(path) if path.is_dir() else [path]
+    parts = []
+    for p in paths:
+        table = formats.open_table(p)
+        if name not in table.schema.names:
+            raise DataError(f"{p}: has no column {name!r} for the clusters; choose one of its columns with "
+                            "{groups}")
+        column = table.read([name]).column(name)
+        if column.null_count:
+            row = next(i for i, v in enumerate(column.is_null().to_pylist()) if v) + 1
+            raise DataError(f"{p}: the cluster column {name!r} is missing a value in row {row}; give every row "
+                            "its cluster")
+        parts.append(column.to_numpy(zero_copy_only=False))
+    return np.concatenate(parts) if parts else np.zeros(0)

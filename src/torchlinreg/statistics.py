@@ -219,7 +219,8 @@ def _floats(values) -> np.ndarray:
 
 def regression_statistics(X, y, *, sample_weight=None, conf_level: float = 0.95, cov_type: str = "nonrobust",
                           feature_names=None, target_names=None, fit_intercept: bool = True,
-                          use_t: bool | None = None) -> RegressionStatistics | tables.StatisticsList:
+                          use_t: bool | None = None, maxlags: int | None = None,
+                          groups=None) -> RegressionStatistics | tables.StatisticsList:
     """Standard errors, t and p values, confidence intervals and fit criteria of the least-squares fit.
 
     Parameters
@@ -229,12 +230,16 @@ def regression_statistics(X, y, *, sample_weight=None, conf_level: float = 0.95,
         is its own regression
     sample_weight : array of shape (n_samples,), finite, >= 0, not all 0: weighted least squares (WLS)
     conf_level : level of the confidence intervals, in (0, 1)
-    cov_type : "nonrobust" (homoscedastic errors) or a heteroscedasticity-robust "HC0", "HC1", "HC2", "HC3"
+    cov_type : "nonrobust" (homoscedastic errors), a heteroscedasticity-robust "HC0", "HC1", "HC2", "HC3",
+        "HAC" (Newey-West: the rows are a time series in order; needs ``maxlags``) or "cluster" (needs ``groups``)
+    maxlags : for "HAC": the most lags of the Bartlett-weighted sum (an integer >= 0)
+    groups : for "cluster": array of shape (n_samples,), each row's cluster (numbers or text)
     feature_names, target_names : column names; default a DataFrame's columns and a Series' name, else as
         ``lstsq``: 'x' or 'x0', ...; 'y' or 'y0', ...
     fit_intercept : include the constant term ``"intercept"`` (first among the terms)
     use_t : t and p from Student's t with ``df_resid`` degrees of freedom, else from the normal
-        distribution; default (None) as statsmodels: t for "nonrobust", normal for HC*
+        distribution; default (None) as statsmodels: t for "nonrobust", normal for the robust ones (cluster:
+        Student's t and the F test with G - 1 degrees of freedom, G clusters)
 
     Returns
     -------
@@ -247,12 +252,22 @@ def regression_statistics(X, y, *, sample_weight=None, conf_level: float = 0.95,
     solution = lstsq(X, y, feature_names=feature_names, target_names=target_names, fit_intercept=fit_intercept,
                      sample_weight=sample_weight)  # checks every input
     X = _as_array(X, "X")
-    residuals = ResidualPass(solution, cov_type)
+    residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None)
     if residuals.needed:
-        residuals.update(X, y, sample_weight)
+        residuals.update(X, y, sample_weight, groups=None if groups is None else _groups(groups, len(X)))
     results = solution_statistics(solution, residuals if residuals.needed else None, conf_level=conf_level,
                                   cov_type=cov_type, use_t=use_t)
     return results[0] if np.ndim(y) == 1 else results
+
+
+def _groups(groups, n_rows: int) -> np.ndarray:
+    """The clusters as a 1-D array of one value per row (a pandas Series or a tensor too)."""
+    if hasattr(groups, "detach"):
+        groups = groups.detach().cpu().numpy()
+    groups = np.asarray(groups)
+    if groups.shape != (n_rows,):
+        raise ValueError(f"groups must hold one cluster per row: {n_rows} rows, got shape {groups.shape}")
+    return groups
 
 
 def _check_names(feature_names, fit_intercept: bool) -> None:
@@ -270,13 +285,12 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
     ``solution`` comes from ``lstsq``, ``QRAccumulator.solve`` or ``refine`` (a streamed or
     merged R factor works: everything but the pass comes from R). ``residuals`` is a
     :class:`ResidualPass` of ``cov_type`` over all the rows the solution was fitted on,
-    needed for an HC covariance and for weighted rows (``ResidualPass.needed``); the
-    classical covariance of unweighted rows needs none.
+    needed for a robust covariance (HC*, HAC, cluster) and weighted rows (``ResidualPass.needed``);
+    the classical covariance of unweighted rows needs none.
     """
     conf_level, cov_type = check_settings(conf_level, cov_type)
     _check_pass(solution, residuals, cov_type)
-    fit_intercept = solution._factor.fit_intercept
-    weighted = solution.sum_weights is not None
+    fit_intercept, weighted = solution._factor.fit_intercept, solution.sum_weights is not None
     use_t = cov_type == "nonrobust" if use_t is None else bool(use_t)
     basis = residuals.basis if residuals is not None else _Basis(solution)
     n_obs = int(solution._factor.n)  # a row of weight 0 is left out
@@ -284,10 +298,11 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
     rank = solution.rank
     df_resid, df_model = np.float64(n_obs - rank), np.float64(rank - k_const)  # NumPy: x / 0 is inf or nan
     log_weights = residuals.log_weights if weighted else 0.0
-    middle = None if cov_type == "nonrobust" else residuals.middle
+    middle = None if cov_type == "nonrobust" else residuals.robust_middle()
+    df_tests = df_resid if cov_type != "cluster" else np.float64(residuals.dependent.n_groups - 1)  # statsmodels'
     with np.errstate(divide="ignore", invalid="ignore"):
-        hc1 = n_obs / df_resid if cov_type == "HC1" else 1.0
-        q = (special.stdtrit(df_resid, 0.5 + conf_level / 2) if use_t else special.ndtri(0.5 + conf_level / 2))
+        hc1 = 1.0 if middle is None else residuals.factor(n_obs, df_resid)
+        q = (special.stdtrit(df_tests, 0.5 + conf_level / 2) if use_t else special.ndtri(0.5 + conf_level / 2))
     d, order, terms = _terms(solution.feature_names, fit_intercept)
     missing = ~basis.identified[order]  # their parameters, covariances and tests are NaN
     unidentified = tuple(name for name, gone in zip(terms, missing) if gone)
@@ -309,7 +324,7 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
             std_err = np.sqrt(np.diagonal(cov))
             t_values = params / std_err
             tail = -np.abs(t_values)  # both tails: twice the lower one
-            p_values = 2 * (special.stdtr(df_resid, tail) if use_t else special.ndtr(tail))
+            p_values = 2 * (special.stdtr(df_tests, tail) if use_t else special.ndtr(tail))
             r2 = 1 - ssr / tss
             llf = -n_obs / 2 * (1 + math.log(2 * math.pi / n_obs)) - n_obs / 2 * np.log(ssr) + log_weights / 2
             results.append(RegressionStatistics(
@@ -317,7 +332,7 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
                 p_values=p_values, conf_int=np.column_stack([params - q * std_err, params + q * std_err]),
                 conf_level=conf_level, cov_type=cov_type, cov_params=cov, n_obs=n_obs, df_model=float(df_model),
                 df_resid=float(df_resid), r2=float(r2), adj_r2=float(1 - (n_obs - k_const) / df_resid * (1 - r2)),
-                f_statistic=float(f_statistic), f_pvalue=float(special.fdtrc(df_model, df_resid, f_statistic)),
+                f_statistic=float(f_statistic), f_pvalue=float(special.fdtrc(df_model, df_tests, f_statistic)),
                 log_likelihood=float(llf), aic=float(-2 * llf + 2 * rank), bic=float(-2 * llf + math.log(n_obs) * rank),
                 condition_number=float(solution.condition_number), unidentified=unidentified, use_t=use_t,
                 weighted=weighted, fit_intercept=fit_intercept, k_constant=k_const))

@@ -142,3 +142,4 @@ def read_columns(path: str | os.PathLike, names: Sequence[str]) -> np.ndarray:
     import torch
 
     return matrix(path, columns, chosen, torch.float64, ROLE_FIX["feature"]).numpy()
+
