@@ -400,8 +400,9 @@ def test_an_already_standardised_objective_is_used_as_it_is():
 
 
 def test_bad_accumulators_and_models_are_refused():
-    with pytest.raises(ValueError, match="fit_intercept=True"):
-        GramObjective.from_accumulator(QRAccumulator(1, 1, fit_intercept=False).update(TUTORIAL.X, TUTORIAL.y))
+    no_ones = GramObjective.from_accumulator(QRAccumulator(1, 1, fit_intercept=False).update(TUTORIAL.X, TUTORIAL.y))
+    with pytest.raises(ValueError, match="the same fit_intercept"):  # a model with a bias, R without the ones
+        train_gram(build_model(1, 1), no_ones, TrainConfig(epochs=1))
     with pytest.raises(ValueError, match="no rows"):
         GramObjective.from_accumulator(QRAccumulator(1, 1))
     with pytest.raises(ValueError, match="weights are 0"):

@@ -66,10 +66,12 @@ def test_real_data_without_intercept_matches_statsmodels_and_sklearn(name):
     assert "R² is uncentred" in est.summary()
 
 
-def test_estimator_refuses_a_trained_fit_without_intercept():
+def test_estimator_trains_without_intercept_too():
     X, y = _designs()["plain"]
-    with pytest.raises(ValueError, match="solver='exact'"):
-        LinearRegression(fit_intercept=False).fit(X, y)
+    est = LinearRegression(fit_intercept=False).fit(X, y)  # gd: a model without bias (tests/test_no_intercept_training)
+    assert est.intercept_ == 0.0 and "linear.bias" not in dict(est.module_.named_parameters())
+    # 1e-7 relative: gd's convergence (L-BFGS to the stopping rule), as tests/test_estimator.py
+    np.testing.assert_allclose(est.coef_, SkLinearRegression(fit_intercept=False).fit(X, y).coef_, rtol=1e-7)
 
 
 def _csv(tmp_path, X, y):

@@ -80,6 +80,8 @@ def checkpointer(run, out):
     options, source, force = run.options, run.source, run.publish.force
     common = dict(engine=run.engine, standardize=options.standardize, features=source.feature_names,
                   targets=source.target_names)
+    if not options.fit_intercept:  # only then: checkpoints of fits with an intercept resume as before
+        common["fit_intercept"] = False
     if run.in_memory:
         from .checkpoint import data_sha256
 

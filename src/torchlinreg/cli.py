@@ -22,7 +22,7 @@ from .errors import ConfigError, DataError, Interrupted, ModelFileError, Torchli
 EXIT_OK, EXIT_BAD_DATA, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 # The flags of the settings that messages name (errors.render) where the flag is not "--" + the name, "_" as "-"
 FLAGS = {"statistics": "--summary", "out_dir": "--out", "animation": "--animate", "plots": "--no-plots",
-         "groups": "--cluster"}
+         "groups": "--cluster", "fit_intercept": "--no-intercept"}
 
 
 def _default(settings, name: str):
@@ -182,6 +182,9 @@ def _add_training(p) -> None:
     t.add_argument("--standardize", action=argparse.BooleanOptionalAction,
                    help="train on standardised features and targets; results are reported in the data's units "
                         "(default: on for the settings chosen for DATA, off otherwise)")
+    t.add_argument("--no-intercept", dest="fit_intercept", action="store_false",
+                   help="fit a line through the origin: the model has no bias, the optimum and statistics are "
+                        "those without a constant term; --standardize then scales the columns without centring")
     t.add_argument("--validation-fraction", type=float, default=_default(FitOptions, "validation_fraction"), metavar="F",
                    help="hold out this fraction of the rows (seeded split) and report metrics on it")
     t.add_argument("--split-seed", type=int, default=_default(FitOptions, "split_seed"), metavar="SEED",
@@ -298,7 +301,8 @@ def _cmd_fit(args) -> int:
         standardize=args.standardize, for_data=args.data is not None, epochs=args.epochs, lr=args.lr,
         optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
         batch_size=args.batch_size, tol=args.tol, patience=args.patience, schedule=args.schedule,
-        step_size=args.step_size, gamma=args.gamma, dtype=args.dtype, device=args.device, seed=args.seed)
+        step_size=args.step_size, gamma=args.gamma, dtype=args.dtype, device=args.device, seed=args.seed,
+        fit_intercept=args.fit_intercept)
     config = settings.config
     if args.cov_type in ("HAC", "cluster") or args.maxlags is not None or args.cluster is not None:
         raise ConfigError("the HAC and cluster covariances (--cov-type, --maxlags, --cluster) are computed by "
@@ -319,7 +323,7 @@ def _cmd_fit(args) -> int:
             data, config, args.out if main else None, dist=dist.dist, standardize=settings.standardize,
             chosen=settings.why, flags=FLAGS,
             validation_fraction=args.validation_fraction, split_seed=args.split_seed, engine=args.engine,
-            tutorial=args.data is None, statistics=args.summary, conf_level=args.conf_level, cov_type=args.cov_type,
+            tutorial=args.data is None, fit_intercept=args.fit_intercept, statistics=args.summary, conf_level=args.conf_level, cov_type=args.cov_type,
             chunk_rows=args.chunk_rows, reading=why, checkpoint_every=args.checkpoint_every, resume=args.resume,
             save=args.save if main else None, force=args.force, plots=main and not args.no_plots,
             animation=args.animate, report=args.report and main, log_every=0 if args.quiet else args.log_every,

@@ -97,6 +97,8 @@ class FitOptions:
     :mod:`torchlinreg.checkpoint`). ``tutorial`` marks the tutorial's own run, which keeps the
     tutorial's loop. ``reading`` says why the data is streamed, for the notes before epoch 1;
     ``chosen``, which settings were chosen for the data (:func:`choose_settings`), for the first line.
+    ``fit_intercept``: False fits a line through the origin (the model has no bias; the optimum and
+    statistics are those without intercept, and ``standardize`` scales the columns without centring).
     """
 
     standardize: bool = False
@@ -112,6 +114,11 @@ class FitOptions:
     tutorial: bool = False
     reading: str = ""
     chosen: str = ""
+    fit_intercept: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.fit_intercept, bool):
+            raise ConfigError(f"{{fit_intercept}} must be True or False, got {self.fit_intercept!r}")
 
 
 # What ``fit`` chooses for a user's data when neither an optimizer nor a rate is given (see choose_settings).
@@ -129,7 +136,8 @@ class Settings:
     why: str = ""
 
 
-def choose_settings(*, standardize: bool | None = None, for_data: bool = True, **given) -> Settings:
+def choose_settings(*, standardize: bool | None = None, for_data: bool = True, fit_intercept: bool = True,
+                    **given) -> Settings:
     """The settings for a user's data: every setting given is kept, the rest chosen so the fit converges.
 
     ``given``: fields of :class:`TrainConfig`, None for "not given". The tutorial's settings (plain
@@ -139,13 +147,14 @@ def choose_settings(*, standardize: bool | None = None, for_data: bool = True, *
     ``AUTO_EPOCHS``; a mini-batch fit (``batch_size``) gets Adam at lr 0.01 on standardised columns.
     With ``optimizer`` or ``lr`` given (or ``momentum``/``nesterov``, which only SGD has), the other
     settings are the tutorial's, as ``TrainConfig``'s; so are they all without ``for_data`` (the
-    tutorial's own run).
+    tutorial's own run). ``fit_intercept=False`` (no bias): the columns are scaled, not centred.
     """
     given = {k: v for k, v in given.items() if v is not None}
     if not for_data or "optimizer" in given or "lr" in given or given.get("momentum") or given.get("nesterov"):
         return Settings(TrainConfig(**given), bool(standardize))
     scaled = standardize is not False
-    on = "standardised columns" if scaled else "the data's columns (standardising turned off)"
+    on = ("standardised columns" if fit_intercept else "scaled columns (not centred: no intercept)") if scaled \
+        else "the data's columns (standardising turned off)"
     if given.get("batch_size") is not None:
         config = TrainConfig(**(AUTO_MINIBATCH | given))
         return Settings(config, scaled, f"Adam at lr {config.learning_rate:g} on {on}, mini-batches of "

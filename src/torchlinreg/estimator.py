@@ -59,7 +59,7 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         refinement; the minimum-norm solution when the design is rank-deficient). The
         training parameters below apply to ``"gd"`` only.
     fit_intercept : bool, default=True
-        False: ``y ≈ X @ coef_.T``, ``intercept_`` 0.0, statsmodels' ``OLS(y, X)`` figures; ``solver="exact"`` only.
+        False: ``y ≈ X @ coef_.T``, ``intercept_`` 0.0, statsmodels' ``OLS(y, X)``; "gd" trains without bias.
     optimizer : {"lbfgs", "sgd", "adam", "adamw"}, default="lbfgs"
         ``"lbfgs"`` takes one line-searched quasi-Newton step per epoch.
     lr : float or None, default=None
@@ -244,8 +244,6 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         w = _weights(sample_weight, X)
         Y = y.reshape(len(y), -1)  # (n, n_targets)
         config = self._config()
-        if not self.fit_intercept and self.solver != "exact":
-            raise ValueError("fit_intercept=False needs solver='exact' for now (the trained model always has a bias)")
         if self.solver == "exact":
             sol = self._set_optimum(X, Y, w, targets, quiet=False)
             self.module_ = self.optimizer_ = self.scaler_ = None
@@ -360,7 +358,7 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         """The training settings, checked; messages name this class's parameters."""
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(map(repr, SOLVERS))}, got {self.solver!r}")
-        for name in ("standardize", "warm_start"):
+        for name in ("standardize", "warm_start", "fit_intercept"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.optimizer == "lbfgs" and _number(self.weight_decay):
@@ -375,8 +373,9 @@ class LinearRegression(RegressorMixin, BaseEstimator):
     def _init_module(self, X, Y, w, config: TrainConfig, *, start) -> None:
         """``scaler_``, ``module_`` (seeded, or from ``start`` = (coef, intercept) in data units) and ``optimizer_``."""
         device = _device(self.device, config.dtype)
-        self.scaler_ = Standardizer.fit(X, Y, sample_weight=w) if self.standardize else None
-        module = build_model(X.shape[1], Y.shape[1], seed=config.seed)
+        intercept = bool(self.fit_intercept)  # without: no bias, columns scaled not centred (Standardizer.fit)
+        self.scaler_ = Standardizer.fit(X, Y, sample_weight=w, center=intercept) if self.standardize else None
+        module = build_model(X.shape[1], Y.shape[1], seed=config.seed, fit_intercept=intercept)
         module.to(device=device, dtype=getattr(torch, config.dtype))  # before loading: float32 would round ``start``
         if start is not None:
             _load_params(module, *start, self.scaler_)
@@ -476,7 +475,8 @@ def _load_params(module: LinearModel, W: np.ndarray, b: np.ndarray, scaler: Stan
         b = (b + W @ scaler.x_mean - scaler.y_mean) / scaler.y_scale
         W = W * scaler.x_scale / scaler.y_scale[:, None]
     module.linear.weight.copy_(torch.as_tensor(W))  # copy_ converts to the module's dtype and device
-    module.linear.bias.copy_(torch.as_tensor(b))
+    if module.linear.bias is not None:  # a model without bias (fit_intercept=False) has intercept 0 throughout
+        module.linear.bias.copy_(torch.as_tensor(b))
 
 
 def _device(name, dtype: str) -> torch.device:

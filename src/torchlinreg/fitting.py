@@ -60,6 +60,11 @@ class FitResult:
     reading: dict | None = None  # how streamed data was read, and what each figure comes from
 
     @property
+    def fit_intercept(self) -> bool:
+        """Whether the model has a bias (False: a line through the origin, fitted without intercept)."""
+        return bool(getattr(self.solution._factor, "fit_intercept", True))
+
+    @property
     def n_samples(self) -> int:
         """Rows of the data (``data`` may hold only a sample of a streamed file's rows)."""
         return self.n_rows if self.n_rows is not None else self.data.n_samples
@@ -79,6 +84,7 @@ class FitResult:
             "features": list(self.data.feature_names),
             "targets": list(self.data.target_names),
             "settings": self.config.to_dict(),
+            "fit_intercept": self.fit_intercept,
             "standardize": self.scaler.to_dict() if self.scaler is not None else None,
             "engine": self.engine,
             "status": self.history.status,
@@ -117,7 +123,7 @@ class FitResult:
 
         scaler, history = self.scaler, self.history
         return SavedModel(self.weight, self.bias, self.data.feature_names, self.data.target_names,
-                          {"settings": self.config.to_dict(), "standardize": scaler.to_dict() if scaler else None,
+                          fit_intercept=self.fit_intercept, metadata={"settings": self.config.to_dict(), "standardize": scaler.to_dict() if scaler else None,
                            "metrics": json_safe(self.metrics), "status": history.status,
                            "epochs_run": len(history), "optimum_loss": json_safe(self.solution.loss)})
 
@@ -191,7 +197,8 @@ class _Run:
             self.source, self.val = ArraySource(_rows(data, train_rows)), _rows(data, val_rows)
 
     def solve(self) -> None:
-        self.acc, self.counts, self.solution = solve(self.source, self.dist, self.options.chunk_rows)
+        self.acc, self.counts, self.solution = solve(self.source, self.dist, self.options.chunk_rows,
+                                                     fit_intercept=self.options.fit_intercept)
         self.n_rows = self.acc.n_samples
         self.engine, self.why = _engine(self)
 
@@ -201,13 +208,16 @@ class _Run:
         self.checkpoint = checkpointer(self, out) if out is not None and self.dist is None else None
         self.objective = GramObjective.from_accumulator(self.acc)
         self.scaler = None
-        if self.options.standardize:  # the columns' (weighted) means and spreads: of the rows, else from R
+        # the columns' (weighted) means and spreads: of the rows, else from R; without intercept their root
+        # mean squares and no centring (a shift would need the bias the model lacks: see Standardizer.root_mean_squares)
+        if self.options.standardize:
             if self.in_memory:
                 X, y, w = self._tensors()
-                self.scaler = Standardizer.fit(X, y, sample_weight=w)
+                self.scaler = Standardizer.fit(X, y, sample_weight=w, center=self.options.fit_intercept)
             else:
                 self.scaler = self.objective.standardizer()
-        self.model = build_model(len(self.source.feature_names), len(self.source.target_names), seed=self.config.seed)
+        self.model = build_model(len(self.source.feature_names), len(self.source.target_names), seed=self.config.seed,
+                                 fit_intercept=self.options.fit_intercept)
         self.diagnostics = _diagnostics(self)
         notes = [f"note: {m}" for m in self.diagnostics.messages(self.publish.flags)] \
             if self.diagnostics is not None else []
@@ -304,8 +314,8 @@ def _diagnostics(run: _Run):
     """What the data implies for full-batch SGD (stable learning rates, epochs needed): rows in memory only."""
     config = run.config
     full_batch = config.batch_size is None or config.batch_size >= run.n_rows
-    if not (run.in_memory and config.optimizer == "sgd" and full_batch):
-        return None  # the diagnostics assume full batches of rows in memory
+    if not (run.in_memory and config.optimizer == "sgd" and full_batch and run.options.fit_intercept):
+        return None  # the diagnostics assume full batches of rows in memory, and a bias
     from .diagnostics import diagnose
 
     X, y, w = run._tensors()
@@ -367,7 +377,8 @@ def _train(run: _Run) -> History:
     if run.val is not None and (run.engine == "gram" or run.dist is not None):
         val = run.val
         val_objective = GramObjective.from_accumulator(
-            QRAccumulator(val.n_features, val.n_targets).update(val.X.double(), val.y.double()))
+            QRAccumulator(val.n_features, val.n_targets, fit_intercept=run.options.fit_intercept).update(
+                val.X.double(), val.y.double()))
     if run.engine == "gram":
         from .gram import train_gram
 
@@ -417,6 +428,7 @@ def fit(data, target=None, *, features=None, weights=None, standardize: bool | N
     features, weights : the feature columns (default: every other numeric column) and a column of
         sample weights, of a DataFrame or file; with a feature matrix, ``weights`` holds the weights.
     standardize : train on standardised columns (default: as the chosen settings say).
+    fit_intercept : False fits a model without bias (a line through the origin; passed in ``settings``).
     out_dir : a folder for the history, summary and plots (default: none; nothing is written).
     **settings : fields of :class:`~torchlinreg.config.TrainConfig` (``optimizer``, ``lr``, ``epochs``,
         ``batch_size``, ``tol``, ``dtype``, ...) and the options of :func:`run_fit` (``quiet``,
@@ -434,7 +446,7 @@ def fit(data, target=None, *, features=None, weights=None, standardize: bool | N
     """
     trainable = {f.name for f in fields(TrainConfig)}
     given = {k: settings.pop(k) for k in list(settings) if k in trainable}
-    chosen = choose_settings(standardize=standardize, **given)
+    chosen = choose_settings(standardize=standardize, fit_intercept=settings.get("fit_intercept", True), **given)
     source = _fit_source(data, target, features, weights)
     options = {"statistics": True, "print_statistics": False} | settings  # computed for summary(), not printed
     return run_fit(source, chosen.config, out_dir, standardize=chosen.standardize, chosen=chosen.why, **options)

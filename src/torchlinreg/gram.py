@@ -56,11 +56,15 @@ class GramObjective:
     scaler : Standardizer or None
         The scaler this objective was standardised with (:meth:`standardized`); None for
         the data's own units.
+    fit_intercept : bool
+        False for a model without bias: the ones column of R is zero (``A = [X, 0, y]``), so the
+        bias has no effect on the loss and its gradient is 0; the model has no bias parameter.
     """
 
     def __init__(self, R, *, n_samples: int, sum_weights: float, n_features: int, n_targets: int,
                  weighted: bool = False, scaler: Standardizer | None = None,
-                 shifted: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None):
+                 shifted: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
+                 fit_intercept: bool = True):
         p = n_features + 1 + n_targets
         R = np.asarray(R, dtype=np.float64)
         if R.ndim != 2 or R.shape[1] != p or R.shape[0] > p:
@@ -73,6 +77,9 @@ class GramObjective:
         self.n_samples, self.sum_weights = int(n_samples), float(sum_weights)
         self.n_features, self.n_targets = int(n_features), int(n_targets)
         self.weighted, self.scaler = bool(weighted), scaler
+        self.fit_intercept = bool(fit_intercept)
+        if not self.fit_intercept and np.any(self.R[:, n_features]):
+            raise ValueError("without intercept the column of ones in R must be zero")
         # (R_shifted, reference, varies): R of [X - ref_x, 1, y - ref_y], which keeps the columns' spread however
         # far their values lie from zero, and which columns hold another value than the reference (None: not
         # known); the standardisation is taken from these (QRAccumulator.R_shifted)
@@ -84,21 +91,23 @@ class GramObjective:
         """The objective of the rows ``acc`` has seen (filled, possibly merged from several)."""
         if not isinstance(acc, QRAccumulator):
             raise TypeError(f"expected a QRAccumulator, got {type(acc).__name__}")
-        if not acc.fit_intercept:
-            raise ValueError("the accumulator has no column of ones (fit_intercept=False), but the model has a "
-                             "bias; make it with QRAccumulator(n_features, n_targets, fit_intercept=True)")
         if acc.n_samples == 0:
             raise ValueError("the accumulator has seen no rows: call acc.update(X, y) first")
         if acc.sum_weights == 0:
             raise ValueError(f"all {acc.n_samples} sample weights are 0, so no row counts; "
                              f"give at least one row a positive weight")
+        if not acc.fit_intercept:  # R of [X, y]: a zero column (and row) where the ones would be
+            return cls(_zero_ones_column(acc.R, acc.n_features), n_samples=acc.n_samples,
+                       sum_weights=acc.sum_weights, n_features=acc.n_features, n_targets=acc.n_targets,
+                       weighted=acc.weighted, fit_intercept=False)
         shifted = None if acc.reference is None else (
             acc.R_shifted.copy(), acc.reference.copy(), None if acc.varies is None else acc.varies.copy())
         return cls(acc.R.copy(), n_samples=acc.n_samples, sum_weights=acc.sum_weights,
                    n_features=acc.n_features, n_targets=acc.n_targets, weighted=acc.weighted, shifted=shifted)
 
     def __repr__(self) -> str:
-        extra = (", weighted" if self.weighted else "") + (", standardised" if self.scaler is not None else "")
+        extra = (", weighted" if self.weighted else "") + (", standardised" if self.scaler is not None else "") \
+            + ("" if self.fit_intercept else ", no intercept")
         return (f"GramObjective(n_samples={self.n_samples}, n_features={self.n_features}, "
                 f"n_targets={self.n_targets}{extra})")
 
@@ -173,6 +182,8 @@ class GramObjective:
         ``√(Σ w (x - x̄)² / Σ w)``, as ``torchlinreg.LinearRegression(standardize=True)`` uses.
         """
         d = self.n_features
+        if not self.fit_intercept:  # scale only (Standardizer.root_mean_squares): the column norms of R
+            return self._root_mean_squares(scale_y)
         Rp, reference = self._ones_first()
         mean = reference + Rp[0, 1:] / Rp[0, 0]  # Σ w (x - ref) / √Σw over √Σw, plus the reference
         centred = np.linalg.norm(Rp[1:, 1:], axis=0)  # ‖√w (x - x̄)‖ per column
@@ -188,6 +199,18 @@ class GramObjective:
             mean[d:], scale[d:] = 0.0, 1.0
         return Standardizer(mean[:d].copy(), scale[:d].copy(), mean[d:].copy(), scale[d:].copy())
 
+    def _root_mean_squares(self, scale_y: bool) -> Standardizer:
+        """Means 0 and the columns' root mean squares ``‖√w x‖ / √Σw`` (1 for a zero column), as
+        ``Standardizer.fit(X, y, center=False)``: the column norms of R are those of ``√w [X, y]``."""
+        d = self.n_features
+        norms = np.linalg.norm(np.delete(self.R, d, axis=1), axis=0)
+        scale = norms / np.sqrt(self.sum_weights)
+        scale[(scale == 0) | ~np.isfinite(scale)] = 1.0
+        if not scale_y:
+            scale[d:] = 1.0
+        zeros = np.zeros(len(scale))
+        return Standardizer(zeros[:d], scale[:d].copy(), zeros[d:].copy(), scale[d:].copy())
+
     def standardized(self, scaler: Standardizer) -> GramObjective:
         """The objective of ``scaler.transform_X(X)`` and ``scaler.transform_y(y)``, without a pass over the data.
 
@@ -202,6 +225,13 @@ class GramObjective:
             raise ValueError(f"the scaler is for {x_mean.shape[0]} features and {y_mean.shape[0]} targets, "
                              f"the objective has {d} and {m}")
         shift, scale = np.concatenate([x_mean, y_mean]), np.concatenate([x_scale, y_scale])
+        if not self.fit_intercept:  # no shift can be absorbed: each column divided by its scale keeps R triangular
+            if np.any(shift):
+                raise ValueError("a model without intercept takes a scale-only scaler (means 0): "
+                                 "Standardizer.fit(X, y, center=False)")
+            R = self.R / np.insert(scale, d, 1.0)
+            return GramObjective(R, n_samples=self.n_samples, sum_weights=self.sum_weights, n_features=d,
+                                 n_targets=m, weighted=self.weighted, scaler=scaler, fit_intercept=False)
         # [1, X, y] = Q Rp; subtracting shift * 1 changes only row 0 of the columns (exactly 0
         # when shift is the mean, so no cancellation), then each column is divided by its scale.
         Rp, reference = self._ones_first()
@@ -211,6 +241,17 @@ class GramObjective:
         R = _triangularize(S[:, [*range(1, d + 1), 0, *range(d + 1, d + 1 + m)]])  # back to [X, 1, y]
         return GramObjective(R, n_samples=self.n_samples, sum_weights=self.sum_weights, n_features=d,
                              n_targets=m, weighted=self.weighted, scaler=scaler)
+
+
+def _zero_ones_column(R: np.ndarray, d: int) -> np.ndarray:
+    """R of ``[X, 0, y]`` from R of ``[X, y]``: a zero column (and zero row) inserted at ``d``; still triangular."""
+    R = np.asarray(R, dtype=np.float64)
+    k, p = R.shape
+    out = np.zeros((p + 1, p + 1))
+    cols = [*range(d), *range(d + 1, p + 1)]
+    rows = [i if i < d else i + 1 for i in range(k)]
+    out[np.ix_(rows, cols)] = R
+    return out
 
 
 def _resolve(objective: GramObjective, scaler, name: str) -> GramObjective:
@@ -256,6 +297,9 @@ def train_gram(
     objective = _resolve(objective, scaler, "objective")
     select_engine(config, requested="gram", n_samples=objective.n_samples)  # refuses mini-batches, other losses
     val_objective = None if val_objective is None else _resolve(val_objective, scaler, "val_objective")
+    if getattr(model, "fit_intercept", True) != objective.fit_intercept:
+        raise ValueError(f"the model's fit_intercept is {model.fit_intercept} but the objective's is "
+                         f"{objective.fit_intercept}; build both with the same fit_intercept")
     if (model.in_features, model.out_features) != (objective.n_features, objective.n_targets):
         raise ValueError(f"the model maps {model.in_features} features to {model.out_features} targets, the "
                          f"objective has {objective.n_features} and {objective.n_targets}")

@@ -123,7 +123,8 @@ def gap(weight, bias, trained_loss: float, solution, mean_square_y: float) -> di
         "distance": distance,
         "relative_distance": distance / norm if norm > 0 else (0.0 if distance == 0 else math.inf),
         "exact_fit": solution.loss <= 1e-20 * mean_square_y,
-        "unique": solution.rank == weight.shape[1] + 1,  # features plus the intercept all identified
+        # features (plus the intercept, when fitted) all identified
+        "unique": solution.rank == weight.shape[1] + int(getattr(solution._factor, "fit_intercept", True)),
     }
 
 

@@ -22,7 +22,7 @@ FORMAT = "torchlinreg-model"
 FORMAT_VERSION = 1
 TENSOR_NAMES = ("weight", "bias")
 KEYS = frozenset({"format", "format_version", "feature_names", "target_names", "tensors", "tensors_sha256",
-                  "versions", "metadata"})
+                  "versions", "metadata", "fit_intercept"})  # fit_intercept: written only when false
 DTYPES = frozenset({"bool", "int8", "uint8", "int16", "uint16", "float16", "int32", "uint32", "float32", "int64",
                     "uint64", "float64"})  # what safetensors.numpy gives back; a float one is required later
 JSON_LIMIT = 64 * 2**20  # bytes of a model's JSON: a million features with their names and scaling fit
@@ -99,6 +99,8 @@ def parse_description(path: Path, data: bytes) -> dict:
         raise _bad(path, "has a 'versions' entry that is not an object of version strings")
     if not isinstance(desc.get("metadata", {}), dict):
         raise _bad(path, "has a 'metadata' entry that is not an object")
+    if not isinstance(desc.get("fit_intercept", True), bool):
+        raise _bad(path, "has a 'fit_intercept' entry that is not true or false")
     return desc
 
 

@@ -59,11 +59,27 @@ class Units:
         return mse(r * self.y_scale2.to(r).sqrt(), torch.zeros_like(r), w).item()
 
     def params(self, model: nn.Module) -> Params:
+        """``linear.weight`` and ``linear.bias`` in the data's units; a model without bias reports zeros
+        for it (its intercept is fixed at 0; a scale-only scaler keeps it 0 in the data's units)."""
         if self.scaler is None:
-            return {name: p.detach().tolist() for name, p in model.named_parameters()}
+            return _with_bias({name: p.detach().tolist() for name, p in model.named_parameters()}, model)
         weight, bias = self.scaler.unscale_params(model.linear.weight.detach().cpu().double().numpy(),
-                                                  model.linear.bias.detach().cpu().double().numpy())
+                                                  _bias(model).cpu().double().numpy())
         return {"linear.weight": np.asarray(weight).tolist(), "linear.bias": np.asarray(bias).tolist()}
+
+
+def _bias(model: nn.Module) -> torch.Tensor:
+    """The model's bias, detached, or zeros when the layer has none (``nn.Linear(bias=False)``)."""
+    linear = model.linear
+    if linear.bias is not None:
+        return linear.bias.detach()
+    return torch.zeros(linear.weight.shape[0], dtype=linear.weight.dtype, device=linear.weight.device)
+
+
+def _with_bias(params: Params, model: nn.Module) -> Params:
+    if "linear.bias" not in params:
+        params["linear.bias"] = [0.0] * model.linear.weight.shape[0]
+    return params
 
 
 class Rows:
@@ -183,19 +199,23 @@ class _Evaluator:
 
     def __init__(self, model: nn.Module, units: Units):
         self.model, self.units = model, units
-        self.weight, self.bias = model.linear.weight, model.linear.bias
+        self.weight, self.bias = model.linear.weight, model.linear.bias  # bias None: no bias (θ's last row 0)
         self.named = list(model.named_parameters())
         self.dtype = self.weight.dtype
         self.device = torch.device("cpu") if self.weight.device.type == "mps" else self.weight.device  # MPS: no float64
         self.d, self.m = self.weight.shape[1], self.weight.shape[0]
         self.theta = torch.empty(self.d + 1, self.m, dtype=torch.float64, device=self.device)  # [Wᵀ; b]
-        self.grad_weight, self.grad_bias = torch.zeros_like(self.weight), torch.zeros_like(self.bias)
+        self.grad_weight = torch.zeros_like(self.weight)
+        self.grad_bias = None if self.bias is None else torch.zeros_like(self.bias)
         self.G = None  # the last gradient, (d + 1, m)
         self.y_scale2 = None if units.scaler is None else units.y_scale2.tolist()
 
     def __call__(self, obj, *, gradient: bool = False) -> list[float]:
         self.theta[:self.d].copy_(self.weight.detach().T)
-        self.theta[self.d].copy_(self.bias.detach())
+        if self.bias is None:
+            self.theta[self.d].zero_()
+        else:
+            self.theta[self.d].copy_(self.bias.detach())
         U = obj._residual(self.theta)  # (p, m)
         if gradient:
             self.G = obj._gradient(U)  # (d + 1, m)
@@ -204,9 +224,12 @@ class _Evaluator:
     def set_grad(self) -> None:
         """Put the last gradient into ``p.grad`` (in the parameters' dtype), replacing what was there."""
         self.grad_weight.copy_(self.G[:self.d].T)
-        self.grad_bias.copy_(self.G[self.d])
-        if self.weight.grad is not self.grad_weight or self.bias.grad is not self.grad_bias:
-            self.weight.grad, self.bias.grad = self.grad_weight, self.grad_bias
+        if self.weight.grad is not self.grad_weight:
+            self.weight.grad = self.grad_weight
+        if self.bias is not None:
+            self.grad_bias.copy_(self.G[self.d])
+            if self.bias.grad is not self.grad_bias:
+                self.bias.grad = self.grad_bias
 
     def model_loss(self, sse: list[float], obj) -> float:
         """The loss in the model's units, rounded as the model's dtype would hold it (float32: inf past its range)."""
@@ -224,7 +247,7 @@ class _Evaluator:
     def params(self) -> Params:
         """:meth:`Units.params`, without looking the parameters up again when there is no scaler."""
         if self.units.scaler is None:
-            return {name: p.detach().tolist() for name, p in self.named}
+            return _with_bias({name: p.detach().tolist() for name, p in self.named}, self.model)
         return self.units.params(self.model)
 
 
@@ -256,7 +279,7 @@ class Batches:
         return f"Batches({self.objective!r})"
 
     def loss(self, model: nn.Module) -> float:
-        self._loss = float(self.in_model_units.loss(model.linear.weight.detach(), model.linear.bias.detach()))
+        self._loss = float(self.in_model_units.loss(model.linear.weight.detach(), _bias(model)))
         return self._loss
 
     def record(self, model: nn.Module) -> tuple[float, Params, float | None]:

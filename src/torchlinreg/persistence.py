@@ -73,6 +73,9 @@ class SavedModel:
         One unique name per column of X and per column of y.
     metadata : dict
         Anything JSON can hold: settings, scaling, metrics, provenance.
+    fit_intercept : bool
+        False for a model fitted without intercept (its bias is then zeros); the JSON says so, and a
+        file without the entry (written before it existed) reads as True.
     """
 
     weight: np.ndarray
@@ -80,6 +83,7 @@ class SavedModel:
     feature_names: tuple[str, ...]
     target_names: tuple[str, ...]
     metadata: dict = field(default_factory=dict)
+    fit_intercept: bool = True
 
     def __post_init__(self):
         self.weight = _to_float64(self.weight, "weight")
@@ -93,6 +97,12 @@ class SavedModel:
         self.target_names = _names(self.target_names, "target", self.n_targets)
         if not isinstance(self.metadata, dict):
             raise ValueError(f"metadata must be a dict, got {type(self.metadata).__name__}")
+        if not isinstance(self.fit_intercept, (bool, np.bool_)):
+            raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
+        self.fit_intercept = bool(self.fit_intercept)
+        if not self.fit_intercept and np.any(self.bias != 0):
+            raise ValueError("a model without intercept (fit_intercept=False) has a bias of zeros, got "
+                             f"{self.bias.tolist()}")
 
     n_features = dimension("weight", 1)
     n_targets = dimension("weight", 0)
@@ -130,7 +140,8 @@ class SavedModel:
     def __repr__(self) -> str:
         return (f"SavedModel(n_features={self.n_features}, n_targets={self.n_targets}, "
                 f"feature_names={self.feature_names!r}, target_names={self.target_names!r}, "
-                f"metadata keys={sorted(self.metadata)!r})")
+                + ("" if self.fit_intercept else "fit_intercept=False, ")
+                + f"metadata keys={sorted(self.metadata)!r})")
 
 
 def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -199,6 +210,7 @@ def _encoded(model: SavedModel) -> tuple[bytes, bytes]:
         "format_version": FORMAT_VERSION,
         "feature_names": list(model.feature_names),
         "target_names": list(model.target_names),
+        **({} if model.fit_intercept else {"fit_intercept": False}),  # absent: True (files before the entry)
         "tensors": {name: {"dtype": str(t.dtype), "shape": list(t.shape)} for name, t in tensors.items()},
         "tensors_sha256": hashlib.sha256(tensor_bytes).hexdigest(),
         "versions": {"torchlinreg": __version__, "torch": _version("torch"),
@@ -282,7 +294,8 @@ def _from_estimator(estimator) -> SavedModel:
                 "params": {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool, type(None)))},
                 "feature_names_in": names is not None,  # whether the names are the data's (else x1, x2, ...)
                 "coef_ndim": int(np.ndim(estimator.coef_))}  # 1: fitted on a 1-D y
-    return SavedModel(weight, bias, features, targets, metadata)
+    fit_intercept = getattr(estimator, "fit_intercept", True) is not False or np.any(bias != 0)
+    return SavedModel(weight, bias, features, targets, metadata, fit_intercept=bool(fit_intercept))
 
 
 # ---------------------------------------------------------------------------- loading
@@ -330,10 +343,14 @@ def load_model(path: str | os.PathLike) -> SavedModel:
     tensors = parse_tensors(tensors_path, tensor_bytes)
     check_tensors(tensors_path, json_path, tensors, desc)
     check_names(tensors_path, json_path, tensor_bytes, desc)
+    if desc.get("fit_intercept") is False and np.any(tensors["bias"] != 0):
+        raise ModelFileError(f"{str(json_path)!r} says the model has no intercept but {str(tensors_path)!r} holds "
+                             f"a non-zero bias; {RESAVE}")
     return SavedModel(
         weight=tensors["weight"],  # copied to float64 arrays of their own by SavedModel
         bias=tensors["bias"],
         feature_names=tuple(desc["feature_names"]),
         target_names=tuple(desc["target_names"]),
         metadata=desc.get("metadata", {}),
+        fit_intercept=desc.get("fit_intercept", True),  # files written before the entry had a bias
     )

@@ -26,6 +26,8 @@ def fitted_from_saved(cls, saved):
             params["random_state"] = settings["seed"]
         if "standardize" in meta:
             params["standardize"] = meta["standardize"] is not None
+    if not saved.fit_intercept:  # a model without bias stays one when fitted again
+        params = {**params, "fit_intercept": False}
     known = cls().get_params()
     est = cls(**{k: v for k, v in params.items() if k in known})
     one = meta.get("coef_ndim", 1 if saved.n_targets == 1 else 2) == 1 and saved.n_targets == 1

@@ -35,13 +35,16 @@ class Standardizer:
     y_scale: np.ndarray
 
     @classmethod
-    def fit(cls, X, y, *, sample_weight=None, scale_y: bool = True) -> Standardizer:
+    def fit(cls, X, y, *, sample_weight=None, scale_y: bool = True, center: bool = True) -> Standardizer:
         """Statistics of ``X`` of shape (n_samples, n_features) and ``y`` of shape (n_samples, n_targets).
 
         With ``sample_weight`` (n_samples,) they are weighted, ``Σ w x / Σ w`` and
         ``√(Σ w (x - x̄)² / Σ w)``, so that the standardised problem is well scaled for the loss
         actually minimised; a column is constant when it is on the rows of positive weight. The
         streamed fit computes the same statistics from R (``GramObjective.standardizer``).
+
+        ``center=False`` (a model without intercept): means 0 and each column's root mean square
+        ``√(Σ w x² / Σ w)`` as its scale (see :meth:`root_mean_squares`).
         """
         X, y = _as_float64(X), _as_float64(y)
         if X.ndim != 2 or y.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
@@ -50,9 +53,10 @@ class Standardizer:
         if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
             raise ValueError("X or y contains inf or NaN; remove or impute those rows before standardising")
         w = None if sample_weight is None else _as_float64(sample_weight).reshape(-1)
-        x_mean, x_scale = cls.column_stats(X, w)
+        stats = cls.column_stats if center else cls.root_mean_squares
+        x_mean, x_scale = stats(X, w)
         if scale_y:
-            y_mean, y_scale = cls.column_stats(y, w)
+            y_mean, y_scale = stats(y, w)
         else:
             y_mean, y_scale = np.zeros(y.shape[1]), np.ones(y.shape[1])
         return cls(x_mean, x_scale, y_mean, y_scale)
@@ -77,6 +81,29 @@ class Standardizer:
         mean[constant] = ref[constant]  # exactly its value
         scale[constant | (scale == 0)] = 1.0
         return mean, scale
+
+    @staticmethod
+    def root_mean_squares(a: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Zeros and the columns' root mean squares ``√(Σ w a² / Σ w)`` (1 for a column of zeros): the scaling of a
+        model without intercept.
+
+        Such a model cannot absorb a shift, so its columns are only scaled: dividing column j of X by
+        s_j and y by t multiplies its optimal weight by s_j / t and leaves the optimum the same problem
+        (centring would add an intercept the model does not have). The root mean square, not the
+        standard deviation, is the scale: it puts ones on the diagonal of ``XᵀWX / Σw``, the matrix
+        gradient descent sees here, and it is 0 only for a column of zeros (a constant column, a
+        column of ones among the features, has standard deviation 0 but carries the fit).
+        """
+        counted = a if w is None else a[w > 0]
+        if not len(counted):
+            return np.zeros(a.shape[1]), np.ones(a.shape[1])
+        big = np.abs(counted).max(axis=0)  # divided by first: no overflow for values near float64's range
+        safe = np.where(big > 0, big, 1.0)
+        r = counted / safe
+        ms = (r ** 2).mean(axis=0) if w is None else np.average(r ** 2, axis=0, weights=w[w > 0])
+        scale = np.sqrt(ms) * safe
+        scale[(big == 0) | ~np.isfinite(scale) | (scale == 0)] = 1.0
+        return np.zeros(a.shape[1]), scale
 
     def transform_X(self, X):
         """``(X - x_mean) / x_scale``; a tensor comes back as a tensor of its dtype, an array as an array."""
