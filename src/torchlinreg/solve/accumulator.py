@@ -285,4 +285,4 @@ class QRAccumulator:
             feature_names=features, target_names=targets, unidentified=unidentified,
             warnings=tuple(messages), sum_weights=self.sum_weights if self.weighted else None,
             kernels=dict(self.kernels), coef_error=coef_error.T.copy(), intercept_error=intercept_error,
-            se_relative_error=se_relative_error(factor), _factor=factor)
+            se_relative_error=se_relative_error(factor, CHOLESKY_ONCE_BELOW), _factor=factor)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blocks import CHOLESKY_ONCE_BELOW
 from .numerics import _EPS
 
 TARGET_DIGITS = 10  # refinement passes run until every coefficient holds this many digits, where the data allow
@@ -51,10 +50,12 @@ def condition(factor) -> float:
     return float(factor.S[0] / factor.S[r - 1]) if r else 1.0
 
 
-def se_relative_error(factor) -> float:
-    """Relative error estimate of the standard errors, which come from R (see the module docstring)."""
+def se_relative_error(factor, gram_below: float) -> float:
+    """Relative error estimate of the standard errors, which come from R (see the module docstring);
+    ``gram_below``: the largest block condition number whose R comes from its Gram matrix
+    (``blocks.CHOLESKY_ONCE_BELOW``)."""
     kappa = condition(factor)
-    return float(SAFETY * _EPS * kappa * min(kappa, CHOLESKY_ONCE_BELOW))
+    return float(SAFETY * _EPS * kappa * min(kappa, gram_below))
 
 
 def _intercept_error(factor, err_scaled: np.ndarray, b: np.ndarray) -> np.ndarray:

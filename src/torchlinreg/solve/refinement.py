@@ -204,11 +204,11 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
 
 def _digits_message(solution: LstsqSolution) -> str:
     """The warning for a refined solution short of ``TARGET_DIGITS`` digits: which coefficient, how many."""
-    names = list(solution.feature_names) + ["intercept"]
-    table = np.hstack([solution.digits, solution.intercept_digits[:, None]])
+    table = solution.digits.copy()
     table[:, [i for i, f in enumerate(solution.feature_names) if f in solution.unidentified]] = np.inf
     t, j = np.unravel_index(int(np.argmin(table)), table.shape)
-    where = f"{names[j]!r}" + (f" of target {solution.target_names[t]!r}" if len(solution.target_names) > 1 else "")
+    where = f"{solution.feature_names[j]!r}"
+    where += f" of target {solution.target_names[t]!r}" if len(solution.target_names) > 1 else ""
     return (f"the coefficients hold only {table[t, j]:.1f} correct digits (the fewest: {where}) where "
             f"{TARGET_DIGITS} were sought; the design is too ill-conditioned (scaled condition number "
             f"{condition(solution._factor):.3g}) for more in float64: centre and scale the features "

@@ -85,13 +85,12 @@ class LstsqSolution:
 
     @property
     def min_digits(self) -> float | None:
-        """The fewest correct digits of any identified coefficient or intercept (``digits``): every
-        one of them holds at least this many; None when not estimated."""
+        """The fewest correct digits of any identified coefficient (``digits``; the intercepts, which
+        may be 0 and then have no relative digits, are in ``intercept_digits``); None when not estimated."""
         if self.coef_error is None:
             return None
         identified = [f not in self.unidentified for f in self.feature_names]
-        values = np.concatenate([self.digits[:, identified].ravel(), self.intercept_digits])
-        return float(values.min(initial=15.0))
+        return float(self.digits[:, identified].min(initial=15.0))
 
     @property
     def se_digits(self) -> float | None:
