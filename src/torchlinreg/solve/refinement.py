@@ -8,7 +8,7 @@ the error by a factor of about ``eps * cond(scaled design)``, so two or three pa
 give float64 accuracy even for a raw design of condition number 1e16, where
 ``numpy.linalg.lstsq`` keeps no correct digit (``tests/test_solve.py`` measures both
 against exact rational arithmetic). A pass costs one to two times the float64 QR of
-the same rows (``lstsq`` makes two on well-conditioned data); ``refine=False`` skips them.
+the same rows; ``lstsq`` makes them only when ``needs_refinement`` (an estimate short of 10 digits).
 """
 
 from __future__ import annotations
