@@ -220,4 +220,7 @@ def format_solution(solution) -> str:
             lines.append(f" target {shown_name(target)}:")
         lines.extend(f"  {n:{width}}  {v: .10g}" for n, v in zip(names, values))
     lines.append(f"  loss (MSE)  {solution.loss:.10g}")
+    if solution.min_digits is not None:  # the error estimate of solve.digits
+        lines.append(f"  correct digits (estimated): at least {solution.min_digits:.1f} in every weight, "
+                     f"{solution.se_digits:.1f} in the standard errors")
     return "\n".join(lines)

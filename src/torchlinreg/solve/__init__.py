@@ -35,6 +35,8 @@ One concept each; a module imports only those listed before it:
   (``CHOLESKY_ONCE_BELOW``, ``CHOLESKY_TWICE_BELOW``)
 * ``rank``: from R to the solution: centring, column scales, SVD and rank (``RANK_RTOL``),
   null space and minimum norm, condition number, the range checks
+* ``digits``: error estimates of the coefficients (a priori from R, a posteriori from the last
+  refinement correction) and of the standard errors, as correct digits (``TARGET_DIGITS``)
 * ``solution``: ``LstsqSolution``
 * ``accumulator``: ``QRAccumulator`` (``update``, ``update_columns``, ``merge``, ``loss``, ``solve``)
 * ``refinement``: ``refine``, ``needs_refinement``, the pass sums that ``distributed`` adds
@@ -58,6 +60,7 @@ from .numerics import _EPS, MAX_MAGNITUDE, _as_array, _column_names, _names, _no
 from .rank import _NULL_TOL, RANK_RTOL, _Factorization, _MinNormGroup  # noqa: F401
 from .refinement import MAX_PASSES, REFINE_ABOVE_CONDITION, PassSums, _refine, add_pass_sums  # noqa: F401
 from .refinement import needs_refinement, refine  # noqa: F401
+from .digits import TARGET_DIGITS  # noqa: F401
 from .solution import LstsqSolution  # noqa: F401
 from .wide import WIDE_FEATURES_ABOVE, is_wide, wide_lstsq  # noqa: F401
 
@@ -76,7 +79,8 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
         else 'x' or 'x0', 'x1', ...; 'y' or 'y0', ...
     fit_intercept : fit ``b`` (else it is 0)
     refine : correct the QR solution by passes over the data in double-double (see ``refine``);
-        None (default) refines when the condition number is above ``REFINE_ABOVE_CONDITION``
+        None (default) refines when some coefficient's estimated correct digits are below
+        ``TARGET_DIGITS`` (``needs_refinement``)
     rtol : relative tolerance on the scaled singular values for the rank decision
     sample_weight : array of shape (n_samples,), finite, >= 0, not all 0 (default: 1 each)
         weighted least squares; the loss is then ``Σ w r² / (Σ w · n_targets)``

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import RankDeficiencyWarning
 from .blocks import (CHOLESKY_ONCE_BELOW, _block_r, _drifted, _exact_shift, _gram_r, _Rows, _scaled_cholesky,
                      _shift_map, _shifted_gram, _unshift)
+from .digits import a_priori, se_relative_error
 from .kernels import one_pass
 from .numerics import _as_array, _check_values, _names, _shaped, _triangularize, _weights
 from .rank import RANK_RTOL, _affine, _check_normal, _check_range, _Factorization
@@ -273,6 +274,7 @@ class QRAccumulator:
                                 rtol=rtol, raw=raw, reference=reference, varies=self.varies)
         W, b, sse = factor.minimizer()
         _check_range(W, b, features, factor.raw_norms)
+        coef_error, intercept_error = a_priori(factor, W, b, sse)
         unidentified, messages = factor.deficiencies(features)
         for message in messages:
             warn(message, RankDeficiencyWarning, stacklevel=2)
@@ -282,4 +284,5 @@ class QRAccumulator:
             singular_values=factor.singular_values, condition_number=factor.condition_number,
             feature_names=features, target_names=targets, unidentified=unidentified,
             warnings=tuple(messages), sum_weights=self.sum_weights if self.weighted else None,
-            kernels=dict(self.kernels), _factor=factor)
+            kernels=dict(self.kernels), coef_error=coef_error.T.copy(), intercept_error=intercept_error,
+            se_relative_error=se_relative_error(factor, CHOLESKY_ONCE_BELOW), _factor=factor)

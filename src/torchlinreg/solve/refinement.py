@@ -8,7 +8,7 @@ the error by a factor of about ``eps * cond(scaled design)``, so two or three pa
 give float64 accuracy even for a raw design of condition number 1e16, where
 ``numpy.linalg.lstsq`` keeps no correct digit (``tests/test_solve.py`` measures both
 against exact rational arithmetic). A pass costs one to two times the float64 QR of
-the same rows (``lstsq`` makes two on well-conditioned data); ``refine=False`` skips them.
+the same rows; ``lstsq`` makes them only when ``needs_refinement`` (an estimate short of 10 digits).
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from warnings import warn
 import numpy as np
 
 from ..errors import ConvergenceWarning
+from .digits import TARGET_DIGITS, a_posteriori, condition
 from .doubledouble import _dd_add, _dd_sum, _split, _split_wide, _two_prod
 from .numerics import _EPS, _chunk, _unpack, _weights
 from .rank import _check_range
 from .solution import LstsqSolution
 
 MAX_PASSES = 6  # refinement passes at most; two or three reach float64 accuracy
-REFINE_ABOVE_CONDITION = 1e7  # below this the R-only solution already has ~10+ correct digits (eps·cond)
+REFINE_ABOVE_CONDITION = 1e7  # without an error estimate (solve.digits), refine above this condition number
 
 
 # --- refinement: one pass over the data per step, in double-double -------------------------
@@ -128,12 +129,26 @@ def refine(solution: LstsqSolution, chunks, *, max_passes: int = MAX_PASSES,
     return _refine(solution, _pass_source(chunks), max_passes, combine)
 
 
+def _correction(factor, G, gb) -> tuple[np.ndarray, np.ndarray]:
+    """The correction ``δ`` (d, m), (m,) from a pass's ``Xᵀ W r`` (``G``) and ``Σ w r`` (``gb``), double-doubles."""
+    if factor.fit_intercept:  # (X - x̄)ᵀ r = Xᵀ r - x̄ Σ r, still in double-double
+        xbar, xbar_lo = ((factor.xbar, factor.xbar_lo) if factor.exponents is None else
+                         (np.ldexp(factor.xbar, -factor.exponents), np.ldexp(factor.xbar_lo, -factor.exponents)))
+        xbar, xbar_lo = xbar[:, None], xbar_lo[:, None]  # x̄ = xbar + xbar_lo (data far from 0: 1e18 + i)
+        p, e = _two_prod(xbar, _split(xbar), gb[0][None, :], _split(gb[0][None, :]))
+        gc = np.add(*_dd_add(*G, -p, -(e + xbar * gb[1][None, :] + xbar_lo * gb[0][None, :])))
+    else:
+        gc = G[0] + G[1]
+    return factor.correction(gc, gb[0] + gb[1])
+
+
 def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes: int,
             combine: Callable[[PassSums], PassSums] | None = None) -> LstsqSolution:
     factor = solution._factor
     W, b = solution.coef.T.copy(), solution.intercept.copy()
     d, m = W.shape
     previous, done, moved, at_floor = np.inf, False, False, False
+    dW = db = None  # the last correction, and where it was computed
     for k in range(max_passes):
         sums = _residual_pass(W, b, source(), d, m, factor.exponents)
         n, sum_w, sse, G, gb = sums if combine is None else combine(sums)
@@ -144,15 +159,7 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
             raise ValueError(f"the chunks' sample weights sum to {sum_w:.12g} but the solution was fitted with "
                              f"weights summing to {factor.sum_weights:.12g}; refine on the same (X, y, "
                              f"sample_weight) chunks")
-        if factor.fit_intercept:  # (X - x̄)ᵀ r = Xᵀ r - x̄ Σ r, still in double-double
-            xbar, xbar_lo = ((factor.xbar, factor.xbar_lo) if factor.exponents is None else
-                             (np.ldexp(factor.xbar, -factor.exponents), np.ldexp(factor.xbar_lo, -factor.exponents)))
-            xbar, xbar_lo = xbar[:, None], xbar_lo[:, None]  # x̄ = xbar + xbar_lo (data far from 0: 1e18 + i)
-            p, e = _two_prod(xbar, _split(xbar), gb[0][None, :], _split(gb[0][None, :]))
-            gc = np.add(*_dd_add(*G, -p, -(e + xbar * gb[1][None, :] + xbar_lo * gb[0][None, :])))
-        else:
-            gc = G[0] + G[1]
-        dW, db = factor.correction(gc, gb[0] + gb[1])
+        dW, db = _correction(factor, G, gb)
         step = factor.scaled_norm(dW, db)
         if not np.isfinite(step):
             break
@@ -174,18 +181,46 @@ def _refine(solution: LstsqSolution, source: Callable[[], Iterable], max_passes:
         previous = step
     if moved:  # one more pass, for the loss of the coefficients returned (every rank takes it alike)
         sums = _residual_pass(W, b, source(), d, m, factor.exponents)
-        sse = (sums if combine is None else combine(sums))[2]
+        n, sum_w, sse, G, gb = sums if combine is None else combine(sums)
+        dW, db = _correction(factor, G, gb)  # at the returned W, b: their error estimate
+    errors = (solution.coef_error, solution.intercept_error)
+    if dW is not None and np.isfinite(dW).all() and np.isfinite(db).all():
+        err_W, err_b = a_posteriori(factor, W, b, dW, db)
+        errors = (err_W.T.copy(), err_b)
     messages = solution.warnings
+    refined = replace(solution, coef=W.T.copy(), intercept=b, loss=float(sse.sum() / (factor.sum_weights * m)),
+                      loss_per_target=sse / factor.sum_weights, coef_error=errors[0], intercept_error=errors[1])
     if not done or step > 1e-8 * scale and not at_floor:
         message = (f"iterative refinement did not converge in {max_passes} passes; the coefficients may "
                    f"have fewer than 8 correct digits (the design is close to rank-deficient: raise rtol)")
         warn(message, ConvergenceWarning, stacklevel=3)
         messages = messages + (message,)
-    return replace(solution, coef=W.T.copy(), intercept=b, loss=float(sse.sum() / (factor.sum_weights * m)),
-                   loss_per_target=sse / factor.sum_weights, warnings=messages)
+    elif refined.digits_short:
+        message = _digits_message(refined)
+        warn(message, ConvergenceWarning, stacklevel=3)
+        messages = messages + (message,)
+    return replace(refined, warnings=messages)
+
+
+def _digits_message(solution: LstsqSolution) -> str:
+    """The warning for a refined solution short of ``TARGET_DIGITS`` digits: which coefficient, how many."""
+    table = solution.digits.copy()
+    table[:, [i for i, f in enumerate(solution.feature_names) if f in solution.unidentified]] = np.inf
+    t, j = np.unravel_index(int(np.argmin(table)), table.shape)
+    where = f"{solution.feature_names[j]!r}"
+    where += f" of target {solution.target_names[t]!r}" if len(solution.target_names) > 1 else ""
+    return (f"the coefficients hold only {table[t, j]:.1f} correct digits (the fewest: {where}) where "
+            f"{TARGET_DIGITS} were sought; the design is too ill-conditioned (scaled condition number "
+            f"{condition(solution._factor):.3g}) for more in float64: centre and scale the features "
+            f"before forming products or powers of them")
 
 
 def needs_refinement(solution: LstsqSolution) -> bool:
-    """Whether refinement passes pay: the design is ill-conditioned enough for the R-only
-    solution to lose digits (its error grows like eps times the condition number)."""
-    return not solution.condition_number < REFINE_ABOVE_CONDITION  # inf (singular) refines too
+    """Whether refinement passes pay: some coefficient of the R-only solution holds fewer than
+    ``TARGET_DIGITS`` correct digits by its error estimate (``solve.digits.a_priori``), or the design
+    is rank-deficient. Without an estimate: the condition number is above ``REFINE_ABOVE_CONDITION``."""
+    if not np.isfinite(solution.condition_number):  # rank-deficient: the minimum norm needs the passes
+        return True
+    if solution.min_digits is None:
+        return not solution.condition_number < REFINE_ABOVE_CONDITION
+    return solution.min_digits < TARGET_DIGITS

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .digits import TARGET_DIGITS, digits
 from .numerics import _as_array
 from .rank import _Factorization
 
@@ -36,6 +37,11 @@ class LstsqSolution:
     warnings : one line per problem found
     sum_weights : ``Σ w`` of the sample weights; None when fitted without them
     kernels : the block step's kernel for each shape class of the data (``solve.kernels``)
+    coef_error, intercept_error : estimated absolute errors of ``coef`` and ``intercept`` (same
+        shapes; ``solve.digits``): a first-order bound from R for the R-only solution, the last
+        refinement correction after refinement; None when not estimated (the wide path)
+    se_relative_error : estimated relative error of the standard errors computed from this
+        solution's R (about eps·κ of the scaled design, see ``solve.digits``); None when not estimated
     """
 
     coef: np.ndarray
@@ -52,6 +58,9 @@ class LstsqSolution:
     warnings: tuple[str, ...] = ()
     sum_weights: float | None = None
     kernels: dict = field(default_factory=dict)  # shape class -> the kernel that formed its Gram matrices
+    coef_error: np.ndarray | None = None
+    intercept_error: np.ndarray | None = None
+    se_relative_error: float | None = None
     _factor: _Factorization | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
@@ -61,6 +70,37 @@ class LstsqSolution:
                 f"intercept={np.round(self.intercept[:3], 6).tolist()}, loss={self.loss:.6g}, rank={self.rank}, "
                 f"n_samples={self.n_samples}, condition_number={self.condition_number:.3g}, "
                 f"warnings={len(self.warnings)})")
+
+    @property
+    def digits(self) -> np.ndarray | None:
+        """Correct significant digits of each coefficient, shape (n_targets, n_features), by the error
+        estimate ``coef_error``: ``-log10(error / |coef|)`` rounded down to one decimal, 0 to 15 (an
+        exact 0, a constant column's weight, has 15). None when not estimated."""
+        return None if self.coef_error is None else digits(self.coef, self.coef_error)
+
+    @property
+    def intercept_digits(self) -> np.ndarray | None:
+        """Correct significant digits of each intercept (n_targets,), as ``digits``; 15 without one."""
+        return None if self.intercept_error is None else digits(self.intercept, self.intercept_error)
+
+    @property
+    def min_digits(self) -> float | None:
+        """The fewest correct digits of any identified coefficient (``digits``; the intercepts, which
+        may be 0 and then have no relative digits, are in ``intercept_digits``); None when not estimated."""
+        if self.coef_error is None:
+            return None
+        identified = [f not in self.unidentified for f in self.feature_names]
+        return float(self.digits[:, identified].min(initial=15.0))
+
+    @property
+    def se_digits(self) -> float | None:
+        """Correct significant digits of the standard errors computed from R (``se_relative_error``)."""
+        return None if self.se_relative_error is None else float(digits(1.0, self.se_relative_error))
+
+    @property
+    def digits_short(self) -> bool:
+        """Whether some identified coefficient holds fewer than ``TARGET_DIGITS`` correct digits."""
+        return self.min_digits is not None and self.min_digits < TARGET_DIGITS
 
     def predict(self, X) -> np.ndarray:
         """Fitted values of shape (n, n_targets) for ``X`` of shape (n, n_features)."""
@@ -83,6 +123,13 @@ class LstsqSolution:
             "unidentified": list(self.unidentified),
             "warnings": list(self.warnings),
         }
+        if self.coef_error is not None:
+            record["digits"] = {t: dict(zip(self.feature_names, row.tolist()))
+                                for t, row in zip(self.target_names, self.digits)}
+            record["intercept_digits"] = dict(zip(self.target_names, self.intercept_digits.tolist()))
+            record["min_digits"] = self.min_digits
+        if self.se_relative_error is not None:
+            record["se_digits"] = self.se_digits
         if self.sum_weights is not None:
             record["sum_weights"] = float(self.sum_weights)
         return record
