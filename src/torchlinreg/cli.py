@@ -385,22 +385,9 @@ def _clusters(args, data):
 
 
 def _print_solution(args, solution, stats) -> int:
-    if args.json:
-        import json
+    from .report import solution_output
 
-        from .solve.machine import machine_record
-
-        out = solution.to_dict()
-        if stats is not None:
-            out["statistics"] = [s.to_dict() for s in stats]
-        print(json.dumps({**out, "machine": machine_record(solution.kernels)}, indent=1))
-    else:
-        from .report import format_solution
-
-        print(format_solution(solution))
-        for table in stats or ():
-            print()
-            print(table.summary())
+    print(solution_output(solution, stats, as_json=args.json))
     return EXIT_OK
 
 

@@ -224,3 +224,18 @@ def format_solution(solution) -> str:
         lines.append(f"  correct digits (estimated): at least {solution.min_digits:.1f} in every weight, "
                      f"{solution.se_digits:.1f} in the standard errors")
     return "\n".join(lines)
+
+
+def solution_output(solution, statistics=None, *, as_json: bool = False) -> str:
+    """What ``torchlinreg solve`` prints: the solution and its statistics tables, or with ``as_json`` one JSON
+    object (the solution, ``statistics`` when computed, and ``machine``: where it ran, see ``solve.machine``)."""
+    if as_json:
+        import json
+
+        from .solve.machine import machine_record
+
+        out = solution.to_dict()
+        if statistics is not None:
+            out["statistics"] = [s.to_dict() for s in statistics]
+        return json.dumps({**out, "machine": machine_record(solution.kernels)}, indent=1)
+    return "\n\n".join([format_solution(solution)] + [table.summary() for table in statistics or ()])
