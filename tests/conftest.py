@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import pytest
+import realdata
 
 TABLE = Path(__file__).parent / "data" / "tutorial_table.txt"
 EPOCH_LINE = re.compile(r"epoch:\s+(\d+)\s+loss:\s+(\S+)\s+weight:\s+(\S+)\s+bias:\s+(\S+)")
@@ -91,3 +92,13 @@ def chromium():
         if path := shutil.which(name):
             return path
     pytest.skip("Chromium not installed: run scripts/install-chromium")
+
+
+@pytest.fixture(scope="module", params=realdata.NAMES)
+def real(request, tmp_path_factory):
+    """One of tests/realdata.py's eight data sets written to a CSV file: (name, path, frame, targets)."""
+    name = request.param
+    frame, targets = realdata.load(name)
+    path = tmp_path_factory.mktemp(name) / f"{name}.csv"
+    frame.to_csv(path, index=False)
+    return name, path, frame, targets

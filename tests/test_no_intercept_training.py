@@ -45,15 +45,6 @@ def _optimum(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]:
     return coef.T, float(np.mean((Y - X @ coef) ** 2))
 
 
-@pytest.fixture(scope="module", params=realdata.NAMES)
-def real(request, tmp_path_factory):
-    name = request.param
-    frame, targets = realdata.load(name)
-    path = tmp_path_factory.mktemp(name) / f"{name}.csv"
-    frame.to_csv(path, index=False)
-    return name, path, frame, targets
-
-
 def test_default_settings_reach_the_optimum_without_intercept(real, tmp_path):
     name, path, frame, targets = real
     out = tmp_path / "out"

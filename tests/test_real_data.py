@@ -29,15 +29,6 @@ def _reference_mse(X: np.ndarray, Y: np.ndarray) -> float:
     return float(np.mean((Y - A @ coef) ** 2))
 
 
-@pytest.fixture(scope="module", params=realdata.NAMES)
-def real(request, tmp_path_factory):
-    name = request.param
-    frame, targets = realdata.load(name)
-    path = tmp_path_factory.mktemp(name) / f"{name}.csv"
-    frame.to_csv(path, index=False)
-    return name, path, frame, targets
-
-
 def test_default_settings_reach_the_optimum(real, tmp_path):
     name, path, frame, targets = real
     out = tmp_path / "out"
