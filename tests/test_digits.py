@@ -116,3 +116,20 @@ def test_json_and_report_show_the_digits():
 def test_digits_of_exact_values_and_unbounded_errors():
     got = digits_module.digits(np.array([0.0, 1.0, 1.0, 2.0]), np.array([0.0, 1e-12, np.inf, 2e-5]))
     assert got.tolist() == [15.0, 12.0, 0.0, 5.0]
+
+
+def test_coefficients_of_zero_need_no_refinement_and_raise_no_warning():
+    """A target that no feature explains has coefficients of 0, computed as ±1e-17: they have no significant
+    digits of their own, but they are as accurate as the fit can tell (scikit-learn's estimator checks hold
+    such data). min_digits measures them against the coefficients that would move the fit by the centred y."""
+    import warnings
+
+    from torchlinreg.solve import lstsq
+
+    X = np.array([[1, 3], [1, 3], [1, 5], [1, 5], [2, 3], [2, 3], [2, 5], [2, 5], [3, 3], [3, 3], [3, 5], [3, 5]],
+                 dtype=float)
+    y = np.array([1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1], dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = lstsq(X, y)
+    assert np.abs(s.coef).max() < 1e-15 and s.min_digits >= 10

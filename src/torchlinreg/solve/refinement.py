@@ -209,8 +209,8 @@ def _digits_message(solution: LstsqSolution) -> str:
     t, j = np.unravel_index(int(np.argmin(table)), table.shape)
     where = f"{solution.feature_names[j]!r}"
     where += f" of target {solution.target_names[t]!r}" if len(solution.target_names) > 1 else ""
-    return (f"the coefficients hold only {table[t, j]:.1f} correct digits (the fewest: {where}) where "
-            f"{TARGET_DIGITS} were sought; the design is too ill-conditioned (scaled condition number "
+    return (f"the coefficients hold only {solution.min_digits:.1f} correct digits as a whole (in standardised "
+            f"units; the fewest of one coefficient: {table[t, j]:.1f} in {where}) where {TARGET_DIGITS} were sought; the design is too ill-conditioned (scaled condition number "
             f"{condition(solution._factor):.3g}) for more in float64: centre and scale the features "
             f"before forming products or powers of them")
 

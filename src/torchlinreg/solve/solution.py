@@ -85,12 +85,21 @@ class LstsqSolution:
 
     @property
     def min_digits(self) -> float | None:
-        """The fewest correct digits of any identified coefficient (``digits``; the intercepts, which
-        may be 0 and then have no relative digits, are in ``intercept_digits``); None when not estimated."""
+        """Correct digits of the coefficients as a whole: of each target's vector of identified coefficients
+        in standardised units (each times its column's spread), normwise, the fewest over the targets; None
+        when not estimated. A coefficient much smaller than the others, or 0, has few digits of its own
+        (``digits``) however accurate the fit: the refinement and its warning go by this figure."""
         if self.coef_error is None:
             return None
-        identified = [f not in self.unidentified for f in self.feature_names]
-        return float(self.digits[:, identified].min(initial=15.0))
+        identified = np.array([f not in self.unidentified for f in self.feature_names], dtype=bool)
+        f = self._factor
+        scale = f.scale if f is not None else np.ones(len(self.feature_names))
+        size = np.linalg.norm((self.coef * scale)[:, identified], axis=1)  # per target
+        if f is not None and f.r:  # at least the size of coefficients that would move the fit by the centred y:
+            y_c = np.sqrt(np.sum(f.Rxy ** 2, axis=0) + np.sum(f.Ryy ** 2, axis=0))  # coefficients of 0 have no
+            size = np.maximum(size, y_c / f.S[0])  # digits of their own, and their error is measured against it
+        error = np.linalg.norm((self.coef_error * scale)[:, identified], axis=1)
+        return float(digits(size, error).min(initial=15.0))
 
     @property
     def se_digits(self) -> float | None:
