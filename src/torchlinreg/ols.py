@@ -280,6 +280,33 @@ class OLSResults:
     HC2_se = property(lambda self: self.get_robustcov_results("HC2").bse, doc="HC2 standard errors")
     HC3_se = property(lambda self: self.get_robustcov_results("HC3").bse, doc="HC3 standard errors")
 
+    # --- hypothesis tests (ols_tests) --------------------------------------------------------------
+    def t_test(self, r_matrix):
+        """Each linear restriction ``R b = q`` tested alone: ``r_matrix`` a string (``"x1 = 0, x1 = x2"``), a
+        matrix R (q = 0) or a tuple (R, q), over :attr:`names`; uses :meth:`cov_params` (robust if these are)."""
+        from .ols_tests import t_test
+        return t_test(self, r_matrix)
+
+    def f_test(self, r_matrix):
+        """The joint F test of the restrictions (see :meth:`t_test` for ``r_matrix``)."""
+        from .ols_tests import f_test
+        return f_test(self, r_matrix)
+
+    def wald_test(self, r_matrix, use_f: bool | None = None, scalar: bool = True):
+        """The joint Wald test: F when ``use_f`` (None: :attr:`use_t`), else chi² (see :meth:`t_test`)."""
+        from .ols_tests import wald_test
+        return wald_test(self, r_matrix, use_f=use_f, scalar=scalar)
+
+    def compare_f_test(self, restricted: OLSResults) -> tuple[float, float, float]:
+        """(F, p value, df_diff) of a nested, restricted fit against this one."""
+        from .ols_tests import compare_f_test
+        return compare_f_test(self, restricted)
+
+    def compare_lr_test(self, restricted: OLSResults) -> tuple[float, float, float]:
+        """(likelihood ratio, chi² p value, df_diff) of a nested, restricted fit against this one."""
+        from .ols_tests import compare_lr_test
+        return compare_lr_test(self, restricted)
+
     # --- diagnostics, influence, prediction, summary -----------------------------------------------
     def diagnostics(self) -> dict[str, float]:
         """The summary's bottom block, statsmodels' labels: Omnibus, Prob(Omnibus), Skew, Kurtosis,
