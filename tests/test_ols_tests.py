@@ -7,6 +7,7 @@ synthetic set, plain and with HC1 covariances (t and normal), string and matrix 
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 from scipy import stats
@@ -21,7 +22,6 @@ def _synthetic():
     rng = np.random.default_rng(1717)
     X = rng.normal(size=(150, 4)) * [1.0, 5.0, 0.2, 2.0] + [0.0, 10.0, 1.0, -3.0]
     y = X @ [1.0, 0.2, 3.0, -0.5] + 2.0 + rng.normal(size=150) * (1 + np.abs(X[:, 0]))
-    import pandas as pd
     return pd.DataFrame(X, columns=["a", "b", "c", "d"]), pd.Series(y, name="y")
 
 
