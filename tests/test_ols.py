@@ -282,3 +282,19 @@ def test_other_bad_input():
         torchlinreg.ols(X, y).get_robustcov_results("HC9")
     with pytest.raises(DataError, match="2 columns"):
         torchlinreg.ols(X, y).get_prediction(np.ones((3, 3)))
+
+
+def test_an_implicit_constant_counts_as_statsmodels_counts_it():
+    """Without an intercept, a column of ones among the features is the constant (statsmodels' k_constant):
+    the centred sums of squares, mean squares and information criteria follow from it."""
+    rng = np.random.default_rng(1)
+    X = np.hstack([np.ones((50, 1)), rng.normal(size=(50, 2))])
+    y = X[:, 1:] @ [1.0, 2.0] + 3 + rng.normal(size=50)
+    res, ref = torchlinreg.ols(X, y, fit_intercept=False), sm.OLS(y, X).fit()
+    assert res.k_constant == ref.k_constant == 1
+    for name in ("ess", "mse_model", "mse_total", "centered_tss", "rsquared", "fvalue"):
+        assert getattr(res, name) == pytest.approx(getattr(ref, name), rel=1e-8), name  # the issue's 1e-8
+    for name in ("aicc", "hqic"):
+        assert getattr(res, name) == pytest.approx(ref.info_criteria(name), rel=1e-8), name
+    frame = res.get_prediction(X[:3]).summary_frame()
+    assert np.allclose(frame["mean"], ref.get_prediction(X[:3]).summary_frame()["mean"], rtol=1e-8)

@@ -98,7 +98,9 @@ class OLSResults:
 
     @property
     def k_constant(self) -> int:
-        return int(self.data.fit_intercept)
+        """1 when the model holds a constant: the intercept, or without it a constant column or columns adding
+        up to one (statsmodels' rule, found by the statistics); it decides R², the sums of squares and F."""
+        return int(self._stats.k_constant)
 
     @property
     def nobs(self) -> float:

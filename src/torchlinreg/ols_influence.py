@@ -123,8 +123,9 @@ class Prediction:
                             f"got shape {X.shape}")
         self.results = results
         params = np.nan_to_num(results.params)  # an unidentified term's NaN: its min-norm solution gives 0 there
-        const = params[0] if results.k_constant else 0.0
-        self.predicted_mean = X @ params[results.k_constant:] + const
+        intercept = int(results.data.fit_intercept)  # params[0] is the intercept's (an implicit constant is a column)
+        const = params[0] if intercept else 0.0
+        self.predicted_mean = X @ params[intercept:] + const
         if results.cov_type == "nonrobust":
             q = results._base._basis.rows(X)
             self.se_mean = np.sqrt(results.scale * np.sum(q ** 2, axis=1))
