@@ -28,9 +28,9 @@ def _synthetic():
 # (data set, restrictions as strings): each string's restrictions are independent
 CASES = {
     "longley": ["GNP = 0", "GNP = 0, POP = UNEMP", "GNPDEFL + 2*ARMED = 0.5, YEAR - 3 = const * 0.001, UNEMP=0",
-                "-GNP + ARMED*2 - 1 = -POP"],
+                "-GNP + ARMED*2 - 1 = -POP", "2*(GNP - POP)/3 = 0.5*(ARMED + 1e-3), -(UNEMP - (ARMED)) = 0"],
     "grunfeld": ["value = 0", "value = capital", "value + capital = 0.2, year = 0, const = 10"],
-    "synthetic": ["a = 1", "a = 1, b = 0.2, c = 3, d = -0.5", "a - b = c - 2*d + 1.5"],
+    "synthetic": ["a = 1", "a = 1, b = 0.2, c = 3, d = -0.5", "a - b = c - 2*d + 1.5", "a/4 + (b - c)*2 = 1/8"],
 }
 
 
@@ -120,6 +120,13 @@ def test_matrix_restrictions_match_statsmodels(cov, use_t):
         check_joint(ours.f_test(r), ref.f_test(r))
     # the string and the matrix forms agree
     close(ours.f_test("value - capital = 0.05, year = -0.1").fvalue, ours.f_test((R, q)).fvalue, "string = matrix")
+    # scalar=False: the statistic as statsmodels' 1×1 array
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels' FutureWarning on wald_test's scalar
+        ref_array = ref.wald_test((R, q), scalar=False).statistic
+    ours_array = ours.wald_test((R, q), scalar=False).statistic
+    assert np.shape(ours_array) == np.shape(ref_array) == (1, 1)
+    close(ours_array, ref_array, "wald_test(scalar=False)")
 
 
 @pytest.mark.parametrize("name,drop", [("longley", ["GNP", "POP", "UNEMP"]), ("grunfeld", ["year"]),
@@ -150,8 +157,10 @@ def test_nested_models_match_statsmodels(name, drop):
 @pytest.mark.parametrize("text,match", [
     ("GNP = ", "empty side"), ("= 0", "empty side"), ("GNP = 0 = 1", "more than one '='"),
     ("GNPX = 0", "unknown name 'GNPX'"), ("GNP * POP = 0", "only a number may multiply"),
-    ("GNP POP = 0", "expected \\+ or -"), ("GNP + = 0", "ends with an operator"), ("2*", "without a factor"),
-    ("1 = 0", "without any parameter"), ("GNP - GNP = 0", "without any parameter"), ("GNP / 2 = 0", "unknown name '/'"),
+    ("GNP POP = 0", "expected an operator"), ("GNP + = 0", "ends with an operator"), ("2*", "ends with an operator"), ("GNP / POP = 0", "only a nonzero number may divide"),
+    ("GNP / 0 = 1", "only a nonzero number may divide"), ("(GNP = 0", "'\\(' without '\\)'"),
+    ("GNP) = 0", "'\\)' without '\\('"), ("2 * (GNP * POP) = 0", "only a number may multiply"),
+    ("1 = 0", "without any parameter"), ("GNP - GNP = 0", "without any parameter"), ("GNP = *2", "'\\*' where a number"),
     ("GNP = 0, GNP = 1", "not independent"), ("GNP = 0,", "empty side"),
 ])
 def test_bad_restrictions_raise_one_line(text, match):
@@ -167,3 +176,17 @@ def test_bad_matrices_raise():
         ours.t_test(np.eye(3))
     with pytest.raises(ValueError, match="one value per restriction"):
         ours.f_test((np.eye(4), [0.0]))
+
+
+def test_names_that_are_not_identifiers():
+    # formula names ("C(g)[T.b]", "a:b", "poly(x, 2)[1]") are matched whole, the longest first: the string
+    # restrictions equal the matrix ones exactly (the same R and q, so the same arithmetic)
+    X, y = _synthetic()
+    X.columns = ["a", "a:b", "C(g)[T.b]", "poly(x, 2)[1]"]
+    ours = torchlinreg.ols(X, y)
+    R = np.array([[0.0, 1.0, 0.0, -0.5, 0.0], [0.0, 0.0, 2.0, 0.0, 1.0]])
+    q = np.array([0.0, 3.0])
+    text = "a - (C(g)[T.b])/2 = 0, 2*a:b + poly(x, 2)[1] = 3"
+    got = ours.f_test(text)
+    want = ours.f_test((R, q))
+    assert got.statistic == want.statistic and got.pvalue == want.pvalue

@@ -2,8 +2,9 @@
 
 ``t_test``, ``f_test`` and ``wald_test`` take the restrictions as statsmodels does: a matrix ``R``
 (k_restrictions × k_params, ``q`` zero), a tuple ``(R, q)``, or a string over the parameter names in a
-small linear syntax (``"x1 = 0"``, ``"x1 = x2"``, ``"x1 + 2*x2 = 3"``, several separated by commas; a side
-without ``=`` is set equal to 0). The covariance is the results' own ``cov_params()``, robust when the
+small linear syntax (``"x1 = 0"``, ``"x1 = x2"``, ``"x1 + 2*x2 = 3"``, ``"2*(x1 - x2)/3 = 1"``: sums,
+products and quotients by numbers, brackets; several separated by commas; a side without ``=`` is set equal
+to 0). The covariance is the results' own ``cov_params()``, robust when the
 results are robust. ``compare_f_test`` and ``compare_lr_test`` compare a fit with a restricted (nested) one.
 """
 
@@ -21,33 +22,34 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
 # --- the restriction syntax ------------------------------------------------------------------------
-def _tokens(text: str, names: list[str]) -> list[tuple[str, object]]:
-    """("num", float), ("name", index) and ("op", one of + - * = ,) tokens; a ValueError on anything else."""
+_OPS = "+-*/=,()"
+
+
+def _tokens(text: str, names: list[str]) -> list[tuple[str, object, int]]:
+    """("num", float, pos), ("name", index, pos) and ("op", one of + - * / = , ( ), pos) tokens; a ValueError
+    on anything else. A parameter name is matched whole, the longest first, so names that are not identifiers
+    ("log(x)", "C(firm)[T.b]", "x1:x2") work."""
     index = {name: j for j, name in enumerate(names)}
-    by_length = sorted(names, key=len, reverse=True)
+    by_length = sorted((n for n in names if n), key=len, reverse=True)
     out, pos = [], 0
     while pos < len(text):
         ch = text[pos]
         if ch.isspace():
             pos += 1
             continue
-        if ch in "+-*=,":
-            out.append(("op", ch))
-            pos += 1
-            continue
         m = _IDENT.match(text, pos)
-        if m and m[0] in index:
-            out.append(("name", index[m[0]]))
-            pos = m.end()
-            continue
-        known = next((n for n in by_length if n and text.startswith(n, pos)), None)
-        if known is not None and (m is None or len(known) > len(m[0])):  # a name that is not an identifier ("log(x)", "a b")
-            out.append(("name", index[known]))
+        known = next((n for n in by_length if text.startswith(n, pos)), None)
+        if known is not None and (m is None or len(known) >= len(m[0])):
+            out.append(("name", index[known], pos))
             pos += len(known)
             continue
-        m_num = _NUMBER.match(text, pos)
+        if ch in _OPS:
+            out.append(("op", ch, pos))
+            pos += 1
+            continue
+        m_num = None if m else _NUMBER.match(text, pos)
         if m_num:
-            out.append(("num", float(m_num[0])))
+            out.append(("num", float(m_num[0]), pos))
             pos = m_num.end()
             continue
         word = m[0] if m else ch
@@ -56,50 +58,76 @@ def _tokens(text: str, names: list[str]) -> list[tuple[str, object]]:
     return out
 
 
-def _side(tokens, text: str, k: int) -> tuple[np.ndarray, float]:
-    """One side of an equation: a sum of terms (number, name, number*name, name*number) as (coefficients,
-    constant)."""
-    coef, const = np.zeros(k), 0.0
-    if not tokens:
-        raise ValueError(f"restriction {text!r}: an empty side; write e.g. 'x1 = 0' or 'x1 + 2*x2 = 3'")
-    i, sign = 0, 1.0
-    expect_term = True
-    while i < len(tokens):
-        kind, value = tokens[i]
-        if expect_term and kind == "op" and value in "+-":
-            sign = sign if value == "+" else -sign
-            i += 1
-            continue
-        if not expect_term:
-            if kind == "op" and value in "+-":
-                sign, expect_term = (1.0 if value == "+" else -1.0), True
-                i += 1
-                continue
-            raise ValueError(f"restriction {text!r}: expected + or - between terms; write e.g. 'x1 + 2*x2 = 3'")
-        factors = [tokens[i]]
-        while i + 2 < len(tokens) and tokens[i + 1] == ("op", "*"):
-            factors.append(tokens[i + 2])
-            i += 2
-        if i + 1 < len(tokens) and tokens[i + 1] == ("op", "*"):
-            raise ValueError(f"restriction {text!r}: '*' without a factor after it; write e.g. '2*x1 = 0'")
-        number, name = sign, None
-        for f_kind, f_value in factors:
-            if f_kind == "num":
-                number *= f_value
-            elif f_kind == "name" and name is None:
-                name = f_value
-            else:
-                raise ValueError(f"restriction {text!r}: only a number may multiply a name (the restrictions are "
-                                 f"linear); write e.g. '2*x1 = 0'")
-        if name is None:
-            const += number
-        else:
-            coef[name] += number
-        i += 1
-        sign, expect_term = 1.0, False
-    if expect_term:
-        raise ValueError(f"restriction {text!r}: it ends with an operator; write e.g. 'x1 + x2 = 0'")
-    return coef, const
+class _Linear:
+    """A recursive-descent reader of one side of a restriction: sums, differences, products and quotients by
+    numbers, and brackets, over the parameters; each value is a linear form ``(coefficients, constant)``."""
+
+    def __init__(self, tokens, text: str, k: int):
+        self.tokens, self.text, self.k, self.i = tokens, text, k, 0
+
+    def fail(self, why: str, example: str):
+        raise ValueError(f"restriction {self.text!r}: {why}; write e.g. {example!r}")
+
+    def peek(self):
+        return self.tokens[self.i][:2] if self.i < len(self.tokens) else None
+
+    def side(self) -> tuple[np.ndarray, float]:
+        if not self.tokens:
+            self.fail("an empty side", "x1 = 0")
+        value = self.sum()
+        if self.peek() is not None:
+            what = "')' without '('" if self.peek() == ("op", ")") else "expected an operator between terms"
+            self.fail(what, "x1 + 2*x2 = 3")
+        return value
+
+    def sum(self):
+        coef, const = self.product()
+        while self.peek() in (("op", "+"), ("op", "-")):
+            sign = 1.0 if self.tokens[self.i][1] == "+" else -1.0
+            self.i += 1
+            c, q = self.product()
+            coef, const = coef + sign * c, const + sign * q
+        return coef, const
+
+    def product(self):
+        coef, const = self.factor()
+        while self.peek() in (("op", "*"), ("op", "/")):
+            op = self.tokens[self.i][1]
+            self.i += 1
+            c, q = self.factor()
+            if op == "/":
+                if np.any(c) or q == 0:
+                    self.fail("only a nonzero number may divide (the restrictions are linear)", "x1/2 = x2")
+                coef, const = coef / q, const / q
+            elif np.any(coef) and np.any(c):
+                self.fail("only a number may multiply a name (the restrictions are linear)", "2*x1 = 0")
+            else:  # one of the two is a number
+                number, (lin, lc) = (const, (c, q)) if not np.any(coef) else (q, (coef, const))
+                coef, const = number * lin, number * lc
+        return coef, const
+
+    def factor(self):
+        token = self.peek()
+        if token is None:
+            self.fail("it ends with an operator" if self.i else "an empty side", "x1 + x2 = 0")
+        kind, value = token
+        self.i += 1
+        if token in (("op", "+"), ("op", "-")):
+            c, q = self.factor()
+            return (c, q) if value == "+" else (-c, -q)
+        if token == ("op", "("):
+            inner = self.sum()
+            if self.peek() != ("op", ")"):
+                self.fail("'(' without ')'", "2*(x1 + x2) = 1")
+            self.i += 1
+            return inner
+        if kind == "num":
+            return np.zeros(self.k), value
+        if kind == "name":
+            coef = np.zeros(self.k)
+            coef[value] = 1.0
+            return coef, 0.0
+        self.fail(f"'{value}' where a number, a name or '(' belongs", "x1 + 2*x2 = 3")
 
 
 def parse_restrictions(text: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +135,7 @@ def parse_restrictions(text: str, names: list[str]) -> tuple[np.ndarray, np.ndar
     tokens = _tokens(text, names)
     groups, current = [], []
     for token in tokens:
-        if token == ("op", ","):
+        if token[:2] == ("op", ","):
             groups.append(current)
             current = []
         else:
@@ -117,15 +145,15 @@ def parse_restrictions(text: str, names: list[str]) -> tuple[np.ndarray, np.ndar
     for group in groups:
         sides = [[]]
         for token in group:
-            if token == ("op", "="):
+            if token[:2] == ("op", "="):
                 sides.append([])
             else:
                 sides[-1].append(token)
         if len(sides) > 2:
             raise ValueError(f"restriction {text!r}: more than one '=' in one restriction; separate restrictions "
                              f"by commas, e.g. 'x1 = 0, x2 = 0'")
-        left_coef, left_const = _side(sides[0], text, len(names))
-        right_coef, right_const = _side(sides[1], text, len(names)) if len(sides) == 2 else (0.0, 0.0)
+        left_coef, left_const = _Linear(sides[0], text, len(names)).side()
+        right_coef, right_const = _Linear(sides[1], text, len(names)).side() if len(sides) == 2 else (0.0, 0.0)
         row = left_coef - right_coef
         if not np.any(row):
             raise ValueError(f"restriction {text!r}: a restriction without any parameter; name one, e.g. 'x1 = 0'")
@@ -183,7 +211,7 @@ class TTestResults:
 class FTestResults:
     """A joint test of the restrictions: ``statistic`` the Wald statistic over ``df_num`` (F, with ``df_denom``)
     or the Wald statistic itself (chi², ``df`` its degrees of freedom; statsmodels also names them ``df_denom``)."""
-    statistic: float
+    statistic: float | np.ndarray
     pvalue: float
     distribution: str
     df_num: float
@@ -218,17 +246,19 @@ def t_test(results, r_matrix) -> TTestResults:
 
 def wald_test(results, r_matrix, use_f: bool | None = None, scalar: bool = True) -> FTestResults:
     """The Wald test of ``R b = q``: F with (J, df_resid) degrees of freedom when ``use_f`` (None: the results'
-    ``use_t``, as statsmodels), else chi² with J. ``scalar`` is accepted for statsmodels' signature; the
-    statistic is always a number."""
+    ``use_t``, as statsmodels), else chi² with J. ``scalar=False`` gives the statistic as a 1×1 array, as
+    statsmodels' older default did."""
     R, q, effect, cov = _restricted(results, r_matrix)
     J = R.shape[0]
     if np.linalg.matrix_rank(cov) < J:
         raise ValueError(f"the {J} restrictions are not independent (R cov Rᵀ is singular); drop the redundant ones")
     wald = float(effect @ np.linalg.solve(cov, effect))
+    shaped = float if scalar else (lambda value: np.array([[value]]))
     if results.use_t if use_f is None else use_f:
         F = wald / J
-        return FTestResults(F, float(stats.f.sf(F, J, results.df_resid)), "F", float(J), float(results.df_resid))
-    return FTestResults(wald, float(stats.chi2.sf(wald, J)), "chi2", float(J), float(J))
+        return FTestResults(shaped(F), float(stats.f.sf(F, J, results.df_resid)), "F", float(J),
+                            float(results.df_resid))
+    return FTestResults(shaped(wald), float(stats.chi2.sf(wald, J)), "chi2", float(J), float(J))
 
 
 def f_test(results, r_matrix) -> FTestResults:
