@@ -30,6 +30,7 @@ _EXPORTS = {
     "RegressionStatistics": "statistics",
     "ols": "ols",
     "OLSResults": "ols",
+    "write_row_figures": "rowfigures",
     "write_report": "html_report",
     "save_animation": "animation",
     "SavedModel": "persistence",

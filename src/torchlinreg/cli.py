@@ -100,6 +100,10 @@ def _cmd_solve(args) -> int:
     from .dependence import check_options
 
     check_options(args.cov_type, args.maxlags, args.cluster is not None)  # bad flags: exit 2, before the data
+    if args.row_figures is not None:
+        from .formats.writing import check_target
+
+        check_target(args.row_figures, force=args.force)  # before the solve, not after it
     with _job(args) as job:
         data, _ = _open_data(job, args, SOLVE_COPIES)
         groups = job.run(lambda: _clusters(args, data), "reading the clusters")
@@ -108,7 +112,15 @@ def _cmd_solve(args) -> int:
                                                     chunk_rows=args.chunk_rows, fit_intercept=args.fit_intercept,
                                                     maxlags=args.maxlags, groups=groups),
                                     "the solve")
-    return _print_solution(args, solution, stats) if job.is_main else EXIT_OK
+    if not job.is_main:
+        return EXIT_OK
+    if args.row_figures is not None:  # one process reads every row: the file is in row order
+        from .rowfigures import write_row_figures
+
+        path, n_rows = write_row_figures(data, solution, args.row_figures, chunk_rows=args.chunk_rows,
+                                         force=args.force)
+        print(f"torchlinreg: wrote the figures of {n_rows} rows to {path}", file=sys.stderr)
+    return _print_solution(args, solution, stats)
 
 
 def _clusters(args, data):

@@ -223,6 +223,11 @@ def _add_solve_parser(commands) -> None:
                                         "and print the coefficients, intercepts and loss.")
     _add_columns(p)
     p.add_argument("--json", action="store_true", help="print the solution as JSON for scripts")
+    p.add_argument("--row-figures", metavar="FILE",
+                   help="also write each row's fitted value, residual, leverage (hat_diag), studentized residuals, "
+                        "Cook's distance and DFFITS to FILE (.csv, .tsv, .parquet), one more pass over DATA, a "
+                        "chunk at a time: for data larger than memory")
+    p.add_argument("--force", action="store_true", help="replace the --row-figures FILE if it exists")
     p.add_argument("--no-intercept", dest="fit_intercept", action="store_false",
                    help="fit no constant term (the intercept is 0); R² and F as statsmodels' OLS without add_constant")
     _add_statistics(p)

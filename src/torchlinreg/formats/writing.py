@@ -47,18 +47,9 @@ def write_table(
     """
     import pyarrow.parquet as pq
 
-    path = Path(path)
+    path = check_target(path, force=force)
     suffix = path.suffix.lower()
-    if suffix not in WRITABLE_SUFFIXES:
-        raise OutputError(f"{path}: cannot write {suffix_text(path)} files; "
-                          f"use one of {', '.join(WRITABLE_SUFFIXES)}")
     table = _arrow_table(columns)
-    if path.is_dir():
-        raise OutputError(f"{path}: is a folder; pass a file path")
-    if path.exists() and not force:
-        raise OutputError(f"{path}: already exists; pass {{force=True}} to replace it, or choose another path")
-    if not path.parent.is_dir():
-        raise OutputError(f"{path}: folder {str(path.parent)!r} does not exist; create it or choose another path")
     sink = pa.BufferOutputStream()
     if suffix in DELIMITERS:
         pa_csv.write_csv(table, sink, pa_csv.WriteOptions(delimiter=DELIMITERS[suffix]))
@@ -71,6 +62,22 @@ def write_table(
     except OSError as exc:  # atomic_write_bytes creates its temporary file outside its own handler
         raise OutputError(f"{path}: cannot be written ({exc.strerror or exc}); "
                           "choose a folder you can write to") from None
+
+
+def check_target(path: str | os.PathLike, *, force: bool = False) -> Path:
+    """``path`` as a Path if a table may be written there: a known extension, not a folder, not an existing
+    file unless ``force``, in a folder that exists. Call it before long work whose result goes there."""
+    path = Path(path)
+    if path.suffix.lower() not in WRITABLE_SUFFIXES:
+        raise OutputError(f"{path}: cannot write {suffix_text(path)} files; "
+                          f"use one of {', '.join(WRITABLE_SUFFIXES)}")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; pass a file path")
+    if path.exists() and not force:
+        raise OutputError(f"{path}: already exists; pass {{force=True}} to replace it, or choose another path")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: folder {str(path.parent)!r} does not exist; create it or choose another path")
+    return path
 
 
 def _arrow_table(columns: Mapping[str, np.ndarray | Sequence[float]]) -> pa.Table:
@@ -101,3 +108,87 @@ def _numbers(name: str, values) -> np.ndarray:
     if array.dtype.kind not in "biuf":
         raise ValueError(f"column {name!r} must hold numbers, got dtype {array.dtype}")
     return array.astype(np.float64, copy=False) if array.dtype.kind == "f" else array
+
+
+class TableWriter:
+    """Named columns written to a CSV, TSV or Parquet file a block at a time, for tables larger than memory.
+
+    The blocks go to a temporary file beside ``path``; :meth:`close` flushes it to disk and renames it into
+    place, so a reader never sees a half-written file and a failure (an exception inside the ``with``, a
+    full disk) leaves whatever ``path`` held before untouched. ``setting`` names the setting that chose
+    ``path``, for the messages.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, force: bool = False, setting: str = "output"):
+        import tempfile
+
+        self.path = check_target(path, force=force)
+        self.setting = setting
+        self._delimiter = DELIMITERS.get(self.path.suffix.lower())
+        try:
+            fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise OutputError(f"cannot write {str(self.path)!r} ({exc.strerror or exc}); choose a folder you can "
+                              f"write to with {{{setting}}}") from None
+        os.close(fd)
+        self._writer = None
+        self.n_rows = 0
+
+    def __repr__(self) -> str:
+        return f"TableWriter({str(self.path)!r}, n_rows={self.n_rows})"
+
+    def write(self, columns: Mapping[str, np.ndarray]) -> None:
+        """Append rows: the same column names, in the same order, at every call."""
+        import pyarrow.parquet as pq
+
+        table = _arrow_table(columns)
+        try:
+            if self._writer is None:
+                self._writer = (pa_csv.CSVWriter(self._tmp, table.schema,
+                                                 write_options=pa_csv.WriteOptions(delimiter=self._delimiter))
+                                if self._delimiter else pq.ParquetWriter(self._tmp, table.schema))
+            self._writer.write_table(table)
+        except OSError as exc:
+            self.abort()
+            raise OutputError(f"cannot write {str(self.path)!r} ({exc.strerror or exc}); free some space or pass "
+                              f"{{{self.setting}}} with another path") from None
+        self.n_rows += table.num_rows
+
+    def close(self) -> Path:
+        """Finish the file and move it into place."""
+        from ..outputs import _file_mode
+
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            with open(self._tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(self._tmp, _file_mode())
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise OutputError(f"cannot write {str(self.path)!r} ({exc.strerror or exc}); free some space or pass "
+                              f"{{{self.setting}}} with another path") from None
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file; ``path`` keeps what it held."""
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        except OSError:
+            pass
+        self._writer = None
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
