@@ -9,7 +9,7 @@ basis, see :mod:`torchlinreg.statistics`) and give ``C`` per target; the covaria
   statsmodels' ``cov_type="HAC"`` (its ``use_correction`` is False by default there).
   :class:`LagSums` carries the last L scores from one chunk to the next, so chunks of any size
   give the same sums; passes over parts of the rows do not add up (a lag crosses the cut), so
-  HAC is refused under torchrun.
+  under torchrun each process makes the pass over every row.
 * cluster with ``groups``: ``C = Σ_g (Σ_{i∈g} sᵢ)(Σ_{i∈g} sᵢ)ᵀ``; ``c = G/(G-1) (n-1)/(n-p)``
   with G clusters and p parameters, as statsmodels' ``cov_type="cluster"`` (``use_correction``
   True); its tests use ``G - 1`` degrees of freedom. :class:`ClusterSums` keeps one sum per

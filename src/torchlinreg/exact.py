@@ -12,7 +12,7 @@ from __future__ import annotations
 from .data import Source, as_source
 from .config import check_chunk_rows
 from .defaults import CHUNK_ROWS
-from .errors import ConfigError, DataError, check_positive
+from .errors import DataError, check_positive
 from .solve import MAX_PASSES, RANK_RTOL, LstsqSolution, QRAccumulator, needs_refinement
 from .solve import refine as refine_solution
 
@@ -160,7 +160,8 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
 
     The classical covariance of unweighted rows comes from R alone; a robust covariance or weighted
     rows read the rows once more (each process its part, the sums gathered). HAC takes ``maxlags``
-    and the rows in file order (one process); cluster takes ``groups``, each row's cluster in file order.
+    and the rows in file order; cluster takes ``groups``, each row's cluster in file order (under torchrun
+    each process reads every row for these two).
     """
     from .statistics import ResidualPass, check_settings, solution_statistics
 
@@ -169,12 +170,9 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
     residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None)
     if not residuals.needed:
         return solution_statistics(solution, None, conf_level=conf_level, cov_type=cov_type)
-    several = dist is not None and dist.is_distributed
-    if several and cov_type in ("HAC", "cluster"):
-        raise ConfigError(f"the {cov_type} covariance is not computed under torchrun: "
-                          + ("its lags join rows that different processes read" if cov_type == "HAC" else
-                             "the processes' per-cluster sums are not gathered yet")
-                          + "; run the solve in one process for it, or choose another {cov_type}")
+    # HAC's lags join rows that different processes read, and a cluster's rows may be anywhere: under torchrun
+    # each process makes this pass over every row, in file order, and needs no one else's sums
+    several = dist is not None and dist.is_distributed and cov_type not in ("HAC", "cluster")
     start = 0
     for X, y, w in source.chunks(chunk_rows, *((dist.rank, dist.world_size) if several else ())):
         residuals.update(X, y, w, groups=None if groups is None else _rows_groups(groups, start, len(X)))
