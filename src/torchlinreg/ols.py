@@ -20,6 +20,7 @@ from functools import cached_property
 import numpy as np
 from scipy import special
 
+from .errors import ConfigError
 from .ols_basis import Basis, raw_singular_values, vif
 from .ols_data import OLSData, prepare
 from .solve import lstsq
@@ -28,14 +29,20 @@ from .statistics import RegressionStatistics, regression_statistics
 HC_TYPES = ("HC0", "HC1", "HC2", "HC3")
 
 
-def ols(X, y, *, sample_weight=None, fit_intercept=True, feature_names=None, target_name=None,
+def ols(X, y=None, *, data=None, sample_weight=None, fit_intercept=True, feature_names=None, target_name=None,
         missing="none") -> OLSResults:
     """Fit one target by (weighted) least squares and return statsmodels' results, figure by figure.
 
+    ``ols("y ~ x1 + C(group) + x1:x2", data=frame)`` is statsmodels' ``smf.ols(formula, data=frame).fit()``:
+    the formula (through formulaic, see :mod:`torchlinreg.formula`) makes the columns, named as
+    statsmodels names them with ``"Intercept"`` first; ``- 1`` in the formula fits no intercept.
+    ``get_prediction`` then takes new rows of ``frame``'s columns and rebuilds the formula's columns.
+
     Parameters
     ----------
-    X : array, tensor or pandas DataFrame (n_samples, n_features); a 1-D array is one feature
-    y : array, tensor or pandas Series (n_samples,)
+    X : array, tensor or pandas DataFrame (n_samples, n_features); a 1-D array is one feature; or a formula
+    y : array, tensor or pandas Series (n_samples,); None with a formula
+    data : with a formula, the pandas DataFrame whose columns it names
     sample_weight : None, one number (every row's), or an array (n_samples,) of finite weights >= 0: WLS
     fit_intercept : add the constant term ``"const"``, first (``add_constant(prepend=True)``)
     feature_names, target_name : default a DataFrame's columns and a Series' name, else x1, x2, ... and y
@@ -46,9 +53,41 @@ def ols(X, y, *, sample_weight=None, fit_intercept=True, feature_names=None, tar
     -------
     OLSResults
     """
+    if isinstance(X, str):
+        return _ols_formula(X, y, data, sample_weight=sample_weight, fit_intercept=fit_intercept, missing=missing)
+    if data is not None:
+        raise ConfigError("data= goes with a formula: ols('y ~ x1 + x2', data=frame); or pass X and y")
     data = prepare(X, y, sample_weight=sample_weight, fit_intercept=fit_intercept, feature_names=feature_names,
                    target_name=target_name, missing=missing)
     return OLSResults(data)
+
+
+def _ols_formula(formula: str, y, frame, *, sample_weight, fit_intercept, missing) -> OLSResults:
+    from dataclasses import replace
+
+    from .formula import INTERCEPT, design
+
+    if y is not None or frame is None:
+        raise ConfigError("a formula takes its columns from data=: ols('y ~ x1 + x2', data=frame), without y")
+    if not fit_intercept:
+        raise ConfigError("with a formula, leave out the intercept in the formula itself: 'y ~ x1 + x2 - 1'")
+    if missing == "drop":  # statsmodels' formula API drops the rows with a missing value in the columns used
+        frame = frame.dropna(subset=[c for c in frame.columns if c in formula_columns(formula, frame)])
+    made = design(frame, formula)
+    if made.Y.shape[1] != 1:
+        raise ConfigError(f"ols fits one target; the formula {formula!r} has {made.Y.shape[1]} on its left side")
+    data = prepare(made.X, made.Y[:, 0], sample_weight=sample_weight, fit_intercept=made.fit_intercept,
+                   feature_names=made.feature_names, target_name=made.target_names[0], missing=missing,
+                   const_name=INTERCEPT)
+    return OLSResults(replace(data, spec=made.spec))
+
+
+def formula_columns(formula: str, frame) -> list[str]:
+    """The columns of ``frame`` whose names appear in ``formula`` (as a name, not inside another name)."""
+    import re
+
+    return [c for c in frame.columns if re.search(rf"(?<![A-Za-z0-9_.]){re.escape(str(c))}(?![A-Za-z0-9_.])",
+                                                  formula)]
 
 
 def _fit(data: OLSData, cov_type: str, use_t: bool) -> RegressionStatistics:

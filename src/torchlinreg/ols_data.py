@@ -30,11 +30,13 @@ class OLSData:
     target_name: str
     fit_intercept: bool
     kept: np.ndarray  # (n,) indices of the input rows fitted (all of them unless missing="drop")
+    const_name: str = CONST  # "Intercept" for a formula, as statsmodels' formula API
+    spec: dict | None = None  # a formula's spec (torchlinreg.formula): new rows' columns are rebuilt from it
 
     @property
     def names(self) -> list[str]:
-        """The terms: ``"const"`` first when fitted, then the features (statsmodels' order)."""
-        return [CONST] * self.fit_intercept + list(self.feature_names)
+        """The terms: ``"const"`` (a formula's ``"Intercept"``) first when fitted, then the features."""
+        return [self.const_name] * self.fit_intercept + list(self.feature_names)
 
     @property
     def sqrt_w(self) -> np.ndarray:
@@ -91,7 +93,7 @@ def _check_weights(w: np.ndarray | None, rows: np.ndarray) -> None:
 
 
 def prepare(X, y, *, sample_weight=None, fit_intercept=True, feature_names=None, target_name=None,
-            missing="none") -> OLSData:
+            missing="none", const_name: str = CONST) -> OLSData:
     """The rows to fit, checked (see the module's docstring)."""
     if missing not in MISSING:
         raise ConfigError(f"missing must be one of {', '.join(map(repr, MISSING))}, got {missing!r}")
@@ -107,8 +109,8 @@ def prepare(X, y, *, sample_weight=None, fit_intercept=True, feature_names=None,
     if len(Xa) != len(ya):
         raise DataError(f"X has {len(Xa)} rows but y has {len(ya)}; give both the same rows")
     names, target = _names_of(X, y, feature_names, target_name, Xa.shape[1])
-    if fit_intercept and CONST in names:
-        raise ConfigError(f"a feature is named {CONST!r}, the constant term's name; rename it, or pass "
+    if fit_intercept and const_name in names:
+        raise ConfigError(f"a feature is named {const_name!r}, the constant term's name; rename it, or pass "
                           "fit_intercept=False if it is a column of ones")
     w = _weights(sample_weight, len(ya))
     kept = np.arange(len(ya))
@@ -126,4 +128,4 @@ def prepare(X, y, *, sample_weight=None, fit_intercept=True, feature_names=None,
     _check_weights(w, kept)
     if len(ya) == 0:
         raise DataError("no rows are left to fit (every row has a missing value); check the data")
-    return OLSData(np.ascontiguousarray(Xa), ya, w, names, target, bool(fit_intercept), kept)
+    return OLSData(np.ascontiguousarray(Xa), ya, w, names, target, bool(fit_intercept), kept, const_name)

@@ -110,6 +110,9 @@ class Prediction:
 
     def __init__(self, results, exog):
         names = results.data.feature_names
+        if results.data.spec is not None and hasattr(exog, "columns"):  # a formula's: rebuild its columns
+            from .formula import rebuild
+            exog = rebuild(results.data.spec, exog)
         columns = getattr(exog, "columns", None)
         if columns is not None and set(map(str, columns)) >= set(names):
             exog = exog[[c for n in names for c in columns if str(c) == n]]
