@@ -115,3 +115,102 @@ def test_a_missing_value_is_refused_or_dropped():
         torchlinreg.ols("y ~ x1 + x2", data=frame)
     dropped = torchlinreg.ols("y ~ x1 + x2", data=frame, missing="drop")
     assert dropped.nobs == len(frame) - 1
+
+
+# --- the command line -------------------------------------------------------------------------------
+from torchlinreg.cli import main  # noqa: E402
+
+
+@pytest.fixture
+def files(tmp_path):
+    frame = synthetic()
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.iloc[:15].drop(columns="y").to_csv(tmp_path / "new.csv", index=False)
+    return tmp_path, frame
+
+
+def solved(capsys, argv):
+    assert main(argv + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    return out["coef"]["y"], out["intercept"]["y"]
+
+
+@pytest.mark.parametrize("formula", ["y ~ x1 + C(region) + x1:x2 + I(x3 ** 2)", "y ~ x1 + C(region) - 1"])
+def test_solve_formula_matches_statsmodels(files, capsys, formula):
+    folder, frame = files
+    coef, intercept = solved(capsys, ["solve", str(folder / "d.csv"), "--formula", formula])
+    ref = smf.ols(formula, data=frame).fit().params
+    for name, value in coef.items():
+        np.testing.assert_allclose(value, ref[name], rtol=RTOL, err_msg=name)
+    np.testing.assert_allclose(intercept, ref.get("Intercept", 0.0), rtol=RTOL)
+
+
+def test_categorical_auto_one_hot_encodes_text_columns(files, capsys):
+    folder, frame = files
+    coef, intercept = solved(capsys, ["solve", str(folder / "d.csv"), "--target", "y", "--categorical", "auto"])
+    ref = smf.ols("y ~ x1 + x2 + x3 + C(region)", data=frame).fit().params
+    assert set(coef) == set(ref.index) - {"Intercept"}
+    for name, value in coef.items():
+        np.testing.assert_allclose(value, ref[name], rtol=RTOL, err_msg=name)
+    np.testing.assert_allclose(intercept, ref["Intercept"], rtol=RTOL)
+
+
+def test_fit_saves_the_spec_and_predict_rebuilds_the_columns(files, capsys):
+    folder, frame = files
+    formula = "y ~ poly(x3, 2) + x1:x2 + C(region)"
+    argv = ["fit", str(folder / "d.csv"), "--formula", formula, "--save", str(folder / "m"), "--no-plots", "--quiet",
+            "--out", str(folder / "out")]
+    assert main(argv) == 0
+    saved = json.loads((folder / "m.json").read_text())
+    spec = saved["metadata"]["formula"]
+    assert spec["formula"].startswith("1 + ") and spec["encoder_state"]["C(region)"][1]["categories"] == [
+        "east", "north", "south", "west"]
+    assert "poly(x3, 2)" in spec["transform_state"]  # the fitted recurrence, as JSON data
+    assert main(["predict", str(folder / "m"), str(folder / "new.csv"), "-o", str(folder / "p.csv")]) == 0
+    matrices = model_matrix(formula, frame)
+    want = sm.OLS(matrices.lhs.iloc[:, 0], matrices.rhs).fit().predict(
+        matrices.rhs.model_spec.get_model_matrix(frame.iloc[:15]))
+    # the fit stops where L-BFGS's loss stops improving (1e-12 relative): its coefficients are within about
+    # √1e-12·κ ≈ 1e-5 of the optimum; the predictions as close
+    np.testing.assert_allclose(pd.read_csv(folder / "p.csv")["predicted_y"], want, rtol=1e-5)
+    # an unseen level: one line naming the column and the level, exit 1
+    new = frame.iloc[:3].drop(columns="y").assign(region=["east", "central", "west"])
+    new.to_csv(folder / "unseen.csv", index=False)
+    capsys.readouterr()
+    assert main(["predict", str(folder / "m"), str(folder / "unseen.csv"), "-o", str(folder / "q.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "the column 'region' holds the level 'central'" in err and err.count("\n") == 1
+    # a damaged spec in the model's JSON is a bad model file
+    saved["metadata"]["formula"]["version"] = 99
+    (folder / "m.json").write_text(json.dumps(saved))
+    assert main(["predict", str(folder / "m"), str(folder / "new.csv"), "-o", str(folder / "r.csv")]) == 1
+    assert "its formula is damaged" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,code,match", [
+    (["--formula", "y ~ x1 +"], 2, "is malformed"),
+    (["--formula", "y ~ x1 + nothere"], 1, "names 'nothere', which is not a column"),
+    (["--formula", "y ~ x1 + C(one)"], 1, "has a single level"),
+    (["--formula", "y ~ x1", "--target", "y"], 2, "leave out --target"),
+    (["--formula", "y ~ x1", "--stream"], 2, "leave out --stream"),
+])
+def test_bad_formulas_on_the_command_line(files, capsys, extra, code, match):
+    folder, frame = files
+    frame.assign(one="a").to_csv(folder / "d.csv", index=False)
+    assert main(["solve", str(folder / "d.csv"), *extra]) == code
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
+
+
+def test_tl_fit_takes_a_formula_and_its_model_predicts_new_rows():
+    frame = synthetic()
+    formula = "y ~ x1 + C(region) + x1:x2 - 1"
+    result = torchlinreg.fit(frame, formula=formula, quiet=True)
+    ref = smf.ols(formula, data=frame).fit()
+    assert result.fit_intercept is False and list(result.data.feature_names) == list(
+        design(frame, formula).feature_names)
+    # the optimum the fit is set beside is the exact one
+    np.testing.assert_allclose(result.solution.coef[0], ref.params[list(result.data.feature_names)], rtol=RTOL)
+    model = result.saved_model()
+    # L-BFGS stops where the loss stops improving (1e-12 relative): within about √1e-12·κ of the optimum
+    np.testing.assert_allclose(model.predict(frame.iloc[:5])[:, 0], ref.predict(frame.iloc[:5]), rtol=1e-5)

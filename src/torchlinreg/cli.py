@@ -9,6 +9,7 @@ written; 3 training diverged (the report and plots of the finite epochs are stil
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import warnings
 
@@ -22,8 +23,8 @@ EXIT_OK, EXIT_BAD_DATA, EXIT_DIVERGED = 0, 1, 3
 
 def _tutorial_data(args):
     """The tutorial's data set, shaped by its flags."""
-    if args.target or args.features or args.weights:
-        raise ConfigError("--target, --features and --weights need a DATA file")
+    if args.target or args.features or args.weights or args.formula:
+        raise ConfigError("--target, --features, --weights and --formula need a DATA file")
     from .data import tutorial_data
 
     return tutorial_data(args.n_samples, x_start=args.x_start, x_stop=args.x_stop, weight=args.true_weight,
@@ -60,11 +61,14 @@ def _cmd_fit(args) -> int:
     with _job(args) as dist:
         main = dist.is_main
         data, why = _open_data(dist, args, FIT_COPIES)
+        fit_intercept = _intercept(data, args)
+        if fit_intercept != args.fit_intercept:  # a formula's "- 1": the model has no bias
+            config = dataclasses.replace(config, fit_intercept=fit_intercept)
         result = dist.run(lambda: run_fit(
             data, config, args.out if main else None, dist=dist.dist, standardize=settings.standardize,
             chosen=settings.why, flags=FLAGS,
             validation_fraction=args.validation_fraction, split_seed=args.split_seed, engine=args.engine,
-            tutorial=args.data is None, fit_intercept=args.fit_intercept, statistics=args.summary,
+            tutorial=args.data is None, fit_intercept=fit_intercept, statistics=args.summary,
             conf_level=args.conf_level, cov_type=args.cov_type,
             chunk_rows=args.chunk_rows, reading=why, checkpoint_every=args.checkpoint_every, resume=args.resume,
             save=args.save if main else None, force=args.force, plots=main and not args.no_plots,
@@ -106,10 +110,11 @@ def _cmd_solve(args) -> int:
         check_target(args.row_figures, force=args.force)  # before the solve, not after it
     with _job(args) as job:
         data, _ = _open_data(job, args, SOLVE_COPIES)
+        fit_intercept = _intercept(data, args)
         groups = job.run(lambda: _clusters(args, data), "reading the clusters")
         solution, stats = job.run(lambda: run_solve(data, statistics=args.summary, conf_level=args.conf_level,
                                                     cov_type=args.cov_type, dist=job.dist,
-                                                    chunk_rows=args.chunk_rows, fit_intercept=args.fit_intercept,
+                                                    chunk_rows=args.chunk_rows, fit_intercept=fit_intercept,
                                                     maxlags=args.maxlags, groups=groups),
                                     "the solve")
     if not job.is_main:
@@ -121,6 +126,13 @@ def _cmd_solve(args) -> int:
                                          force=args.force)
         print(f"torchlinreg: wrote the figures of {n_rows} rows to {path}", file=sys.stderr)
     return _print_solution(args, solution, stats)
+
+
+def _intercept(data, args) -> bool:
+    """--no-intercept, or a formula's own choice (``- 1``)."""
+    from .formula_data import formula_intercept
+
+    return formula_intercept(data, args.fit_intercept)
 
 
 def _clusters(args, data):
@@ -160,6 +172,12 @@ def _open_data(job, args, copies: int):
 
         check_fits(args.n_samples, 2, args.max_memory, copies=copies, what="the tutorial's data")
         return job.load(lambda: _tutorial_data(args)), ""
+    if args.formula is not None or args.categorical == "auto":  # the formula's columns, from the rows read whole
+        from .formula_data import open_formula
+
+        return job.load(lambda: open_formula(args.data, formula=args.formula, target=args.target,
+                                             features=args.features, weights=args.weights,
+                                             categorical=args.categorical, stream=args.stream)), ""
     from .sources import open_planned, plan
 
     columns = dict(target=args.target, features=args.features, weights=args.weights)

@@ -137,7 +137,8 @@ def _usable_by_default(path: Path, table: Table, name: str) -> bool:
         raise DataError(f"{path}: column {show(name)} {first_non_number(column, 1)}; correct it, "
                         "or choose the features with {features}")
     warnings.warn(f"{path}: left out column {show(name)}, which is not numeric ({column.type}); "
-                  "choose the features with {features} to silence this", SettingsWarning, stacklevel=5)
+                  "one-hot encode it with {categorical=auto}, or choose the features with {features} to silence this",
+                  SettingsWarning, stacklevel=5)
     return False
 
 

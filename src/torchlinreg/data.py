@@ -32,6 +32,8 @@ class Dataset:
     y : Tensor of shape (n_samples, n_targets)
     feature_names, target_names : column names, one per column of ``X`` and ``y``.
     sample_weight : Tensor of shape (n_samples,) or None; non-negative weights of the rows.
+    formula : None, or the spec (JSON data, :mod:`torchlinreg.formula`) of the formula that made ``X``'s columns;
+        a model fitted on them keeps it, to rebuild the same columns for new rows.
     """
 
     X: torch.Tensor
@@ -39,6 +41,7 @@ class Dataset:
     feature_names: tuple[str, ...] = field(default=())
     target_names: tuple[str, ...] = field(default=())
     sample_weight: torch.Tensor | None = None
+    formula: dict | None = field(default=None, repr=False, compare=False)  # the spec of a formula's columns
 
     def __post_init__(self):
         self._as_tensors()

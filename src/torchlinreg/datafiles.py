@@ -52,8 +52,12 @@ def write_predictions(model, data: str | os.PathLike, output: str | os.PathLike,
     its feature columns (matched by name; others may be there). One column per target,
     ``predicted_<target>``, in the file's row order. Returns the path written and the rows.
     """
-    X = read_columns(data, model.feature_names)
-    y_pred = model.predict(X)  # (n, m)
+    if model.metadata.get("formula") is not None:  # the formula's columns, rebuilt from the raw ones
+        from .formula_data import read_frame
+
+        y_pred = model.predict(read_frame(data))
+    else:
+        y_pred = model.predict(read_columns(data, model.feature_names))  # (n, m)
     overflow = ~(abs(y_pred) <= sys.float_info.max)  # inf, or NaN from inf - inf
     if overflow.any():
         row, col = (int(i[0]) for i in overflow.nonzero())

@@ -122,10 +122,13 @@ class FitResult:
         from .publish import json_safe
 
         scaler, history = self.scaler, self.history
+        formula = getattr(getattr(self.data, "dataset", self.data), "formula", None)  # rebuilds predict's columns
         return SavedModel(self.weight, self.bias, self.data.feature_names, self.data.target_names,
-                          fit_intercept=self.fit_intercept, metadata={"settings": self.config.to_dict(), "standardize": scaler.to_dict() if scaler else None,
-                           "metrics": json_safe(self.metrics), "status": history.status,
-                           "epochs_run": len(history), "optimum_loss": json_safe(self.solution.loss)})
+                          fit_intercept=self.fit_intercept, metadata={
+                              "settings": self.config.to_dict(), "standardize": scaler.to_dict() if scaler else None,
+                              "metrics": json_safe(self.metrics), "status": history.status,
+                              "epochs_run": len(history), "optimum_loss": json_safe(self.solution.loss),
+                              **({"formula": formula} if formula is not None else {})})
 
     def __repr__(self) -> str:
         return f"FitResult({self.data!r}, {self.history!r}, files={sorted(self.files)})"
@@ -429,6 +432,8 @@ def fit(data, target=None, *, features=None, weights=None, standardize: bool | N
         sample weights, of a DataFrame or file; with a feature matrix, ``weights`` holds the weights.
     standardize : train on standardised columns (default: as the chosen settings say).
     fit_intercept : False fits a model without bias (a line through the origin; passed in ``settings``).
+    formula, categorical : ``formula="y ~ x1 + C(region) + x1:x2"`` makes the columns from a DataFrame or file
+        (:mod:`torchlinreg.formula`; ``- 1``: no intercept); ``categorical="auto"`` one-hot encodes text columns.
     out_dir : a folder for the history, summary and plots (default: none; nothing is written).
     **settings : fields of :class:`~torchlinreg.config.TrainConfig` (``optimizer``, ``lr``, ``epochs``,
         ``batch_size``, ``tol``, ``dtype``, ...) and the options of :func:`run_fit` (``quiet``,
@@ -444,10 +449,18 @@ def fit(data, target=None, *, features=None, weights=None, standardize: bool | N
     FitResult
         The trained model beside the optimum, with the column names of ``data``.
     """
+    formula, categorical = settings.pop("formula", None), settings.pop("categorical", "drop")
+    if formula is not None or categorical == "auto":  # the columns a formula makes (torchlinreg.formula_data)
+        from .formula_data import formula_intercept, open_formula
+
+        source = open_formula(data, formula=formula, target=target, features=features, weights=weights,
+                              categorical=categorical)
+        settings["fit_intercept"] = formula_intercept(source, settings.get("fit_intercept", True))
+    else:
+        source = _fit_source(data, target, features, weights)
     trainable = {f.name for f in fields(TrainConfig)}
     given = {k: settings.pop(k) for k in list(settings) if k in trainable}
     chosen = choose_settings(standardize=standardize, fit_intercept=settings.get("fit_intercept", True), **given)
-    source = _fit_source(data, target, features, weights)
     options = {"statistics": True, "print_statistics": False} | settings  # computed for summary(), not printed
     return run_fit(source, chosen.config, out_dir, standardize=chosen.standardize, chosen=chosen.why, **options)
 

@@ -51,6 +51,17 @@ def _add_columns(p) -> None:
     p.add_argument("--weights", metavar="COL", help="column of non-negative sample weights (weighted least squares)")
 
 
+def _add_formula(p) -> None:
+    """A formula instead of --target/--features, and text columns, shared by fit and solve."""
+    f = p.add_argument_group("formulas and categorical data (columns made by the formulaic library)")
+    f.add_argument("--formula", metavar="F",
+                   help="the model as a Wilkinson formula, e.g. \"y ~ x1 + C(region) + x1:x2 + poly(x3, 3)\" "
+                        "(- 1: no intercept); replaces --target and --features; DATA is read whole")
+    f.add_argument("--categorical", choices=("drop", "auto"), default="drop",
+                   help="text columns: drop leaves them out with a warning; auto one-hot encodes them (treatment "
+                        "contrasts, the first level the base), DATA read whole")
+
+
 def _add_dist_timeout(p) -> None:
     p.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
                    help="under torchrun: seconds a rank waits for the others before every rank stops")
@@ -125,6 +136,7 @@ def _add_fit_parser(commands) -> None:
                     "the tutorial's run: its data, seeds and 50 epochs of SGD at lr 0.001.",
     )
     _add_columns(p)
+    _add_formula(p)
     _add_training(p)
     _add_statistics(p)
     _add_reading(p, "fit")
@@ -222,6 +234,7 @@ def _add_solve_parser(commands) -> None:
                             description="Solve least squares exactly (QR in float64, refined in extended precision) "
                                         "and print the coefficients, intercepts and loss.")
     _add_columns(p)
+    _add_formula(p)
     p.add_argument("--json", action="store_true", help="print the solution as JSON for scripts")
     p.add_argument("--row-figures", metavar="FILE",
                    help="also write each row's fitted value, residual, leverage (hat_diag), studentized residuals, "

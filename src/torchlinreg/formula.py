@@ -192,7 +192,10 @@ def to_json(model_spec) -> dict:
     for factor, (kind, state) in model_spec.encoder_state.items():
         entry = {"categories": [_plain(c) for c in state["categories"]]} if "categories" in state else {}
         encoders[str(factor)] = [kind.value, entry]
-    return {"version": SPEC_VERSION, "formula": str(model_spec.formula),
+    formula = str(model_spec.formula)
+    if not any(str(term) == "1" for term in model_spec.formula):  # the text leaves out a removed intercept
+        formula = f"{formula} - 1"
+    return {"version": SPEC_VERSION, "formula": formula,
             "transform_state": _plain(dict(model_spec.transform_state)), "encoder_state": encoders}
 
 

@@ -112,10 +112,13 @@ class SavedModel:
 
         A DataFrame (anything with ``columns``) is matched by name, as ``torchlinreg predict`` matches a
         file's columns: its columns may come in any order, extra ones are ignored, and a missing one is
-        an error naming it. An array is taken in the model's feature order.
+        an error naming it. An array is taken in the model's feature order. A model fitted through a
+        formula (``metadata["formula"]``) takes a DataFrame of the formula's raw columns and rebuilds its
+        columns (levels, ``poly()``...) from the saved spec.
         """
         if hasattr(X, "columns"):
-            X = self._by_name(X)
+            formula = self.metadata.get("formula")  # a formula's columns are rebuilt from its spec
+            X = self._by_name(X) if formula is None else _formula_columns(formula, X)
         X = _to_float64(X, "X")
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"X must have shape (n_samples, {self.n_features}) for this model's "
@@ -142,6 +145,12 @@ class SavedModel:
                 f"feature_names={self.feature_names!r}, target_names={self.target_names!r}, "
                 + ("" if self.fit_intercept else "fit_intercept=False, ")
                 + f"metadata keys={sorted(self.metadata)!r})")
+
+
+def _formula_columns(spec: dict, frame) -> np.ndarray:
+    from .formula import rebuild
+
+    return rebuild(spec, frame)
 
 
 def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -313,6 +322,22 @@ def _read(path: Path, other: Path, limit: int) -> bytes:
                              "a model is both files: copy them together or re-save the model") from None
 
 
+def _check_formula(json_path: Path, desc: dict) -> None:
+    """A formula's spec in the metadata must be what torchlinreg writes, and make the model's columns."""
+    metadata = desc.get("metadata")
+    spec = metadata.get("formula") if isinstance(metadata, dict) else None
+    if spec is None:
+        return
+    from .formula import check_spec
+
+    try:
+        check_spec(spec)
+    except ValueError as exc:
+        raise ModelFileError(f"{str(json_path)!r}: its formula is damaged ({exc}); {RESAVE}") from None
+    if spec["feature_names"] != list(desc["feature_names"]) or spec["fit_intercept"] != desc.get("fit_intercept", True):
+        raise ModelFileError(f"{str(json_path)!r}: its formula makes other columns than the model's; {RESAVE}")
+
+
 def load_model(path: str | os.PathLike) -> SavedModel:
     """Load the model saved at ``path`` (``run/model``, ``run/model.safetensors`` or ``run/model.json``).
 
@@ -343,6 +368,7 @@ def load_model(path: str | os.PathLike) -> SavedModel:
     tensors = parse_tensors(tensors_path, tensor_bytes)
     check_tensors(tensors_path, json_path, tensors, desc)
     check_names(tensors_path, json_path, tensor_bytes, desc)
+    _check_formula(json_path, desc)
     if desc.get("fit_intercept") is False and np.any(tensors["bias"] != 0):
         raise ModelFileError(f"{str(json_path)!r} says the model has no intercept but {str(tensors_path)!r} holds "
                              f"a non-zero bias; {RESAVE}")
