@@ -192,7 +192,6 @@ def test_fit_saves_the_spec_and_predict_rebuilds_the_columns(files, capsys):
     (["--formula", "y ~ x1 + nothere"], 1, "names 'nothere', which is not a column"),
     (["--formula", "y ~ x1 + C(one)"], 1, "has a single level"),
     (["--formula", "y ~ x1", "--target", "y"], 2, "leave out --target"),
-    (["--formula", "y ~ x1", "--stream"], 2, "leave out --stream"),
 ])
 def test_bad_formulas_on_the_command_line(files, capsys, extra, code, match):
     folder, frame = files
@@ -214,3 +213,36 @@ def test_tl_fit_takes_a_formula_and_its_model_predicts_new_rows():
     model = result.saved_model()
     # L-BFGS stops where the loss stops improving (1e-12 relative): within about √1e-12·κ of the optimum
     np.testing.assert_allclose(model.predict(frame.iloc[:5])[:, 0], ref.predict(frame.iloc[:5]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_streamed_formula_equals_whole(tmp_path, capsys, suffix):
+    # the levels come from a first pass: chunks of 7 rows hold some levels only, and encode them all the same
+    frame = synthetic().sort_values("region", kind="stable").reset_index(drop=True)  # runs of one level a chunk
+    path = tmp_path / f"d{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, row_group_size=13)
+    formula = "y ~ x1 + C(region) + x1:x2 + I(x3 ** 2)"
+    whole = solved(capsys, ["solve", str(path), "--formula", formula])
+    streamed = solved(capsys, ["solve", str(path), "--formula", formula, "--stream", "--chunk-rows", "7"])
+    ref = smf.ols(formula, data=frame).fit().params
+    for coef, intercept in (whole, streamed):
+        for name, value in coef.items():
+            np.testing.assert_allclose(value, ref[name], rtol=RTOL, err_msg=name)
+        np.testing.assert_allclose(intercept, ref["Intercept"], rtol=RTOL)
+    auto = solved(capsys, ["solve", str(path), "--target", "y", "--categorical", "auto", "--stream",
+                           "--chunk-rows", "7"])
+    assert "C(region)[T.west]" in auto[0]
+
+
+def test_streamed_fit_saves_the_levels_and_refuses_row_fitted_transforms(files, capsys):
+    folder, frame = files
+    formula = "y ~ x1 + C(region) + x1:x2"
+    assert main(["fit", str(folder / "d.csv"), "--formula", formula, "--stream", "--chunk-rows", "16", "--save",
+                 str(folder / "m"), "--no-plots", "--quiet", "--out", str(folder / "out")]) == 0
+    assert main(["predict", str(folder / "m"), str(folder / "new.csv"), "-o", str(folder / "p.csv")]) == 0
+    want = smf.ols(formula, data=frame).fit().predict(frame.iloc[:15])
+    np.testing.assert_allclose(pd.read_csv(folder / "p.csv")["predicted_y"], want, rtol=1e-5)  # L-BFGS's stop
+    capsys.readouterr()
+    assert main(["solve", str(folder / "d.csv"), "--formula", "y ~ poly(x3, 2)", "--stream"]) == 2
+    err = capsys.readouterr().err
+    assert "fits transforms on the rows (poly(x3, 2))" in err and "leave out --stream" in err

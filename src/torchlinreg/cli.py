@@ -175,9 +175,14 @@ def _open_data(job, args, copies: int):
     if args.formula is not None or args.categorical == "auto":  # the formula's columns, from the rows read whole
         from .formula_data import open_formula
 
-        return job.load(lambda: open_formula(args.data, formula=args.formula, target=args.target,
-                                             features=args.features, weights=args.weights,
-                                             categorical=args.categorical, stream=args.stream)), ""
+        def formula_():
+            return open_formula(args.data, formula=args.formula, target=args.target, features=args.features,
+                                weights=args.weights, categorical=args.categorical, stream=args.stream,
+                                read_bytes=stream_read_bytes(args.max_memory))
+
+        from .memory import stream_read_bytes
+
+        return (job.load_source(formula_), "--stream given") if args.stream else (job.load(formula_), "")
     from .sources import open_planned, plan
 
     columns = dict(target=args.target, features=args.features, weights=args.weights)

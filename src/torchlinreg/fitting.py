@@ -290,7 +290,8 @@ class _Run:
 def _rows(data: Dataset, rows) -> Dataset:
     rows = torch.as_tensor(rows)
     w = None if data.sample_weight is None else data.sample_weight[rows]
-    return Dataset(data.X[rows], data.y[rows], data.feature_names, data.target_names, sample_weight=w)
+    return Dataset(data.X[rows], data.y[rows], data.feature_names, data.target_names, sample_weight=w,
+                   formula=data.formula)
 
 
 def _engine(run: _Run) -> tuple[str, str]:
@@ -369,7 +370,7 @@ def _sample_dataset(pieces: list, source) -> Dataset:
     weights = (torch.from_numpy(np.concatenate([p[2] for p in pieces]))
                if pieces and source.weight_name is not None else None)
     return Dataset(stack(0, d), stack(1, m), tuple(source.feature_names), tuple(source.target_names),
-                   sample_weight=weights)
+                   sample_weight=weights, formula=getattr(source, "formula", None))
 
 
 def _train(run: _Run) -> History:

@@ -100,6 +100,13 @@ def design(frame, formula: str) -> Design:
                   tuple(str(c) for c in lhs.columns), fit_intercept, spec)
 
 
+def columns_named(formula: str, columns) -> list:
+    """The ``columns`` whose names appear in ``formula`` as a whole name (formulaic's own list of required
+    variables leaves out those inside stateful transforms such as ``poly(x, 2)``)."""
+    return [c for c in columns
+            if re.search(rf"(?<![A-Za-z0-9_.]){re.escape(str(c))}(?![A-Za-z0-9_.])", formula)]
+
+
 def _check_levels(spec: dict) -> None:
     for factor, (kind, state) in spec["encoder_state"].items():
         if kind == "categorical" and len(state.get("categories", ())) < 2:

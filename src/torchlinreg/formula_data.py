@@ -4,8 +4,8 @@
 and returns the Dataset of the formula's columns, its spec attached (``Dataset.formula``), so a model
 fitted on it rebuilds them for new rows. ``--categorical auto`` without a formula is the formula of
 the chosen target(s) on every other column, text columns one-hot encoded (``formula.auto_formula``).
-A formula needs the rows whole (its transforms, such as ``poly()``, are fitted on every row): with
-``--stream`` it is refused with a pointer to what to change.
+Streamed (``stream=True``), the file's chunks go through :class:`~torchlinreg.formula_stream.FormulaSource`:
+the levels come from a first pass; transforms fitted on every row (``poly()``...) need the rows whole.
 """
 
 from __future__ import annotations
@@ -63,15 +63,21 @@ def formula_for(frame, *, formula=None, target=None, features=None, weights=None
 
 
 def open_formula(data, *, formula=None, target=None, features=None, weights=None, categorical="drop",
-                 stream: bool = False):
+                 stream: bool = False, read_bytes: int = 64 << 20):
     """The source of ``formula``'s columns (or ``categorical="auto"``'s) on ``data``: a data file, read whole,
     or a pandas (or polars) DataFrame."""
     from .data import ArraySource, Dataset
     from .formula import design
 
-    if stream:
-        raise ConfigError("a formula is applied to the rows read whole (its levels and transforms come from every "
-                          "row); leave out {stream}, or give {max_memory} room for the file")
+    if stream:  # the levels from a first pass, the columns made chunk by chunk (formula_stream)
+        if not isinstance(data, (str, os.PathLike)):
+            raise ConfigError("only a data file streams; a DataFrame is in memory already: leave out {stream}")
+        from .formula_stream import FormulaSource, file_schema
+
+        empty = file_schema(data).empty_table().to_pandas()  # the columns and their types, no rows
+        return FormulaSource(data, formula_for(empty, formula=formula, target=target, features=features,
+                                               weights=weights, categorical=categorical), weights=weights,
+                             read_bytes=read_bytes)
     if hasattr(data, "columns"):
         frame, path = (data.to_pandas() if hasattr(data, "to_pandas") else data), "the DataFrame"
     elif isinstance(data, (str, os.PathLike)):

@@ -65,14 +65,14 @@ def ols(X, y=None, *, data=None, sample_weight=None, fit_intercept=True, feature
 def _ols_formula(formula: str, y, frame, *, sample_weight, fit_intercept, missing) -> OLSResults:
     from dataclasses import replace
 
-    from .formula import INTERCEPT, design
+    from .formula import INTERCEPT, columns_named, design
 
     if y is not None or frame is None:
         raise ConfigError("a formula takes its columns from data=: ols('y ~ x1 + x2', data=frame), without y")
     if not fit_intercept:
         raise ConfigError("with a formula, leave out the intercept in the formula itself: 'y ~ x1 + x2 - 1'")
     if missing == "drop":  # statsmodels' formula API drops the rows with a missing value in the columns used
-        frame = frame.dropna(subset=[c for c in frame.columns if c in formula_columns(formula, frame)])
+        frame = frame.dropna(subset=columns_named(formula, frame.columns))
     made = design(frame, formula)
     if made.Y.shape[1] != 1:
         raise ConfigError(f"ols fits one target; the formula {formula!r} has {made.Y.shape[1]} on its left side")
@@ -80,14 +80,6 @@ def _ols_formula(formula: str, y, frame, *, sample_weight, fit_intercept, missin
                    feature_names=made.feature_names, target_name=made.target_names[0], missing=missing,
                    const_name=INTERCEPT)
     return OLSResults(replace(data, spec=made.spec))
-
-
-def formula_columns(formula: str, frame) -> list[str]:
-    """The columns of ``frame`` whose names appear in ``formula`` (as a name, not inside another name)."""
-    import re
-
-    return [c for c in frame.columns if re.search(rf"(?<![A-Za-z0-9_.]){re.escape(str(c))}(?![A-Za-z0-9_.])",
-                                                  formula)]
 
 
 def _fit(data: OLSData, cov_type: str, use_t: bool) -> RegressionStatistics:

@@ -8,7 +8,7 @@ parsed gets a message naming the row, found by reading the file again on one thr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -221,9 +221,9 @@ def _wrong_width(path: Path, delimiter: str) -> DataError | None:
 # ---- record batches -----------------------------------------------------------------------------
 
 def text_batches(path: Path, fmt: str, fixes: dict[str, str], bools: Sequence[str],
-                 limit: int = MAX_BLOCK) -> Iterator[pa.RecordBatch]:
+                 limit: int = MAX_BLOCK, strings: Collection[str] = ()) -> Iterator[pa.RecordBatch]:
     """The columns named in ``fixes`` (column: how a message about it ends), piece by piece, as float64
-    (``bools``: as bool). Types are given, not inferred: inference sees only the first block, and a column
+    (``bools``: as bool; ``strings``: as text, a formula's categories). Types are given, not inferred: inference sees only the first block, and a column
     of integers there may hold decimals later. A value that is not a number stops the read; :func:`locate`
     then finds its row.
 
@@ -233,7 +233,8 @@ def text_batches(path: Path, fmt: str, fixes: dict[str, str], bools: Sequence[st
     file waits on. A row longer than a piece or a block makes it larger, up to ``limit`` bytes
     (:mod:`.blocks`); a longer row is refused by number.
     """
-    types = {name: pa.bool_() if name in bools else pa.float64() for name in fixes}
+    types = {name: pa.bool_() if name in bools else pa.string() if name in strings else pa.float64()
+             for name in fixes}
     convert = pa_csv.ConvertOptions(column_types=types, include_columns=list(fixes),
                                     null_values=NULL_VALUES, strings_can_be_null=True)
     parse = pa_csv.ParseOptions(delimiter=DELIMITERS[fmt])
