@@ -166,6 +166,18 @@ def choose_settings(*, standardize: bool | None = None, for_data: bool = True, f
     return Settings(config, scaled, f"L-BFGS on {on} in {config.dtype}, {stop}")
 
 
+def check_l2(l2, *, grid: bool = False) -> None:
+    """Refuse a ridge penalty that is not a finite number >= 0 (or a list of them: one per target, or a ``grid``)."""
+    values = l2 if isinstance(l2, (list, tuple)) else [l2]
+    if values and all(not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+                      for v in values):
+        return
+    if grid:
+        raise ConfigError(f"{{l2_grid}} must hold finite numbers >= 0 (ridge penalties), got {l2!r}; pass e.g. "
+                          f"{{l2_grid=0.1 1 10}}")
+    raise ConfigError(f"{{l2}} must be a finite number >= 0 (the ridge penalty), got {l2!r}; pass e.g. {{l2=1.0}}")
+
+
 def check_chunk_rows(chunk_rows) -> None:
     """Refuse rows per chunk that are not a positive integer."""
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:

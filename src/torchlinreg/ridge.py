@@ -42,7 +42,8 @@ def check_alpha(alpha, n_targets: int | None = None, *, name: str = "alpha") -> 
         raise ConfigError(f"the ridge penalty {name} must be a finite number >= 0 (or one per target), got "
                           f"{alpha!r}; pass e.g. 1.0")
     if n_targets is not None and a.ndim == 1 and len(a) not in (1, n_targets):
-        raise ConfigError(f"{name} holds {len(a)} penalties for {n_targets} targets; give one, or one per target")
+        raise ConfigError(f"the ridge penalty holds {len(a)} values for {n_targets} target(s); give one, or one "
+                          f"per target")
     return a
 
 
@@ -277,3 +278,52 @@ def ridge_source(source, alpha=1.0, *, alphas=None, fit_intercept: bool = True, 
     alphas = check_alphas(alphas)
     return choose(path, alphas, path.gcv(alphas), False, "gcv")
 
+
+
+def check_ridge_settings(l2, grid=None, statistics: bool = False) -> None:
+    """Refuse a penalty below 0 or not finite, both a fixed penalty and a grid, and statistics with ridge."""
+    from .config import check_l2
+
+    if l2 is not None and grid is not None:
+        raise ConfigError("{l2} fixes the ridge penalty and {l2_grid} chooses it among several; give one of them")
+    for given, is_grid in ((l2, False), (grid, True)):
+        if given is not None:
+            check_l2(given, grid=is_grid)
+    if statistics:
+        raise ConfigError("the statistics ({statistics}) are those of least squares; ridge's standard errors "
+                          "are not computed: leave out {statistics}, or solve without {l2}")
+
+
+def run_ridge(data, l2, *, grid=None, dist=None, chunk_rows: int | None = None, fit_intercept: bool = True,
+              statistics: bool = False) -> RidgeSolution:
+    """``torchlinreg solve --l2 ALPHA`` (``l2``: one, or one per target) or ``--l2-grid`` (``grid``: alpha chosen
+    by GCV): the exact ridge solution of ``data`` (a Dataset or a Source; streamed and torchrun alike)."""
+    from .config import check_chunk_rows
+
+    check_ridge_settings(l2, grid, statistics)
+    if chunk_rows is not None:
+        check_chunk_rows(chunk_rows)
+    return ridge_source(data, 0.0 if l2 is None else l2, alphas=grid, dist=dist, chunk_rows=chunk_rows,
+                        fit_intercept=fit_intercept)
+
+
+def ridge_output(solution: RidgeSolution, *, as_json: bool = False) -> str:
+    """What ``torchlinreg solve --l2`` prints: each coefficient, the intercept and the loss, or one JSON object."""
+    if as_json:
+        import json
+
+        return json.dumps(solution.to_dict(), indent=1)
+    from .shown import shown_name
+
+    alphas = ", ".join(f"{a:g}" for a in solution.alpha)
+    how = f", chosen by GCV among {', '.join(f'{a:g}' for a in solution.alphas)}" if solution.alphas else ""
+    lines = [f"Ridge solution ({solution.n_samples} rows, l2 {alphas}{how}):"]
+    for j, target in enumerate(solution.target_names):
+        names = [f"weight {shown_name(f)}" for f in solution.feature_names] + ["intercept"]
+        values = list(solution.coef[j]) + [solution.intercept[j]]
+        width = max(len(n) for n in names)
+        if len(solution.target_names) > 1:
+            lines.append(f" target {shown_name(target)}:")
+        lines.extend(f"  {n:{width}}  {v: .10g}" for n, v in zip(names, values))
+    lines.append(f"  loss (MSE, without the penalty)  {solution.loss:.10g}")
+    return "\n".join(lines)
