@@ -21,6 +21,14 @@ COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "HAC", "cluster")  # covar
 DEFAULT_TIMEOUT_S = 300.0  # under torchrun, a collective or check-in waits this long for the slowest rank
 
 
+def no_effect(setting: str, why: str, fix: str) -> ConfigError:
+    """The one rule for a setting that would change nothing (weight decay with L-BFGS; ``positive`` with a solver
+    that cannot honour it): it is refused, never accepted silently, with this one message, which the command,
+    the library and the estimator all raise. ``setting`` names it (a placeholder, e.g. ``{weight_decay}``),
+    ``why`` says why it has no effect, ``fix`` what to do instead."""
+    return ConfigError(f"{setting} would have no effect {why}; {fix}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How the model is trained. The defaults are the tutorial's."""
@@ -55,6 +63,10 @@ class TrainConfig:
         if self.nesterov and self.momentum == 0:
             raise ConfigError("Nesterov momentum needs a momentum above 0; pass e.g. {momentum=0.9}")
         _check_number("weight decay", self.weight_decay, "{weight_decay=0.0001}")
+        if self.optimizer == "lbfgs" and self.weight_decay:
+            raise no_effect(f"weight decay {self.weight_decay!r} ({{weight_decay}})", "with L-BFGS, which has none",
+                            "drop it, penalise the weights with {l2} (ridge, which L-BFGS minimises), or choose "
+                            "another {optimizer}")
         if self.batch_size is not None:
             _check_int("batch size", self.batch_size, "{batch_size=32}")
             if self.optimizer == "lbfgs":
