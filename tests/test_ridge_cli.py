@@ -80,3 +80,32 @@ def test_bad_ridge_flags_are_one_line_exit_2(table, capsys, flags, message):
     assert main(["solve", str(path), "--target", "y0", "y1", *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+# --- one rule for settings that would have no effect (issue 18 item 3) ------------------------------------
+
+def test_weight_decay_with_lbfgs_is_refused_with_one_message_by_the_command_and_the_library(tmp_path, capsys):
+    from torchlinreg.config import TrainConfig
+    from torchlinreg.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(optimizer="lbfgs", weight_decay=0.1)
+    library = str(info.value)
+    assert library.startswith("weight decay 0.1 (weight_decay) would have no effect with L-BFGS") and "--" not in library
+    assert main(["fit", "--optimizer", "lbfgs", "--weight-decay", "0.1", "--out", str(tmp_path / "o"),
+                 "--no-plots", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"torchlinreg: error: {info.value.for_command({})}\n"
+    assert "(--weight-decay) would have no effect with L-BFGS" in err
+    TrainConfig(optimizer="lbfgs", weight_decay=0.0)  # no weight decay: nothing to refuse
+    TrainConfig(optimizer="adam", weight_decay=0.1)
+
+
+def test_tl_fit_refuses_weight_decay_with_lbfgs_chosen_or_given():
+    import torchlinreg as tl
+    from torchlinreg.data import tutorial_data
+    from torchlinreg.errors import ConfigError
+
+    for given in ({"optimizer": "lbfgs"}, {}):  # {}: L-BFGS is what fit chooses for data
+        with pytest.raises(ConfigError, match=r"^weight decay 0\.1 \(weight_decay\) would have no effect with L-BFGS"):
+            tl.fit(tutorial_data(20), weight_decay=0.1, **given)

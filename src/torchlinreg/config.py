@@ -65,8 +65,8 @@ class TrainConfig:
         _check_number("weight decay", self.weight_decay, "{weight_decay=0.0001}")
         if self.optimizer == "lbfgs" and self.weight_decay:
             raise no_effect(f"weight decay {self.weight_decay!r} ({{weight_decay}})", "with L-BFGS, which has none",
-                            "drop it, penalise the weights with {l2} (ridge, which L-BFGS minimises), or choose "
-                            "another {optimizer}")
+                            "drop it, or choose another {optimizer}; ridge (a penalty on the weights alone) is solved "
+                            "exactly by tl.ridge and by the solve command")
         if self.batch_size is not None:
             _check_int("batch size", self.batch_size, "{batch_size=32}")
             if self.optimizer == "lbfgs":
