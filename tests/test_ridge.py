@@ -84,7 +84,7 @@ def test_alpha_zero_is_the_minimum_norm_least_squares_solution():
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "a", [[1.0]], [1.0, 2.0]])
 def test_a_bad_alpha_is_a_config_error(bad):
     X, y, _ = data()
-    with pytest.raises(ConfigError, match="alpha"):
+    with pytest.raises(ConfigError, match="ridge penalty"):
         ridge(X, y, bad)
 
 
@@ -187,3 +187,20 @@ def test_loo_errors_are_those_of_refitting_without_each_row():
         keep = np.arange(15) != i
         fit = Ridge(alpha=2.0).fit(X[keep], y[keep], sample_weight=w[keep])
         close(errors[i], np.sqrt(w[i]) * (y[i] - fit.predict(X[i:i + 1])[0]))
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_wide_constant_and_collinear_columns_match_scikit_learn(fit_intercept):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(8, 20))  # fewer rows than features
+    X[:, 3] = 4.0  # a constant column
+    X[:, 5] = 2.0 * X[:, 0]  # a collinear one
+    y = rng.normal(size=8)
+    ref = Ridge(alpha=0.7, fit_intercept=fit_intercept).fit(X, y)
+    got = ridge(X, y, 0.7, fit_intercept=fit_intercept)
+    close(got.coef[0], ref.coef_)
+    close(got.intercept[0], ref.intercept_)
+    refcv = RidgeCV(alphas=(0.01, 0.1, 1.0, 10.0), fit_intercept=fit_intercept).fit(X, y)
+    gotcv = ridge_cv(X, y, (0.01, 0.1, 1.0, 10.0), fit_intercept=fit_intercept)
+    assert gotcv.alpha[0] == refcv.alpha_
+    close(-gotcv.scores.min(), refcv.best_score_)
