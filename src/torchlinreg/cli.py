@@ -104,6 +104,8 @@ def _cmd_solve(args) -> int:
     from .dependence import check_options
 
     check_options(args.cov_type, args.maxlags, args.cluster is not None)  # bad flags: exit 2, before the data
+    if args.l2 is not None or args.l2_grid is not None:
+        return _solve_ridge(args)
     if args.row_figures is not None:
         from .formats.writing import check_target
 
@@ -133,6 +135,21 @@ def _intercept(data, args) -> bool:
     from .formula_data import formula_intercept
 
     return formula_intercept(data, args.fit_intercept)
+
+
+def _solve_ridge(args) -> int:
+    from .memory import SOLVE_COPIES
+    from .ridge import check_ridge_settings, ridge_output, run_ridge
+
+    l2 = args.l2 if args.l2 is None or len(args.l2) > 1 else args.l2[0]
+    check_ridge_settings(l2, args.l2_grid, args.summary)  # bad flags: exit 2, before the data
+    with _job(args) as job:
+        data, _ = _open_data(job, args, SOLVE_COPIES)
+        solution = job.run(lambda: run_ridge(data, l2, grid=args.l2_grid, dist=job.dist, chunk_rows=args.chunk_rows,
+                                             fit_intercept=_intercept(data, args)), "the solve")
+    if job.is_main:
+        print(ridge_output(solution, as_json=args.json))
+    return EXIT_OK
 
 
 def _clusters(args, data):

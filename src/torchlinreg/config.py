@@ -21,6 +21,14 @@ COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "HAC", "cluster")  # covar
 DEFAULT_TIMEOUT_S = 300.0  # under torchrun, a collective or check-in waits this long for the slowest rank
 
 
+def no_effect(setting: str, why: str, fix: str) -> ConfigError:
+    """The one rule for a setting that would change nothing (weight decay with L-BFGS; ``positive`` with a solver
+    that cannot honour it): it is refused, never accepted silently, with this one message, which the command,
+    the library and the estimator all raise. ``setting`` names it (a placeholder, e.g. ``{weight_decay}``),
+    ``why`` says why it has no effect, ``fix`` what to do instead."""
+    return ConfigError(f"{setting} would have no effect {why}; {fix}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How the model is trained. The defaults are the tutorial's."""
@@ -55,6 +63,10 @@ class TrainConfig:
         if self.nesterov and self.momentum == 0:
             raise ConfigError("Nesterov momentum needs a momentum above 0; pass e.g. {momentum=0.9}")
         _check_number("weight decay", self.weight_decay, "{weight_decay=0.0001}")
+        if self.optimizer == "lbfgs" and self.weight_decay:
+            raise no_effect(f"weight decay {self.weight_decay!r} ({{weight_decay}})", "with L-BFGS, which has none",
+                            "drop it, or choose another {optimizer}; ridge (a penalty on the weights alone) is solved "
+                            "exactly by tl.ridge and by the solve command")
         if self.batch_size is not None:
             _check_int("batch size", self.batch_size, "{batch_size=32}")
             if self.optimizer == "lbfgs":
@@ -164,6 +176,18 @@ def choose_settings(*, standardize: bool | None = None, for_data: bool = True, f
     stop = (f"until the loss improves by less than {config.tol:g} (relative) for {config.patience} epochs in a row, "
             f"at most {config.epochs:,} epochs") if config.tol is not None else f"{config.epochs:,} epochs"
     return Settings(config, scaled, f"L-BFGS on {on} in {config.dtype}, {stop}")
+
+
+def check_l2(l2, *, grid: bool = False) -> None:
+    """Refuse a ridge penalty that is not a finite number >= 0 (or a list of them: one per target, or a ``grid``)."""
+    values = l2 if isinstance(l2, (list, tuple)) else [l2]
+    if values and all(not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+                      for v in values):
+        return
+    if grid:
+        raise ConfigError(f"{{l2_grid}} must hold finite numbers >= 0 (ridge penalties), got {l2!r}; pass e.g. "
+                          f"{{l2_grid=0.1 1 10}}")
+    raise ConfigError(f"{{l2}} must be a finite number >= 0 (the ridge penalty), got {l2!r}; pass e.g. {{l2=1.0}}")
 
 
 def check_chunk_rows(chunk_rows) -> None:

@@ -243,10 +243,21 @@ def _add_solve_parser(commands) -> None:
     p.add_argument("--force", action="store_true", help="replace the --row-figures FILE if it exists")
     p.add_argument("--no-intercept", dest="fit_intercept", action="store_false",
                    help="fit no constant term (the intercept is 0); R² and F as statsmodels' OLS without add_constant")
+    _add_ridge(p)
     _add_statistics(p)
     _add_reading(p, "solve")
     _add_dist_timeout(p)
     _add_tutorial_data(p)
+
+
+def _add_ridge(p) -> None:
+    r = p.add_argument_group("ridge (L2 penalty on the weights, not the intercept)")
+    r.add_argument("--l2", type=float, nargs="+", metavar="ALPHA",
+                   help="solve ridge exactly: minimise the sum of squared errors + ALPHA * |weights|^2; one ALPHA, "
+                        "or one per target")
+    r.add_argument("--l2-grid", type=float, nargs="+", metavar="ALPHA",
+                   help="ridge with ALPHA chosen among these by generalised cross-validation (from the R factor: "
+                        "streamed files and torchrun too)")
 
 
 def _add_make_data_parser(commands) -> None:
