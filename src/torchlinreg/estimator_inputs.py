@@ -60,3 +60,58 @@ def _seed(random_state) -> int:
 def _number(value):
     """NumPy scalars as Python ones (``GridSearchCV`` grids are often NumPy arrays)."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+# --- scipy.sparse, float32, minimum norm, non-negative weights ----------------------------------
+
+SPARSE = ("csr", "csc", "coo")  # the scipy.sparse formats fit and predict accept (as scikit-learn's)
+
+
+def _out_dtype(dtype, X) -> type:
+    """The dtype of ``coef_``, ``intercept_`` and predictions: float32 for float32 ``X`` unless the
+    ``dtype`` parameter was given (scikit-learn keeps float32); the solve itself is float64."""
+    return np.float32 if dtype is None and X.dtype == np.float32 else np.float64
+
+
+def _matmul(X, A: np.ndarray) -> np.ndarray:
+    """``X @ A`` in float64, for a dense or scipy.sparse ``X``."""
+    return np.asarray((X.astype(np.float64) if issparse(X) else np.asarray(X, dtype=np.float64)) @ A)
+
+
+def minimum_norm(W: np.ndarray, b: np.ndarray, X, w, rank: int, fit_intercept: bool):
+    """The coefficients of least norm that predict on ``X``'s rows what ``(W, b)`` predicts: ``W`` less
+    its component in the null space of the (weighted, centred when ``fit_intercept``) design, whose
+    dimension is ``n_features - rank``; the intercept takes up the constant that component added.
+    On a rank-deficient design this is scikit-learn's answer (the minimum-norm optimum, the
+    intercept outside the norm) from any optimum the training reached."""
+    X64 = np.asarray(X, dtype=np.float64)
+    mean = np.zeros(X64.shape[1])
+    if fit_intercept:
+        mean = X64.mean(axis=0) if w is None else (w @ X64) / w.sum()
+    design = X64 - mean if w is None else (X64 - mean) * np.sqrt(w)[:, None]
+    null = np.linalg.svd(design, full_matrices=True)[2][rank:].T  # (d, d - rank), orthonormal
+    W_min = W - (W @ null) @ null.T
+    return W_min, b + (W - W_min) @ mean
+
+
+class _NonNegative:
+    """An optimizer step post-hook: the weights become max(w, 0) after each step (projected gradient);
+    a class, not a closure, so that a fitted estimator still pickles."""
+
+    def __init__(self, weight: torch.Tensor):
+        self.weight = weight
+
+    @torch.no_grad()
+    def __call__(self, optimizer, args, kwargs) -> None:
+        self.weight.clamp_(min=0)
+
+
+def project_after_steps(optimizer: torch.optim.Optimizer, weight: torch.Tensor) -> None:
+    """Keep ``weight`` ≥ 0: project it after every ``optimizer.step`` (positive=True with solver="gd")."""
+    optimizer.register_step_post_hook(_NonNegative(weight))
+
+
+def issparse(X) -> bool:
+    from scipy.sparse import issparse as scipy_issparse
+
+    return scipy_issparse(X)
