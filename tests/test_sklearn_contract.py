@@ -186,7 +186,7 @@ def test_positive_with_gradient_descent_projects_and_lbfgs_is_refused():
     reg = LinearRegression(positive=True, optimizer="adam", lr=0.05, epochs=400, tol=None).fit(X, y)
     assert np.all(reg.coef_ >= 0)
     np.testing.assert_allclose(reg.predict(X), ref.predict(X), rtol=1e-3)  # loose: Adam's convergence, 400 epochs
-    with pytest.raises(ConfigError, match="positive=True cannot be honoured by L-BFGS"):
+    with pytest.raises(ConfigError, match="positive cannot be honoured by L-BFGS.*optimizer=adam"):
         LinearRegression(positive=True).fit(X, y)
 
 
@@ -229,3 +229,14 @@ def test_sparse_nan_gets_the_dense_message():
     with pytest.raises(Exception) as sparse_lib:
         torchlinreg.lstsq(X.tocsr(), y)
     assert str(sparse_lib.value) == str(dense_lib.value)
+
+
+def test_positive_gd_estimator_pickles():
+    import pickle
+
+    X, y = data("random")
+    reg = LinearRegression(positive=True, optimizer="sgd", lr=0.01, epochs=5, tol=None).fit(X, y)
+    again = pickle.loads(pickle.dumps(reg))
+    np.testing.assert_array_equal(again.predict(X), reg.predict(X))
+    again.partial_fit(X, y)  # the projection travels with the optimizer
+    assert np.all(again.coef_ >= 0)

@@ -65,6 +65,7 @@ def _cmd_fit(args) -> int:
             chosen=settings.why, flags=FLAGS,
             validation_fraction=args.validation_fraction, split_seed=args.split_seed, engine=args.engine,
             tutorial=args.data is None, fit_intercept=args.fit_intercept, statistics=args.summary,
+            positive=args.positive,
             conf_level=args.conf_level, cov_type=args.cov_type,
             chunk_rows=args.chunk_rows, reading=why, checkpoint_every=args.checkpoint_every, resume=args.resume,
             save=args.save if main else None, force=args.force, plots=main and not args.no_plots,
@@ -106,7 +107,7 @@ def _cmd_solve(args) -> int:
         solution, stats = job.run(lambda: run_solve(data, statistics=args.summary, conf_level=args.conf_level,
                                                     cov_type=args.cov_type, dist=job.dist,
                                                     chunk_rows=args.chunk_rows, fit_intercept=args.fit_intercept,
-                                                    maxlags=args.maxlags, groups=groups),
+                                                    maxlags=args.maxlags, groups=groups, positive=args.positive),
                                     "the solve")
     return _print_solution(args, solution, stats) if job.is_main else EXIT_OK
 

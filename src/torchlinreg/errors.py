@@ -27,7 +27,7 @@ SETTINGS = frozenset({
     "standardize", "step_size", "stream", "target", "tensorboard", "threads", "tol", "validation_fraction",
     "weight_decay", "statistics", "animation", "plots", "report", "weights", "seed", "schedule", "summary",
     "targets", "coef", "intercept", "noise", "x_start", "x_stop", "true_weight", "true_bias", "noise_low",
-    "noise_high", "cov_type", "maxlags", "groups", "fit_intercept",
+    "noise_high", "cov_type", "maxlags", "groups", "fit_intercept", "positive",
 })
 
 

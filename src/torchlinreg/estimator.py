@@ -12,6 +12,7 @@ without it says how to install it.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import asdict, replace
 
@@ -32,14 +33,14 @@ from .config import TrainConfig
 from .data import default_names
 from .errors import ConfigError, DataError, RankDeficiencyWarning
 from .estimator_inputs import SPARSE, _coef_2d, _device, _load_params, _matmul, _number, _out_dtype, _seed, _weights  # noqa: F401
-from .estimator_inputs import issparse, minimum_norm, project_after_steps
+from .estimator_inputs import issparse, minimum_norm
 from .history import History
 from .model import build_model
 from .report import PrintReport
 from .results import Summary, View, text
 from .scaling import Standardizer
 from .covariances import ResidualPass
-from .nnls import nonnegative_lstsq
+from .nnls import nonnegative_lstsq, nonnegative_steps, refuse_positive_with
 from .solve import _column_names, lstsq
 from .solve.sparse import row_blocks
 from .training import make_optimizer, train
@@ -386,10 +387,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         if self.optimizer == "lbfgs" and _number(self.weight_decay):
             raise ConfigError(f"weight_decay={self.weight_decay!r} has no effect with L-BFGS (it has no weight "
                               f"decay); set weight_decay=0 or choose optimizer='sgd', 'adam' or 'adamw'")
-        if self.positive and self.solver == "gd" and self.optimizer == "lbfgs":
-            raise ConfigError("positive=True cannot be honoured by L-BFGS (its line search and curvature pairs "
-                              "break when the weights are projected onto >= 0); use solver='exact' (exact "
-                              "non-negative least squares) or optimizer='sgd', 'adam' or 'adamw'")
+        if self.positive and self.solver == "gd":
+            refuse_positive_with(self.optimizer, False)  # the message the command gives, in keywords
         return TrainConfig(  # its messages name the settings as keywords: this estimator's parameters
             epochs=_number(self.epochs), lr=_number(self.lr), optimizer=self.optimizer,
             momentum=_number(self.momentum), nesterov=bool(self.nesterov), weight_decay=_number(self.weight_decay),
@@ -409,14 +408,7 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         else:
             _load_params(module, np.zeros((m, d)), np.zeros(m), None)  # zero on the scale trained on
         self.module_ = module
-        self.optimizer_ = self._make_optimizer(config)
-
-    def _make_optimizer(self, config: TrainConfig):
-        """The optimizer over ``module_``; with ``positive=True`` the weights are set to max(w, 0) after each step."""
-        optimizer = make_optimizer(self.module_, config)
-        if self.positive:
-            project_after_steps(optimizer, self.module_.linear.weight)
-        return optimizer
+        self.optimizer_ = make_optimizer(self.module_, config)
 
     def _train(self, X, Y, w, config: TrainConfig) -> History:
         """``training.train`` on the module's device; the history is in the data's units."""
@@ -426,8 +418,9 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         X_t, Y_t = (torch.tensor(a, dtype=p.dtype, device=p.device) for a in (X, Y))
         w_t = None if w is None else torch.tensor(w, dtype=p.dtype, device=p.device)
         callbacks = [PrintReport()] if self.verbose else []
-        return train(self.module_, X_t, Y_t, config, callbacks, scaler=self.scaler_, sample_weight=w_t,
-                     optimizer=self.optimizer_)  # continues with the optimizer's state: partial_fit needs it
+        with nonnegative_steps(self.module_.linear.weight) if self.positive else contextlib.nullcontext():
+            return train(self.module_, X_t, Y_t, config, callbacks, scaler=self.scaler_, sample_weight=w_t,
+                         optimizer=self.optimizer_)  # continues with the optimizer's state: partial_fit needs it
 
     def _finish(self, history: History, config: TrainConfig, y_ndim: int, X, Y, w, *, partial: bool) -> None:
         """Coefficients from the history, and the warnings scikit-learn users look for."""
@@ -439,7 +432,7 @@ class LinearRegression(RegressorMixin, BaseEstimator):
             W, b = minimum_norm(W, b, X, w, rank, bool(self.fit_intercept))
         self._set_coef(W, b, y_ndim, X, Y, w)
         if history.diverged:
-            self.optimizer_ = self._make_optimizer(config)  # its state holds the inf/NaN steps
+            self.optimizer_ = make_optimizer(self.module_, config)  # its state holds the inf/NaN steps
             warnings.warn(f"training diverged: {history.message}. Lower lr, or use optimizer='lbfgs' with "
                           f"standardize=True (the defaults)", ConvergenceWarning, stacklevel=3)
         elif not partial and config.tol is not None and history.status != "converged":

@@ -94,23 +94,6 @@ def minimum_norm(W: np.ndarray, b: np.ndarray, X, w, rank: int, fit_intercept: b
     return W_min, b + (W - W_min) @ mean
 
 
-class _NonNegative:
-    """An optimizer step post-hook: the weights become max(w, 0) after each step (projected gradient);
-    a class, not a closure, so that a fitted estimator still pickles."""
-
-    def __init__(self, weight: torch.Tensor):
-        self.weight = weight
-
-    @torch.no_grad()
-    def __call__(self, optimizer, args, kwargs) -> None:
-        self.weight.clamp_(min=0)
-
-
-def project_after_steps(optimizer: torch.optim.Optimizer, weight: torch.Tensor) -> None:
-    """Keep ``weight`` ≥ 0: project it after every ``optimizer.step`` (positive=True with solver="gd")."""
-    optimizer.register_step_post_hook(_NonNegative(weight))
-
-
 def issparse(X) -> bool:
     from scipy.sparse import issparse as scipy_issparse
 

@@ -28,12 +28,14 @@ columns) the coefficients are not unique; the predictions are.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
-from .errors import RankDeficiencyWarning
-from .solve import QRAccumulator, lstsq
+from .errors import ConfigError, RankDeficiencyWarning
+from .solve import LstsqSolution, QRAccumulator, lstsq
 
 MAX_ITER_PER_FEATURE = 3  # Lawson–Hanson's outer loop: scipy's default bound, 3 × n_features
 
@@ -93,6 +95,19 @@ def _passive_solution(A: np.ndarray, z: np.ndarray, passive: np.ndarray) -> np.n
 def positive_from_accumulator(acc: QRAccumulator) -> tuple[np.ndarray, np.ndarray]:
     """Non-negative coefficients ``W`` (n_targets, n_features) and the free intercepts ``b`` (n_targets,)
     from the accumulator's R factor alone (streamed rows); ``b`` is 0 without ``fit_intercept``."""
+    return _positive(acc)[:2]
+
+
+def positive_solution(acc: QRAccumulator, solution: LstsqSolution) -> LstsqSolution:
+    """``solution`` (``acc.solve()``'s) with the non-negative coefficients, their intercepts and losses in
+    place of the unconstrained ones (``torchlinreg solve --positive``, ``fit --positive``'s optimum). The
+    error estimates are those of the unconstrained solve, so they are left out."""
+    W, b, sse = _positive(acc)
+    return replace(solution, coef=W, intercept=b, loss=float(sse.sum() / (acc.sum_weights * acc.n_targets)),
+                   loss_per_target=sse / acc.sum_weights, coef_error=None, intercept_error=None)
+
+
+def _positive(acc: QRAccumulator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if acc.n_samples == 0 or acc.sum_weights == 0:
         raise ValueError("no rows with a positive weight yet: call update(X, y) first")
     d, m = acc.n_features, acc.n_targets
@@ -101,14 +116,15 @@ def positive_from_accumulator(acc: QRAccumulator) -> tuple[np.ndarray, np.ndarra
     if acc.fit_intercept:  # [X, 1, y] → [1, X, y]: the first row gives b, the rows below are the centred R
         R = np.linalg.qr(R[:, np.r_[d, 0:d, d + 1:d + 1 + m]], mode="r")
         top, R = R[0], R[1:, 1:]
-    W = np.zeros((m, d))
-    for t in range(m):
+    W, sse = np.zeros((m, d)), np.zeros(m)
+    for t in range(m):  # rows below the features' hold the part of ‖r‖² no coefficient reaches
         W[t] = nnls(R[:, :d], R[:, d + t])
+        sse[t] = float(np.sum((R[:, :d] @ W[t] - R[:, d + t]) ** 2))
     b = np.zeros(m)
     if acc.fit_intercept:  # shifted units: (x − ref_x)·w + b' ≈ y − ref_y
         b_shifted = (top[1 + d:] - W @ top[1:1 + d]) / top[0]
         b = b_shifted + reference[d:] - W @ reference[:d]
-    return W, b
+    return W, b, sse
 
 
 def nonnegative_lstsq(X, y, *, sample_weight=None, fit_intercept: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -131,3 +147,46 @@ def nonnegative_lstsq(X, y, *, sample_weight=None, fit_intercept: bool = True) -
         if sol.rank == passive.sum() and np.all(sol.coef[0] > 0):  # else keep R's answer (it is feasible)
             W[t, passive], b[t] = sol.coef[0], sol.intercept[0]
     return W, b
+
+
+# --- gradient descent: projected after each step ----------------------------------------------
+
+class NonNegative:
+    """An optimizer step post-hook: ``weight`` becomes max(w, 0) after each step (projected gradient descent)."""
+
+    def __init__(self, weight):
+        self.weight = weight
+
+    def __call__(self, *args) -> None:
+        import torch
+
+        with torch.no_grad():
+            self.weight.clamp_(min=0)
+
+
+@contextlib.contextmanager
+def nonnegative_steps(weight):
+    """Within the block, every optimizer's step is followed by ``weight`` ← max(weight, 0) (``fit --positive``,
+    the estimator's ``positive=True``: whichever engine trains, and an optimizer unpickled without its hooks,
+    the global hook is there only while training). The start is projected too."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    hook = NonNegative(weight)
+    hook()
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def refuse_positive_with(optimizer: str | None, statistics: bool) -> None:
+    """``positive`` (weights kept >= 0) needs an optimizer that a projection after each step leaves sound, and
+    no statistics, which describe the unconstrained optimum."""
+    if optimizer == "lbfgs":
+        raise ConfigError("{positive} cannot be honoured by L-BFGS (its line search and curvature pairs break when "
+                          "the weights are projected onto >= 0 after each step); choose {optimizer=sgd} or "
+                          "{optimizer=adam}, or solve exactly (the solve command; solver='exact' in Python)")
+    if statistics:
+        raise ConfigError("the statistics ({statistics}) are those of the unconstrained least-squares optimum, not "
+                          "of {positive}; leave one of them out")
