@@ -154,6 +154,15 @@ def test_positive_matches_sklearn_on_random_data_with_weights_and_two_targets(fi
     assert reg.coef_.shape == (3, X.shape[1]) and np.any(reg.coef_ == 0)
 
 
+def test_positive_on_sparse_data_equals_sklearn_on_the_dense_matrix():
+    X, y = data("sparse")  # scikit-learn refuses sparse X with positive=True: its dense answer is the reference
+    ref = linear_model.LinearRegression(positive=True).fit(X.toarray(), y)
+    for fmt in ("csr", "coo"):
+        reg = LinearRegression(solver="exact", positive=True).fit(X.asformat(fmt), y)
+        np.testing.assert_allclose(reg.coef_, ref.coef_, rtol=NNLS_RTOL, atol=NNLS_RTOL * np.max(ref.coef_))
+        np.testing.assert_allclose(reg.predict(X), ref.predict(X.toarray()), rtol=NNLS_RTOL)
+
+
 def test_positive_on_rank_deficient_data_gives_sklearn_predictions():
     X, y = data("rank_deficient")
     ref = linear_model.LinearRegression(positive=True).fit(X, y)

@@ -89,8 +89,8 @@ def minimum_norm(W: np.ndarray, b: np.ndarray, X, w, rank: int, fit_intercept: b
     if fit_intercept:
         mean = X64.mean(axis=0) if w is None else (w @ X64) / w.sum()
     design = X64 - mean if w is None else (X64 - mean) * np.sqrt(w)[:, None]
-    null = np.linalg.svd(design, full_matrices=True)[2][rank:].T  # (d, d - rank), orthonormal
-    W_min = W - (W @ null) @ null.T
+    row_space = np.linalg.svd(design, full_matrices=False)[2][:rank]  # (rank, d), orthonormal rows
+    W_min = (W @ row_space.T) @ row_space  # less the null-space component: O(n·d·min(n, d)), not O(d³)
     return W_min, b + (W - W_min) @ mean
 
 

@@ -35,7 +35,7 @@ from dataclasses import replace
 import numpy as np
 
 from .errors import ConfigError, RankDeficiencyWarning
-from .solve import LstsqSolution, QRAccumulator, lstsq
+from .solve import LstsqSolution, QRAccumulator, is_sparse, lstsq, row_blocks
 
 MAX_ITER_PER_FEATURE = 3  # Lawson–Hanson's outer loop: scipy's default bound, 3 × n_features
 
@@ -128,14 +128,18 @@ def _positive(acc: QRAccumulator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def nonnegative_lstsq(X, y, *, sample_weight=None, fit_intercept: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Non-negative least squares of rows in memory: ``W`` (n_targets, n_features) ≥ 0 and ``b`` (n_targets,).
+    """Non-negative least squares of rows in memory (dense or scipy.sparse ``X``): ``W`` (n_targets, n_features)
+    ≥ 0 and ``b`` (n_targets,).
 
     The active set comes from R (:func:`positive_from_accumulator`); each target's passive columns
     are then solved again by :func:`torchlinreg.solve.lstsq`, refined on the rows themselves.
     """
-    X = np.asarray(X, dtype=np.float64)
-    Y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)
-    acc = QRAccumulator(X.shape[1], Y.shape[1], fit_intercept=fit_intercept).update(X, Y, sample_weight)
+    X = X.tocsr() if is_sparse(X) else np.asarray(X, dtype=np.float64)  # scipy.sparse: block by block
+    Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    acc = QRAccumulator(X.shape[1], Y.shape[1], fit_intercept=fit_intercept)
+    for block in row_blocks(X, Y, w):
+        acc.update(*block)
     W, b = positive_from_accumulator(acc)
     for t in range(Y.shape[1]):
         passive = W[t] > 0
