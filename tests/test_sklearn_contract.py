@@ -44,22 +44,24 @@ def data(kind, *, n=40, d=5, seed=0):
 
 @pytest.mark.parametrize("kind", ["random", "rank_deficient", "sparse", "float32"])
 @pytest.mark.parametrize("fit_intercept", [True, False])
-@pytest.mark.parametrize("solver", ["gd", "exact"])
+@pytest.mark.parametrize("solver, positive", [("gd", False), ("exact", False), ("exact", True)])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_every_combination_matches_sklearn(kind, fit_intercept, solver, weighted):
+def test_every_combination_matches_sklearn(kind, fit_intercept, solver, positive, weighted):
     X, y = data(kind)
     w = np.random.default_rng(2).uniform(0, 2, size=X.shape[0]) if weighted else None
-    dense = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
-    ref = linear_model.LinearRegression(fit_intercept=fit_intercept).fit(dense, np.float64(y), sample_weight=w)
+    dense = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)  # sklearn: no sparse with positive
+    ref = linear_model.LinearRegression(fit_intercept=fit_intercept, positive=positive).fit(
+        dense, np.float64(y), sample_weight=w)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RankDeficiencyWarning)
-        reg = LinearRegression(solver=solver, fit_intercept=fit_intercept, copy_X=False, n_jobs=2).fit(
-            X, y, sample_weight=w)
+        reg = LinearRegression(solver=solver, fit_intercept=fit_intercept, positive=positive, copy_X=False,
+                               n_jobs=2).fit(X, y, sample_weight=w)
     # float32 data: rounded to float32 on the way out (u32 = 6e-8 relative), ×10; else the solver's figure
     rtol = 1e-6 if kind == "float32" else GD_RTOL if solver == "gd" and not sp.issparse(X) else EXACT_RTOL
     size = np.max(np.abs(ref.coef_))  # normwise: the minimum-norm answer on rank-deficient data
-    np.testing.assert_allclose(reg.coef_, ref.coef_, rtol=rtol, atol=rtol * size)
-    np.testing.assert_allclose(reg.intercept_, ref.intercept_, rtol=rtol, atol=rtol * size)
+    if not (positive and kind == "rank_deficient"):  # tied columns: non-negative coefficients are not unique
+        np.testing.assert_allclose(reg.coef_, ref.coef_, rtol=rtol, atol=rtol * size)
+        np.testing.assert_allclose(reg.intercept_, ref.intercept_, rtol=rtol, atol=rtol * size)
     pred = reg.predict(X)
     np.testing.assert_allclose(pred, ref.predict(dense), rtol=rtol, atol=rtol * np.max(np.abs(y)) * 10)
     out = np.float32 if kind == "float32" else np.float64  # scikit-learn keeps float32
