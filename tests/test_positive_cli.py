@@ -37,6 +37,7 @@ def test_solve_positive_matches_sklearn(tmp_path, capsys, fit_intercept):
     args = ["solve", str(path), "--target", "y", "--positive", "--json"] + ([] if fit_intercept else ["--no-intercept"])
     assert main(args) == 0
     record = json.loads(capsys.readouterr().out)
+    assert record["positive"] is True
     _close([record["coef"]["y"][k] for k in "abcd"], ref.coef_)
     assert record["intercept"]["y"] == pytest.approx(ref.intercept_, rel=NNLS_RTOL, abs=NNLS_RTOL)
     assert record["coef"]["y"]["b"] == 0.0
@@ -66,8 +67,8 @@ def test_fit_positive_projects_the_weights_and_lbfgs_is_refused(tmp_path, capsys
     assert main(["fit", str(path), "--target", "y", "--positive", "--optimizer", "adam", "--lr", "0.05",
                  "--epochs", "300", "--standardize", "--no-plots", "--quiet", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    text = json.dumps(summary)
-    assert "optimum" in text
+    assert summary["optimum"]["positive"] is True  # the optimum beside the model is the non-negative one
+    _close([summary["optimum"]["coef"]["y"][k] for k in "abcd"], ref.coef_)
     printed = capsys.readouterr().out
     trained = [float(line.split()[2]) for line in printed.splitlines() if line.strip().startswith("weight ")]
     assert len(trained) == 4 and min(trained) >= 0

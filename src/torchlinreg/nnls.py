@@ -104,7 +104,7 @@ def positive_solution(acc: QRAccumulator, solution: LstsqSolution) -> LstsqSolut
     error estimates are those of the unconstrained solve, so they are left out."""
     W, b, sse = _positive(acc)
     return replace(solution, coef=W, intercept=b, loss=float(sse.sum() / (acc.sum_weights * acc.n_targets)),
-                   loss_per_target=sse / acc.sum_weights, coef_error=None, intercept_error=None)
+                   loss_per_target=sse / acc.sum_weights, coef_error=None, intercept_error=None, positive=True)
 
 
 def _positive(acc: QRAccumulator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
