@@ -37,7 +37,7 @@ import numpy as np
 from .errors import ConfigError, RankDeficiencyWarning
 from .solve import LstsqSolution, QRAccumulator, is_sparse, lstsq, row_blocks
 
-MAX_ITER_PER_FEATURE = 3  # Lawson–Hanson's outer loop: scipy's default bound, 3 × n_features
+MAX_ITER_PER_FEATURE = 10  # Lawson–Hanson's outer loop ends in about n_features steps; a bound, 10× that (+10)
 
 
 def nnls(A: np.ndarray, z: np.ndarray, *, max_iter: int | None = None) -> np.ndarray:
@@ -54,7 +54,7 @@ def nnls(A: np.ndarray, z: np.ndarray, *, max_iter: int | None = None) -> np.nda
     if not live.any() or not np.any(z):
         return x
     As = A[:, live] / norms[live]
-    xs = _active_set(As, z, 3 * As.shape[1] if max_iter is None else max_iter)
+    xs = _active_set(As, z, MAX_ITER_PER_FEATURE * As.shape[1] + 10 if max_iter is None else max_iter)
     x[live] = xs / norms[live]
     return x
 
