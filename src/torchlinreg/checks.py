@@ -29,6 +29,10 @@ def check_fit(run) -> None:
         check_settings(options.conf_level, options.cov_type)  # refuse a bad level before training, not after
     _check_reading(run)
     _check_engine(run)
+    if options.positive:
+        from .nnls import refuse_positive_with
+
+        refuse_positive_with(config.optimizer, options.statistics)
     if options.checkpoint_every is not None or options.resume:
         if run.dist is not None:
             raise ConfigError(f"checkpoints need one process, but this fit runs under torchrun across "

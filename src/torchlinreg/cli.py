@@ -69,6 +69,7 @@ def _cmd_fit(args) -> int:
             chosen=settings.why, flags=FLAGS,
             validation_fraction=args.validation_fraction, split_seed=args.split_seed, engine=args.engine,
             tutorial=args.data is None, fit_intercept=fit_intercept, statistics=args.summary,
+            positive=args.positive,
             conf_level=args.conf_level, cov_type=args.cov_type,
             chunk_rows=args.chunk_rows, reading=why, checkpoint_every=args.checkpoint_every, resume=args.resume,
             save=args.save if main else None, force=args.force, plots=main and not args.no_plots,
@@ -117,7 +118,7 @@ def _cmd_solve(args) -> int:
         solution, stats = job.run(lambda: run_solve(data, statistics=args.summary, conf_level=args.conf_level,
                                                     cov_type=args.cov_type, dist=job.dist,
                                                     chunk_rows=args.chunk_rows, fit_intercept=fit_intercept,
-                                                    maxlags=args.maxlags, groups=groups),
+                                                    maxlags=args.maxlags, groups=groups, positive=args.positive),
                                     "the solve")
     if not job.is_main:
         return EXIT_OK
@@ -143,6 +144,10 @@ def _solve_ridge(args) -> int:
 
     l2 = args.l2 if args.l2 is None or len(args.l2) > 1 else args.l2[0]
     check_ridge_settings(l2, args.l2_grid, args.summary)  # bad flags: exit 2, before the data
+    if args.positive:
+        from .nnls import refuse_positive_with
+
+        refuse_positive_with(None, False, l2=args.l2 or args.l2_grid)
     with _job(args) as job:
         data, _ = _open_data(job, args, SOLVE_COPIES)
         solution = job.run(lambda: run_ridge(data, l2, grid=args.l2_grid, dist=job.dist, chunk_rows=args.chunk_rows,

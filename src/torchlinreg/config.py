@@ -109,7 +109,7 @@ class FitOptions:
     :mod:`torchlinreg.checkpoint`). ``tutorial`` marks the tutorial's own run, which keeps the
     tutorial's loop. ``reading`` says why the data is streamed, for the notes before epoch 1;
     ``chosen``, which settings were chosen for the data (:func:`choose_settings`), for the first line.
-    ``fit_intercept``: False fits a line through the origin (the model has no bias; the optimum and
+    ``positive``: the weights are kept ``≥ 0`` (``nnls``). ``fit_intercept``: False fits a line through the origin (the model has no bias; the optimum and
     statistics are those without intercept, and ``standardize`` scales the columns without centring).
     """
 
@@ -127,10 +127,13 @@ class FitOptions:
     reading: str = ""
     chosen: str = ""
     fit_intercept: bool = True
+    positive: bool = False  # weights kept >= 0 (projected after each step); the optimum: non-negative least squares
 
     def __post_init__(self):
         if not isinstance(self.fit_intercept, bool):
             raise ConfigError(f"{{fit_intercept}} must be True or False, got {self.fit_intercept!r}")
+        if not isinstance(self.positive, bool):
+            raise ConfigError(f"{{positive}} must be True or False, got {self.positive!r}")
 
 
 # What ``fit`` chooses for a user's data when neither an optimizer nor a rate is given (see choose_settings).

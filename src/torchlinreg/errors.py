@@ -28,7 +28,7 @@ SETTINGS = frozenset({
     "weight_decay", "statistics", "animation", "plots", "report", "weights", "seed", "schedule", "summary",
     "targets", "coef", "intercept", "noise", "x_start", "x_stop", "true_weight", "true_bias", "noise_low",
     "noise_high", "cov_type", "maxlags", "groups", "fit_intercept", "row_figures", "l2", "l2_grid",
-    "formula", "categorical",
+    "formula", "categorical", "positive",
 })
 
 

@@ -12,6 +12,7 @@ without it says how to install it.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import asdict, replace
 
@@ -20,7 +21,7 @@ import numpy as np
 try:
     from sklearn.base import BaseEstimator, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning, NotFittedError
-    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+    from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as exc:  # scikit-learn is an optional dependency
     raise ImportError("torchlinreg.LinearRegression needs scikit-learn (1.6 or later); "
                       "install it with: pip install torchlinreg[sklearn]") from exc
@@ -30,15 +31,18 @@ import torch
 from . import defaults
 from .config import TrainConfig
 from .data import default_names
-from .devices import resolve_device
 from .errors import ConfigError, DataError, RankDeficiencyWarning
+from .estimator_inputs import SPARSE, _coef_2d, _device, _load_params, _matmul, _number, _out_dtype, _seed, _weights  # noqa: F401
+from .estimator_inputs import issparse, minimum_norm
 from .history import History
-from .model import LinearModel, build_model
+from .model import build_model
 from .report import PrintReport
 from .results import Summary, View, text
 from .scaling import Standardizer
 from .covariances import ResidualPass
+from .nnls import nonnegative_lstsq, nonnegative_steps, refuse_positive_with
 from .solve import _column_names, lstsq
+from .solve.sparse import row_blocks
 from .training import make_optimizer, train
 
 SOLVERS = ("gd", "exact")
@@ -57,9 +61,17 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         ``"gd"`` trains with :func:`torchlinreg.train` and the optimizer below; ``"exact"``
         computes the optimum in float64 with :func:`torchlinreg.lstsq` (QR with iterative
         refinement; the minimum-norm solution when the design is rank-deficient). The
-        training parameters below apply to ``"gd"`` only.
+        training parameters below apply to ``"gd"`` only. A scipy.sparse ``X`` is solved exactly.
     fit_intercept : bool, default=True
         False: ``y ≈ X @ coef_.T``, ``intercept_`` 0.0, statsmodels' ``OLS(y, X)``; "gd" trains without bias.
+    copy_X : bool, default=True
+        scikit-learn's; accepted, with no effect: ``X`` is never written to, so it is never copied for safety.
+    n_jobs : int or None, default=None
+        scikit-learn's; accepted and unused: the solve's BLAS and PyTorch already use the CPU's cores.
+    positive : bool, default=False
+        Coefficients ``≥ 0`` (the intercept is free), each target separately. ``"exact"``: non-negative
+        least squares from the R factor (:mod:`torchlinreg.nnls`), scikit-learn's answer; ``"gd"``: the
+        weights are set to ``max(w, 0)`` after each optimizer step (projected gradient; use SGD or Adam).
     optimizer : {"lbfgs", "sgd", "adam", "adamw"}, default="lbfgs"
         ``"lbfgs"`` takes one line-searched quasi-Newton step per epoch.
     lr : float or None, default=None
@@ -88,14 +100,15 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         Train on standardised features and targets (weighted means and standard deviations
         when ``sample_weight`` is given); the fitted attributes and predictions are in the
         data's units either way.
-    dtype : {"float64", "float32"}, default="float64"
-        Precision of training.
+    dtype : {"float64", "float32"} or None, default=None
+        Precision of training; None is float64, and then ``coef_``, ``intercept_`` and predictions
+        are float32 when ``X`` is float32, as scikit-learn's (an explicit dtype: float64 throughout).
     device : {"cpu", "cuda", "mps", "auto"} or str, default="cpu"
         Where training runs (``"cuda:1"`` and the like are accepted); ``"auto"`` takes CUDA,
         else MPS, else the CPU. MPS has no float64: use ``dtype="float32"`` there.
     random_state : int, numpy.random.RandomState or None, default=None
-        Seeds the initial parameters and the mini-batch order without touching PyTorch's
-        global random state; None is the tutorial's seed, 59, so that fits repeat exactly.
+        Seeds the mini-batch order without touching PyTorch's global random state (training
+        starts from zero); None is the tutorial's seed, 59, so that fits repeat exactly.
         A ``RandomState`` gives one seed drawn from it.
     warm_start : bool, default=False
         When True, ``fit`` starts from the previous ``coef_`` and ``intercept_`` (with a
@@ -165,8 +178,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
     ``ConvergenceWarning``; ``coef_`` is never NaN.
 
     On a rank-deficient design (fewer samples than features, duplicated columns)
-    ``solver="exact"`` gives the minimum-norm solution, while ``"gd"`` gives the optimum
-    nearest to its starting point; the predictions on the training rows agree.
+    both solvers give scikit-learn's minimum-norm solution: ``"gd"`` starts from zero and its
+    optimum then loses its component in the design's null space (``estimator_inputs.minimum_norm``).
 
     Examples
     --------
@@ -181,9 +194,13 @@ class LinearRegression(RegressorMixin, BaseEstimator):
 
     def __init__(self, *, solver="gd", optimizer="lbfgs", lr=None, epochs=200, batch_size=None, momentum=0.0,
                  nesterov=False, weight_decay=0.0, tol=1e-12, patience=3, schedule="constant", standardize=True,
-                 dtype="float64", device="cpu", random_state=None, warm_start=False, verbose=0, fit_intercept=True):
+                 dtype=None, device="cpu", random_state=None, warm_start=False, verbose=0, fit_intercept=True,
+                 copy_X=True, n_jobs=None, positive=False):
         self.solver = solver
         self.fit_intercept = fit_intercept
+        self.copy_X = copy_X
+        self.n_jobs = n_jobs
+        self.positive = positive
         self.optimizer = optimizer
         self.lr = lr
         self.epochs = epochs
@@ -220,6 +237,7 @@ class LinearRegression(RegressorMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True  # 2-D y: one row of coef_ per target
+        tags.input_tags.sparse = True  # scipy.sparse X: solved exactly, block by block (solve.sparse)
         return tags
 
     # --- fitting ------------------------------------------------------------------------------
@@ -240,15 +258,19 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         """
         previous = _coef_2d(self) if self.warm_start and hasattr(self, "coef_") else None
         targets = _column_names(y)  # a Series' or DataFrame's names, for summary()
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32])
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32],
+                             accept_sparse=SPARSE)  # copies nothing: X is never written to (copy_X)
         w = _weights(sample_weight, X)
         Y = y.reshape(len(y), -1)  # (n, n_targets)
         config = self._config()
-        if self.solver == "exact":
+        self._out_dtype_ = _out_dtype(self.dtype, X)
+        if self.solver == "exact" or issparse(X) or (self.positive and self.solver != "gd"):
             sol = self._set_optimum(X, Y, w, targets, quiet=False)
             self.module_ = self.optimizer_ = self.scaler_ = None
             self.n_iter_, self.history_ = 0, []
-            self._set_coef(sol.coef, sol.intercept, y.ndim, X, Y, w)
+            W, b = (sol.coef, sol.intercept) if not self.positive else \
+                nonnegative_lstsq(X, Y, sample_weight=w, fit_intercept=bool(self.fit_intercept))
+            self._set_coef(W, b, y.ndim, X, Y, w)
             return self
 
         if previous is not None and previous[0].shape != (Y.shape[1], X.shape[1]):
@@ -259,8 +281,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         history = self._train(X, Y, w, config)
         self.n_iter_ = len(history)
         self.history_ = [asdict(r) for r in history.records]
-        self._finish(history, config, y.ndim, X, Y, w, partial=False)
         self._set_optimum(X, Y, w, targets, quiet=True)
+        self._finish(history, config, y.ndim, X, Y, w, partial=False)
         return self
 
     def partial_fit(self, X, y, sample_weight=None):
@@ -283,8 +305,9 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         """
         first = not hasattr(self, "coef_")
         X, y = validate_data(self, X, y, reset=first, multi_output=True, y_numeric=True,
-                             dtype=[np.float64, np.float32])
+                             dtype=[np.float64, np.float32])  # dense only: a sparse X is fitted exactly, by fit
         w = _weights(sample_weight, X)
+        self._out_dtype_ = _out_dtype(self.dtype, X) if first else getattr(self, "_out_dtype_", np.float64)
         Y = y.reshape(len(y), -1)
         if not first and _coef_2d(self)[0].shape[0] != Y.shape[1]:
             raise ValueError(f"y has {Y.shape[1]} targets but the model was fitted with "
@@ -300,8 +323,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         self.n_iter_ = n_done + 1
         records = [asdict(r) | {"epoch": self.n_iter_} for r in history.records]
         self.history_ = ([] if first else list(self.history_)) + records
-        self._finish(history, config, y.ndim, X, Y, w, partial=True)
-        self.optimum_ = None  # summary() compares with the optimum of fit's rows; these may be others
+        self.optimum_ = None
+        self._finish(history, config, y.ndim, X, Y, w, partial=True)  # summary() compares with the optimum of fit's rows; these may be others
         return self
 
     def predict(self, X):
@@ -316,8 +339,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets), as ``y`` in fit
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return X @ self.coef_.T + self.intercept_
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], accept_sparse=SPARSE)
+        return np.asarray(X @ self.coef_.T) + self.intercept_
 
     def summary(self, *, conf_level: float = 0.95) -> Summary:
         """The fitted model beside the exact least-squares optimum of the training rows, then the optimum's
@@ -358,17 +381,17 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         """The training settings, checked; messages name this class's parameters."""
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(map(repr, SOLVERS))}, got {self.solver!r}")
-        for name in ("standardize", "warm_start", "fit_intercept"):
+        for name in ("standardize", "warm_start", "fit_intercept", "copy_X", "positive"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.optimizer == "lbfgs" and _number(self.weight_decay):
-            raise ConfigError(f"weight_decay={self.weight_decay!r} has no effect with L-BFGS (it has no weight "
-                              f"decay); set weight_decay=0 or choose optimizer='sgd', 'adam' or 'adamw'")
+        # weight decay with L-BFGS: TrainConfig refuses it, with the one message of config.no_effect
+        if self.positive and self.solver == "gd":
+            refuse_positive_with(self.optimizer, False)  # the message the command gives, in keywords
         return TrainConfig(  # its messages name the settings as keywords: this estimator's parameters
             epochs=_number(self.epochs), lr=_number(self.lr), optimizer=self.optimizer,
             momentum=_number(self.momentum), nesterov=bool(self.nesterov), weight_decay=_number(self.weight_decay),
             batch_size=_number(self.batch_size), tol=_number(self.tol), patience=_number(self.patience),
-            schedule=self.schedule, dtype=self.dtype, seed=_seed(self.random_state))
+            schedule=self.schedule, dtype=self.dtype or "float64", seed=_seed(self.random_state))
 
     def _init_module(self, X, Y, w, config: TrainConfig, *, start) -> None:
         """``scaler_``, ``module_`` (seeded, or from ``start`` = (coef, intercept) in data units) and ``optimizer_``."""
@@ -377,8 +400,11 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         self.scaler_ = Standardizer.fit(X, Y, sample_weight=w, center=intercept) if self.standardize else None
         module = build_model(X.shape[1], Y.shape[1], seed=config.seed, fit_intercept=intercept)
         module.to(device=device, dtype=getattr(torch, config.dtype))  # before loading: float32 would round ``start``
+        m, d = Y.shape[1], X.shape[1]  # from zero (scikit-learn's minimum norm), unless continuing from ``start``
         if start is not None:
             _load_params(module, *start, self.scaler_)
+        else:
+            _load_params(module, np.zeros((m, d)), np.zeros(m), None)  # zero on the scale trained on
         self.module_ = module
         self.optimizer_ = make_optimizer(self.module_, config)
 
@@ -390,14 +416,18 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         X_t, Y_t = (torch.tensor(a, dtype=p.dtype, device=p.device) for a in (X, Y))
         w_t = None if w is None else torch.tensor(w, dtype=p.dtype, device=p.device)
         callbacks = [PrintReport()] if self.verbose else []
-        return train(self.module_, X_t, Y_t, config, callbacks, scaler=self.scaler_, sample_weight=w_t,
-                     optimizer=self.optimizer_)  # continues with the optimizer's state: partial_fit needs it
+        with nonnegative_steps(self.module_.linear.weight) if self.positive else contextlib.nullcontext():
+            return train(self.module_, X_t, Y_t, config, callbacks, scaler=self.scaler_, sample_weight=w_t,
+                         optimizer=self.optimizer_)  # continues with the optimizer's state: partial_fit needs it
 
     def _finish(self, history: History, config: TrainConfig, y_ndim: int, X, Y, w, *, partial: bool) -> None:
         """Coefficients from the history, and the warnings scikit-learn users look for."""
         m, d = Y.shape[1], X.shape[1]
         W = np.asarray(history.final_params["linear.weight"], dtype=np.float64).reshape(m, d)
         b = np.asarray(history.final_params["linear.bias"], dtype=np.float64).reshape(m)
+        rank = None if getattr(self, "optimum_", None) is None else self.optimum_.rank - bool(self.fit_intercept)
+        if not self.positive and rank is not None and rank < d:  # scikit-learn's optimum: the least norm
+            W, b = minimum_norm(W, b, X, w, rank, bool(self.fit_intercept))
         self._set_coef(W, b, y_ndim, X, Y, w)
         if history.diverged:
             self.optimizer_ = make_optimizer(self.module_, config)  # its state holds the inf/NaN steps
@@ -411,9 +441,10 @@ class LinearRegression(RegressorMixin, BaseEstimator):
     def _set_coef(self, W, b, y_ndim: int, X, Y, w) -> None:
         """``coef_``, ``intercept_`` (shaped as scikit-learn's for 1-D or 2-D y) and ``loss_``."""
         W, b = np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64)
-        self.coef_ = W[0].copy() if y_ndim == 1 else W
-        self.intercept_ = float(b[0]) if y_ndim == 1 else b
-        r2 = (np.asarray(X, dtype=np.float64) @ W.T + b - Y) ** 2  # (n, n_targets)
+        out = getattr(self, "_out_dtype_", np.float64)  # float32 data (and dtype=None): float32, as scikit-learn
+        self.coef_ = (W[0].copy() if y_ndim == 1 else W).astype(out, copy=False)
+        self.intercept_ = (float(b[0]) if out == np.float64 else out(b[0])) if y_ndim == 1 else b.astype(out)
+        r2 = (_matmul(X, W.T) + b - Y) ** 2  # (n, n_targets)
         self.loss_ = float(np.mean(r2) if w is None else (w @ r2).sum() / (w.sum() * r2.shape[1]))
 
     def _set_optimum(self, X, Y, w, targets, *, quiet: bool):
@@ -438,7 +469,10 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         self._fit_sums_ = {"mean_square_y": float(np.mean(Y64 ** 2)),  # tells an exact fit from rounding (judge.gap)
                            "log_weights": 0.0 if w is None else float(np.sum(np.log(w[w > 0])))}
         if not self.fit_intercept and self.optimum_ is not None:  # the sums that find a constant among the columns
-            self._fit_sums_["pass"] = ResidualPass(self.optimum_).update(X, Y, w).to_vector()
+            sums = ResidualPass(self.optimum_)
+            for block in row_blocks(X, Y, w):
+                sums.update(*block)
+            self._fit_sums_["pass"] = sums.to_vector()
         return self.optimum_
 
 
@@ -450,50 +484,3 @@ def load_estimator(path) -> LinearRegression:
     from .persistence import load_model
 
     return LinearRegression.from_saved_model(load_model(path))
-
-
-# --- helpers --------------------------------------------------------------------------------------
-
-def _coef_2d(est) -> tuple[np.ndarray, np.ndarray]:
-    """The fitted (coef, intercept) as (n_targets, n_features) and (n_targets,)."""
-    return np.atleast_2d(est.coef_), np.atleast_1d(est.intercept_)
-
-
-def _weights(sample_weight, X) -> np.ndarray | None:
-    if sample_weight is None:
-        return None
-    w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-    if not np.any(w):
-        raise ValueError("Sample weights must contain at least one non-zero number")
-    return w
-
-
-@torch.no_grad()
-def _load_params(module: LinearModel, W: np.ndarray, b: np.ndarray, scaler: Standardizer | None) -> None:
-    """Set the module to coefficients given in the data's units (the inverse of ``unscale_params``)."""
-    if scaler is not None:
-        b = (b + W @ scaler.x_mean - scaler.y_mean) / scaler.y_scale
-        W = W * scaler.x_scale / scaler.y_scale[:, None]
-    module.linear.weight.copy_(torch.as_tensor(W))  # copy_ converts to the module's dtype and device
-    if module.linear.bias is not None:  # a model without bias (fit_intercept=False) has intercept 0 throughout
-        module.linear.bias.copy_(torch.as_tensor(b))
-
-
-def _device(name, dtype: str) -> torch.device:
-    return resolve_device(name, dtype)  # ConfigError, a ValueError, names the devices available
-
-
-def _seed(random_state) -> int:
-    if random_state is None:
-        return defaults.MODEL_SEED
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(np.iinfo(np.int32).max))
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool) and random_state >= 0:
-        return int(random_state)
-    raise ValueError(f"random_state must be None, a non-negative integer or a numpy.random.RandomState, "
-                     f"got {random_state!r}")
-
-
-def _number(value):
-    """NumPy scalars as Python ones (``GridSearchCV`` grids are often NumPy arrays)."""
-    return value.item() if isinstance(value, np.generic) else value

@@ -210,11 +210,15 @@ def _rows_groups(groups, start: int, n: int):
 
 def run_solve(data, *, statistics: bool = False, conf_level: float = 0.95, cov_type: str = "nonrobust", dist=None,
               chunk_rows: int = CHUNK_ROWS, fit_intercept: bool = True, maxlags: int | None = None,
-              groups=None) -> tuple[LstsqSolution, list | None]:
+              groups=None, positive: bool = False) -> tuple[LstsqSolution, list | None]:
     """``torchlinreg solve``: the exact solution of ``data`` (a Dataset or a source) and, with ``statistics``,
     its inference tables at ``conf_level`` with the ``cov_type`` covariance (HAC: with ``maxlags``; cluster:
     ``groups``, each row's cluster in file order); ``fit_intercept=False`` (``--no-intercept``) fits no
-    constant term (its intercept is 0)."""
+    constant term (its intercept is 0); ``positive`` (``--positive``): non-negative least squares (``nnls``)."""
+    from .nnls import positive_solution, refuse_positive_with
+
+    if positive:
+        refuse_positive_with(None, statistics)
     if statistics:
         from .dependence import check_options
         from .statistics import check_settings
@@ -231,8 +235,15 @@ def run_solve(data, *, statistics: bool = False, conf_level: float = 0.95, cov_t
                             "parameters: the "
                             "statistics need more rows than parameters; leave out the statistics, or choose fewer "
                             "columns with {features}")
+        if positive:  # the R factor is d × d here too, only larger than the rows
+            source = as_source(source.dataset)
+            acc = accumulate(source, chunk_rows=chunk_rows, fit_intercept=fit_intercept)
+            return positive_solution(acc, acc.solve(feature_names=source.feature_names,
+                                                    target_names=source.target_names)), None
         return solve_dataset(source.dataset, fit_intercept=fit_intercept), None
-    _, _, solution = solve(source, dist, chunk_rows, fit_intercept=fit_intercept)
+    acc, _, solution = solve(source, dist, chunk_rows, fit_intercept=fit_intercept)
+    if positive:
+        return positive_solution(acc, solution), None
     stats = statistics_of(source, solution, conf_level=conf_level, cov_type=cov_type, dist=dist,
                           chunk_rows=chunk_rows, maxlags=maxlags, groups=groups) if statistics else None
     return solution, stats

@@ -202,6 +202,10 @@ class _Run:
     def solve(self) -> None:
         self.acc, self.counts, self.solution = solve(self.source, self.dist, self.options.chunk_rows,
                                                      fit_intercept=self.options.fit_intercept)
+        if self.options.positive:  # the optimum the projected training aims at: non-negative least squares
+            from .nnls import positive_solution
+
+            self.solution = positive_solution(self.acc, self.solution)
         self.n_rows = self.acc.n_samples
         self.engine, self.why = _engine(self)
 
@@ -231,11 +235,19 @@ class _Run:
                  "tutorial's SGD at lr 0.001 diverges on most real data)"] if self.options.chosen else []
         self.reporters = self.publish.reporters([*notes, f"engine: {self.engine} ({self.why})"], first)
 
+    def _projected(self):
+        """With ``positive``: the weights projected onto >= 0 after every optimizer step (``nnls``)."""
+        if not self.options.positive:
+            return contextlib.nullcontext()
+        from .nnls import nonnegative_steps
+
+        return nonnegative_steps(self.model.linear.weight)
+
     def train(self) -> History:
         checkpoint, bar = self.checkpoint, self.publish.bar
         on_stop = (lambda: bar.on_train_end(None)) if bar is not None else None  # close the bar before the message
         stopping = checkpoint.on_signals(on_stop=on_stop) if checkpoint else contextlib.nullcontext()
-        with stopping:  # SIGINT/SIGTERM: a checkpoint after the current epoch, then Interrupted
+        with stopping, self._projected():  # SIGINT/SIGTERM: a checkpoint after the current epoch, then Interrupted
             history = _train(self)
         if history.diverged:
             objective = self.objective.standardized(self.scaler) if self.scaler else self.objective

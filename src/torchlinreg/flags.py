@@ -138,6 +138,8 @@ def _add_fit_parser(commands) -> None:
     _add_columns(p)
     _add_formula(p)
     _add_training(p)
+    _add_positive(p, "keep the weights >= 0: after each optimizer step they are set to max(w, 0) (projected "
+                     "gradient; SGD or Adam, not L-BFGS); the optimum shown beside them is the exact one of --positive")
     _add_statistics(p)
     _add_reading(p, "fit")
     _add_dist_timeout(p)
@@ -244,6 +246,8 @@ def _add_solve_parser(commands) -> None:
     p.add_argument("--no-intercept", dest="fit_intercept", action="store_false",
                    help="fit no constant term (the intercept is 0); R² and F as statsmodels' OLS without add_constant")
     _add_ridge(p)
+    _add_positive(p, "non-negative least squares: coefficients >= 0, the intercept free, each target separately, "
+                     "solved exactly from the R factor (scikit-learn's LinearRegression(positive=True))")
     _add_statistics(p)
     _add_reading(p, "solve")
     _add_dist_timeout(p)
@@ -258,6 +262,10 @@ def _add_ridge(p) -> None:
     r.add_argument("--l2-grid", type=float, nargs="+", metavar="ALPHA",
                    help="ridge with ALPHA chosen among these by generalised cross-validation (from the R factor: "
                         "streamed files and torchrun too)")
+
+
+def _add_positive(p, text: str) -> None:
+    p.add_argument("--positive", action="store_true", help=text)
 
 
 def _add_make_data_parser(commands) -> None:

@@ -210,7 +210,8 @@ def format_statistics(statistics) -> str:
 
 def format_solution(solution) -> str:
     """``torchlinreg solve``'s table: each coefficient, the intercept and the loss."""
-    lines = [f"Least-squares solution ({solution.n_samples} rows, rank {solution.rank}, "
+    kind = "Non-negative least-squares solution" if getattr(solution, "positive", False) else "Least-squares solution"
+    lines = [f"{kind} ({solution.n_samples} rows, rank {solution.rank}, "
              f"condition number {solution.condition_number:.3g}):"]
     for j, target in enumerate(solution.target_names):
         names = [f"weight {shown_name(f)}" for f in solution.feature_names] + ["intercept"]

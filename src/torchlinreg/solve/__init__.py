@@ -42,6 +42,7 @@ One concept each; a module imports only those listed before it:
 * ``refinement``: ``refine``, ``needs_refinement``, the pass sums that ``distributed`` adds
   across ranks (``add_pass_sums``)
 * ``wide``: fewer rows than features, through the n × n side (``wide_lstsq``)
+* ``sparse``: a scipy.sparse ``X`` as dense blocks of rows (``row_blocks``), which ``sparse_lstsq`` adds up
 * this package: ``lstsq`` and ``solve_dataset``, and the names above for ``torchlinreg.solve``.
 """
 
@@ -63,6 +64,7 @@ from .refinement import needs_refinement, refine  # noqa: F401
 from .digits import TARGET_DIGITS  # noqa: F401
 from .solution import LstsqSolution  # noqa: F401
 from .wide import WIDE_FEATURES_ABOVE, is_wide, wide_lstsq  # noqa: F401
+from .sparse import is_sparse, row_blocks  # noqa: F401
 
 
 # --- one call ---------------------------------------------------------------------------------
@@ -73,7 +75,7 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
 
     Parameters
     ----------
-    X : array, tensor or pandas DataFrame of shape (n_samples, n_features), any float dtype
+    X : array, tensor, pandas DataFrame or scipy.sparse matrix of shape (n_samples, n_features), any float dtype
     y : array, tensor, pandas Series or DataFrame of shape (n_samples, n_targets) or (n_samples,)
     feature_names, target_names : column names; default a DataFrame's columns and a named Series' name,
         else 'x' or 'x0', 'x1', ...; 'y' or 'y0', ...
@@ -92,6 +94,9 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
     """
     feature_names = _column_names(X) if feature_names is None else feature_names
     target_names = _column_names(y) if target_names is None else target_names
+    if is_sparse(X):  # CSR, CSC, COO: block by block, never densified whole
+        return sparse_lstsq(X, y, feature_names=feature_names, target_names=target_names, rtol=rtol,
+                            fit_intercept=fit_intercept, refine=refine, sample_weight=sample_weight)
     X, y = _as_array(X, "X"), _as_array(y, "y")
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}; "
@@ -118,3 +123,22 @@ def solve_dataset(data, **kw) -> LstsqSolution:
     if getattr(data, "sample_weight", None) is not None:
         kw.setdefault("sample_weight", data.sample_weight)
     return lstsq(data.X, data.y, feature_names=data.feature_names, target_names=data.target_names, **kw)
+
+
+def sparse_lstsq(X, y, *, feature_names, target_names, fit_intercept: bool, refine: bool | None, rtol: float,
+                 sample_weight) -> LstsqSolution:
+    """``lstsq`` of a scipy.sparse ``X``: blocks of rows densified one at a time into the accumulator and,
+    for the refinement, again on each pass; never the whole matrix (``sparse``). The arguments are ``lstsq``'s."""
+    y = _as_array(y, "y")
+    Y = y.reshape(len(y), -1)
+    if X.ndim != 2 or len(Y) != X.shape[0]:
+        raise ValueError(f"X (shape {X.shape}) must be 2-D with one row per target value; y has {len(Y)}")
+    w = None if sample_weight is None else _weights(sample_weight, X.shape[0])
+    acc = QRAccumulator(X.shape[1], Y.shape[1], fit_intercept=fit_intercept)
+    for Xb, Yb, wb in row_blocks(X, Y, w):
+        acc.update(Xb, Yb if y.ndim == 2 else Yb[:, 0], wb)
+    solution = acc.solve(feature_names=_names(feature_names, X.shape[1], "x", "feature_names"),
+                         target_names=_names(target_names, Y.shape[1], "y", "target_names"), rtol=rtol)
+    if not (needs_refinement(solution) if refine is None else refine):
+        return solution
+    return _refine(solution, lambda: (b if w is not None else b[:2] for b in row_blocks(X, Y, w)), MAX_PASSES)

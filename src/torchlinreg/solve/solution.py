@@ -42,6 +42,8 @@ class LstsqSolution:
         refinement correction after refinement; None when not estimated (the wide path)
     se_relative_error : estimated relative error of the standard errors computed from this
         solution's R (about eps·κ of the scaled design, see ``solve.digits``); None when not estimated
+    positive : the coefficients are non-negative least squares' (``torchlinreg.nnls``); rank, condition
+        number and singular values stay the design's
     """
 
     coef: np.ndarray
@@ -61,6 +63,7 @@ class LstsqSolution:
     coef_error: np.ndarray | None = None
     intercept_error: np.ndarray | None = None
     se_relative_error: float | None = None
+    positive: bool = False
     _factor: _Factorization | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
@@ -141,4 +144,6 @@ class LstsqSolution:
             record["se_digits"] = self.se_digits
         if self.sum_weights is not None:
             record["sum_weights"] = float(self.sum_weights)
+        if self.positive:
+            record["positive"] = True
         return record
