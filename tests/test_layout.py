@@ -52,3 +52,14 @@ def test_files_and_functions_read_in_one_sitting(house):
     assert big == {}
     long = [(p.name, f, n) for p in paths for f, _, n in module.long_functions(trees[p]) if n > module.MAX_FUNCTION_LINES]
     assert long == []
+
+
+def test_no_exported_name_is_a_module_name():
+    # importing a submodule sets it as the package's attribute: a function exported under the same name as its
+    # module (tl.ols from ols.py) would turn into the module once anything imports that module
+    import pkgutil
+
+    import torchlinreg
+
+    modules = {info.name for info in pkgutil.iter_modules(torchlinreg.__path__)}
+    assert sorted(set(torchlinreg.__all__) & modules) == []

@@ -12,7 +12,7 @@ pytest.importorskip("sklearn")
 from sklearn.linear_model import Ridge, RidgeCV  # noqa: E402
 
 from torchlinreg.errors import ConfigError  # noqa: E402
-from torchlinreg.ridge import ridge, ridge_cv, ridge_path, ridge_source  # noqa: E402
+from torchlinreg.ridge_solve import ridge, ridge_cv, ridge_path, ridge_source  # noqa: E402
 
 from realdata import load, numeric_design  # noqa: E402
 

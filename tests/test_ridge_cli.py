@@ -13,7 +13,7 @@ pytest.importorskip("sklearn")
 from sklearn.linear_model import Ridge  # noqa: E402
 
 from torchlinreg.cli import main  # noqa: E402
-from torchlinreg.ridge import ridge_cv  # noqa: E402
+from torchlinreg.ridge_solve import ridge_cv  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import json
 import numpy as np
 from torchlinreg import make_regression, write_table
 from torchlinreg.data import dataset_columns
-from torchlinreg.ridge import ridge_cv
+from torchlinreg.ridge_solve import ridge_cv
 
 from test_distributed_cli import torchrun
 

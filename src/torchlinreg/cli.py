@@ -140,7 +140,7 @@ def _intercept(data, args) -> bool:
 
 def _solve_ridge(args) -> int:
     from .memory import SOLVE_COPIES
-    from .ridge import check_ridge_settings, ridge_output, run_ridge
+    from .ridge_solve import check_ridge_settings, ridge_output, run_ridge
 
     l2 = args.l2 if args.l2 is None or len(args.l2) > 1 else args.l2[0]
     check_ridge_settings(l2, args.l2_grid, args.summary)  # bad flags: exit 2, before the data

@@ -1,4 +1,4 @@
-"""``Ridge`` and ``RidgeCV``: exact ridge (:mod:`torchlinreg.ridge`) as scikit-learn estimators.
+"""``Ridge`` and ``RidgeCV``: exact ridge (:mod:`torchlinreg.ridge_solve`) as scikit-learn estimators.
 
 Both solve from the R factor of ``[X, 1, y]`` in float64 (the SVD of the centred triangular factor, no
 normal equations) and answer as scikit-learn's ``Ridge`` and ``RidgeCV`` do: the intercept is not
@@ -17,7 +17,7 @@ except ImportError as exc:  # scikit-learn is an optional dependency
                       "install it with: pip install torchlinreg[sklearn]") from exc
 
 from .errors import ConfigError
-from .ridge import DEFAULT_ALPHAS, MODES, check_alpha, check_alphas, choose, ridge_path
+from .ridge_solve import DEFAULT_ALPHAS, MODES, check_alpha, check_alphas, choose, ridge_path
 
 
 class _RidgeBase(RegressorMixin, BaseEstimator):
@@ -64,7 +64,7 @@ class Ridge(_RidgeBase):
     coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
     intercept_ : float or ndarray of shape (n_targets,)
     n_features_in_, feature_names_in_ : as scikit-learn's
-    solution_ : torchlinreg.ridge.RidgeSolution
+    solution_ : torchlinreg.ridge_solve.RidgeSolution
     """
 
     def __init__(self, alpha=1.0, *, fit_intercept=True):
@@ -89,7 +89,7 @@ class RidgeCV(_RidgeBase):
     criterion : {"loo", "gcv"}, default="loo"
         ``"loo"``: the mean squared leave-one-out error ``w r² / (1 - h)²`` from each row's leverage, as
         scikit-learn's ``RidgeCV`` (``cv=None``, ``scoring=None``); ``"gcv"``: Golub, Heath and Wahba's
-        ``n · RSS / (n - tr H)²``, from the R factor alone (see :func:`torchlinreg.ridge.ridge_source` for
+        ``n · RSS / (n - tr H)²``, from the R factor alone (see :func:`torchlinreg.ridge_solve.ridge_source` for
         streamed data).
     alpha_per_target : bool, default=False
         Choose an alpha for each target.
