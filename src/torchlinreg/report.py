@@ -208,11 +208,9 @@ def format_statistics(statistics) -> str:
     return f"{STATISTICS_TITLE}:\n" + "\n\n".join(table.summary() for table in statistics)
 
 
-def format_solution(solution) -> str:
-    """``torchlinreg solve``'s table: each coefficient, the intercept and the loss."""
-    kind = "Non-negative least-squares solution" if getattr(solution, "positive", False) else "Least-squares solution"
-    lines = [f"{kind} ({solution.n_samples} rows, rank {solution.rank}, "
-             f"condition number {solution.condition_number:.3g}):"]
+def coefficient_lines(solution) -> list[str]:
+    """Each target's weights and intercept, one per line, 10 significant digits (solve's and ridge's tables)."""
+    lines = []
     for j, target in enumerate(solution.target_names):
         names = [f"weight {shown_name(f)}" for f in solution.feature_names] + ["intercept"]
         values = list(solution.coef[j]) + [solution.intercept[j]]
@@ -220,6 +218,14 @@ def format_solution(solution) -> str:
         if len(solution.target_names) > 1:
             lines.append(f" target {shown_name(target)}:")
         lines.extend(f"  {n:{width}}  {v: .10g}" for n, v in zip(names, values))
+    return lines
+
+
+def format_solution(solution) -> str:
+    """``torchlinreg solve``'s table: each coefficient, the intercept and the loss."""
+    kind = "Non-negative least-squares solution" if getattr(solution, "positive", False) else "Least-squares solution"
+    lines = [f"{kind} ({solution.n_samples} rows, rank {solution.rank}, "
+             f"condition number {solution.condition_number:.3g}):", *coefficient_lines(solution)]
     lines.append(f"  loss (MSE)  {solution.loss:.10g}")
     if solution.min_digits is not None:  # the error estimate of solve.digits
         lines.append(f"  correct digits (estimated): at least {solution.min_digits:.1f} in every weight, "

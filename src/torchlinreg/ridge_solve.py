@@ -183,12 +183,9 @@ class RidgePath:
 
 
 def _check_data(X, y, sample_weight):
-    X, y = _as_array(X, "X"), _as_array(y, "y")
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}; "
-                         f"reshape a single feature with X.reshape(-1, 1)")
-    if y.ndim not in (1, 2):
-        raise ValueError(f"y must be 1-D or 2-D (n_samples, n_targets), got shape {y.shape}")
+    from .solve import check_xy
+
+    X, y = check_xy(X, y)
     Y = y.reshape(len(y), -1)
     w = None if sample_weight is None else _weights(sample_weight, len(X))
     return X, Y, w
@@ -313,17 +310,10 @@ def ridge_output(solution: RidgeSolution, *, as_json: bool = False) -> str:
         import json
 
         return json.dumps(solution.to_dict(), indent=1)
-    from .shown import shown_name
+    from .report import coefficient_lines
 
     alphas = ", ".join(f"{a:g}" for a in solution.alpha)
     how = f", chosen by GCV among {', '.join(f'{a:g}' for a in solution.alphas)}" if solution.alphas else ""
-    lines = [f"Ridge solution ({solution.n_samples} rows, l2 {alphas}{how}):"]
-    for j, target in enumerate(solution.target_names):
-        names = [f"weight {shown_name(f)}" for f in solution.feature_names] + ["intercept"]
-        values = list(solution.coef[j]) + [solution.intercept[j]]
-        width = max(len(n) for n in names)
-        if len(solution.target_names) > 1:
-            lines.append(f" target {shown_name(target)}:")
-        lines.extend(f"  {n:{width}}  {v: .10g}" for n, v in zip(names, values))
+    lines = [f"Ridge solution ({solution.n_samples} rows, l2 {alphas}{how}):", *coefficient_lines(solution)]
     lines.append(f"  loss (MSE, without the penalty)  {solution.loss:.10g}")
     return "\n".join(lines)

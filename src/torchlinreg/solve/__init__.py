@@ -69,6 +69,17 @@ from .sparse import is_sparse, row_blocks  # noqa: F401
 
 # --- one call ---------------------------------------------------------------------------------
 
+def check_xy(X, y) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` (n, d) and ``y`` (n,) or (n, m) as float64 arrays, their shapes checked."""
+    X, y = _as_array(X, "X"), _as_array(y, "y")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}; "
+                         f"reshape a single feature with X.reshape(-1, 1)")
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D or 2-D (n_samples, n_targets), got shape {y.shape}")
+    return X, y
+
+
 def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = True, refine: bool | None = None,
           rtol: float = RANK_RTOL, sample_weight=None) -> LstsqSolution:
     """The least-squares solution of ``X w + b ≈ y`` in float64 (weighted: minimising ``Σ w r²``).
@@ -97,12 +108,7 @@ def lstsq(X, y, *, feature_names=None, target_names=None, fit_intercept: bool = 
     if is_sparse(X):  # CSR, CSC, COO: block by block, never densified whole
         return sparse_lstsq(X, y, feature_names=feature_names, target_names=target_names, rtol=rtol,
                             fit_intercept=fit_intercept, refine=refine, sample_weight=sample_weight)
-    X, y = _as_array(X, "X"), _as_array(y, "y")
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}; "
-                         f"reshape a single feature with X.reshape(-1, 1)")
-    if y.ndim not in (1, 2):
-        raise ValueError(f"y must be 1-D or 2-D (n_samples, n_targets), got shape {y.shape}")
+    X, y = check_xy(X, y)
     w = None if sample_weight is None else _weights(sample_weight, len(X))
     if not 0 <= rtol < 1:
         raise ValueError(f"rtol must be in [0, 1), got {rtol!r}")
