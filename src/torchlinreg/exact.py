@@ -159,27 +159,23 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
     fitted on the rows of ``source`` (a Source or a Dataset).
 
     The classical covariance of unweighted rows comes from R alone; a robust covariance or weighted
-    rows read the rows once more (each process its part, the sums gathered). Each table carries the residuals'
-    diagnostics (:mod:`~torchlinreg.residual_moments`), from that pass, or from one of their own. HAC takes ``maxlags``
+    rows read the rows once more (each process its part, the sums gathered). HAC takes ``maxlags``
     and the rows in file order; cluster takes ``groups``, each row's cluster in file order (under torchrun
     each process reads every row for these two).
     """
-    from .residual_moments import ResidualMoments, moments_pass, weighted_residuals, with_diagnostics
     from .statistics import ResidualPass, check_settings, solution_statistics
 
     _, cov_type = check_settings(conf_level, cov_type)
     source = as_source(source)
     residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None)
-    if not residuals.needed:  # the diagnostics' pass alone
-        return with_diagnostics(solution_statistics(solution, None, conf_level=conf_level, cov_type=cov_type),
-                                moments_pass(source, solution, chunk_rows))
+    if not residuals.needed:
+        return solution_statistics(solution, None, conf_level=conf_level, cov_type=cov_type)
     # HAC's lags join rows that different processes read, and a cluster's rows may be anywhere: under torchrun
     # each process makes this pass over every row, in file order, and needs no one else's sums
     several = dist is not None and dist.is_distributed and cov_type not in ("HAC", "cluster")
-    start, moments = 0, ResidualMoments(len(solution.target_names))
+    start = 0
     for X, y, w in source.chunks(chunk_rows, *((dist.rank, dist.world_size) if several else ())):
         residuals.update(X, y, w, groups=None if groups is None else _rows_groups(groups, start, len(X)))
-        moments.update(weighted_residuals(solution, X, y, w))  # in file order when every row is this pass's
         start += len(X)
     if groups is not None and start != len(groups):
         raise DataError(f"the cluster column holds {len(groups)} values but the data {start} rows; give one "
@@ -194,10 +190,7 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
     if residuals.n_rows != solution.n_samples:
         raise ValueError(f"the source holds {residuals.n_rows} rows but the solution was fitted on "
                          f"{solution.n_samples}; give the same rows")
-    if several:  # this process saw its part of the rows: the diagnostics need them all, in order
-        moments = moments_pass(source, solution, chunk_rows)
-    return with_diagnostics(solution_statistics(solution, residuals, conf_level=conf_level, cov_type=cov_type),
-                            moments)
+    return solution_statistics(solution, residuals, conf_level=conf_level, cov_type=cov_type)
 
 
 def _rows_groups(groups, start: int, n: int):

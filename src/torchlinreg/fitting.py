@@ -279,10 +279,8 @@ class _Run:
             from .statistics import solution_statistics
 
             residuals = last.residuals if last.residuals is not None and last.residuals.needed else None
-            from .residual_moments import with_diagnostics
-
-            stats = with_diagnostics(solution_statistics(self.solution, residuals, conf_level=options.conf_level,
-                                                         cov_type=options.cov_type), last.moments)
+            stats = solution_statistics(self.solution, residuals, conf_level=options.conf_level,
+                                        cov_type=options.cov_type)
         result = FitResult(self._shown_data(last), self.config, self.model, history, weight, bias, self.solution,
                            result_gap, metrics, self.diagnostics, self.scaler, stats, engine=self.engine)
         lines = [] if self.in_memory else _streamed(self, result, last, want_sample)

@@ -32,7 +32,6 @@ class LastPass:
     sum_y2: float  # Σ y² over all entries, for telling an exact fit from rounding
     residuals: object | None  # statistics.ResidualPass at the optimum, or None
     sample: list  # (X, y, w) pieces of this process's sample for the plots
-    moments: object | None = None  # residual_moments.ResidualMoments at the optimum, every row in order, or None
 
 
 def last_pass(source, chunk_rows: int, dist, weight: np.ndarray, bias: np.ndarray, solution,
@@ -47,12 +46,11 @@ def last_pass(source, chunk_rows: int, dist, weight: np.ndarray, bias: np.ndarra
 
     m = len(source.target_names)
     sums, sse, sum_y2 = MetricSums(m), np.zeros(m), 0.0
-    residuals = moments = None
+    residuals = None
     if cov_type is not None:  # (the statistics, and SciPy, only when they are asked for)
-        from .residual_moments import ResidualMoments, weighted_residuals
         from .statistics import ResidualPass
 
-        residuals, moments = ResidualPass(solution, cov_type), ResidualMoments(m)
+        residuals = ResidualPass(solution, cov_type)
     pick = _sampler(sample_from, PLOT_SAMPLE_ROWS, seed) if sample_from else None
     sample = []
     several = dist is not None and dist.is_distributed
@@ -64,19 +62,13 @@ def last_pass(source, chunk_rows: int, dist, weight: np.ndarray, bias: np.ndarra
         sum_y2 += float(np.sum(y**2))
         if residuals is not None and residuals.needed:
             residuals.update(X, y, w)
-        if moments is not None:
-            moments.update(weighted_residuals(solution, X, y, w))
         if pick is not None:
             keep = pick(len(X))
             if keep.any():
                 sample.append((X[keep], y[keep], None if w is None else w[keep]))
     if several:
         sums, sse, sum_y2, residuals = _gathered(sums, sse, sum_y2, residuals, solution, cov_type, dist)
-        if moments is not None:  # the diagnostics need every row, in order: a pass of their own
-            from .residual_moments import moments_pass
-
-            moments = moments_pass(source, solution, chunk_rows)
-    return LastPass(sums, sse, sum_y2, residuals, sample, moments)
+    return LastPass(sums, sse, sum_y2, residuals, sample)
 
 
 def _gathered(sums, sse, sum_y2, residuals, solution, cov_type, dist):

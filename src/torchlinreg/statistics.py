@@ -93,8 +93,6 @@ class RegressionStatistics:
     fit_intercept : whether the constant term was fitted
     k_constant : 1 when the model holds a constant (the intercept, or without it a constant column or
         columns adding up to one: statsmodels' ``k_constant``), else 0; it decides R², ``df_model`` and F
-    diagnostics : None, or statsmodels' residual diagnostics (``residual_moments.KEYS``) from a pass over the rows
-        in file order (the commands' ``--summary``)
     """
 
     target_name: str
@@ -123,7 +121,6 @@ class RegressionStatistics:
     weighted: bool = False
     fit_intercept: bool = True
     k_constant: int = 1
-    diagnostics: dict | None = None  # the residuals' Omnibus, skew, kurtosis, Jarque-Bera, Durbin-Watson
 
     def __repr__(self) -> str:
         params = {name: round(float(v), 6) for name, v in zip(self.term_names[:6], self.params[:6])}
@@ -179,8 +176,6 @@ class RegressionStatistics:
                                                            "aic", "bic", "condition_number")},
             "unidentified": list(self.unidentified),
             "fit_intercept": bool(self.fit_intercept), "k_constant": int(self.k_constant),
-            **({} if self.diagnostics is None else
-               {"diagnostics": {key: _plain(value) for key, value in self.diagnostics.items()}}),
         }
 
     @classmethod
@@ -203,9 +198,7 @@ class RegressionStatistics:
                    n_obs=int(record["n_obs"]), condition_number=math.inf if condition is None else float(condition),
                    unidentified=tuple(record["unidentified"]), use_t=bool(record["use_t"]),
                    weighted=bool(record["weighted"]), fit_intercept=bool(record.get("fit_intercept", True)),
-                   k_constant=int(record.get("k_constant", 1)), **fields,
-                   diagnostics=None if record.get("diagnostics") is None else
-                   {key: _float(value) for key, value in record["diagnostics"].items()})
+                   k_constant=int(record.get("k_constant", 1)), **fields)
 
 
 def _plain(v) -> float | None:

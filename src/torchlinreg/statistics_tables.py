@@ -55,17 +55,6 @@ def fit_figures(stats) -> list[tuple[tuple[str, str], tuple[str, str]]]:
     return [(shown(a), shown(b)) for a, b in zip(left, right)]
 
 
-def diagnostic_figures(stats) -> list[tuple[tuple[str, str], tuple[str, str]]]:
-    """statsmodels' block under the terms, in its two columns (none without ``stats.diagnostics``)."""
-    g = stats.diagnostics
-    if g is None:
-        return []
-    return [(("Omnibus", num(g["Omnibus"], 4)), ("Durbin-Watson", num(g["Durbin-Watson"], 4))),
-            (("Prob(Omnibus)", num(g["Prob(Omnibus)"], 3)), ("Jarque-Bera (JB)", num(g["Jarque-Bera (JB)"], 4))),
-            (("Skew", num(g["Skew"], 4)), ("Prob(JB)", num(g["Prob(JB)"], 3))),
-            (("Kurtosis", num(g["Kurtosis"], 4)), ("Cond. No.", num(stats.condition_number, 4)))]
-
-
 def term_header(stats) -> list[str]:
     """``coef, std err, t, P>|t|, [0.025, 0.975]`` (z for the normal distribution)."""
     stat = "t" if stats.use_t else "z"
@@ -121,10 +110,6 @@ def summary_text(stats) -> str:
         else:
             lines.append(f"{name:<{name_width}}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
     lines.append("=" * width)
-    for (ln, lv), (rn, rv) in diagnostic_figures(stats):
-        lines.append(f"{ln + ':':<16}{lv:>{half - 18}}  " + f"  {rn + ':':<16}{rv:>{width - half - 20}}")
-    if stats.diagnostics is not None:
-        lines.append("=" * width)
     lines += notes(stats)
     return "\n".join(lines)
 
@@ -143,9 +128,6 @@ def summary_html(stats) -> str:
         else:
             body.append(f"<tr><th>{e(name)}</th>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
     notes_html = "".join(f"\n<p>{e(note)}</p>" for note in notes(stats))
-    block = "\n".join(f"<tr><th>{e(ln)}:</th><td>{e(lv)}</td><th>{e(rn)}:</th><td>{e(rv)}</td></tr>"
-                      for (ln, lv), (rn, rv) in diagnostic_figures(stats))
-    notes_html = (f"\n<table>\n{block}\n</table>" if block else "") + notes_html
     return (f'<div class="torchlinreg-statistics">\n<table>\n<caption>{e(title(stats))}</caption>\n{figures}\n'
             f"</table>\n<table>\n{head}\n" + "\n".join(body) + f"\n</table>{notes_html}\n</div>")
 
