@@ -179,7 +179,8 @@ def _cmd_predict(args) -> int:
     from .datafiles import write_predictions
     from .persistence import load_model
 
-    path, n_rows = write_predictions(load_model(args.model), args.data, args.output, force=args.force)
+    path, n_rows = write_predictions(load_model(args.model), args.data, args.output, force=args.force,
+                                     interval=args.interval, alpha=args.alpha)
     print(f"torchlinreg: wrote {n_rows} predictions to {path}", file=sys.stderr)
     return EXIT_OK
 

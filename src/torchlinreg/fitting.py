@@ -118,12 +118,15 @@ class FitResult:
     def saved_model(self):
         """The trained model as a :class:`~torchlinreg.persistence.SavedModel` (what ``tl.save_model`` writes):
         its weights in the data's units, the column names, and the settings, scaling and metrics."""
+        from .covariances import _Basis
+        from .inference import InferenceState
         from .persistence import SavedModel
         from .publish import json_safe
 
         scaler, history = self.scaler, self.history
         return SavedModel(self.weight, self.bias, self.data.feature_names, self.data.target_names,
-                          fit_intercept=self.fit_intercept, metadata={"settings": self.config.to_dict(), "standardize": scaler.to_dict() if scaler else None,
+                          fit_intercept=self.fit_intercept, inference=InferenceState.from_solution(self.solution, _Basis(self.solution)),
+                          metadata={"settings": self.config.to_dict(), "standardize": scaler.to_dict() if scaler else None,
                            "metrics": json_safe(self.metrics), "status": history.status,
                            "epochs_run": len(history), "optimum_loss": json_safe(self.solution.loss)})
 

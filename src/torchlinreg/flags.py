@@ -258,6 +258,28 @@ def _add_predict_parser(commands) -> None:
     p.add_argument("data", metavar="DATA", help="file with the model's feature columns")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write: .csv, .tsv, .parquet")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    _add_interval(p)
+
+
+def _alpha(text: str) -> float:
+    """``--alpha``'s value: a number in (0, 1); argparse turns the error into one line, exit 2."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 (exclusive), e.g. 0.05; got {text!r}")
+    return value
+
+
+def _add_interval(p) -> None:
+    i = p.add_argument_group("intervals (models saved by 'fit --save' hold the exact least-squares fit's state)")
+    i.add_argument("--interval", choices=("confidence", "prediction"),
+                   help="also write lower_<target> and upper_<target>: the interval of the least-squares fit's "
+                        "mean (confidence) or of a new observation (prediction), as statsmodels' "
+                        "get_prediction(X).summary_frame(alpha)")
+    i.add_argument("--alpha", type=_alpha, default=0.05, metavar="A",
+                   help="the intervals' level is 1 - A")
 
 
 def build_parser() -> argparse.ArgumentParser:
