@@ -166,10 +166,12 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
 
     _, cov_type = check_settings(conf_level, cov_type)
     source = as_source(source)
-    residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None)
+    several = dist is not None and dist.is_distributed
+    # the summary's diagnostics (Durbin-Watson: the rows in file order) in one process; not under torchrun
+    residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None,
+                             diagnostics=not several)
     if not residuals.needed:
         return solution_statistics(solution, None, conf_level=conf_level, cov_type=cov_type)
-    several = dist is not None and dist.is_distributed
     if several and cov_type in ("HAC", "cluster"):
         raise ConfigError(f"the {cov_type} covariance is not computed under torchrun: "
                           + ("its lags join rows that different processes read" if cov_type == "HAC" else

@@ -47,13 +47,13 @@ def last_pass(source, chunk_rows: int, dist, weight: np.ndarray, bias: np.ndarra
     m = len(source.target_names)
     sums, sse, sum_y2 = MetricSums(m), np.zeros(m), 0.0
     residuals = None
+    several = dist is not None and dist.is_distributed
     if cov_type is not None:  # (the statistics, and SciPy, only when they are asked for)
         from .statistics import ResidualPass
 
-        residuals = ResidualPass(solution, cov_type)
+        residuals = ResidualPass(solution, cov_type, diagnostics=not several)  # diagnostics: rows in order
     pick = _sampler(sample_from, PLOT_SAMPLE_ROWS, seed) if sample_from else None
     sample = []
-    several = dist is not None and dist.is_distributed
     for X, y, w in source.chunks(chunk_rows, *((dist.rank, dist.world_size) if several else ())):
         y_pred = X @ weight.T + bias  # (k, m)
         sums.update(y, y_pred)
