@@ -253,7 +253,9 @@ class _Run:
             and self.publish.out is not None
         last = last_pass(source, options.chunk_rows, dist, weight, bias, self.solution,
                          options.cov_type if stats_wanted else None,
-                         self.counts[0 if dist is None else dist.rank] if want_sample else 0, self.config.seed)
+                         self.counts[0 if dist is None else dist.rank] if want_sample else 0, self.config.seed,
+                         maxlags=options.maxlags if stats_wanted else None,
+                         groups=options.groups if stats_wanted else None)
         m = len(source.target_names)
         trained_loss = float(last.sse.sum() / (self.acc.sum_weights * m))
         result_gap = gap(weight, bias, trained_loss, self.solution, last.sum_y2 / (self.n_rows * m))

@@ -98,7 +98,7 @@ def _add_statistics(p) -> None:
     s.add_argument("--cov-type", default=_default(FitOptions, "cov_type"), choices=COV_TYPES,
                    help="covariance of the coefficients: classical, heteroscedasticity-robust HC0-HC3, HAC "
                         "(Newey-West, the rows a time series in file order; needs --maxlags) or cluster "
-                        "(needs --cluster); HAC and cluster: solve only, in one process")
+                        "(needs --cluster); HAC and cluster: in one process, not under torchrun")
     s.add_argument("--maxlags", type=int, metavar="N", help="HAC: the most lags of the Newey-West sum")
     s.add_argument("--cluster", metavar="COL", help="cluster: the column holding each row's cluster")
 
