@@ -113,7 +113,8 @@ class FitResult:
                     {"weight": self.weight, "bias": self.bias, "loss": self.gap["trained_loss"]},
                     {"weight": solution.coef, "bias": solution.intercept, "loss": solution.loss}, self.gap,
                     self.metrics, self.statistics,
-                    fit_heading(self.n_samples, len(history), self.config.optimizer, history.status, history.message))
+                    fit_heading(self.n_samples, len(history), self.config.optimizer, history.status, history.message),
+                    fit_intercept=self.fit_intercept)
 
     def saved_model(self):
         """The trained model as a :class:`~torchlinreg.persistence.SavedModel` (what ``tl.save_model`` writes):
