@@ -104,3 +104,34 @@ def test_chunks_merge_as_one():
                                         figures["Omnibus"], figures["Prob(Omnibus)"], figures["Durbin-Watson"]],
                                        [skew, kurtosis, jb, omnibus, omnibus_p, durbin_watson(e[:, t])],
                                        rtol=1e-7)  # statsmodels centres in one pass: its sums lose ~8 digits
+
+
+def _torchrun(*argv, cwd):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(port), "-m", "torchlinreg", *map(str, argv)]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_torchrun_merges_the_processes_chunks_in_file_order(tmp_path):
+    """Two processes read chunks 0, 2, 4, ... and 1, 3, 5, ...: the figures are those of the rows in file order."""
+    frame, targets = load("stackloss")
+    path = tmp_path / "stackloss.csv"
+    frame.to_csv(path, index=False)
+    reference = _reference(frame, targets)
+    solved = _torchrun("solve", path, "--target", *targets, "--summary", "--json", "--chunk-rows", "4", cwd=tmp_path)
+    assert solved.returncode == 0, solved.stderr[-2000:]
+    _check(json.loads(solved.stdout)["statistics"][0]["diagnostics"], reference)
+    fitted = _torchrun("fit", path, "--target", *targets, "--summary", "--chunk-rows", "4", "--out", tmp_path / "out",
+                       "--no-plots", "--quiet", cwd=tmp_path)
+    assert fitted.returncode == 0, fitted.stderr[-2000:]
+    record = json.loads((tmp_path / "out" / "summary.json").read_text())
+    _check(record["optimum"]["statistics"][0]["diagnostics"], reference)

@@ -143,7 +143,8 @@ class ResidualPass:
         self.n_rows = 0
         # without intercept: whether the columns hold a constant all the same (statsmodels' k_constant)
         self.constant = None if self.basis.fit_intercept else ConstantSums(len(solution.feature_names), m)
-        # diagnostics: statsmodels' summary diagnostics of the residuals (rows in file order, one process)
+        # diagnostics: statsmodels' summary diagnostics of the residuals (the chunks given in file order; under
+        # torchrun each process's, merged by ResidualMoments.gathered)
         self.moments = ResidualMoments(m) if diagnostics else None
 
     @property

@@ -167,9 +167,7 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
     _, cov_type = check_settings(conf_level, cov_type)
     source = as_source(source)
     several = dist is not None and dist.is_distributed
-    # the summary's diagnostics (Durbin-Watson: the rows in file order) in one process; not under torchrun
-    residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None,
-                             diagnostics=not several)
+    residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None, diagnostics=True)
     if not residuals.needed:
         return solution_statistics(solution, None, conf_level=conf_level, cov_type=cov_type)
     if several and cov_type in ("HAC", "cluster"):
@@ -188,9 +186,11 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
         from .distributed import gather_vectors
 
         vectors = gather_vectors(residuals.to_vector(), dist)
+        moments = residuals.moments.gathered(residuals.moments, lambda v: gather_vectors(v, dist))  # in file order
         residuals = ResidualPass(solution, cov_type)
         for v in vectors:
             residuals.add_vector(v)
+        residuals.moments = moments
     if residuals.n_rows != solution.n_samples:
         raise ValueError(f"the source holds {residuals.n_rows} rows but the solution was fitted on "
                          f"{solution.n_samples}; give the same rows")

@@ -53,8 +53,7 @@ def last_pass(source, chunk_rows: int, dist, weight: np.ndarray, bias: np.ndarra
     if cov_type is not None:  # (the statistics, and SciPy, only when they are asked for)
         from .statistics import ResidualPass
 
-        residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None,
-                                 diagnostics=not several)  # diagnostics: rows in order
+        residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None, diagnostics=True)
     pick = _sampler(sample_from, PLOT_SAMPLE_ROWS, seed) if sample_from else None
     sample, start = [], 0
     for X, y, w in source.chunks(chunk_rows, *((dist.rank, dist.world_size) if several else ())):
@@ -100,9 +99,11 @@ def _gathered(sums, sse, sum_y2, residuals, solution, cov_type, dist):
     totals = np.sum(gather_vectors(np.concatenate([sse, [sum_y2]]), dist), axis=0)
     if residuals is not None and residuals.needed:
         vectors = gather_vectors(residuals.to_vector(), dist)
+        moments = residuals.moments.gathered(residuals.moments, lambda v: gather_vectors(v, dist))  # in file order
         residuals = ResidualPass(solution, cov_type)
         for v in vectors:
             residuals.add_vector(v)
+        residuals.moments = moments
     return sums, totals[:m], float(totals[m]), residuals
 
 

@@ -9,6 +9,8 @@ statsmodels (rows of weight 0 are left out, as everywhere in torchlinreg).
 Each chunk's residuals give its count, mean and centred sums of the 2nd to 4th powers, merged with
 those before by the pairwise update formulas (Chan et al., Pébay 2008), so no raw power sum is ever
 differenced; the Durbin-Watson sum carries the last residual of each chunk to the next one's first.
+Each chunk's figures are kept too, so the processes of a torchrun job, each reading every W-th chunk,
+merge theirs in file order (:meth:`ResidualMoments.gathered`).
 
 The tests' statistics are the published ones: D'Agostino (1970) for the skewness, Anscombe and Glynn
 (1983) for the kurtosis, both normal approximations whose squares add up to K² (chi-squared, 2 df);
@@ -36,24 +38,55 @@ class ResidualMoments:
         self.sum_sq = np.zeros(m)  # Σ e²: Durbin-Watson's denominator
         self.diff_sq = np.zeros(m)  # Σ (e_t - e_{t-1})²
         self.last = None  # (m,): the residuals of the last row so far
+        self.chunks = []  # each update's figures (see _record), for gathering the chunks of several processes
 
     def update(self, e: np.ndarray) -> ResidualMoments:
-        """Add the residuals ``e`` (k, m) of the next ``k`` rows (in file order)."""
+        """Add the residuals ``e`` (k, m) of the next ``k`` rows (in file order): one chunk."""
         e = np.asarray(e, dtype=np.float64)
         k = len(e)
         if k == 0:
+            self.chunks.append(np.zeros(1 + 8 * len(self.mean)))
             return self
         mean = e.mean(axis=0)
         c = e - mean
         c2 = c * c
-        m2, m3, m4 = c2.sum(axis=0), (c2 * c).sum(axis=0), (c2 * c2).sum(axis=0)
-        self._merge(k, mean, m2, m3, m4)
-        self.sum_sq += np.sum(e * e, axis=0)
-        self.diff_sq += np.sum(np.diff(e, axis=0) ** 2, axis=0)
-        if self.last is not None:
-            self.diff_sq += (e[0] - self.last) ** 2
-        self.last = e[-1].copy()
+        record = np.concatenate([[k], mean, c2.sum(axis=0), (c2 * c).sum(axis=0), (c2 * c2).sum(axis=0),
+                                 np.sum(e * e, axis=0), np.sum(np.diff(e, axis=0) ** 2, axis=0), e[0], e[-1]])
+        self.chunks.append(record)
+        self._add(record)
         return self
+
+    def _add(self, record: np.ndarray) -> None:
+        """Merge one chunk's figures (``[k, mean, m2, m3, m4, Σe², Σ diff², first, last]``, each (m,)) after the rows so far."""
+        k = int(record[0])
+        if k == 0:
+            return
+        mean, m2, m3, m4, sum_sq, diff_sq, first, last = record[1:].reshape(8, -1)
+        self._merge(k, mean, m2, m3, m4)
+        self.sum_sq += sum_sq
+        self.diff_sq += diff_sq
+        if self.last is not None:
+            self.diff_sq += (first - self.last) ** 2
+        self.last = last.copy()
+
+    @classmethod
+    def gathered(cls, mine: ResidualMoments, gather) -> ResidualMoments:
+        """The figures of every process's chunks, merged in file order: process ``r`` of ``W`` read chunks
+        ``r, r + W, r + 2W, ...`` (``source.chunks(chunk_rows, r, W)``). ``gather(vector)`` gives every process's
+        vector of the same length, in process order (``distributed.gather_vectors``); the same on every process."""
+        width = 1 + 8 * len(mine.mean)
+        counts = [int(v[0]) for v in gather(np.array([len(mine.chunks)], dtype=np.float64))]
+        padded = np.zeros((max(counts), width))
+        if mine.chunks:
+            padded[:len(mine.chunks)] = np.stack(mine.chunks)
+        parts = [v.reshape(max(counts), width) for v in gather(padded.ravel())]
+        out = cls(len(mine.mean))
+        for j in range(max(counts)):
+            for rank, part in enumerate(parts):
+                if j < counts[rank]:
+                    out.chunks.append(part[j])
+                    out._add(part[j])
+        return out
 
     def _merge(self, nb: int, mean_b, m2b, m3b, m4b) -> None:
         na = self.n

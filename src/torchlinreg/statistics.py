@@ -95,7 +95,7 @@ class RegressionStatistics:
         columns adding up to one: statsmodels' ``k_constant``), else 0; it decides R², ``df_model`` and F
     diagnostics : statsmodels' summary diagnostics of the (weighted) residuals, by its labels (Omnibus,
         Prob(Omnibus), Skew, Kurtosis, Durbin-Watson, Jarque-Bera (JB), Prob(JB), Cond. No.: see
-        :mod:`torchlinreg.residual_moments`); None when not computed (e.g. under torchrun)
+        :mod:`torchlinreg.residual_moments`); None when not computed (no pass over the rows)
     """
 
     target_name: str
