@@ -250,3 +250,21 @@ def test_a_checkpoint_with_an_intercept_is_not_resumed_without(tmp_path):
     with pytest.raises(tl.errors.ConfigError, match="fit_intercept"):
         run_fit(DATA, config, tmp_path, engine="gram", stream=io.StringIO(), quiet=True, fit_intercept=False,
                 resume=True)
+
+
+def test_no_bias_is_shown_for_a_model_without_intercept(tmp_path, capsys):
+    """No ``bias: 0`` lines: the epoch lines, the comparison table, ``summary()`` and a loaded run's summary
+    leave the bias out of a model fitted without intercept (it is no parameter); with one, they keep it."""
+    frame, targets = realdata.load("stackloss")
+    path = tmp_path / "stackloss.csv"
+    frame.to_csv(path, index=False)
+    for flags, shown in (([], True), (["--no-intercept"], False)):
+        out = tmp_path / f"out{shown}"
+        assert tl.cli.main(["fit", str(path), "--target", *targets, *flags, "--out", str(out), "--no-plots",
+                            "--log-every", "100"]) == 0
+        printed = capsys.readouterr().out
+        assert ("bias" in printed) == shown and ("Bias:" in printed) == shown
+        assert ("bias" in str(tl.load_result(out).summary())) == shown
+    result = tl.fit(frame[["AIRFLOW", "WATERTEMP", "ACIDCONC"]], frame[targets[0]], fit_intercept=False)
+    capsys.readouterr()
+    assert "bias" not in str(result.summary()) and "bias" not in result._repr_html_().split("Plots")[0]

@@ -52,7 +52,7 @@ _EXPORTS = {
     "PrintReport": "report",
     "max_stable_lr": "diagnostics",
     "run_fit": "fitting",
-    "fit": "fitting",
+    "fit": "fit_call",
     "open_source": "sources",
     "solve_source": "exact",
     "ArraySource": "sources",

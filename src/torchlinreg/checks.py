@@ -27,6 +27,7 @@ def check_fit(run) -> None:
         from .statistics import check_settings
 
         check_settings(options.conf_level, options.cov_type)  # refuse a bad level before training, not after
+        _check_dependent(run)
     _check_reading(run)
     _check_engine(run)
     if options.positive:
@@ -45,6 +46,26 @@ def check_fit(run) -> None:
         from .checkpoint import check_folder
 
         check_folder(publish.out_dir, every=options.checkpoint_every, resume=options.resume, force=publish.force)
+
+
+def _check_dependent(run) -> None:
+    """HAC and cluster covariances: their options, and the rows in file order of one process."""
+    from .dependence import check_options
+    from .statistics import check_settings
+
+    options = run.options
+    _, cov_type = check_settings(options.conf_level, options.cov_type)
+    check_options(cov_type, options.maxlags, options.groups is not None)
+    if cov_type not in ("HAC", "cluster"):
+        return
+    if run.dist is not None:
+        raise ConfigError(f"the {cov_type} covariance is not computed under torchrun: "
+                          + ("its lags join rows that different processes read" if cov_type == "HAC" else
+                             "the processes' per-cluster sums are not gathered yet")
+                          + "; run the fit in one process for it, or choose another {cov_type}")
+    if options.validation_fraction:
+        raise ConfigError(f"the {cov_type} covariance needs every row in file order, but {{validation_fraction}} "
+                          "holds out a random part of them; drop {validation_fraction} for it")
 
 
 def _check_reading(run) -> None:

@@ -46,9 +46,10 @@ def _cmd_fit(args) -> int:
         step_size=args.step_size, gamma=args.gamma, dtype=args.dtype, device=args.device, seed=args.seed,
         fit_intercept=args.fit_intercept)
     config = settings.config
-    if args.cov_type in ("HAC", "cluster") or args.maxlags is not None or args.cluster is not None:
-        raise ConfigError("the HAC and cluster covariances (--cov-type, --maxlags, --cluster) are computed by "
-                          "'torchlinreg solve --summary' (the same exact solution's statistics); run that instead")
+    if args.summary:
+        from .dependence import check_options
+
+        check_options(args.cov_type, args.maxlags, args.cluster is not None)  # bad flags: exit 2, before the data
     if args.log_every < 1:
         raise ConfigError(f"--log-every must be a positive integer, got {args.log_every}; pass e.g. --log-every 100")
 
@@ -64,13 +65,14 @@ def _cmd_fit(args) -> int:
         fit_intercept = _intercept(data, args)
         if fit_intercept != args.fit_intercept:  # a formula's "- 1": the model has no bias
             config = dataclasses.replace(config, fit_intercept=fit_intercept)
+        groups = dist.run(lambda: _clusters(args, data), "reading the clusters")
         result = dist.run(lambda: run_fit(
             data, config, args.out if main else None, dist=dist.dist, standardize=settings.standardize,
             chosen=settings.why, flags=FLAGS,
             validation_fraction=args.validation_fraction, split_seed=args.split_seed, engine=args.engine,
             tutorial=args.data is None, fit_intercept=fit_intercept, statistics=args.summary,
             positive=args.positive,
-            conf_level=args.conf_level, cov_type=args.cov_type,
+            conf_level=args.conf_level, cov_type=args.cov_type, maxlags=args.maxlags, groups=groups,
             chunk_rows=args.chunk_rows, reading=why, checkpoint_every=args.checkpoint_every, resume=args.resume,
             save=args.save if main else None, force=args.force, plots=main and not args.no_plots,
             animation=args.animate, report=args.report and main, log_every=0 if args.quiet else args.log_every,
@@ -159,7 +161,7 @@ def _solve_ridge(args) -> int:
 
 def _clusters(args, data):
     """The --cluster column's values in file order (None without --summary or --cluster)."""
-    if args.cluster is None or not args.summary:
+    if args.cluster is None or not (args.summary or getattr(args, "report", False)):
         return None
     if args.data is None:
         raise ConfigError("--cluster needs a DATA file holding the cluster column")
@@ -236,7 +238,8 @@ def _cmd_predict(args) -> int:
     from .datafiles import write_predictions
     from .persistence import load_model
 
-    path, n_rows = write_predictions(load_model(args.model), args.data, args.output, force=args.force)
+    path, n_rows = write_predictions(load_model(args.model), args.data, args.output, force=args.force,
+                                     interval=args.interval, alpha=args.alpha)
     print(f"torchlinreg: wrote {n_rows} predictions to {path}", file=sys.stderr)
     return EXIT_OK
 

@@ -111,6 +111,8 @@ class FitOptions:
     ``chosen``, which settings were chosen for the data (:func:`choose_settings`), for the first line.
     ``positive``: the weights are kept ``≥ 0`` (``nnls``). ``fit_intercept``: False fits a line through the origin (the model has no bias; the optimum and
     statistics are those without intercept, and ``standardize`` scales the columns without centring).
+    ``maxlags`` (HAC) and ``groups`` (cluster: each row's cluster, in file order) go with those
+    ``cov_type`` values, as for ``torchlinreg.statistics_of``; one process, no validation split.
     """
 
     standardize: bool = False
@@ -128,6 +130,8 @@ class FitOptions:
     chosen: str = ""
     fit_intercept: bool = True
     positive: bool = False  # weights kept >= 0 (projected after each step); the optimum: non-negative least squares
+    maxlags: int | None = None
+    groups: object = None
 
     def __post_init__(self):
         if not isinstance(self.fit_intercept, bool):

@@ -18,6 +18,7 @@ import numpy as np
 from .config import COV_TYPES
 from .constant import ConstantSums
 from . import dependence
+from .residual_moments import ResidualMoments
 from .errors import ConfigError
 from .solve import _NULL_TOL, LstsqSolution, _as_array
 
@@ -124,7 +125,7 @@ class ResidualPass:
     """
 
     def __init__(self, solution: LstsqSolution, cov_type: str = "nonrobust", *, maxlags: int | None = None,
-                 clustered: bool | None = None):
+                 clustered: bool | None = None, diagnostics: bool = False):
         if solution._factor is None:
             raise ValueError("this solution carries no factorization; make it with QRAccumulator.solve or lstsq")
         _, self.cov_type = check_settings(0.95, cov_type)
@@ -142,11 +143,15 @@ class ResidualPass:
         self.n_rows = 0
         # without intercept: whether the columns hold a constant all the same (statsmodels' k_constant)
         self.constant = None if self.basis.fit_intercept else ConstantSums(len(solution.feature_names), m)
+        # diagnostics: statsmodels' summary diagnostics of the residuals (the chunks given in file order; under
+        # torchrun each process's, merged by ResidualMoments.gathered)
+        self.moments = ResidualMoments(m) if diagnostics else None
 
     @property
     def needed(self) -> bool:
         """Whether the statistics need this pass: an HC covariance, or weighted rows (for the log-likelihood)."""
-        return self.middle is not None or self.solution.sum_weights is not None or self.constant is not None
+        return (self.middle is not None or self.solution.sum_weights is not None or self.constant is not None
+                or self.moments is not None)
 
     def __repr__(self) -> str:
         return f"ResidualPass(cov_type={self.cov_type!r}, n_rows={self.n_rows})"
@@ -163,6 +168,10 @@ class ResidualPass:
         self.log_weights += float(np.sum(np.log(w[w > 0])))
         if self.constant is not None:
             self.constant.update(X, Y, w)
+        if self.moments is not None:  # the weighted residuals √w e of the rows of positive weight
+            kept = w > 0
+            e = np.sqrt(w[kept])[:, None] * (Y[kept] - X[kept] @ self.solution.coef.T - self.solution.intercept)
+            self.moments.update(e)
         if self.middle is not None:
             middle = _robust_middle(_blocks(X, Y, np.sqrt(w)), self.solution, self.basis, self.cov_type,
                                     self.dependent, groups)
@@ -176,6 +185,7 @@ class ResidualPass:
         if not isinstance(other, ResidualPass) or other.cov_type != self.cov_type:
             raise ValueError(f"can only merge a ResidualPass of cov_type {self.cov_type!r}, got {other!r}")
         self._refuse_split("merge")
+        self.moments = None  # Durbin-Watson needs the rows in order: passes over parts give no diagnostics
         self.log_weights += other.log_weights
         if self.cov_type == "cluster":
             self.dependent.merge(other.dependent)

@@ -45,19 +45,35 @@ def write_data(path: str | os.PathLike, *, n_samples: int | None = None, feature
 
 
 def write_predictions(model, data: str | os.PathLike, output: str | os.PathLike, *,
-                      force: bool = False) -> tuple[Path, int]:
+                      force: bool = False, interval: str | None = None, alpha: float = 0.05) -> tuple[Path, int]:
     """A saved model's predictions for the rows of the file ``data``, written to ``output``.
 
     ``model`` is a :class:`torchlinreg.persistence.SavedModel` (``load_model``); ``data`` must hold
     its feature columns (matched by name; others may be there). One column per target,
     ``predicted_<target>``, in the file's row order. Returns the path written and the rows.
+    ``interval`` ("confidence" or "prediction") adds ``lower_<target>`` and ``upper_<target>``: the
+    ``1 - alpha`` interval of the exact least-squares fit's mean or of a new observation
+    (:meth:`~torchlinreg.persistence.SavedModel.get_prediction`), checked before the data are read.
     """
+    if interval is not None:
+        from .inference import INTERVALS, REFIT, check_alpha
+
+        if interval not in INTERVALS:
+            raise ConfigError(f"unknown interval {interval!r}; choose confidence or prediction")
+        check_alpha(alpha)
+        if model.inference is None:
+            from .errors import ModelFileError
+
+            raise ModelFileError(f"the model holds no least-squares inference state (saved by an older version), "
+                                 f"so it has no intervals; {REFIT}")
     if model.metadata.get("formula") is not None:  # the formula's columns, rebuilt from the raw ones
+        from .formula import rebuild
         from .formula_data import read_frame
 
-        y_pred = model.predict(read_frame(data))
+        X = rebuild(model.metadata["formula"], read_frame(data))
     else:
-        y_pred = model.predict(read_columns(data, model.feature_names))  # (n, m)
+        X = read_columns(data, model.feature_names)
+    y_pred = model.predict(X)  # (n, m)
     overflow = ~(abs(y_pred) <= sys.float_info.max)  # inf, or NaN from inf - inf
     if overflow.any():
         row, col = (int(i[0]) for i in overflow.nonzero())
@@ -67,4 +83,12 @@ def write_predictions(model, data: str | os.PathLike, output: str | os.PathLike,
                         "float64 (its values are too large for this model's coefficients); rescale the data "
                         "as the model's training data were")
     columns = {f"predicted_{name}": y_pred[:, j] for j, name in enumerate(model.target_names)}
+    if interval is not None:
+        from .inference import interval_columns
+
+        bounds = interval_columns(model, X, y_pred, interval, alpha)
+        columns = {key: value for name in model.target_names
+                   for key, value in ((f"predicted_{name}", columns[f"predicted_{name}"]),
+                                      (f"lower_{name}", bounds[f"lower_{name}"]),
+                                      (f"upper_{name}", bounds[f"upper_{name}"]))}
     return write_table(output, columns, force=force), y_pred.shape[0]

@@ -373,7 +373,7 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         return text(View(solution.feature_names, solution.target_names, {"weight": W, "bias": b, "loss": self.loss_},
                          {"weight": solution.coef, "bias": solution.intercept, "loss": solution.loss},
                          gap(W, b, self.loss_, solution, self._fit_sums_["mean_square_y"]), None, statistics,
-                         f"{type(self).__name__}({how}) on {solution.n_samples:,} rows"))
+                         f"{type(self).__name__}({how}) on {solution.n_samples:,} rows", bool(self.fit_intercept)))
 
     # --- the steps ------------------------------------------------------------------------------
 

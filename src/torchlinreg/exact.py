@@ -167,7 +167,8 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
 
     _, cov_type = check_settings(conf_level, cov_type)
     source = as_source(source)
-    residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None)
+    several = dist is not None and dist.is_distributed
+    residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None, diagnostics=True)
     if not residuals.needed:
         return solution_statistics(solution, None, conf_level=conf_level, cov_type=cov_type)
     # HAC's lags join rows that different processes read, and a cluster's rows may be anywhere: under torchrun
@@ -184,9 +185,11 @@ def statistics_of(source, solution: LstsqSolution, *, conf_level: float = 0.95, 
         from .distributed import gather_vectors
 
         vectors = gather_vectors(residuals.to_vector(), dist)
+        moments = residuals.moments.gathered(residuals.moments, lambda v: gather_vectors(v, dist))  # in file order
         residuals = ResidualPass(solution, cov_type)
         for v in vectors:
             residuals.add_vector(v)
+        residuals.moments = moments
     if residuals.n_rows != solution.n_samples:
         raise ValueError(f"the source holds {residuals.n_rows} rows but the solution was fitted on "
                          f"{solution.n_samples}; give the same rows")

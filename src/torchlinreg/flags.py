@@ -109,7 +109,7 @@ def _add_statistics(p) -> None:
     s.add_argument("--cov-type", default=_default(FitOptions, "cov_type"), choices=COV_TYPES,
                    help="covariance of the coefficients: classical, heteroscedasticity-robust HC0-HC3, HAC "
                         "(Newey-West, the rows a time series in file order; needs --maxlags) or cluster "
-                        "(needs --cluster); HAC and cluster: solve only")
+                        "(needs --cluster); HAC and cluster in fit: one process")
     s.add_argument("--maxlags", type=int, metavar="N", help="HAC: the most lags of the Newey-West sum")
     s.add_argument("--cluster", metavar="COL", help="cluster: the column holding each row's cluster")
 
@@ -295,6 +295,28 @@ def _add_predict_parser(commands) -> None:
     p.add_argument("data", metavar="DATA", help="file with the model's feature columns")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write: .csv, .tsv, .parquet")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    _add_interval(p)
+
+
+def _alpha(text: str) -> float:
+    """``--alpha``'s value: a number in (0, 1); argparse turns the error into one line, exit 2."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 (exclusive), e.g. 0.05; got {text!r}")
+    return value
+
+
+def _add_interval(p) -> None:
+    i = p.add_argument_group("intervals (models saved by 'fit --save' hold the exact least-squares fit's state)")
+    i.add_argument("--interval", choices=("confidence", "prediction"),
+                   help="also write lower_<target> and upper_<target>: the interval of the least-squares fit's "
+                        "mean (confidence) or of a new observation (prediction), as statsmodels' "
+                        "get_prediction(X).summary_frame(alpha)")
+    i.add_argument("--alpha", type=_alpha, default=0.05, metavar="A",
+                   help="the intervals' level is 1 - A")
 
 
 def build_parser() -> argparse.ArgumentParser:

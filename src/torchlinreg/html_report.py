@@ -271,7 +271,8 @@ def _model_section(result) -> str:
         suffix = f" → {target}" if data.n_targets > 1 else ""
         for i, feature in enumerate(data.feature_names):
             rows.append((f"weight {feature}{suffix}", result.weight[j][i], solution.coef[j][i]))
-        rows.append((f"bias{suffix}", result.bias[j], solution.intercept[j]))
+        if result.fit_intercept:  # a model fitted without intercept has no bias to show
+            rows.append((f"bias{suffix}", result.bias[j], solution.intercept[j]))
     hidden = max(0, len(rows) - MAX_ROWS)
     cells = [[name, _fixed(a), _fixed(b), _g(a - b, 4)] for name, a, b in rows[:MAX_ROWS]]
     if hidden:

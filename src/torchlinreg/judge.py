@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import TrainConfig
-from .errors import ConvergenceWarning
+from .errors import ConvergenceWarning, DataError
 from .history import History
 
 PLOT_SAMPLE_ROWS = 10_000  # rows of streamed data the plots draw: enough to show the fit, few enough to draw fast
@@ -35,25 +35,27 @@ class LastPass:
 
 
 def last_pass(source, chunk_rows: int, dist, weight: np.ndarray, bias: np.ndarray, solution,
-              cov_type: str | None, sample_from: int = 0, seed: int = 0) -> LastPass:
+              cov_type: str | None, sample_from: int = 0, seed: int = 0, *, maxlags: int | None = None,
+              groups=None) -> LastPass:
     """One pass over this process's chunks of ``source`` (all of them without ``dist``).
 
     Metrics and loss at the trained ``weight`` (m, d) and ``bias`` (m,), the statistics' sums at
     the optimum (``cov_type`` None: none) and a Bernoulli sample of the ``sample_from`` rows
-    (0: none); gathered across the processes of ``dist``.
+    (0: none); gathered across the processes of ``dist``. HAC takes ``maxlags``, cluster ``groups``
+    (each row's cluster, in file order), in one process (``checks.check_fit`` refuses them under torchrun).
     """
     from .metrics import MetricSums
 
     m = len(source.target_names)
     sums, sse, sum_y2 = MetricSums(m), np.zeros(m), 0.0
     residuals = None
+    several = dist is not None and dist.is_distributed
     if cov_type is not None:  # (the statistics, and SciPy, only when they are asked for)
         from .statistics import ResidualPass
 
-        residuals = ResidualPass(solution, cov_type)
+        residuals = ResidualPass(solution, cov_type, maxlags=maxlags, clustered=groups is not None, diagnostics=True)
     pick = _sampler(sample_from, PLOT_SAMPLE_ROWS, seed) if sample_from else None
-    sample = []
-    several = dist is not None and dist.is_distributed
+    sample, start = [], 0
     for X, y, w in source.chunks(chunk_rows, *((dist.rank, dist.world_size) if several else ())):
         y_pred = X @ weight.T + bias  # (k, m)
         sums.update(y, y_pred)
@@ -61,14 +63,26 @@ def last_pass(source, chunk_rows: int, dist, weight: np.ndarray, bias: np.ndarra
         sse += (squared if w is None else w[:, None] * squared).sum(axis=0)
         sum_y2 += float(np.sum(y**2))
         if residuals is not None and residuals.needed:
-            residuals.update(X, y, w)
+            residuals.update(X, y, w, groups=None if groups is None else _groups(groups, start, len(X)))
+        start += len(X)
         if pick is not None:
             keep = pick(len(X))
             if keep.any():
                 sample.append((X[keep], y[keep], None if w is None else w[keep]))
+    if groups is not None and residuals is not None and start != len(groups):
+        _groups(groups, start, 0)  # the error: as many clusters as rows
     if several:
         sums, sse, sum_y2, residuals = _gathered(sums, sse, sum_y2, residuals, solution, cov_type, dist)
     return LastPass(sums, sse, sum_y2, residuals, sample)
+
+
+def _groups(groups, start: int, n: int):
+    """The clusters of rows ``start .. start + n``; refused unless the column holds one per row."""
+    part = groups[start:start + n]
+    if len(part) != n or (n == 0 and start != len(groups)):
+        raise DataError(f"the cluster column holds {len(groups)} values but the data "
+                        f"{'more' if len(part) != n else start} rows; give one cluster per row")
+    return part
 
 
 def _gathered(sums, sse, sum_y2, residuals, solution, cov_type, dist):
@@ -85,9 +99,11 @@ def _gathered(sums, sse, sum_y2, residuals, solution, cov_type, dist):
     totals = np.sum(gather_vectors(np.concatenate([sse, [sum_y2]]), dist), axis=0)
     if residuals is not None and residuals.needed:
         vectors = gather_vectors(residuals.to_vector(), dist)
+        moments = residuals.moments.gathered(residuals.moments, lambda v: gather_vectors(v, dist))  # in file order
         residuals = ResidualPass(solution, cov_type)
         for v in vectors:
             residuals.add_vector(v)
+        residuals.moments = moments
     return sums, totals[:m], float(totals[m]), residuals
 
 

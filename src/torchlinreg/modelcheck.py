@@ -21,8 +21,11 @@ from .errors import ModelFileError
 FORMAT = "torchlinreg-model"
 FORMAT_VERSION = 1
 TENSOR_NAMES = ("weight", "bias")
+# the exact fit's inference state (torchlinreg.inference), beside weight and bias in files that hold one
+INFERENCE_TENSORS = ("optimum_weight", "optimum_bias", "scale", "xbar", "basis")
 KEYS = frozenset({"format", "format_version", "feature_names", "target_names", "tensors", "tensors_sha256",
-                  "versions", "metadata", "fit_intercept"})  # fit_intercept: written only when false
+                  "versions", "metadata", "fit_intercept",  # fit_intercept: written only when false
+                  "inference"})  # inference: written with the inference tensors
 DTYPES = frozenset({"bool", "int8", "uint8", "int16", "uint16", "float16", "int32", "uint32", "float32", "int64",
                     "uint64", "float64"})  # what safetensors.numpy gives back; a float one is required later
 JSON_LIMIT = 64 * 2**20  # bytes of a model's JSON: a million features with their names and scaling fit
@@ -107,8 +110,9 @@ def parse_description(path: Path, data: bytes) -> dict:
 def _check_specs(path: Path, desc: dict) -> None:
     """The tensors' entries: 'weight' (n_targets, n_features) and 'bias' (n_targets,), as many as the names."""
     specs = desc.get("tensors")
-    if not isinstance(specs, dict) or sorted(specs) != sorted(TENSOR_NAMES):
-        raise _bad(path, "has no valid 'tensors' entry (expected 'weight' and 'bias')")
+    if not isinstance(specs, dict) or sorted(specs) not in _ALLOWED:
+        raise _bad(path, "has no valid 'tensors' entry (expected 'weight' and 'bias', and perhaps the inference "
+                         f"state's {', '.join(map(repr, INFERENCE_TENSORS))})")
     for name, spec in specs.items():
         shape = spec.get("shape") if isinstance(spec, dict) else None
         if (not isinstance(shape, list) or not all(_is_count(s) for s in shape) or len(shape) > 8
@@ -126,6 +130,14 @@ def _check_specs(path: Path, desc: dict) -> None:
     if tensors_limit(desc) > TENSORS_LIMIT:
         raise _bad(path, f"describes tensors of {n_targets} x {n_features} values, more than torchlinreg "
                          f"saves ({TENSORS_LIMIT:,} bytes)")
+
+
+_ALLOWED = (sorted(TENSOR_NAMES), sorted(TENSOR_NAMES + INFERENCE_TENSORS))
+
+
+def expected_tensors(desc: dict) -> list[str]:
+    """The tensor names a checked description declares: 'weight' and 'bias', and perhaps the inference state's."""
+    return sorted(desc["tensors"])
 
 
 def header_limit(desc: dict) -> int:
@@ -164,6 +176,12 @@ def mismatch(tensors_path: Path, json_path: Path, data: bytes, desc: dict) -> Mo
                           f"or {RESAVE}")
 
 
+def _listed(names) -> str:
+    """'weight' and 'bias'; 'a', 'b' and 'c'."""
+    names = [repr(n) for n in sorted(names, key=lambda n: (TENSOR_NAMES.index(n) if n in TENSOR_NAMES else 2, n))]
+    return " and ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def _entries(path: Path, data: bytes) -> list[str]:
     """The tensor names in a safetensors header, read by Python's parser (its length is bounded already)
     so that a header of a million entries is refused before safetensors builds them."""
@@ -179,12 +197,13 @@ def _entries(path: Path, data: bytes) -> list[str]:
     return sorted(name for name in header if name != "__metadata__")
 
 
-def parse_tensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
-    """The tensors of a file whose SHA-256 matched: its header's entries first, then safetensors."""
+def parse_tensors(path: Path, data: bytes, expected=TENSOR_NAMES) -> dict[str, np.ndarray]:
+    """The tensors of a file whose SHA-256 matched: its header's entries first, then safetensors.
+    ``expected``: the names the description declares (:func:`expected_tensors`)."""
     names = _entries(path, data)
-    if names != sorted(TENSOR_NAMES):
+    if names != sorted(expected):
         shown = str(names) if len(names) <= 4 else f"{names[:4]} and {len(names) - 4:,} more"
-        raise ModelFileError(f"{str(path)!r} holds tensors {shown}, expected exactly 'weight' and 'bias'; {RESAVE}")
+        raise ModelFileError(f"{str(path)!r} holds tensors {shown}, expected exactly {_listed(expected)}; {RESAVE}")
     try:
         return safetensors.numpy.load(data)
     except Exception as exc:  # safetensors raises SafetensorError, numpy may raise on odd dtypes
@@ -200,8 +219,8 @@ def check_tensors(tensors_path: Path, json_path: Path, tensors: dict, desc: dict
         return ModelFileError(f"{what}; {RESAVE}")
 
     where = repr(str(tensors_path))
-    if sorted(tensors) != sorted(TENSOR_NAMES):
-        raise bad(f"{where} holds tensors {sorted(tensors)}, expected exactly 'weight' and 'bias'")
+    if sorted(tensors) != expected_tensors(desc):
+        raise bad(f"{where} holds tensors {sorted(tensors)}, expected exactly {_listed(expected_tensors(desc))}")
     weight, bias = tensors["weight"], tensors["bias"]
     for name, t in tensors.items():
         if not np.issubdtype(t.dtype, np.floating):

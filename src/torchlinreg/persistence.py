@@ -29,7 +29,7 @@ from .data import default_names
 from .errors import ModelFileError, OutputError
 from .locks import hold
 from .modelcheck import (FORMAT, FORMAT_VERSION, JSON_LIMIT, RESAVE, TENSOR_NAMES, TENSORS_LIMIT, check_header_length,  # noqa: F401
-                         check_names, check_tensors, mismatch, parse_description, parse_tensors, tensors_limit,
+                         check_names, check_tensors, expected_tensors, mismatch, parse_description, parse_tensors, tensors_limit,
                          _looks_like_pickle, _one_line)  # the last two are checkpoint.py's too
 from .modelfiles import committed_tensors, read_regular, write_pair
 from .shapes import dimension
@@ -76,6 +76,9 @@ class SavedModel:
     fit_intercept : bool
         False for a model fitted without intercept (its bias is then zeros); the JSON says so, and a
         file without the entry (written before it existed) reads as True.
+    inference : InferenceState or None
+        The exact least-squares fit's state for intervals at new rows (:mod:`torchlinreg.inference`):
+        saved by ``fit --save`` and ``FitResult.saved_model()``; None in older files and other models.
     """
 
     weight: np.ndarray
@@ -84,6 +87,7 @@ class SavedModel:
     target_names: tuple[str, ...]
     metadata: dict = field(default_factory=dict)
     fit_intercept: bool = True
+    inference: object = None
 
     def __post_init__(self):
         self.weight = _to_float64(self.weight, "weight")
@@ -103,6 +107,14 @@ class SavedModel:
         if not self.fit_intercept and np.any(self.bias != 0):
             raise ValueError("a model without intercept (fit_intercept=False) has a bias of zeros, got "
                              f"{self.bias.tolist()}")
+        if self.inference is not None:
+            from .inference import InferenceState
+
+            state = self.inference
+            if (not isinstance(state, InferenceState) or state.optimum_weight.shape != self.weight.shape
+                    or state.fit_intercept != self.fit_intercept):
+                raise ValueError("inference must be an InferenceState of a fit with this model's shape and "
+                                 "fit_intercept (FitResult.saved_model() makes one), or None")
 
     n_features = dimension("weight", 1)
     n_targets = dimension("weight", 0)
@@ -124,6 +136,27 @@ class SavedModel:
             raise ValueError(f"X must have shape (n_samples, {self.n_features}) for this model's "
                              f"{self.n_features} features, got {X.shape}")
         return X @ self.weight.T + self.bias
+
+    def get_prediction(self, X):
+        """The exact least-squares fit's predictions at ``X`` with their standard errors, as statsmodels'
+        ``results.get_prediction(exog)``: ``.summary_frame(alpha)`` gives mean, mean_se, mean_ci_* (the mean's
+        interval) and obs_ci_* (a new observation's), ``.conf_int(alpha, obs)`` the bounds for every target.
+        ``X`` as for :meth:`predict`. Centred on the optimum's predictions, which are this model's only if it
+        was trained to the optimum. Raises ModelFileError for a model saved without the fit's inference state.
+        """
+        from .errors import ModelFileError
+        from .inference import REFIT, SavedPrediction
+
+        if self.inference is None:
+            raise ModelFileError(f"this model holds no least-squares inference state (saved before it was "
+                                 f"stored, or not by a fit), so it has no intervals; {REFIT}")
+        if hasattr(X, "columns"):
+            X = self._by_name(X)
+        X = _to_float64(X, "X")
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"X must have shape (n_samples, {self.n_features}) for this model's "
+                             f"{self.n_features} features, got {X.shape}")
+        return SavedPrediction(self.inference, X, self.target_names)
 
     def _by_name(self, frame):
         """The model's feature columns of ``frame``, in the model's order."""
@@ -207,6 +240,11 @@ def _encoded(model: SavedModel) -> tuple[bytes, bytes]:
                          "train it with a smaller learning rate")
     tensors = {"weight": np.ascontiguousarray(model.weight, dtype=np.float64),
                "bias": np.ascontiguousarray(model.bias, dtype=np.float64)}
+    state = model.inference
+    if state is not None:
+        tensors.update(state.tensors())
+        if not all(np.isfinite(t).all() for t in tensors.values()):
+            state, tensors = None, {k: tensors[k] for k in TENSOR_NAMES}  # (a non-finite scale: no intervals)
     tensor_bytes = sorted_metadata(safetensors.numpy.save(tensors, metadata={
         "format": FORMAT, "format_version": str(FORMAT_VERSION),
         # the names decide which column meets which weight: kept beside the tensors too, so an
@@ -220,6 +258,7 @@ def _encoded(model: SavedModel) -> tuple[bytes, bytes]:
         "feature_names": list(model.feature_names),
         "target_names": list(model.target_names),
         **({} if model.fit_intercept else {"fit_intercept": False}),  # absent: True (files before the entry)
+        **({} if state is None else {"inference": state.description()}),
         "tensors": {name: {"dtype": str(t.dtype), "shape": list(t.shape)} for name, t in tensors.items()},
         "tensors_sha256": hashlib.sha256(tensor_bytes).hexdigest(),
         "versions": {"torchlinreg": __version__, "torch": _version("torch"),
@@ -365,18 +404,24 @@ def load_model(path: str | os.PathLike) -> SavedModel:
     check_header_length(tensors_path, tensor_bytes, desc)
     if not matched:
         raise mismatch(tensors_path, json_path, tensor_bytes, desc)
-    tensors = parse_tensors(tensors_path, tensor_bytes)
+    tensors = parse_tensors(tensors_path, tensor_bytes, expected_tensors(desc))
     check_tensors(tensors_path, json_path, tensors, desc)
     check_names(tensors_path, json_path, tensor_bytes, desc)
     _check_formula(json_path, desc)
     if desc.get("fit_intercept") is False and np.any(tensors["bias"] != 0):
         raise ModelFileError(f"{str(json_path)!r} says the model has no intercept but {str(tensors_path)!r} holds "
                              f"a non-zero bias; {RESAVE}")
+    from .inference import state_from_file
+
+    fit_intercept = desc.get("fit_intercept", True)  # files written before the entry had a bias
+    inference = state_from_file(json_path, desc, tensors, len(desc["target_names"]), len(desc["feature_names"]),
+                                fit_intercept)
     return SavedModel(
         weight=tensors["weight"],  # copied to float64 arrays of their own by SavedModel
         bias=tensors["bias"],
         feature_names=tuple(desc["feature_names"]),
         target_names=tuple(desc["target_names"]),
         metadata=desc.get("metadata", {}),
-        fit_intercept=desc.get("fit_intercept", True),  # files written before the entry had a bias
+        fit_intercept=fit_intercept,
+        inference=inference,
     )

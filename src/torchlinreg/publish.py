@@ -143,7 +143,7 @@ class Publish:
         self.print(format_comparison(result.data.feature_names, result.data.target_names,
                                      {"weight": result.weight, "bias": result.bias, "loss": trained_loss},
                                      {"weight": solution.coef, "bias": solution.intercept, "loss": solution.loss},
-                                     result.gap))
+                                     result.gap, fit_intercept=result.fit_intercept))
         self.print(format_metrics(result.metrics))
         for line in lines:
             self.print(line)

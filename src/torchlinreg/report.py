@@ -41,25 +41,30 @@ def _values(value, spec: str) -> str:
     return "[" + ", ".join(_one(v, spec) for v in flat) + "]"
 
 
-def format_parameters(params: Params) -> str:
+# ``bias=False`` (a model fitted without intercept): the lines leave the bias out, which is no parameter then.
+
+def format_parameters(params: Params, bias: bool = True) -> str:
     """The tutorial's ``Weight:`` and ``Bias:`` lines, full precision."""
-    return f"Weight: {_values(params[WEIGHT], 'r')}\nBias:   {_values(params[BIAS], 'r')}"
+    return f"Weight: {_values(params[WEIGHT], 'r')}" + (f"\nBias:   {_values(params[BIAS], 'r')}" if bias else "")
 
 
-def format_initial(params: Params) -> str:
+def format_initial(params: Params, bias: bool = True) -> str:
     """``Initial weight: 0.10597813, Initial bias: 0.96379614``."""
-    return f"Initial weight: {_values(params[WEIGHT], '.8f')}, Initial bias: {_values(params[BIAS], '.8f')}"
+    return (f"Initial weight: {_values(params[WEIGHT], '.8f')}"
+            + (f", Initial bias: {_values(params[BIAS], '.8f')}" if bias else ""))
 
 
-def format_epoch(record: EpochRecord, width: int = 2) -> str:
+def format_epoch(record: EpochRecord, width: int = 2, bias: bool = True) -> str:
     """``epoch:  1  loss: 3057.21679688  weight: 0.10597813  bias: 0.96379614``."""
     return (f"epoch: {record.epoch:{width}}  loss: {record.loss:10.8f}  "
-            f"weight: {_values(record.params[WEIGHT], '10.8f')}  bias: {_values(record.params[BIAS], '10.8f')}")
+            f"weight: {_values(record.params[WEIGHT], '10.8f')}"
+            + (f"  bias: {_values(record.params[BIAS], '10.8f')}" if bias else ""))
 
 
-def format_final(params: Params) -> str:
+def format_final(params: Params, bias: bool = True) -> str:
     """``Current weight: 1.98381913, Current bias: 1.05575156``."""
-    return f"Current weight: {_values(params[WEIGHT], '.8f')}, Current bias: {_values(params[BIAS], '.8f')}"
+    return (f"Current weight: {_values(params[WEIGHT], '.8f')}"
+            + (f", Current bias: {_values(params[BIAS], '.8f')}" if bias else ""))
 
 
 class PrintReport(Callback):
@@ -79,6 +84,7 @@ class PrintReport(Callback):
         self.every = every
         self.write = write
         self._width = 2
+        self._bias = True  # the model's (False: fitted without intercept, no bias to show)
         self._last_printed = None
 
     def _print(self, text: str) -> None:
@@ -89,22 +95,23 @@ class PrintReport(Callback):
 
     def on_train_begin(self, model, config, history) -> None:
         self._width = max(2, len(str(config.epochs)))
+        self._bias = bool(getattr(model, "fit_intercept", True))
         for line in self.first:
             self._print(line)
-        self._print(format_parameters(history.initial_params))
-        self._print(format_initial(history.initial_params))
+        self._print(format_parameters(history.initial_params, self._bias))
+        self._print(format_initial(history.initial_params, self._bias))
         for note in self.notes:
             self._print(note)
 
     def on_epoch_end(self, record: EpochRecord) -> None:
         if self.every and (record.epoch == 1 or record.epoch % self.every == 0):
-            self._print(format_epoch(record, self._width))
+            self._print(format_epoch(record, self._width, self._bias))
             self._last_printed = record.epoch
 
     def on_train_end(self, history: History) -> None:
         if self.every and history.records and history.records[-1].epoch != self._last_printed:
-            self._print(format_epoch(history.records[-1], self._width))  # the last epoch is always shown
-        self._print(format_final(history.final_params))
+            self._print(format_epoch(history.records[-1], self._width, self._bias))  # the last epoch: always shown
+        self._print(format_final(history.final_params, self._bias))
 
     def __repr__(self) -> str:
         return f"PrintReport(stream={self.stream!r})"
@@ -122,13 +129,14 @@ def percent(fraction: float, tiny: str = " (relative)") -> str:
 MAX_TABLE_ROWS = 20  # parameter rows shown in the comparison table; the rest go to files
 
 
-def format_comparison(feature_names, target_names, trained: dict, optimum: dict, gap: dict) -> str:
+def format_comparison(feature_names, target_names, trained: dict, optimum: dict, gap: dict,
+                      fit_intercept: bool = True) -> str:
     """The trained model next to the least-squares optimum, and how far apart they are.
 
     ``trained``/``optimum`` hold ``weight`` (m, d), ``bias`` (m,) and ``loss``; ``gap`` holds
-    ``relative_excess_loss``, ``distance`` and ``relative_distance``.
+    ``relative_excess_loss``, ``distance`` and ``relative_distance``. ``fit_intercept=False``: no bias rows.
     """
-    rows = comparison_rows(feature_names, target_names, trained, optimum)
+    rows = comparison_rows(feature_names, target_names, trained, optimum, fit_intercept=fit_intercept)
     hidden = max(0, len(rows) - MAX_TABLE_ROWS)
     rows = rows[:MAX_TABLE_ROWS]
     rows.append(("loss (MSE)", trained["loss"], optimum["loss"]))
@@ -148,14 +156,17 @@ def format_comparison(feature_names, target_names, trained: dict, optimum: dict,
     return "\n".join(lines)
 
 
-def comparison_rows(feature_names, target_names, trained: dict, optimum: dict, arrow: str = "->") -> list[tuple]:
-    """``(name, trained, optimum)`` per parameter: each target's weights by feature name, then its bias."""
+def comparison_rows(feature_names, target_names, trained: dict, optimum: dict, arrow: str = "->",
+                    fit_intercept: bool = True) -> list[tuple]:
+    """``(name, trained, optimum)`` per parameter: each target's weights by feature name, then its bias
+    (none for a model fitted without intercept: ``fit_intercept=False``)."""
     rows = []
     for j, target in enumerate(target_names):
         suffix = f" {arrow} {target}" if len(target_names) > 1 else ""
         for i, feature in enumerate(feature_names):
             rows.append((f"weight {feature}{suffix}", trained["weight"][j][i], optimum["weight"][j][i]))
-        rows.append((f"bias{suffix}", trained["bias"][j], optimum["bias"][j]))
+        if fit_intercept:
+            rows.append((f"bias{suffix}", trained["bias"][j], optimum["bias"][j]))
     return rows
 
 

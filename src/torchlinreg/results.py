@@ -56,6 +56,7 @@ class View:
     metrics: dict | None = None
     statistics: Sequence | None = None
     heading: str = ""
+    fit_intercept: bool = True  # False: no bias rows (a model fitted without intercept)
 
 
 def fit_heading(n_rows: int, epochs: int, optimizer: str, status: str, message: str = "") -> str:
@@ -67,7 +68,8 @@ def text(view: View) -> Summary:
     """The results as text: the heading, the comparison with the optimum and the gap, the trained model's
     metrics, the optimum's statistics."""
     parts = [view.heading] if view.heading else []
-    parts.append(format_comparison(view.feature_names, view.target_names, view.trained, view.optimum, view.gap))
+    parts.append(format_comparison(view.feature_names, view.target_names, view.trained, view.optimum, view.gap,
+                                   fit_intercept=view.fit_intercept))
     if view.metrics:
         parts.append(format_metrics(view.metrics))
     if view.statistics:
@@ -91,7 +93,8 @@ def html(view: View, images: dict[str, bytes] | None = None) -> str:
 
 
 def _comparison_table(view: View) -> str:
-    rows = comparison_rows(view.feature_names, view.target_names, view.trained, view.optimum, arrow="→")
+    rows = comparison_rows(view.feature_names, view.target_names, view.trained, view.optimum, arrow="→",
+                           fit_intercept=view.fit_intercept)
     hidden = max(0, len(rows) - MAX_TABLE_ROWS)
     rows = rows[:MAX_TABLE_ROWS] + [("loss (MSE)", view.trained["loss"], view.optimum["loss"])]
     body = [[name, _fixed(a), _fixed(b), f"{a - b:.4g}"] for name, a, b in rows]

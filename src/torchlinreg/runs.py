@@ -104,7 +104,7 @@ class LoadedResult:
         return View(features, targets,
                     {"weight": self.weight, "bias": self.bias, "loss": _float(r["trained"]["loss"])},
                     {"weight": weight, "bias": bias, "loss": _float(optimum["loss"])}, gap, metrics,
-                    self.statistics, heading)
+                    self.statistics, heading, fit_intercept=r.get("fit_intercept", True) is not False)
 
     def __repr__(self) -> str:
         return (f"LoadedResult({str(self.folder)!r}, features={list(self.feature_names)}, "

@@ -93,6 +93,9 @@ class RegressionStatistics:
     fit_intercept : whether the constant term was fitted
     k_constant : 1 when the model holds a constant (the intercept, or without it a constant column or
         columns adding up to one: statsmodels' ``k_constant``), else 0; it decides R², ``df_model`` and F
+    diagnostics : statsmodels' summary diagnostics of the (weighted) residuals, by its labels (Omnibus,
+        Prob(Omnibus), Skew, Kurtosis, Durbin-Watson, Jarque-Bera (JB), Prob(JB), Cond. No.: see
+        :mod:`torchlinreg.residual_moments`); None when not computed (no pass over the rows)
     """
 
     target_name: str
@@ -121,6 +124,7 @@ class RegressionStatistics:
     weighted: bool = False
     fit_intercept: bool = True
     k_constant: int = 1
+    diagnostics: dict | None = None
 
     def __repr__(self) -> str:
         params = {name: round(float(v), 6) for name, v in zip(self.term_names[:6], self.params[:6])}
@@ -176,6 +180,7 @@ class RegressionStatistics:
                                                            "aic", "bic", "condition_number")},
             "unidentified": list(self.unidentified),
             "fit_intercept": bool(self.fit_intercept), "k_constant": int(self.k_constant),
+            "diagnostics": None if self.diagnostics is None else {k: _plain(v) for k, v in self.diagnostics.items()},
         }
 
     @classmethod
@@ -198,7 +203,9 @@ class RegressionStatistics:
                    n_obs=int(record["n_obs"]), condition_number=math.inf if condition is None else float(condition),
                    unidentified=tuple(record["unidentified"]), use_t=bool(record["use_t"]),
                    weighted=bool(record["weighted"]), fit_intercept=bool(record.get("fit_intercept", True)),
-                   k_constant=int(record.get("k_constant", 1)), **fields)
+                   k_constant=int(record.get("k_constant", 1)), **fields,
+                   diagnostics=None if record.get("diagnostics") is None else
+                   {str(k): _float(v) for k, v in record["diagnostics"].items()})
 
 
 def _plain(v) -> float | None:
@@ -335,8 +342,15 @@ def solution_statistics(solution: LstsqSolution, residuals: ResidualPass | None 
                 f_statistic=float(f_statistic), f_pvalue=float(special.fdtrc(df_model, df_tests, f_statistic)),
                 log_likelihood=float(llf), aic=float(-2 * llf + 2 * rank), bic=float(-2 * llf + math.log(n_obs) * rank),
                 condition_number=float(solution.condition_number), unidentified=unidentified, use_t=use_t,
-                weighted=weighted, fit_intercept=fit_intercept, k_constant=k_const))
+                weighted=weighted, fit_intercept=fit_intercept, k_constant=k_const, diagnostics=_diagnostics(residuals, t)))
     return results
+
+
+def _diagnostics(residuals: ResidualPass | None, target: int) -> dict | None:
+    """statsmodels' summary diagnostics of a target, when the pass summed them (:mod:`residual_moments`)."""
+    if residuals is None or residuals.moments is None:
+        return None
+    return residuals.moments.diagnostics(residuals.solution.condition_number)[target]
 
 
 def _terms(feature_names, fit_intercept: bool) -> tuple[int, list[int], tuple[str, ...]]:

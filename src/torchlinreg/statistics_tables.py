@@ -55,6 +55,19 @@ def fit_figures(stats) -> list[tuple[tuple[str, str], tuple[str, str]]]:
     return [(shown(a), shown(b)) for a, b in zip(left, right)]
 
 
+DIAGNOSTIC_PAIRS = (("Omnibus", "Durbin-Watson"), ("Prob(Omnibus)", "Jarque-Bera (JB)"), ("Skew", "Prob(JB)"),
+                    ("Kurtosis", "Cond. No."))  # statsmodels' bottom block, its two columns
+
+
+def diagnostic_figures(stats) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """statsmodels' diagnostics block as pairs of (name, value); empty when they were not computed."""
+    figures = getattr(stats, "diagnostics", None)
+    if not figures:
+        return []
+    return [((a, num(figures[a], 4 if "Prob" in a else 6)), (b, num(figures[b], 4 if "Prob" in b else 6)))
+            for a, b in DIAGNOSTIC_PAIRS]
+
+
 def term_header(stats) -> list[str]:
     """``coef, std err, t, P>|t|, [0.025, 0.975]`` (z for the normal distribution)."""
     stat = "t" if stats.use_t else "z"
@@ -110,6 +123,11 @@ def summary_text(stats) -> str:
         else:
             lines.append(f"{name:<{name_width}}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
     lines.append("=" * width)
+    diagnostics = diagnostic_figures(stats)
+    for (ln, lv), (rn, rv) in diagnostics:
+        lines.append(f"{ln + ':':<16}{lv:>{half - 18}}  " + f"  {rn + ':':<16}{rv:>{width - half - 20}}")
+    if diagnostics:
+        lines.append("=" * width)
     lines += notes(stats)
     return "\n".join(lines)
 
@@ -128,8 +146,11 @@ def summary_html(stats) -> str:
         else:
             body.append(f"<tr><th>{e(name)}</th>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
     notes_html = "".join(f"\n<p>{e(note)}</p>" for note in notes(stats))
+    rows = "\n".join(f"<tr><th>{e(ln)}:</th><td>{e(lv)}</td><th>{e(rn)}:</th><td>{e(rv)}</td></tr>"
+                      for (ln, lv), (rn, rv) in diagnostic_figures(stats))
+    diagnostics = f"\n<table>\n{rows}\n</table>" if rows else ""
     return (f'<div class="torchlinreg-statistics">\n<table>\n<caption>{e(title(stats))}</caption>\n{figures}\n'
-            f"</table>\n<table>\n{head}\n" + "\n".join(body) + f"\n</table>{notes_html}\n</div>")
+            f"</table>\n<table>\n{head}\n" + "\n".join(body) + f"\n</table>{diagnostics}{notes_html}\n</div>")
 
 
 def num(v: float, digits: int = 6) -> str:
