@@ -292,3 +292,25 @@ def test_two_process_hac_and_cluster_equal_one_process(tmp_path, capsys):
         for g, w in zip(got, want):
             assert g["cov_type"] == w["cov_type"] == flags[1]
             np.testing.assert_allclose(g["cov_params"], w["cov_params"], rtol=1e-10)
+
+
+def test_two_process_formula_solve_equals_one_process(tmp_path, capsys):
+    # a formula's columns under torchrun: read whole on every rank, or streamed (levels from every rank's first
+    # pass over the whole file, the chunks shared): the answer of one process
+    rng = np.random.default_rng(8)
+    n = 400
+    x = rng.normal(size=n)
+    region = rng.choice(["east", "north", "south"], size=n)
+    y = 1 + 2 * x + (region == "north") * 1.5 + rng.normal(size=n)
+    path = tmp_path / "d.csv"
+    path.write_text("x,region,y\n" + "".join(f"{a:.17g},{r},{b:.17g}\n" for a, r, b in zip(x, region, y)))
+    for extra in ([], ["--stream", "--chunk-rows", "50"]):
+        argv = ["solve", path, "--formula", "y ~ x + C(region) + x:C(region)", "--json", *extra]
+        two = torchrun(*argv, cwd=tmp_path)
+        assert two.returncode == 0, two.stderr[-2000:]
+        assert main([str(a) for a in argv]) == 0
+        one = json.loads(capsys.readouterr().out)
+        got = json.loads(two.stdout)
+        assert list(got["coef"]["y"]) == list(one["coef"]["y"])  # the same columns, in the same order
+        # R merged from two processes instead of one pass: a few ulps of κ-scaled rounding; 1e-10 is loose
+        np.testing.assert_allclose(list(got["coef"]["y"].values()), list(one["coef"]["y"].values()), rtol=1e-10)

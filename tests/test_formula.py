@@ -246,3 +246,8 @@ def test_streamed_fit_saves_the_levels_and_refuses_row_fitted_transforms(files, 
     assert main(["solve", str(folder / "d.csv"), "--formula", "y ~ poly(x3, 2)", "--stream"]) == 2
     err = capsys.readouterr().err
     assert "fits transforms on the rows (poly(x3, 2))" in err and "leave out --stream" in err
+
+
+def test_a_text_target_is_refused():
+    with pytest.raises(DataError, match="target 'region' holds text"):
+        torchlinreg.ols("region ~ x1", data=synthetic())

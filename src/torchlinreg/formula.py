@@ -87,6 +87,10 @@ def design(frame, formula: str) -> Design:
     except Exception as exc:  # formulaic's own exceptions, and pandas' under them
         raise _raised(exc, formula, frame) from None
     lhs, rhs = matrices.lhs, matrices.rhs
+    for factor, (kind, _) in lhs.model_spec.encoder_state.items():
+        if kind.value == "categorical":
+            raise DataError(f"the formula's target {str(factor)!r} holds text (or is a category); a target must "
+                            "hold numbers")
     spec = to_json(rhs.model_spec)
     _check_levels(spec)
     names = [str(c) for c in rhs.columns]
