@@ -256,6 +256,16 @@ def check_weights(path, name: str, w: np.ndarray, first_row: int = 1, *, all_row
         raise zero_weights_error(path, name)
 
 
+def check_finite_weights(where, name: str, w: np.ndarray, *, first_row: int = 1, all_rows: bool = False) -> None:
+    """A formula's weight column: finite values (as every reader checks them), then the shared rule of
+    :func:`check_weights` (none negative; with ``all_rows``, not all zero)."""
+    bad = np.flatnonzero(~np.isfinite(w))
+    if bad.size:
+        raise DataError(f"{where}: weight column {name!r} row {first_row + int(bad[0])} is missing, NaN or "
+                        "infinite; give every row a finite weight >= 0")
+    check_weights(where, name, w, first_row, all_rows=all_rows)
+
+
 def zero_weights_error(where, name: str) -> DataError:
     return DataError(f"{where}: weight column {name!r} is all zero; give some rows a positive weight")
 

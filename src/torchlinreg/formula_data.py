@@ -91,9 +91,9 @@ def open_formula(data, *, formula=None, target=None, features=None, weights=None
         if weights not in frame.columns:
             raise DataError(f"{path}: there is no weight column {weights!r}; name a column with {{weights}}")
         w = np.asarray(frame[weights], dtype=np.float64)
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise DataError(f"{path}: the weight column {weights!r} holds a negative, missing or infinite value; give "
-                            "every row a finite weight >= 0")
+        from .columns import check_finite_weights
+
+        check_finite_weights(path, weights, w, all_rows=True)
     data = Dataset(made.X, made.Y, made.feature_names, made.target_names, sample_weight=w, formula=made.spec)
     from .columns import check_magnitudes
 

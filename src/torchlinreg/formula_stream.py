@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from .defaults import CHUNK_ROWS
 from .errors import ConfigError, DataError
+from .columns import check_finite_weights
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -31,7 +32,7 @@ class FormulaSource:
 
     def __init__(self, path: str | os.PathLike, formula: str, *, weights: str | None = None,
                  read_bytes: int = 64 << 20):
-        from formulaic import Formula
+        from formulaic import Formula, ModelSpec
 
         from .formula import columns_named, design
 
@@ -63,6 +64,7 @@ class FormulaSource:
                               f"({', '.join(made.spec['transform_state'])}), which need them whole; leave out "
                               "{stream} and give {max_memory} room for the file, or drop those transforms")
         self.formula = made.spec  # as Dataset.formula: a model fitted on these rows keeps it
+        self._lhs = ModelSpec(formula=Formula(formula).lhs)  # the targets' columns, parsed once
         self.feature_names, self.target_names = made.feature_names, made.target_names
         self.fit_intercept = made.fit_intercept
 
@@ -108,33 +110,33 @@ class FormulaSource:
         from .formula import from_json
 
         model_spec = from_json(self.formula)
-        index, pending = 0, []
+        index, pending, held = 0, [], 0
         for frame in self._frames(rows):
             pending.append(frame)
-            while sum(len(f) for f in pending) >= rows:
+            held += len(frame)
+            while held >= rows:
                 joined = pd_concat(pending)
                 chunk, rest = joined.iloc[:rows], joined.iloc[rows:]
-                pending = [rest] if len(rest) else []
+                pending, held = ([rest] if len(rest) else []), len(rest)
                 if index % parts == part:
-                    yield self._matrices(model_spec, chunk)
+                    yield self._matrices(model_spec, chunk, index * rows + 1)
                 index += 1
         if pending and index % parts == part:
-            yield self._matrices(model_spec, pd_concat(pending))
+            yield self._matrices(model_spec, pd_concat(pending), index * rows + 1)
 
-    def _matrices(self, model_spec, frame):
+    def _matrices(self, model_spec, frame, first_row: int):
         from .formula import INTERCEPT, _raised
 
         try:
             rhs = model_spec.get_model_matrix(frame, na_action="raise")
-            lhs = model_spec_lhs(self.formula_text, frame)
+            lhs = self._lhs.get_model_matrix(frame, na_action="raise").values
         except Exception as exc:
             raise _raised(exc, self.formula_text, frame) from None
         names = [str(c) for c in rhs.columns]
         X = np.asarray(rhs.values, dtype=np.float64)[:, [j for j, n in enumerate(names) if n != INTERCEPT]]
         w = None if self.weight_name is None else np.asarray(frame[self.weight_name], dtype=np.float64)
-        if w is not None and not (np.all(np.isfinite(w)) and np.all(w >= 0)):
-            raise DataError(f"{self.where}: the weight column {self.weight_name!r} holds a negative, missing or "
-                            "infinite value; give every row a finite weight >= 0")
+        if w is not None:
+            check_finite_weights(self.where, self.weight_name, w, first_row=first_row)
         return np.ascontiguousarray(X), np.asarray(lhs, dtype=np.float64).reshape(len(X), -1), w
 
     n_rows = None  # counted by the passes, not before
@@ -157,10 +159,3 @@ def pd_concat(frames):
     import pandas as pd
 
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-
-
-def model_spec_lhs(formula: str, frame) -> np.ndarray:
-    """The left-hand side's values (n, m) of ``formula`` on ``frame``."""
-    from formulaic import model_matrix
-
-    return np.asarray(model_matrix(formula.split("~")[0] + "~ 1", frame, na_action="raise").lhs.values)

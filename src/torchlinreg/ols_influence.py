@@ -16,23 +16,6 @@ from scipy import special
 from .errors import DataError
 
 
-def residual_diagnostics(e: np.ndarray) -> dict[str, float]:
-    """Omnibus (D'Agostino-Pearson K²), Jarque-Bera, skewness, kurtosis and Durbin-Watson of residuals ``e``."""
-    from scipy import stats
-
-    e = np.asarray(e, dtype=np.float64)
-    n = len(e)
-    centred = e - e.mean()
-    m2 = np.mean(centred ** 2)
-    skew = float(np.mean(centred ** 3) / m2 ** 1.5)  # the biased (moment) estimates, as statsmodels
-    kurtosis = float(np.mean(centred ** 4) / m2 ** 2)
-    jb = n / 6 * (skew ** 2 + (kurtosis - 3) ** 2 / 4)
-    omnibus, omnibus_p = (stats.normaltest(e) if n >= 8 else (math.nan, math.nan))
-    return {"Omnibus": float(omnibus), "Prob(Omnibus)": float(omnibus_p), "Skew": skew, "Kurtosis": kurtosis,
-            "Durbin-Watson": float(np.sum(np.diff(e) ** 2) / np.sum(e ** 2)),
-            "Jarque-Bera (JB)": float(jb), "Prob(JB)": float(special.chdtrc(2, jb))}
-
-
 class OLSInfluence:
     """Influence of each row on the fit, as statsmodels' ``OLSInfluence``.
 

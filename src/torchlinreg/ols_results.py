@@ -344,8 +344,8 @@ class OLSResults:
     def diagnostics(self) -> dict[str, float]:
         """The summary's bottom block, statsmodels' labels: Omnibus, Prob(Omnibus), Skew, Kurtosis,
         Durbin-Watson, Jarque-Bera (JB), Prob(JB), Cond. No. (of the weighted residuals)."""
-        from .ols_influence import residual_diagnostics
-        return {**residual_diagnostics(self.wresid), "Cond. No.": self.condition_number}
+        from .residual_moments import ResidualMoments  # the commands' --summary computes them the same way
+        return ResidualMoments(1).update(self.wresid[:, None]).diagnostics(self.condition_number)[0]
 
     def get_influence(self):
         """Leverage, studentized residuals, Cook's distance and DFFITS (an ``OLSInfluence``)."""
